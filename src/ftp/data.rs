@@ -1,0 +1,146 @@
+//! Data-connection endpoints: connecting to a passive port, or listening for
+//! the server in active mode within the user's port range.
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::ops::RangeInclusive;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use super::error::{Error, Result};
+
+/// Where the data connection comes from before the transfer command is sent.
+pub enum Endpoint {
+    /// Passive: already connected to the server's data port.
+    Connected(TcpStream),
+    /// Active: waiting for the server to connect to us.
+    Listening {
+        listener: TcpListener,
+        /// Only the server's own address may connect: anyone else who guesses
+        /// the port would otherwise get our upload or feed our download.
+        expected_peer: IpAddr,
+    },
+}
+
+/// Binds a listener for active mode on `ip`, on a port of `range` (or any).
+/// Starts at a varying point of the range, so that concurrent sessions do not
+/// all race for its first port.
+pub fn listen(ip: IpAddr, range: Option<&RangeInclusive<u16>>) -> Result<TcpListener> {
+    let Some(range) = range else {
+        return TcpListener::bind(SocketAddr::new(ip, 0)).map_err(|source| Error::Io {
+            phase: format!("listening for an active data connection on {ip}"),
+            source,
+        });
+    };
+    let (low, high) = (*range.start(), *range.end());
+    let span = u32::from(high - low) + 1;
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() % span)
+        .unwrap_or(0);
+    for i in 0..span {
+        let offset = (start + i) % span;
+        let Ok(port) = u16::try_from(u32::from(low) + offset) else {
+            continue;
+        };
+        if let Ok(listener) = TcpListener::bind(SocketAddr::new(ip, port)) {
+            return Ok(listener);
+        }
+    }
+    Err(Error::Config(format!(
+        "no free port in the active port range {low}-{high} on {ip}"
+    )))
+}
+
+/// What became ready first while waiting in active mode.
+pub enum Ready {
+    /// The server connected to our listener.
+    Connection(TcpStream),
+    /// The control connection has something to say (likely a refusal).
+    Control,
+}
+
+/// Waits until the server connects to `listener` or the control connection
+/// becomes readable, whichever comes first, for at most `timeout`.
+pub fn accept_or_reply(
+    listener: &TcpListener,
+    expected_peer: IpAddr,
+    control: &TcpStream,
+    control_has_buffered: bool,
+    timeout: Duration,
+) -> Result<Ready> {
+    let deadline = Instant::now() + timeout;
+    if control_has_buffered {
+        return Ok(Ready::Control);
+    }
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Error::Timeout {
+                phase: "waiting for the server to open the active data connection".into(),
+                after: timeout,
+            });
+        }
+        let (listener_ready, control_ready) = poll_two(listener.as_raw_fd(), control.as_raw_fd(), left)?;
+        if listener_ready {
+            let (stream, peer) = listener.accept().map_err(|source| Error::Io {
+                phase: "accepting the active data connection".into(),
+                source,
+            })?;
+            if peer.ip() == expected_peer {
+                return Ok(Ready::Connection(stream));
+            }
+            log::warn!("refused a data connection from {peer}: only the server {expected_peer} may connect");
+            continue;
+        }
+        if control_ready {
+            return Ok(Ready::Control);
+        }
+    }
+}
+
+/// poll(2) on two descriptors for readability.
+fn poll_two(a: i32, b: i32, timeout: Duration) -> Result<(bool, bool)> {
+    let mut fds = [
+        libc::pollfd { fd: a, events: libc::POLLIN, revents: 0 },
+        libc::pollfd { fd: b, events: libc::POLLIN, revents: 0 },
+    ];
+    let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX).max(1);
+    // SAFETY: `fds` is a valid array of two pollfd structs that lives across the
+    // call, and its length is passed exactly; both descriptors are open (owned
+    // by the listener and the control stream borrowed by the caller).
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, millis) };
+    if rc < 0 {
+        let source = std::io::Error::last_os_error();
+        if source.kind() == std::io::ErrorKind::Interrupted {
+            return Ok((false, false));
+        }
+        return Err(Error::Io {
+            phase: "waiting for the active data connection".into(),
+            source,
+        });
+    }
+    let ready = |fd: &libc::pollfd| fd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
+    Ok((ready(&fds[0]), ready(&fds[1])))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listens_inside_the_range() {
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let range = 41000..=41010;
+        let listener = listen(ip, Some(&range)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert!(range.contains(&port));
+    }
+
+    #[test]
+    fn full_range_is_a_clear_error() {
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let taken = TcpListener::bind((ip, 0)).unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let err = listen(ip, Some(&(port..=port))).err().unwrap();
+        assert!(err.to_string().contains("no free port in the active port range"), "{err}");
+    }
+}

@@ -1,0 +1,390 @@
+//! A bounded pool of logged-in control sessions.
+//!
+//! A session is checked out for one operation (`get` returns a guard that puts
+//! it back on drop); a broken session is dropped instead of returned, and one
+//! that saw an error or sat idle is probed with NOOP before reuse. A background
+//! thread sends NOOP to idle sessions before the server's idle timeout and
+//! closes sessions idle for long. When the server refuses more sessions (421),
+//! the pool lowers its own limit to what the server allows and callers queue.
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use super::error::{Error, Result};
+use super::session::{Connector, Session};
+
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    pub max_sessions: usize,
+    /// Sessions unused for this long are closed (one is always kept).
+    pub idle_expiry: Duration,
+    /// Longest wait for a free session before the operation fails.
+    pub checkout_timeout: Duration,
+    /// Attempts after the first for operations that may be retried.
+    pub retries: u32,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            max_sessions: 4,
+            idle_expiry: Duration::from_secs(600),
+            checkout_timeout: Duration::from_secs(120),
+            retries: 3,
+            backoff_initial: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Whether an operation may be repeated after a transient failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Reading, listing, deleting a path, setting a time: repeating is harmless.
+    Idempotent,
+    /// Anything whose repetition could differ (rename, append): only failures
+    /// before the command was sent are retried.
+    Once,
+}
+
+pub struct Pool {
+    shared: Arc<Shared>,
+    keepalive: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    connector: Arc<Connector>,
+    settings: PoolSettings,
+    state: Mutex<State>,
+    /// Signalled when a session is returned or a slot frees up.
+    available: Condvar,
+    /// Signalled to stop the keepalive thread.
+    closing: Condvar,
+}
+
+struct State {
+    idle: Vec<IdleSession>,
+    /// Sessions in existence or being connected (idle + checked out).
+    open: usize,
+    /// At most this many sessions; lowered when the server refuses more.
+    limit: usize,
+    closed: bool,
+}
+
+struct IdleSession {
+    session: Session,
+    returned_at: Instant,
+    needs_probe: bool,
+}
+
+impl Pool {
+    pub fn new(connector: Arc<Connector>, settings: PoolSettings) -> Pool {
+        let limit = settings.max_sessions.max(1);
+        let shared = Arc::new(Shared {
+            connector,
+            settings,
+            state: Mutex::new(State {
+                idle: Vec::new(),
+                open: 0,
+                limit,
+                closed: false,
+            }),
+            available: Condvar::new(),
+            closing: Condvar::new(),
+        });
+        let weak = Arc::downgrade(&shared);
+        let keepalive = std::thread::Builder::new()
+            .name("ftpsfs-keepalive".into())
+            .spawn(move || keepalive_loop(weak))
+            .ok();
+        Pool { shared, keepalive }
+    }
+
+    pub fn connector(&self) -> &Arc<Connector> {
+        &self.shared.connector
+    }
+
+    /// Logs in up to `count` sessions in parallel, so the first operations do
+    /// not wait for logins one after another. Returns the first login error.
+    pub fn warm_up(&self, count: usize) -> Result<()> {
+        let count = count.min(self.shared.settings.max_sessions).max(1);
+        let results: Vec<Result<PooledSession>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..count).map(|_| scope.spawn(|| self.get())).collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::protocol("login", "login thread panicked")))
+                })
+                .collect()
+        });
+        let mut first_error = None;
+        for result in results {
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Checks out a session, connecting a new one when below the limit and
+    /// waiting for one to come back otherwise.
+    pub fn get(&self) -> Result<PooledSession> {
+        let shared = &self.shared;
+        let deadline = Instant::now() + shared.settings.checkout_timeout;
+        loop {
+            let mut state = shared.state.lock();
+            if state.closed {
+                return Err(Error::Closed {
+                    phase: "the session pool is shut down".into(),
+                });
+            }
+            if let Some(idle) = state.idle.pop() {
+                drop(state);
+                if let Some(session) = self.ready(idle) {
+                    return Ok(self.guard(session));
+                }
+                continue;
+            }
+            if state.open < state.limit {
+                state.open += 1;
+                drop(state);
+                match shared.connector.connect() {
+                    Ok(session) => return Ok(self.guard(session)),
+                    Err(e) => {
+                        let mut state = shared.state.lock();
+                        state.open -= 1;
+                        shared.available.notify_one();
+                        if e.code() == Some(421) && state.open > 0 {
+                            // The server caps sessions per client: live with
+                            // the ones we have and queue for them.
+                            state.limit = state.open;
+                            log::warn!(
+                                "server refused another session ({e}); using at most {} sessions",
+                                state.limit
+                            );
+                            continue;
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            if shared.available.wait_until(&mut state, deadline).timed_out() {
+                return Err(Error::Timeout {
+                    phase: format!("waiting for a free FTP session ({} in use)", state.open),
+                    after: shared.settings.checkout_timeout,
+                });
+            }
+        }
+    }
+
+    /// Runs `op` on a session; on a transient failure (connection lost,
+    /// timeout, 421/4xx) retries with exponential backoff on a fresh session,
+    /// as far as `retry` allows.
+    pub fn run<T>(&self, retry: Retry, mut op: impl FnMut(&mut Session) -> Result<T>) -> Result<T> {
+        let settings = &self.shared.settings;
+        let mut backoff = settings.backoff_initial;
+        let mut attempt = 0;
+        loop {
+            let (result, command_sent) = match self.get() {
+                Ok(mut session) => (op(&mut session), true),
+                Err(e) => (Err(e), false),
+            };
+            let err = match result {
+                Ok(value) => return Ok(value),
+                Err(e) => e,
+            };
+            let may_retry = err.is_transient()
+                && attempt < settings.retries
+                && (retry == Retry::Idempotent || !command_sent);
+            if !may_retry {
+                return Err(err);
+            }
+            log::info!("retrying after a transient error (attempt {}): {err}", attempt + 1);
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(settings.backoff_max);
+            attempt += 1;
+        }
+    }
+
+    /// Sessions open now (idle and checked out).
+    pub fn open_sessions(&self) -> usize {
+        self.shared.state.lock().open
+    }
+
+    fn guard(&self, session: Session) -> PooledSession {
+        PooledSession {
+            session: Some(session),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Decides whether an idle session can be handed out, probing it when it
+    /// saw an error or sat idle for a while.
+    fn ready(&self, idle: IdleSession) -> Option<Session> {
+        let mut session = idle.session;
+        let probe_after = self.shared.connector.config().keepalive.noop_after / 2;
+        if idle.needs_probe || session.idle_for() >= probe_after {
+            if let Err(e) = session.noop() {
+                log::debug!("dropping a pooled session that failed its probe: {e}");
+                self.shared.forget(session);
+                return None;
+            }
+        }
+        Some(session)
+    }
+}
+
+impl Shared {
+    /// Closes a session and frees its slot.
+    fn forget(&self, session: Session) {
+        session.quit();
+        let mut state = self.state.lock();
+        state.open = state.open.saturating_sub(1);
+        self.available.notify_one();
+    }
+
+    fn give_back(&self, session: Session, needs_probe: bool) {
+        let mut state = self.state.lock();
+        if state.closed {
+            state.open = state.open.saturating_sub(1);
+            drop(state);
+            session.quit();
+            return;
+        }
+        state.idle.push(IdleSession {
+            session,
+            returned_at: Instant::now(),
+            needs_probe,
+        });
+        self.available.notify_one();
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let idle = {
+            let mut state = self.shared.state.lock();
+            state.closed = true;
+            state.open = state.open.saturating_sub(state.idle.len());
+            std::mem::take(&mut state.idle)
+        };
+        self.shared.closing.notify_all();
+        self.shared.available.notify_all();
+        for entry in idle {
+            entry.session.quit();
+        }
+        if let Some(handle) = self.keepalive.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// A checked-out session; goes back to the pool when dropped, unless broken.
+pub struct PooledSession {
+    session: Option<Session>,
+    shared: Arc<Shared>,
+}
+
+impl PooledSession {
+    /// Drops the session instead of returning it (e.g. after a failed upload
+    /// whose state on the server is unclear).
+    pub fn discard(mut self) {
+        if let Some(session) = self.session.take() {
+            self.shared.forget(session);
+        }
+    }
+}
+
+impl Deref for PooledSession {
+    type Target = Session;
+    fn deref(&self) -> &Session {
+        self.session.as_ref().expect("session present until drop")
+    }
+}
+
+impl DerefMut for PooledSession {
+    fn deref_mut(&mut self) -> &mut Session {
+        self.session.as_mut().expect("session present until drop")
+    }
+}
+
+impl Drop for PooledSession {
+    fn drop(&mut self) {
+        if let Some(mut session) = self.session.take() {
+            if session.is_broken() {
+                self.shared.forget(session);
+            } else {
+                let needs_probe = session.take_error_seen();
+                self.shared.give_back(session, needs_probe);
+            }
+        }
+    }
+}
+
+/// Keeps idle sessions alive (NOOP before the server's idle timeout) and
+/// closes those unused for `idle_expiry`, keeping one warm.
+fn keepalive_loop(shared: Weak<Shared>) {
+    loop {
+        let Some(pool) = shared.upgrade() else {
+            return;
+        };
+        let noop_after = pool.connector.config().keepalive.noop_after;
+        let tick = (noop_after / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+        let (to_ping, to_close) = {
+            let mut state = pool.state.lock();
+            if !state.closed {
+                pool.closing.wait_for(&mut state, tick);
+            }
+            if state.closed {
+                return;
+            }
+            let mut to_ping = Vec::new();
+            let mut to_close = Vec::new();
+            let mut keep = Vec::new();
+            let expiry = pool.settings.idle_expiry;
+            let mut remaining = state.idle.len();
+            for entry in std::mem::take(&mut state.idle) {
+                if entry.returned_at.elapsed() >= expiry && remaining > 1 {
+                    to_close.push(entry);
+                    remaining -= 1;
+                } else if entry.session.idle_for() >= noop_after {
+                    to_ping.push(entry);
+                } else {
+                    keep.push(entry);
+                }
+            }
+            state.idle = keep;
+            state.open -= to_close.len();
+            (to_ping, to_close)
+        };
+        for entry in to_close {
+            entry.session.quit();
+        }
+        for mut entry in to_ping {
+            match entry.session.noop() {
+                Ok(()) => {
+                    let mut state = pool.state.lock();
+                    if state.closed {
+                        state.open = state.open.saturating_sub(1);
+                        drop(state);
+                        entry.session.quit();
+                    } else {
+                        state.idle.insert(0, entry);
+                        pool.available.notify_one();
+                    }
+                }
+                Err(e) => {
+                    log::info!("an idle session was lost ({e}); it will be replaced when needed");
+                    pool.forget(entry.session);
+                }
+            }
+        }
+        drop(pool);
+    }
+}

@@ -1,0 +1,776 @@
+//! One logged-in control session and the commands it can run.
+//!
+//! `Connector` holds what all sessions to one server share (configuration, TLS
+//! roots, what we learnt about the server, counters); `Session` is one control
+//! connection with its own TLS session store, which its data connections
+//! resume.
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, HandshakeKind};
+
+use super::address;
+use super::config::{DataMode, FtpConfig, Security};
+use super::control::Control;
+use super::data::{self, Endpoint, Ready};
+use super::error::{Error, Result};
+use super::features::Features;
+use super::listing::{self, Entry};
+use super::net;
+use super::reply::Reply;
+use super::stream::Stream;
+use super::time;
+use super::transfer::{Download, Upload};
+
+/// Largest directory listing we accept, so a hostile server cannot exhaust memory.
+const MAX_LISTING: u64 = 256 * 1024 * 1024;
+
+/// Counters over all sessions of a connector; tests and benchmarks read them.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub logins: AtomicU64,
+    pub commands: AtomicU64,
+    pub data_connections: AtomicU64,
+    pub full_handshakes: AtomicU64,
+    pub resumed_handshakes: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatsSnapshot {
+    pub logins: u64,
+    pub commands: u64,
+    pub data_connections: u64,
+    pub full_handshakes: u64,
+    pub resumed_handshakes: u64,
+}
+
+impl Stats {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            logins: self.logins.load(Ordering::Relaxed),
+            commands: self.commands.load(Ordering::Relaxed),
+            data_connections: self.data_connections.load(Ordering::Relaxed),
+            full_handshakes: self.full_handshakes.load(Ordering::Relaxed),
+            resumed_handshakes: self.resumed_handshakes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Makes sessions to one server.
+pub struct Connector {
+    config: FtpConfig,
+    tls_base: Option<Arc<ClientConfig>>,
+    server_name: ServerName<'static>,
+    /// Set once the server refused EPSV, so later transfers go straight to PASV.
+    epsv_refused: AtomicBool,
+    stats: Stats,
+}
+
+impl Connector {
+    pub fn new(config: FtpConfig) -> Result<Arc<Connector>> {
+        let tls_base = match config.security {
+            Security::InsecurePlain => None,
+            Security::Explicit | Security::Implicit => Some(super::tls::client_config(&config.tls)?),
+        };
+        let bare_host = config.host.trim_start_matches('[').trim_end_matches(']');
+        let name = config.tls.server_name.as_deref().unwrap_or(bare_host);
+        let server_name = ServerName::try_from(name.to_string())
+            .map_err(|_| Error::Config(format!("invalid TLS server name {name:?}")))?;
+        Ok(Arc::new(Connector {
+            config,
+            tls_base,
+            server_name,
+            epsv_refused: AtomicBool::new(false),
+            stats: Stats::default(),
+        }))
+    }
+
+    pub fn config(&self) -> &FtpConfig {
+        &self.config
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Opens a control connection and logs in.
+    pub fn connect(self: &Arc<Self>) -> Result<Session> {
+        let config = &self.config;
+        let timeouts = config.timeouts;
+        let tcp = net::connect("control connection", &config.address(), timeouts.connect)?;
+        net::tune(&tcp, timeouts.connect, &config.keepalive)?;
+        let mut session = Session {
+            control: Control::new(tcp, timeouts.connect)?,
+            connector: Arc::clone(self),
+            tls: self.tls_base.as_ref().map(super::tls::for_session),
+            features: Features::default(),
+            broken: false,
+            error_seen: false,
+            last_used: Instant::now(),
+        };
+        session.log_in()?;
+        self.stats.logins.fetch_add(1, Ordering::Relaxed);
+        Ok(session)
+    }
+}
+
+pub struct Session {
+    control: Control,
+    connector: Arc<Connector>,
+    /// This session's TLS configuration, with its own resumption store.
+    tls: Option<Arc<ClientConfig>>,
+    features: Features,
+    broken: bool,
+    /// Set by any failed command; the pool probes such a session before reuse.
+    error_seen: bool,
+    last_used: Instant,
+}
+
+impl Session {
+    /// Whether a command failed since the last call; resets the flag.
+    pub fn take_error_seen(&mut self) -> bool {
+        std::mem::take(&mut self.error_seen)
+    }
+
+    pub fn features(&self) -> &Features {
+        &self.features
+    }
+
+    /// True after an error that leaves the session out of step with the server.
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    pub fn idle_for(&self) -> Duration {
+        self.last_used.elapsed()
+    }
+
+    pub fn connector(&self) -> &Arc<Connector> {
+        &self.connector
+    }
+
+    fn config(&self) -> &FtpConfig {
+        &self.connector.config
+    }
+
+    // ---- login -------------------------------------------------------------
+
+    fn log_in(&mut self) -> Result<()> {
+        let timeouts = self.config().timeouts;
+        let security = self.config().security;
+        if security == Security::Implicit {
+            self.start_tls()?;
+        }
+        self.read_greeting()?;
+        if security == Security::Explicit {
+            let reply = self.command("AUTH TLS", None)?;
+            if reply.code != 234 {
+                return Err(Error::Tls {
+                    phase: "AUTH TLS".into(),
+                    reason: format!(
+                        "the server does not offer TLS ({} {}); refusing to continue in plaintext",
+                        reply.code,
+                        reply.text()
+                    ),
+                });
+            }
+            self.start_tls()?;
+        }
+        self.control.set_reply_timeout(timeouts.reply)?;
+        self.send_credentials()?;
+        if self.tls.is_some() {
+            // Never transfer data in plaintext: PROT P refused is an error.
+            self.expect("PBSZ", Some(b"0"), |c| c == 200)?;
+            self.expect("PROT", Some(b"P"), |c| c == 200)?;
+        }
+        self.expect("TYPE", Some(b"I"), |c| c == 200)?;
+        let feat = self.command("FEAT", None)?;
+        self.features = Features::from_reply(Some(&feat));
+        if self.features.utf8 {
+            // Best effort: the names are bytes to us either way.
+            let _ = self.command("OPTS", Some(b"UTF8 ON"))?;
+        }
+        Ok(())
+    }
+
+    fn read_greeting(&mut self) -> Result<()> {
+        loop {
+            let reply = self.control.read_reply("waiting for the server's greeting")?;
+            match reply.code {
+                220 => return Ok(()),
+                // "Service ready in nnn minutes": the real greeting follows.
+                120 => continue,
+                code => {
+                    return Err(Error::Reply {
+                        command: "connect (greeting)".into(),
+                        code,
+                        text: reply.text(),
+                    })
+                }
+            }
+        }
+    }
+
+    fn start_tls(&mut self) -> Result<()> {
+        let Some(tls) = self.tls.clone() else {
+            return Ok(());
+        };
+        let name = self.connector.server_name.clone();
+        self.control
+            .upgrade_to_tls(tls, name, self.config().timeouts.connect)?;
+        self.connector
+            .stats
+            .full_handshakes
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn send_credentials(&mut self) -> Result<()> {
+        let user = self.config().credentials.user.clone();
+        let reply = self.command("USER", Some(user.as_bytes()))?;
+        match reply.code {
+            230 => return Ok(()),
+            331 | 332 => {}
+            code => return Err(login_refused("USER", code, &reply)),
+        }
+        let password = self.config().credentials.password.expose().to_string();
+        check_argument(password.as_bytes(), "password")?;
+        let mut line = b"PASS ".to_vec();
+        line.extend_from_slice(password.as_bytes());
+        self.control.send(&line, "PASS ****")?;
+        let reply = self.read_reply("PASS")?;
+        match reply.code {
+            230 | 202 => Ok(()),
+            code => Err(login_refused("PASS", code, &reply)),
+        }
+    }
+
+    // ---- commands ----------------------------------------------------------
+
+    /// Sends a command and returns whatever the server answered (negative
+    /// replies included); only the connection failing is an error.
+    pub fn command(&mut self, verb: &str, argument: Option<&[u8]>) -> Result<Reply> {
+        let shown = shown_command(verb, argument);
+        let result = self.send_command(verb, argument, &shown).and_then(|()| self.read_reply(&shown));
+        self.note(result)
+    }
+
+    /// Sends a command and requires a reply code for which `ok` holds.
+    pub fn expect(
+        &mut self,
+        verb: &str,
+        argument: Option<&[u8]>,
+        ok: impl Fn(u16) -> bool,
+    ) -> Result<Reply> {
+        let reply = self.command(verb, argument)?;
+        if ok(reply.code) {
+            Ok(reply)
+        } else {
+            let err = Error::Reply {
+                command: shown_command(verb, argument),
+                code: reply.code,
+                text: reply.text(),
+            };
+            self.note(Err(err))
+        }
+    }
+
+    fn send_command(&mut self, verb: &str, argument: Option<&[u8]>, shown: &str) -> Result<()> {
+        let mut line = verb.as_bytes().to_vec();
+        if let Some(arg) = argument {
+            check_argument(arg, "file name")?;
+            line.push(b' ');
+            line.extend_from_slice(arg);
+        }
+        self.connector.stats.commands.fetch_add(1, Ordering::Relaxed);
+        self.last_used = Instant::now();
+        self.control.send(&line, shown)
+    }
+
+    fn read_reply(&mut self, phase: &str) -> Result<Reply> {
+        let reply = self.control.read_reply(phase)?;
+        if reply.code == 421 {
+            // The server is closing the session; nothing after this will work.
+            self.broken = true;
+        }
+        Ok(reply)
+    }
+
+    /// Marks the session broken when an error leaves it out of step.
+    fn note<T>(&mut self, result: Result<T>) -> Result<T> {
+        if let Err(e) = &result {
+            self.error_seen = true;
+            if e.breaks_session() {
+                self.broken = true;
+            }
+        }
+        result
+    }
+
+    pub fn noop(&mut self) -> Result<()> {
+        self.expect("NOOP", None, |c| c == 200).map(drop)
+    }
+
+    /// Ends the session politely; used when it leaves the pool.
+    pub fn quit(mut self) {
+        if !self.broken {
+            let _ = self.control.set_reply_timeout(Duration::from_secs(2));
+            let _ = self.command("QUIT", None);
+        }
+        self.control.close();
+    }
+
+    pub fn pwd(&mut self) -> Result<Vec<u8>> {
+        let reply = self.expect("PWD", None, |c| c == 257)?;
+        parse_quoted_path(reply.first_line())
+            .ok_or_else(|| Error::protocol("PWD", format!("no quoted path in {:?}", reply.text())))
+    }
+
+    pub fn size(&mut self, path: &[u8]) -> Result<u64> {
+        let reply = self.expect("SIZE", Some(path), |c| c == 213)?;
+        parse_number(reply.first_line())
+            .ok_or_else(|| Error::protocol("SIZE", format!("not a size: {:?}", reply.text())))
+    }
+
+    pub fn mdtm(&mut self, path: &[u8]) -> Result<SystemTime> {
+        let reply = self.expect("MDTM", Some(path), |c| c == 213)?;
+        time::parse_ftp_timestamp(trim(reply.first_line()))
+            .ok_or_else(|| Error::protocol("MDTM", format!("not a time: {:?}", reply.text())))
+    }
+
+    /// Sets the modification time: MFMT where offered, else the two-argument
+    /// `MDTM time path` that vsftpd and others understand.
+    pub fn set_mtime(&mut self, path: &[u8], mtime: SystemTime) -> Result<()> {
+        let mut arg = time::format_ftp_timestamp(mtime).into_bytes();
+        arg.push(b' ');
+        arg.extend_from_slice(path);
+        let verb = if self.features.mfmt { "MFMT" } else { "MDTM" };
+        self.expect(verb, Some(&arg), |c| c == 213 || c == 253 || c == 250)
+            .map(drop)
+    }
+
+    pub fn delete(&mut self, path: &[u8]) -> Result<()> {
+        self.expect("DELE", Some(path), |c| c == 250).map(drop)
+    }
+
+    pub fn mkdir(&mut self, path: &[u8]) -> Result<()> {
+        self.expect("MKD", Some(path), |c| c == 257 || c == 250).map(drop)
+    }
+
+    pub fn rmdir(&mut self, path: &[u8]) -> Result<()> {
+        self.expect("RMD", Some(path), |c| c == 250).map(drop)
+    }
+
+    pub fn rename(&mut self, from: &[u8], to: &[u8]) -> Result<()> {
+        self.expect("RNFR", Some(from), |c| c == 350)?;
+        self.expect("RNTO", Some(to), |c| c == 250).map(drop)
+    }
+
+    pub fn chmod(&mut self, path: &[u8], mode: u32) -> Result<()> {
+        let mut arg = format!("CHMOD {:o} ", mode & 0o7777).into_bytes();
+        arg.extend_from_slice(path);
+        self.expect("SITE", Some(&arg), |c| c == 200).map(drop)
+    }
+
+    /// Facts of one path (MLST), for servers that offer MLSD/MLST.
+    pub fn mlst(&mut self, path: &[u8]) -> Result<Entry> {
+        let reply = self.expect("MLST", Some(path), |c| c == 250)?;
+        reply
+            .inner_lines()
+            .iter()
+            .find_map(|line| listing::mlsd::parse_mlst_fact_line(line))
+            .ok_or_else(|| Error::protocol("MLST", format!("no facts in {:?}", reply.text())))
+    }
+
+    /// Lists a directory: MLSD where offered, LIST otherwise.
+    pub fn list_dir(&mut self, path: &[u8]) -> Result<Vec<Entry>> {
+        let use_mlsd = self.features.mlsd;
+        let verb = if use_mlsd { "MLSD" } else { "LIST" };
+        let arg = (!path.is_empty()).then_some(path);
+        let mut body = Vec::new();
+        let mut download = self.start_download(verb, arg, 0, None)?;
+        let read = (&mut download)
+            .take(MAX_LISTING + 1)
+            .read_to_end(&mut body);
+        if let Err(e) = read {
+            let timeout = download.session_timeouts().data_idle;
+            return Err(Error::io(format!("reading the {verb} listing"), e, timeout));
+        }
+        if body.len() as u64 > MAX_LISTING {
+            return Err(Error::protocol(verb, "listing larger than 256 MiB"));
+        }
+        download.finish()?;
+        Ok(if use_mlsd {
+            listing::mlsd::parse_mlsd(&body)
+        } else {
+            listing::list::parse_list(&body, SystemTime::now())
+        })
+    }
+
+    /// Starts reading `path` from byte `offset` (REST + RETR). `expected_size`,
+    /// when known, lets the download tell a short transfer from a complete one.
+    pub fn retr(&mut self, path: &[u8], offset: u64, expected_size: Option<u64>) -> Result<Download<'_>> {
+        self.start_download("RETR", Some(path), offset, expected_size)
+    }
+
+    /// Starts uploading to `path`, replacing it (STOR).
+    pub fn stor(&mut self, path: &[u8]) -> Result<Upload<'_>> {
+        self.start_upload("STOR", path)
+    }
+
+    /// Starts appending to `path` (APPE).
+    pub fn appe(&mut self, path: &[u8]) -> Result<Upload<'_>> {
+        self.start_upload("APPE", path)
+    }
+
+    fn start_download(
+        &mut self,
+        verb: &str,
+        arg: Option<&[u8]>,
+        offset: u64,
+        expected_size: Option<u64>,
+    ) -> Result<Download<'_>> {
+        let stream = self.open_transfer(verb, arg, offset)?;
+        let expected_end = expected_size.map(|size| size.saturating_sub(offset));
+        Ok(Download::new(self, stream, expected_end))
+    }
+
+    fn start_upload(&mut self, verb: &str, path: &[u8]) -> Result<Upload<'_>> {
+        let stream = self.open_transfer(verb, Some(path), 0)?;
+        Ok(Upload::new(self, stream))
+    }
+
+    // ---- data connections --------------------------------------------------
+
+    /// Opens the data connection for one transfer command and returns it once
+    /// the server has accepted the command and the TLS handshake is done.
+    fn open_transfer(&mut self, verb: &str, arg: Option<&[u8]>, offset: u64) -> Result<Stream> {
+        if let Some(arg) = arg {
+            check_argument(arg, "file name")?;
+        }
+        let result = self.open_transfer_inner(verb, arg, offset);
+        self.note(result)
+    }
+
+    fn open_transfer_inner(&mut self, verb: &str, arg: Option<&[u8]>, offset: u64) -> Result<Stream> {
+        let endpoint = self.open_endpoint()?;
+        if offset > 0 {
+            let rest = offset.to_string();
+            self.expect("REST", Some(rest.as_bytes()), |c| c == 350)?;
+        }
+        let shown = shown_command(verb, arg);
+        self.send_command(verb, arg, &shown)?;
+        let timeouts = self.config().timeouts;
+        let phase = format!("data connection for {shown}");
+        let (pending_listener, mut stream) = match endpoint {
+            Endpoint::Connected(tcp) => {
+                let stream = self.wrap_data(tcp, &phase)?;
+                (None, Some(stream))
+            }
+            Endpoint::Listening {
+                listener,
+                expected_peer,
+            } => {
+                let control_tcp = self
+                    .control
+                    .tcp()
+                    .ok_or_else(|| Error::Closed { phase: phase.clone() })?;
+                match data::accept_or_reply(&listener, expected_peer, control_tcp, false, timeouts.connect)? {
+                    Ready::Connection(tcp) => (None, Some(self.wrap_data(tcp, &phase)?)),
+                    Ready::Control => (Some(listener), None),
+                }
+            }
+        };
+        let reply = self.read_reply(&shown)?;
+        if !reply.is_preliminary() {
+            let code = reply.code;
+            return Err(Error::Reply {
+                command: shown,
+                code,
+                text: reply.text(),
+            });
+        }
+        if let Some(listener) = pending_listener {
+            // Active mode where the server answered before connecting.
+            let expected_peer = self.control.peer().ip();
+            let control_tcp = self
+                .control
+                .tcp()
+                .ok_or_else(|| Error::Closed { phase: phase.clone() })?;
+            match data::accept_or_reply(&listener, expected_peer, control_tcp, false, timeouts.connect)? {
+                Ready::Connection(tcp) => stream = Some(self.wrap_data(tcp, &phase)?),
+                Ready::Control => {
+                    let reply = self.read_reply(&shown)?;
+                    return Err(Error::Reply {
+                        command: shown,
+                        code: reply.code,
+                        text: reply.text(),
+                    });
+                }
+            }
+        }
+        let mut stream = stream.ok_or_else(|| Error::protocol(phase.clone(), "no data connection"))?;
+        stream.set_timeout(timeouts.connect)?;
+        let handshake = stream.finish_handshake(&format!("TLS handshake on the {phase}"), timeouts.connect)?;
+        stream.set_timeout(timeouts.data_idle)?;
+        if stream.is_tls() {
+            self.count_handshake(handshake, &shown);
+        }
+        self.connector
+            .stats
+            .data_connections
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(stream)
+    }
+
+    fn count_handshake(&self, kind: HandshakeKind, shown: &str) {
+        let stats = &self.connector.stats;
+        if kind == HandshakeKind::Resumed {
+            stats.resumed_handshakes.fetch_add(1, Ordering::Relaxed);
+        } else {
+            stats.full_handshakes.fetch_add(1, Ordering::Relaxed);
+            log::info!(
+                "data connection for {shown} did not resume the control connection's TLS session; \
+                 servers that require session reuse will refuse it"
+            );
+        }
+    }
+
+    /// TCP options and TLS for a new data connection.
+    fn wrap_data(&self, tcp: std::net::TcpStream, phase: &str) -> Result<Stream> {
+        let config = self.config();
+        net::tune(&tcp, config.timeouts.connect, &config.keepalive)?;
+        match &self.tls {
+            Some(tls) => Stream::start_tls(
+                tcp,
+                Arc::clone(tls),
+                self.connector.server_name.clone(),
+                phase,
+                config.timeouts.connect,
+            ),
+            None => Ok(Stream::Plain(tcp)),
+        }
+    }
+
+    fn open_endpoint(&mut self) -> Result<Endpoint> {
+        match self.config().data_mode.clone() {
+            DataMode::Passive {
+                trust_pasv_address,
+                epsv,
+            } => {
+                let addr = self.passive_address(trust_pasv_address, epsv)?;
+                let tcp = net::connect("data connection", &addr.to_string(), self.config().timeouts.connect)?;
+                Ok(Endpoint::Connected(tcp))
+            }
+            DataMode::Active { ports, advertise } => {
+                let local_ip = self.control.local().ip();
+                let listener = data::listen(local_ip, ports.as_ref())?;
+                let bound = listener.local_addr().map_err(|source| Error::Io {
+                    phase: "reading the active listener's address".into(),
+                    source,
+                })?;
+                let shown = SocketAddr::new(advertise.unwrap_or(local_ip), bound.port());
+                self.announce_active(shown)?;
+                Ok(Endpoint::Listening {
+                    listener,
+                    expected_peer: self.control.peer().ip(),
+                })
+            }
+        }
+    }
+
+    /// EPSV first; PASV when the server does not know EPSV (remembered for all
+    /// sessions). The address in a PASV reply is ignored unless trusted.
+    fn passive_address(&mut self, trust_pasv_address: bool, epsv: bool) -> Result<SocketAddr> {
+        let peer = self.control.peer();
+        if epsv && !self.connector.epsv_refused.load(Ordering::Relaxed) {
+            let reply = self.command("EPSV", None)?;
+            if reply.code == 229 {
+                let port = address::parse_epsv(reply.first_line()).ok_or_else(|| {
+                    Error::protocol("EPSV", format!("no port in {:?}", reply.text()))
+                })?;
+                return Ok(SocketAddr::new(peer.ip(), port));
+            }
+            if !matches!(reply.code, 500 | 502 | 504 | 522) || peer.is_ipv6() {
+                return Err(Error::Reply {
+                    command: "EPSV".into(),
+                    code: reply.code,
+                    text: reply.text(),
+                });
+            }
+            log::info!("server refused EPSV ({}); using PASV", reply.code);
+            self.connector.epsv_refused.store(true, Ordering::Relaxed);
+        }
+        let reply = self.expect("PASV", None, |c| c == 227)?;
+        let advertised = address::parse_pasv(reply.first_line())
+            .ok_or_else(|| Error::protocol("PASV", format!("no address in {:?}", reply.text())))?;
+        if trust_pasv_address {
+            return Ok(advertised);
+        }
+        if advertised.ip() != peer.ip() {
+            log::debug!(
+                "PASV reply names {}; using the control connection's peer {} instead",
+                advertised.ip(),
+                peer.ip()
+            );
+        }
+        Ok(SocketAddr::new(peer.ip(), advertised.port()))
+    }
+
+    fn announce_active(&mut self, addr: SocketAddr) -> Result<()> {
+        let reply = self.command("EPRT", Some(address::eprt_argument(addr).as_bytes()))?;
+        if reply.code == 200 {
+            return Ok(());
+        }
+        let port_arg = address::port_argument(addr);
+        match (reply.code, port_arg) {
+            (500 | 502 | 504 | 522, Some(arg)) => {
+                self.expect("PORT", Some(arg.as_bytes()), |c| c == 200).map(drop)
+            }
+            (code, _) => Err(Error::Reply {
+                command: "EPRT".into(),
+                code,
+                text: reply.text(),
+            }),
+        }
+    }
+
+    // ---- ends of transfers (used by transfer.rs) ------------------------------
+
+    pub(super) fn session_timeouts(&self) -> super::config::Timeouts {
+        self.config().timeouts
+    }
+
+    /// Reads the reply that closes a transfer; 226/250 mean complete.
+    pub(super) fn finish_transfer(&mut self, what: &str) -> Result<()> {
+        let reply = self.read_reply(what);
+        let reply = self.note(reply)?;
+        if reply.code == 226 || reply.code == 250 {
+            Ok(())
+        } else {
+            let err = Error::Reply {
+                command: what.to_string(),
+                code: reply.code,
+                text: reply.text(),
+            };
+            // A 4xx/5xx here is the server's verdict on this transfer; the
+            // session itself is still in step.
+            Err(err)
+        }
+    }
+
+    /// Abandons a transfer: the data connection is already closed; ABOR, then a
+    /// NOOP whose 200 shows that every reply of the transfer has been read
+    /// (servers answer ABOR with 426+226, 226, 225 or 451, in varying number).
+    /// A session that does not come back in step is marked broken.
+    pub(super) fn abort_transfer(&mut self) {
+        let timeout = self.config().timeouts.reply.min(Duration::from_secs(10));
+        let synced = self.resync_after_abort(timeout);
+        if let Err(e) = synced {
+            log::debug!("session dropped after abandoning a transfer: {e}");
+            self.broken = true;
+        }
+    }
+
+    fn resync_after_abort(&mut self, timeout: Duration) -> Result<()> {
+        self.send_command("ABOR", None, "ABOR")?;
+        self.send_command("NOOP", None, "NOOP")?;
+        for _ in 0..6 {
+            let reply = self.control.read_reply_within("reading replies after ABOR", timeout)?;
+            if reply.code == 200 {
+                return Ok(());
+            }
+            if reply.code == 421 {
+                break;
+            }
+        }
+        Err(Error::protocol("ABOR", "the server did not come back in step"))
+    }
+}
+
+fn login_refused(command: &str, code: u16, reply: &Reply) -> Error {
+    Error::Reply {
+        command: format!("login ({command})"),
+        code,
+        text: reply.text(),
+    }
+}
+
+/// Refuses bytes that would end the command line early and inject a command.
+pub fn check_argument(arg: &[u8], what: &str) -> Result<()> {
+    if arg.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+        return Err(Error::InvalidInput(format!(
+            "{what} contains CR, LF or NUL, which would inject FTP commands"
+        )));
+    }
+    Ok(())
+}
+
+/// What logs and errors show of a command.
+fn shown_command(verb: &str, argument: Option<&[u8]>) -> String {
+    match argument {
+        Some(arg) => format!("{verb} {}", String::from_utf8_lossy(arg)),
+        None => verb.to_string(),
+    }
+}
+
+fn trim(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    &bytes[start..end.max(start)]
+}
+
+fn parse_number(bytes: &[u8]) -> Option<u64> {
+    std::str::from_utf8(trim(bytes)).ok()?.parse().ok()
+}
+
+/// The path of a 257 reply: `"/dir ""quoted"" name" is current directory`.
+fn parse_quoted_path(text: &[u8]) -> Option<Vec<u8>> {
+    let start = text.iter().position(|&b| b == b'"')? + 1;
+    let mut path = Vec::new();
+    let mut i = start;
+    while i < text.len() {
+        if text[i] == b'"' {
+            if text.get(i + 1) == Some(&b'"') {
+                path.push(b'"');
+                i += 2;
+                continue;
+            }
+            return Some(path);
+        }
+        path.push(text[i]);
+        i += 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_line_breaks_in_arguments() {
+        assert!(check_argument(b"a\r\nDELE b", "file name").is_err());
+        assert!(check_argument(b"a\nb", "file name").is_err());
+        assert!(check_argument(b"a\0b", "file name").is_err());
+        assert!(check_argument("naïve name with spaces".as_bytes(), "file name").is_ok());
+    }
+
+    #[test]
+    fn quoted_paths() {
+        assert_eq!(parse_quoted_path(b"\"/home/u\" is the current directory"), Some(b"/home/u".to_vec()));
+        assert_eq!(parse_quoted_path(b"\"/a \"\"b\"\"\" created"), Some(b"/a \"b\"".to_vec()));
+        assert_eq!(parse_quoted_path(b"no quotes"), None);
+        assert_eq!(parse_quoted_path(b"\"unterminated"), None);
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_number(b" 5368709120\r"), Some(5_368_709_120));
+        assert_eq!(parse_number(b"-1"), None);
+    }
+}

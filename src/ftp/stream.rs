@@ -1,0 +1,131 @@
+//! A TCP connection that is plain or TLS-protected, for the control and the
+//! data channels alike, with the handshake and the TLS shutdown done the way
+//! FTPS servers need them.
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, HandshakeKind, StreamOwned};
+
+use super::error::{Error, Result};
+
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(tcp) => tcp,
+            Stream::Tls(tls) => &tls.sock,
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
+
+    /// Wraps a TCP connection in TLS and sends the ClientHello at once, without
+    /// waiting for the server's answer: some servers send their 150 reply before
+    /// they accept TLS on the data connection, others after, and a hello that is
+    /// already on its way suits both. `finish_handshake` completes it.
+    pub fn start_tls(
+        tcp: TcpStream,
+        config: Arc<ClientConfig>,
+        name: ServerName<'static>,
+        phase: &str,
+        timeout: Duration,
+    ) -> Result<Stream> {
+        let conn = ClientConnection::new(config, name).map_err(|e| Error::Tls {
+            phase: phase.to_string(),
+            reason: e.to_string(),
+        })?;
+        let mut tls = StreamOwned::new(conn, tcp);
+        while tls.conn.wants_write() {
+            tls.conn
+                .write_tls(&mut tls.sock)
+                .map_err(|e| Error::io(phase, e, timeout))?;
+        }
+        Ok(Stream::Tls(Box::new(tls)))
+    }
+
+    /// Completes the TLS handshake; says whether the session was resumed.
+    pub fn finish_handshake(&mut self, phase: &str, timeout: Duration) -> Result<HandshakeKind> {
+        let Stream::Tls(tls) = self else {
+            return Ok(HandshakeKind::Full);
+        };
+        while tls.conn.is_handshaking() {
+            tls.conn
+                .complete_io(&mut tls.sock)
+                .map_err(|e| Error::io(phase, e, timeout))?;
+        }
+        Ok(tls.conn.handshake_kind().unwrap_or(HandshakeKind::Full))
+    }
+
+    pub fn set_timeout(&self, timeout: Duration) -> Result<()> {
+        let fail = |source| Error::Io {
+            phase: "setting socket timeout".into(),
+            source,
+        };
+        self.tcp().set_read_timeout(Some(timeout)).map_err(fail)?;
+        self.tcp().set_write_timeout(Some(timeout)).map_err(fail)
+    }
+
+    /// Ends our side cleanly: TLS close_notify, then a TCP half-close. The read
+    /// side stays open so the caller can read to EOF — with TLS 1.3 that is when
+    /// session tickets sent after the data arrive and get stored for the next
+    /// data connection to resume.
+    pub fn close_write(&mut self) -> io::Result<()> {
+        if let Stream::Tls(tls) = self {
+            tls.conn.send_close_notify();
+            while tls.conn.wants_write() {
+                tls.conn.write_tls(&mut tls.sock)?;
+            }
+        }
+        self.tcp().shutdown(Shutdown::Write)
+    }
+
+    /// Reads and discards until the peer closes. A TCP close without TLS
+    /// close_notify is accepted here: the data already went the other way and
+    /// the final reply decides.
+    pub fn drain_to_eof(&mut self) -> io::Result<()> {
+        let mut scratch = [0u8; 4096];
+        loop {
+            match self.read(&mut scratch) {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(tcp) => tcp.read(buf),
+            Stream::Tls(tls) => tls.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(tcp) => tcp.write(buf),
+            Stream::Tls(tls) => tls.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(tcp) => tcp.flush(),
+            Stream::Tls(tls) => tls.flush(),
+        }
+    }
+}

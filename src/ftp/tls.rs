@@ -1,0 +1,330 @@
+//! TLS set-up: the rustls client configuration, certificate verification as
+//! FTPS users need it, and errors that name the reason a certificate failed.
+//!
+//! Each control session gets its own copy of the configuration with its own
+//! session store (`for_session`): its data connections resume *its* TLS
+//! session, as vsftpd (`require_ssl_reuse`), ProFTPD and FileZilla Server
+//! demand. A shared store would let sessions overwrite each other's tickets.
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{ClientSessionMemoryCache, Resumption, WebPkiServerVerifier};
+use rustls::crypto::{ring, CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+use super::config::{TlsOptions, TlsVersion};
+use super::error::{Error, Result};
+
+/// Builds the shared client configuration. Sessions derive theirs from it.
+pub fn client_config(options: &TlsOptions) -> Result<Arc<ClientConfig>> {
+    let provider = Arc::new(ring::default_provider());
+    let versions: &[&rustls::SupportedProtocolVersion] = match options.max_version {
+        Some(TlsVersion::Tls12) => &[&rustls::version::TLS12],
+        _ => &[&rustls::version::TLS13, &rustls::version::TLS12],
+    };
+    let verifier = Arc::new(FtpsVerifier::new(options, provider.clone())?);
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .map_err(|e| Error::Config(format!("TLS set-up: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// A copy of `base` with a session store of its own, for one control session
+/// and the data connections it opens.
+pub fn for_session(base: &Arc<ClientConfig>) -> Arc<ClientConfig> {
+    let mut config = ClientConfig::clone(base);
+    // One server, but the size must be well above 8: rustls divides it by 8
+    // (tickets per server) to size its map of servers, and a map sized for one
+    // server evicts each entry as soon as it is inserted (rustls 0.23.35), so
+    // `new(8)` silently stores nothing and no data connection resumes.
+    config.resumption = Resumption::store(session_store());
+    Arc::new(config)
+}
+
+fn session_store() -> Arc<ClientSessionMemoryCache> {
+    Arc::new(ClientSessionMemoryCache::new(32))
+}
+
+/// The SHA-256 fingerprint of a DER certificate, as colon-separated hex.
+pub fn fingerprint(cert: &[u8]) -> String {
+    let digest = ::ring::digest::digest(&::ring::digest::SHA256, cert);
+    digest
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[derive(Debug)]
+enum Trust {
+    /// Skip verification (`--insecure`).
+    Anything,
+    /// Only the certificate with this SHA-256 (`--pin-sha256`).
+    Pinned([u8; 32]),
+    /// Chain verification against roots, and certificates trusted as themselves.
+    Roots {
+        webpki: Arc<WebPkiServerVerifier>,
+        /// The certificates of `--ca-file`. One of them presented as the server's
+        /// certificate is accepted (for its host name): most self-signed server
+        /// certificates are made by `openssl req -x509`, marked CA:TRUE, which
+        /// webpki refuses as a server certificate even when it is trusted. curl
+        /// and OpenSSL accept them, so must we.
+        trusted_leaves: Vec<CertificateDer<'static>>,
+    },
+}
+
+#[derive(Debug)]
+struct FtpsVerifier {
+    trust: Trust,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl FtpsVerifier {
+    fn new(options: &TlsOptions, provider: Arc<CryptoProvider>) -> Result<FtpsVerifier> {
+        let algorithms = provider.signature_verification_algorithms;
+        let trust = if options.insecure {
+            Trust::Anything
+        } else if let Some(pin) = options.pin_sha256 {
+            Trust::Pinned(pin)
+        } else {
+            let mut roots = RootCertStore::empty();
+            let mut trusted_leaves = Vec::new();
+            match &options.ca_file {
+                Some(path) => {
+                    let certs = read_pem_certificates(path)?;
+                    let (added, _ignored) = roots.add_parsable_certificates(certs.clone());
+                    if added == 0 && certs.is_empty() {
+                        return Err(Error::Config(format!(
+                            "no certificate found in CA file {}",
+                            path.display()
+                        )));
+                    }
+                    trusted_leaves = certs;
+                }
+                None => {
+                    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                    // The system store adds the distribution's and the site's own CAs;
+                    // a machine without one still has webpki-roots.
+                    let native = rustls_native_certs::load_native_certs();
+                    roots.add_parsable_certificates(native.certs);
+                }
+            }
+            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| Error::Config(format!("certificate verifier: {e}")))?;
+            Trust::Roots {
+                webpki,
+                trusted_leaves,
+            }
+        };
+        Ok(FtpsVerifier { trust, algorithms })
+    }
+}
+
+fn read_pem_certificates(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>> {
+    let unreadable = |e: &dyn std::fmt::Display| {
+        Error::Config(format!("cannot read CA file {}: {e}", path.display()))
+    };
+    let iter = CertificateDer::pem_file_iter(path).map_err(|e| unreadable(&e))?;
+    iter.collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| unreadable(&e))
+}
+
+impl ServerCertVerifier for FtpsVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        match &self.trust {
+            Trust::Anything => Ok(ServerCertVerified::assertion()),
+            Trust::Pinned(pin) => {
+                let digest = ::ring::digest::digest(&::ring::digest::SHA256, end_entity);
+                if digest.as_ref() == pin {
+                    Ok(ServerCertVerified::assertion())
+                } else {
+                    Err(rejected(CertificateFailure::PinMismatch, end_entity))
+                }
+            }
+            Trust::Roots {
+                webpki,
+                trusted_leaves,
+            } => {
+                let verdict =
+                    webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now);
+                match verdict {
+                    Ok(ok) => Ok(ok),
+                    Err(err) if trusted_leaves.iter().any(|c| c.as_ref() == end_entity.as_ref()) => {
+                        // Trusted as itself; the host name must still match.
+                        check_name(end_entity, server_name).map_err(|_| err)?;
+                        Ok(ServerCertVerified::assertion())
+                    }
+                    Err(rustls::Error::InvalidCertificate(reason)) => {
+                        Err(rejected(CertificateFailure::Webpki(reason), end_entity))
+                    }
+                    Err(other) => Err(other),
+                }
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+fn check_name(cert: &CertificateDer<'_>, name: &ServerName<'_>) -> std::result::Result<(), ()> {
+    let parsed = webpki::EndEntityCert::try_from(cert).map_err(|_| ())?;
+    parsed.verify_is_valid_for_subject_name(name).map_err(|_| ())
+}
+
+/// Why a certificate was refused, carried through rustls to our error message
+/// together with the certificate's fingerprint, so the user can pin it.
+#[derive(Debug)]
+enum CertificateFailure {
+    Webpki(CertificateError),
+    PinMismatch,
+}
+
+#[derive(Debug)]
+struct Rejected {
+    failure: CertificateFailure,
+    fingerprint: String,
+}
+
+impl std::fmt::Display for Rejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let reason = match &self.failure {
+            CertificateFailure::PinMismatch => {
+                "server certificate does not match --pin-sha256".to_string()
+            }
+            CertificateFailure::Webpki(e) => describe_certificate_error(e),
+        };
+        write!(f, "{reason} (server certificate SHA-256 {})", self.fingerprint)
+    }
+}
+
+impl std::error::Error for Rejected {}
+
+fn rejected(failure: CertificateFailure, cert: &CertificateDer<'_>) -> rustls::Error {
+    let inner = Rejected {
+        failure,
+        fingerprint: fingerprint(cert),
+    };
+    rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(inner))))
+}
+
+fn describe_certificate_error(e: &CertificateError) -> String {
+    match e {
+        CertificateError::UnknownIssuer => "certificate issued by an unknown authority: give the server's CA with --ca-file, or pin it with --pin-sha256".into(),
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+            let detail = match e {
+                CertificateError::NotValidForNameContext { expected, presented } => {
+                    format!(": expected {expected:?}, certificate is for {}", presented.join(", "))
+                }
+                _ => String::new(),
+            };
+            format!("certificate is not valid for the host name (name mismatch){detail}")
+        }
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => "certificate has expired".into(),
+        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => "certificate is not valid yet (check the clock)".into(),
+        CertificateError::Revoked => "certificate has been revoked".into(),
+        CertificateError::BadSignature => "certificate signature is invalid".into(),
+        CertificateError::Other(other) => {
+            let text = other.to_string();
+            if text.contains("CaUsedAsEndEntity") {
+                "the server presents a CA certificate as its own; pass exactly that certificate with --ca-file to trust it".into()
+            } else {
+                format!("certificate refused: {text}")
+            }
+        }
+        other => format!("certificate refused: {other:?}"),
+    }
+}
+
+/// Words for a TLS failure, used by `Error` for everything rustls reports.
+pub fn describe_tls_error(e: &rustls::Error) -> String {
+    match e {
+        rustls::Error::InvalidCertificate(CertificateError::Other(other)) => {
+            match other.0.downcast_ref::<Rejected>() {
+                Some(rejected) => rejected.to_string(),
+                None => describe_certificate_error(&CertificateError::Other(other.clone())),
+            }
+        }
+        rustls::Error::InvalidCertificate(reason) => describe_certificate_error(reason),
+        rustls::Error::AlertReceived(alert) => format!("the server sent TLS alert {alert:?}"),
+        rustls::Error::PeerIncompatible(why) => format!("no TLS version or cipher in common with the server ({why:?})"),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_store_keeps_what_it_is_given() {
+        use rustls::client::ClientSessionStore;
+        let store = session_store();
+        let name = ServerName::try_from("127.0.0.1").unwrap();
+        store.set_kx_hint(name.clone(), rustls::NamedGroup::X25519);
+        assert_eq!(store.kx_hint(&name), Some(rustls::NamedGroup::X25519));
+    }
+
+    #[test]
+    fn fingerprint_format() {
+        let fp = fingerprint(b"abc");
+        assert!(fp.starts_with("BA:78:16:BF:"));
+        assert_eq!(fp.len(), 32 * 3 - 1);
+    }
+
+    #[test]
+    fn errors_name_the_reason() {
+        let unknown = rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer);
+        assert!(describe_tls_error(&unknown).contains("unknown authority"));
+        let expired = rustls::Error::InvalidCertificate(CertificateError::Expired);
+        assert!(describe_tls_error(&expired).contains("expired"));
+        let name = rustls::Error::InvalidCertificate(CertificateError::NotValidForName);
+        assert!(describe_tls_error(&name).contains("name mismatch"));
+        let pinned = rejected(CertificateFailure::PinMismatch, &CertificateDer::from(vec![1, 2, 3]));
+        let text = describe_tls_error(&pinned);
+        assert!(text.contains("--pin-sha256") && text.contains("SHA-256 "), "{text}");
+    }
+
+    #[test]
+    fn missing_ca_file_is_a_config_error() {
+        let options = TlsOptions {
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            ..TlsOptions::default()
+        };
+        let err = client_config(&options).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("cannot read CA file /nonexistent/ca.pem"), "{err}");
+    }
+}

@@ -1,0 +1,193 @@
+//! A download or upload in progress on a data connection. It borrows its
+//! session, so the control connection cannot be used for anything else until
+//! the transfer is finished or aborted; dropping an unfinished transfer aborts it.
+use std::io::{self, Read, Write};
+
+use super::error::{Error, Result};
+use super::session::Session;
+use super::stream::Stream;
+
+pub struct Download<'s> {
+    session: &'s mut Session,
+    /// `None` once finished or aborted.
+    stream: Option<Stream>,
+    received: u64,
+    /// Bytes the server should send (size minus offset), when known.
+    expected: Option<u64>,
+    at_eof: bool,
+}
+
+impl<'s> Download<'s> {
+    pub(super) fn new(session: &'s mut Session, stream: Stream, expected: Option<u64>) -> Self {
+        Download {
+            session,
+            stream: Some(stream),
+            received: 0,
+            expected,
+            at_eof: false,
+        }
+    }
+
+    /// Bytes read so far.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    pub(super) fn session_timeouts(&self) -> super::config::Timeouts {
+        self.session.session_timeouts()
+    }
+
+    /// Completes a download that was read to its end: closes the data
+    /// connection properly and checks the server's final reply and the size.
+    pub fn finish(mut self) -> Result<u64> {
+        let Some(mut stream) = self.stream.take() else {
+            return Err(Error::protocol("download", "already finished"));
+        };
+        if !self.at_eof {
+            drop(stream);
+            self.session.abort_transfer();
+            return Err(Error::protocol("download", "finished before the end of the data; use abort()"));
+        }
+        // Our close_notify; errors here do not change what was received.
+        let _ = stream.close_write();
+        drop(stream);
+        self.session.finish_transfer("download (RETR/LIST)")?;
+        if let Some(expected) = self.expected {
+            if self.received != expected {
+                return Err(Error::protocol(
+                    "download",
+                    format!(
+                        "the server sent {} bytes where {} were expected: the transfer was cut short",
+                        self.received, expected
+                    ),
+                ));
+            }
+        }
+        Ok(self.received)
+    }
+
+    /// Stops a download before its end (ABOR), keeping the session usable when
+    /// the server cooperates.
+    pub fn abort(mut self) {
+        self.abort_now();
+    }
+
+    fn abort_now(&mut self) {
+        if let Some(stream) = self.stream.take() {
+            drop(stream);
+            self.session.abort_transfer();
+        }
+    }
+}
+
+impl Read for Download<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.at_eof || buf.is_empty() {
+            return Ok(0);
+        }
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(0);
+        };
+        match stream.read(buf) {
+            Ok(0) => {
+                self.at_eof = true;
+                Ok(0)
+            }
+            Ok(n) => {
+                self.received += n as u64;
+                Ok(n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && stream.is_tls() => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the data connection closed without TLS close_notify: the download may be truncated",
+            )),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Drop for Download<'_> {
+    fn drop(&mut self) {
+        self.abort_now();
+    }
+}
+
+pub struct Upload<'s> {
+    session: &'s mut Session,
+    stream: Option<Stream>,
+    sent: u64,
+}
+
+impl<'s> Upload<'s> {
+    pub(super) fn new(session: &'s mut Session, stream: Stream) -> Self {
+        Upload {
+            session,
+            stream: Some(stream),
+            sent: 0,
+        }
+    }
+
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// Completes the upload: TLS close_notify, half-close, read the data
+    /// connection to its end (TLS 1.3 session tickets arrive there), then the
+    /// server's final reply. Only a 226/250 makes it a success.
+    pub fn finish(mut self) -> Result<u64> {
+        let Some(mut stream) = self.stream.take() else {
+            return Err(Error::protocol("upload", "already finished"));
+        };
+        let data_idle = self.session.session_timeouts().data_idle;
+        let closed = stream
+            .flush()
+            .and_then(|()| stream.close_write())
+            .and_then(|()| stream.drain_to_eof());
+        drop(stream);
+        if let Err(e) = closed {
+            self.session.abort_transfer();
+            return Err(Error::io("completing the upload", e, data_idle));
+        }
+        self.session.finish_transfer("upload (STOR/APPE)")?;
+        Ok(self.sent)
+    }
+
+    /// Abandons the upload. The data connection is cut without close_notify,
+    /// so a strict server can tell the file is incomplete; callers must not
+    /// treat what the server holds as complete.
+    pub fn abort(mut self) {
+        self.abort_now();
+    }
+
+    fn abort_now(&mut self) {
+        if let Some(stream) = self.stream.take() {
+            let _ = stream.tcp().shutdown(std::net::Shutdown::Both);
+            drop(stream);
+            self.session.abort_transfer();
+        }
+    }
+}
+
+impl Write for Upload<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(io::Error::new(io::ErrorKind::NotConnected, "upload already finished"));
+        };
+        let n = stream.write(buf)?;
+        self.sent += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.stream.as_mut() {
+            Some(stream) => stream.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Upload<'_> {
+    fn drop(&mut self) {
+        self.abort_now();
+    }
+}

@@ -1,0 +1,5 @@
+//! ftpsfs: mount a directory of an FTPS server as a local filesystem.
+//!
+//! Layers (see `../shared/design.md`): `ftp` is the protocol client and knows
+//! nothing of FUSE or caches.
+pub mod ftp;

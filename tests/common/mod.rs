@@ -1,0 +1,10 @@
+//! Shared support for the integration tests: real servers, their connection
+//! details, and test data.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+pub mod data;
+pub mod server;
+pub mod suite;
+pub mod vsftpd;
+
+pub use server::ServerInfo;
