@@ -61,8 +61,14 @@ mod tests {
 
     #[test]
     fn epsv_replies() {
-        assert_eq!(parse_epsv(b"Entering Extended Passive Mode (|||6446|)"), Some(6446));
-        assert_eq!(parse_epsv(b"Entering Extended Passive Mode (!!!6446!)"), Some(6446));
+        assert_eq!(
+            parse_epsv(b"Entering Extended Passive Mode (|||6446|)"),
+            Some(6446)
+        );
+        assert_eq!(
+            parse_epsv(b"Entering Extended Passive Mode (!!!6446!)"),
+            Some(6446)
+        );
         assert_eq!(parse_epsv(b"(|||0|)"), None);
         assert_eq!(parse_epsv(b"(|||70000|)"), None);
         assert_eq!(parse_epsv(b"(|1|10.0.0.1|6446|)"), None);
@@ -72,7 +78,10 @@ mod tests {
     #[test]
     fn pasv_replies() {
         let addr = "192.168.1.2:1025".parse().ok();
-        assert_eq!(parse_pasv(b"Entering Passive Mode (192,168,1,2,4,1)."), addr);
+        assert_eq!(
+            parse_pasv(b"Entering Passive Mode (192,168,1,2,4,1)."),
+            addr
+        );
         assert_eq!(parse_pasv(b"Entering Passive Mode 192,168,1,2,4,1"), addr);
         assert_eq!(parse_pasv(b"=192,168,1,2,4,1"), addr);
         assert_eq!(parse_pasv(b"(192,168,1,2,0,0)"), None);

@@ -198,7 +198,9 @@ pub fn parse_port_range(text: &str) -> Result<RangeInclusive<u16>, String> {
     };
     let (low, high) = (parse(low)?, parse(high)?);
     if low == 0 || low > high {
-        return Err(format!("invalid port range {text:?}: expected LOW-HIGH with 0 < LOW <= HIGH"));
+        return Err(format!(
+            "invalid port range {text:?}: expected LOW-HIGH with 0 < LOW <= HIGH"
+        ));
     }
     Ok(low..=high)
 }
@@ -255,7 +257,10 @@ mod tests {
             user: "u".into(),
             password: Password::default(),
         };
-        assert_eq!(FtpConfig::new("::1", 21, creds.clone()).address(), "[::1]:21");
+        assert_eq!(
+            FtpConfig::new("::1", 21, creds.clone()).address(),
+            "[::1]:21"
+        );
         assert_eq!(FtpConfig::new("h", 21, creds).address(), "h:21");
     }
 }

@@ -74,7 +74,10 @@ impl Control {
             ));
         }
         let Some(Stream::Plain(tcp)) = self.stream.take() else {
-            return Err(Error::protocol("starting TLS", "the control connection is already TLS"));
+            return Err(Error::protocol(
+                "starting TLS",
+                "the control connection is already TLS",
+            ));
         };
         let phase = "TLS handshake on the control connection";
         let mut stream = Stream::start_tls(tcp, config, name, phase, timeout)?;

@@ -79,7 +79,8 @@ pub fn accept_or_reply(
                 after: timeout,
             });
         }
-        let (listener_ready, control_ready) = poll_two(listener.as_raw_fd(), control.as_raw_fd(), left)?;
+        let (listener_ready, control_ready) =
+            poll_two(listener.as_raw_fd(), control.as_raw_fd(), left)?;
         if listener_ready {
             let (stream, peer) = listener.accept().map_err(|source| Error::Io {
                 phase: "accepting the active data connection".into(),
@@ -100,10 +101,20 @@ pub fn accept_or_reply(
 /// poll(2) on two descriptors for readability.
 fn poll_two(a: i32, b: i32, timeout: Duration) -> Result<(bool, bool)> {
     let mut fds = [
-        libc::pollfd { fd: a, events: libc::POLLIN, revents: 0 },
-        libc::pollfd { fd: b, events: libc::POLLIN, revents: 0 },
+        libc::pollfd {
+            fd: a,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: b,
+            events: libc::POLLIN,
+            revents: 0,
+        },
     ];
-    let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX).max(1);
+    let millis = i32::try_from(timeout.as_millis())
+        .unwrap_or(i32::MAX)
+        .max(1);
     // SAFETY: `fds` is a valid array of two pollfd structs that lives across the
     // call, and its length is passed exactly; both descriptors are open (owned
     // by the listener and the control stream borrowed by the caller).
@@ -118,7 +129,8 @@ fn poll_two(a: i32, b: i32, timeout: Duration) -> Result<(bool, bool)> {
             source,
         });
     }
-    let ready = |fd: &libc::pollfd| fd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
+    let ready =
+        |fd: &libc::pollfd| fd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
     Ok((ready(&fds[0]), ready(&fds[1])))
 }
 
@@ -141,6 +153,10 @@ mod tests {
         let taken = TcpListener::bind((ip, 0)).unwrap();
         let port = taken.local_addr().unwrap().port();
         let err = listen(ip, Some(&(port..=port))).err().unwrap();
-        assert!(err.to_string().contains("no free port in the active port range"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("no free port in the active port range"),
+            "{err}"
+        );
     }
 }

@@ -82,7 +82,13 @@ impl Error {
                 phase: format!("{phase} ({source})"),
             },
             _ => match tls_error_inside(&source) {
-                Some(reason) => Error::Tls { phase, reason },
+                Some((reason, true)) => Error::Tls { phase, reason },
+                // A corrupt record or unexpected message on a connection that
+                // worked: the connection is lost (a server process that died
+                // and wrote plaintext into the stream), a new one may work.
+                Some((reason, false)) => Error::Closed {
+                    phase: format!("{phase} (TLS stream broken: {reason})"),
+                },
                 None => Error::Io { phase, source },
             },
         }
@@ -152,11 +158,20 @@ fn classify_reply(code: u16, text: &str) -> Kind {
 }
 
 /// rustls reports failures through io::Error; find the rustls error inside so
-/// that a certificate problem is named as one instead of "I/O error".
-fn tls_error_inside(err: &io::Error) -> Option<String> {
+/// that a certificate problem is named as one instead of "I/O error". The flag
+/// says whether retrying cannot help (certificates, no common TLS version).
+fn tls_error_inside(err: &io::Error) -> Option<(String, bool)> {
     let inner = err.get_ref()?;
     let tls = inner.downcast_ref::<rustls::Error>()?;
-    Some(crate::ftp::tls::describe_tls_error(tls))
+    let permanent = matches!(
+        tls,
+        rustls::Error::InvalidCertificate(_)
+            | rustls::Error::PeerIncompatible(_)
+            | rustls::Error::NoCertificatesPresented
+            | rustls::Error::UnsupportedNameType
+            | rustls::Error::AlertReceived(_)
+    );
+    Some((crate::ftp::tls::describe_tls_error(tls), permanent))
 }
 
 impl fmt::Display for Error {
@@ -232,15 +247,30 @@ mod tests {
     #[test]
     fn classifies_replies() {
         assert_eq!(reply(550, "Failed to open file.").kind(), Kind::NotFound);
-        assert_eq!(reply(550, "Permission denied.").kind(), Kind::PermissionDenied);
-        assert_eq!(reply(553, "Could not create file.").kind(), Kind::PermissionDenied);
-        assert_eq!(reply(550, "Directory already exists").kind(), Kind::AlreadyExists);
+        assert_eq!(
+            reply(550, "Permission denied.").kind(),
+            Kind::PermissionDenied
+        );
+        assert_eq!(
+            reply(553, "Could not create file.").kind(),
+            Kind::PermissionDenied
+        );
+        assert_eq!(
+            reply(550, "Directory already exists").kind(),
+            Kind::AlreadyExists
+        );
         assert_eq!(reply(452, "Insufficient storage").kind(), Kind::NoSpace);
         assert_eq!(reply(552, "Quota exceeded").kind(), Kind::NoSpace);
         assert_eq!(reply(421, "Timeout.").kind(), Kind::Transient);
-        assert_eq!(reply(425, "Can't open data connection").kind(), Kind::Transient);
+        assert_eq!(
+            reply(425, "Can't open data connection").kind(),
+            Kind::Transient
+        );
         assert_eq!(reply(530, "Login incorrect.").kind(), Kind::LoginFailed);
-        assert_eq!(reply(502, "Command not implemented").kind(), Kind::Unsupported);
+        assert_eq!(
+            reply(502, "Command not implemented").kind(),
+            Kind::Unsupported
+        );
         assert_eq!(reply(501, "Syntax error").kind(), Kind::Refused);
     }
 
@@ -257,6 +287,8 @@ mod tests {
     #[test]
     fn session_reuse_refusal_explains_itself() {
         let e = reply(522, "SSL connection failed: session reuse required");
-        assert!(e.to_string().contains("resume the control connection's TLS session"));
+        assert!(e
+            .to_string()
+            .contains("resume the control connection's TLS session"));
     }
 }

@@ -30,7 +30,9 @@ impl Features {
                 .next()
                 .unwrap_or("")
                 .to_ascii_uppercase();
-            let args = text[name.len().min(text.len())..].trim().to_ascii_uppercase();
+            let args = text[name.len().min(text.len())..]
+                .trim()
+                .to_ascii_uppercase();
             match name.as_str() {
                 "MLST" | "MLSD" => features.mlsd = true,
                 "MFMT" => features.mfmt = true,

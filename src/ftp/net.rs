@@ -25,9 +25,16 @@ pub fn connect(what: &'static str, address: &str, timeout: Duration) -> Result<T
             Err(e) => last_error = Some(e),
         }
     }
-    let source = last_error
-        .unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "host name resolved to no address"));
-    if matches!(source.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) {
+    let source = last_error.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "host name resolved to no address",
+        )
+    });
+    if matches!(
+        source.kind(),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+    ) {
         return Err(Error::Timeout {
             phase: format!("connecting {what} to {address}"),
             after: timeout,
@@ -54,6 +61,8 @@ pub fn tune(stream: &TcpStream, io_timeout: Duration, keepalive: &Keepalive) -> 
         .with_time(keepalive.tcp_idle)
         .with_interval(keepalive.tcp_interval)
         .with_retries(keepalive.tcp_probes);
-    SockRef::from(stream).set_tcp_keepalive(&probes).map_err(fail)?;
+    SockRef::from(stream)
+        .set_tcp_keepalive(&probes)
+        .map_err(fail)?;
     Ok(())
 }

@@ -174,7 +174,11 @@ impl Pool {
                     }
                 }
             }
-            if shared.available.wait_until(&mut state, deadline).timed_out() {
+            if shared
+                .available
+                .wait_until(&mut state, deadline)
+                .timed_out()
+            {
                 return Err(Error::Timeout {
                     phase: format!("waiting for a free FTP session ({} in use)", state.open),
                     after: shared.settings.checkout_timeout,
@@ -205,11 +209,20 @@ impl Pool {
             if !may_retry {
                 return Err(err);
             }
-            log::info!("retrying after a transient error (attempt {}): {err}", attempt + 1);
+            log::info!(
+                "retrying after a transient error (attempt {}): {err}",
+                attempt + 1
+            );
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(settings.backoff_max);
             attempt += 1;
         }
+    }
+
+    /// The most sessions the pool will open now: `max_sessions`, or fewer once
+    /// the server refused more.
+    pub fn session_limit(&self) -> usize {
+        self.shared.state.lock().limit
     }
 
     /// Sessions open now (idle and checked out).

@@ -117,7 +117,8 @@ pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, ParseError> {
         }
         match code {
             None => {
-                let (c, sep) = line_code(line).ok_or_else(|| ParseError::NotAReply(preview(line)))?;
+                let (c, sep) =
+                    line_code(line).ok_or_else(|| ParseError::NotAReply(preview(line)))?;
                 lines.push(line.to_vec());
                 if sep != Some(b'-') {
                     return Ok(Some((Reply { code: c, lines }, pos)));
@@ -215,7 +216,8 @@ mod tests {
 
     #[test]
     fn every_split_point_of_a_multi_line_reply() {
-        let buf: &[u8] = b"230-Welcome\r\n230-  to the server\r\n 230 indented\r\n230 Logged in.\r\n";
+        let buf: &[u8] =
+            b"230-Welcome\r\n230-  to the server\r\n 230 indented\r\n230 Logged in.\r\n";
         let whole = parse_all(buf);
         for split in 0..buf.len() {
             assert_eq!(parse_reply(&buf[..split]).unwrap(), None, "split {split}");
@@ -235,7 +237,10 @@ mod tests {
 
     #[test]
     fn bounds_hostile_input() {
-        let long_line = vec![b'2'; 3].into_iter().chain(vec![b' '; MAX_LINE + 10]).collect::<Vec<_>>();
+        let long_line = vec![b'2'; 3]
+            .into_iter()
+            .chain(vec![b' '; MAX_LINE + 10])
+            .collect::<Vec<_>>();
         assert_eq!(parse_reply(&long_line), Err(ParseError::LineTooLong));
         let mut never_ending = b"211-start\r\n".to_vec();
         while never_ending.len() <= MAX_REPLY {

@@ -74,7 +74,9 @@ impl Connector {
     pub fn new(config: FtpConfig) -> Result<Arc<Connector>> {
         let tls_base = match config.security {
             Security::InsecurePlain => None,
-            Security::Explicit | Security::Implicit => Some(super::tls::client_config(&config.tls)?),
+            Security::Explicit | Security::Implicit => {
+                Some(super::tls::client_config(&config.tls)?)
+            }
         };
         let bare_host = config.host.trim_start_matches('[').trim_end_matches(']');
         let name = config.tls.server_name.as_deref().unwrap_or(bare_host);
@@ -199,7 +201,9 @@ impl Session {
 
     fn read_greeting(&mut self) -> Result<()> {
         loop {
-            let reply = self.control.read_reply("waiting for the server's greeting")?;
+            let reply = self
+                .control
+                .read_reply("waiting for the server's greeting")?;
             match reply.code {
                 220 => return Ok(()),
                 // "Service ready in nnn minutes": the real greeting follows.
@@ -255,7 +259,9 @@ impl Session {
     /// replies included); only the connection failing is an error.
     pub fn command(&mut self, verb: &str, argument: Option<&[u8]>) -> Result<Reply> {
         let shown = shown_command(verb, argument);
-        let result = self.send_command(verb, argument, &shown).and_then(|()| self.read_reply(&shown));
+        let result = self
+            .send_command(verb, argument, &shown)
+            .and_then(|()| self.read_reply(&shown));
         self.note(result)
     }
 
@@ -286,7 +292,10 @@ impl Session {
             line.push(b' ');
             line.extend_from_slice(arg);
         }
-        self.connector.stats.commands.fetch_add(1, Ordering::Relaxed);
+        self.connector
+            .stats
+            .commands
+            .fetch_add(1, Ordering::Relaxed);
         self.last_used = Instant::now();
         self.control.send(&line, shown)
     }
@@ -358,7 +367,8 @@ impl Session {
     }
 
     pub fn mkdir(&mut self, path: &[u8]) -> Result<()> {
-        self.expect("MKD", Some(path), |c| c == 257 || c == 250).map(drop)
+        self.expect("MKD", Some(path), |c| c == 257 || c == 250)
+            .map(drop)
     }
 
     pub fn rmdir(&mut self, path: &[u8]) -> Result<()> {
@@ -393,9 +403,7 @@ impl Session {
         let arg = (!path.is_empty()).then_some(path);
         let mut body = Vec::new();
         let mut download = self.start_download(verb, arg, 0, None)?;
-        let read = (&mut download)
-            .take(MAX_LISTING + 1)
-            .read_to_end(&mut body);
+        let read = (&mut download).take(MAX_LISTING + 1).read_to_end(&mut body);
         if let Err(e) = read {
             let timeout = download.session_timeouts().data_idle;
             return Err(Error::io(format!("reading the {verb} listing"), e, timeout));
@@ -413,7 +421,12 @@ impl Session {
 
     /// Starts reading `path` from byte `offset` (REST + RETR). `expected_size`,
     /// when known, lets the download tell a short transfer from a complete one.
-    pub fn retr(&mut self, path: &[u8], offset: u64, expected_size: Option<u64>) -> Result<Download<'_>> {
+    pub fn retr(
+        &mut self,
+        path: &[u8],
+        offset: u64,
+        expected_size: Option<u64>,
+    ) -> Result<Download<'_>> {
         self.start_download("RETR", Some(path), offset, expected_size)
     }
 
@@ -456,7 +469,12 @@ impl Session {
         self.note(result)
     }
 
-    fn open_transfer_inner(&mut self, verb: &str, arg: Option<&[u8]>, offset: u64) -> Result<Stream> {
+    fn open_transfer_inner(
+        &mut self,
+        verb: &str,
+        arg: Option<&[u8]>,
+        offset: u64,
+    ) -> Result<Stream> {
         let endpoint = self.open_endpoint()?;
         if offset > 0 {
             let rest = offset.to_string();
@@ -475,11 +493,16 @@ impl Session {
                 listener,
                 expected_peer,
             } => {
-                let control_tcp = self
-                    .control
-                    .tcp()
-                    .ok_or_else(|| Error::Closed { phase: phase.clone() })?;
-                match data::accept_or_reply(&listener, expected_peer, control_tcp, false, timeouts.connect)? {
+                let control_tcp = self.control.tcp().ok_or_else(|| Error::Closed {
+                    phase: phase.clone(),
+                })?;
+                match data::accept_or_reply(
+                    &listener,
+                    expected_peer,
+                    control_tcp,
+                    false,
+                    timeouts.connect,
+                )? {
                     Ready::Connection(tcp) => (None, Some(self.wrap_data(tcp, &phase)?)),
                     Ready::Control => (Some(listener), None),
                 }
@@ -497,11 +520,16 @@ impl Session {
         if let Some(listener) = pending_listener {
             // Active mode where the server answered before connecting.
             let expected_peer = self.control.peer().ip();
-            let control_tcp = self
-                .control
-                .tcp()
-                .ok_or_else(|| Error::Closed { phase: phase.clone() })?;
-            match data::accept_or_reply(&listener, expected_peer, control_tcp, false, timeouts.connect)? {
+            let control_tcp = self.control.tcp().ok_or_else(|| Error::Closed {
+                phase: phase.clone(),
+            })?;
+            match data::accept_or_reply(
+                &listener,
+                expected_peer,
+                control_tcp,
+                false,
+                timeouts.connect,
+            )? {
                 Ready::Connection(tcp) => stream = Some(self.wrap_data(tcp, &phase)?),
                 Ready::Control => {
                     let reply = self.read_reply(&shown)?;
@@ -513,9 +541,11 @@ impl Session {
                 }
             }
         }
-        let mut stream = stream.ok_or_else(|| Error::protocol(phase.clone(), "no data connection"))?;
+        let mut stream =
+            stream.ok_or_else(|| Error::protocol(phase.clone(), "no data connection"))?;
         stream.set_timeout(timeouts.connect)?;
-        let handshake = stream.finish_handshake(&format!("TLS handshake on the {phase}"), timeouts.connect)?;
+        let handshake =
+            stream.finish_handshake(&format!("TLS handshake on the {phase}"), timeouts.connect)?;
         stream.set_timeout(timeouts.data_idle)?;
         if stream.is_tls() {
             self.count_handshake(handshake, &shown);
@@ -563,7 +593,11 @@ impl Session {
                 epsv,
             } => {
                 let addr = self.passive_address(trust_pasv_address, epsv)?;
-                let tcp = net::connect("data connection", &addr.to_string(), self.config().timeouts.connect)?;
+                let tcp = net::connect(
+                    "data connection",
+                    &addr.to_string(),
+                    self.config().timeouts.connect,
+                )?;
                 Ok(Endpoint::Connected(tcp))
             }
             DataMode::Active { ports, advertise } => {
@@ -628,9 +662,9 @@ impl Session {
         }
         let port_arg = address::port_argument(addr);
         match (reply.code, port_arg) {
-            (500 | 502 | 504 | 522, Some(arg)) => {
-                self.expect("PORT", Some(arg.as_bytes()), |c| c == 200).map(drop)
-            }
+            (500 | 502 | 504 | 522, Some(arg)) => self
+                .expect("PORT", Some(arg.as_bytes()), |c| c == 200)
+                .map(drop),
             (code, _) => Err(Error::Reply {
                 command: "EPRT".into(),
                 code,
@@ -680,7 +714,9 @@ impl Session {
         self.send_command("ABOR", None, "ABOR")?;
         self.send_command("NOOP", None, "NOOP")?;
         for _ in 0..6 {
-            let reply = self.control.read_reply_within("reading replies after ABOR", timeout)?;
+            let reply = self
+                .control
+                .read_reply_within("reading replies after ABOR", timeout)?;
             if reply.code == 200 {
                 return Ok(());
             }
@@ -688,7 +724,10 @@ impl Session {
                 break;
             }
         }
-        Err(Error::protocol("ABOR", "the server did not come back in step"))
+        Err(Error::protocol(
+            "ABOR",
+            "the server did not come back in step",
+        ))
     }
 }
 
@@ -719,8 +758,14 @@ fn shown_command(verb: &str, argument: Option<&[u8]>) -> String {
 }
 
 fn trim(bytes: &[u8]) -> &[u8] {
-    let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(bytes.len());
-    let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
     &bytes[start..end.max(start)]
 }
 
@@ -762,8 +807,14 @@ mod tests {
 
     #[test]
     fn quoted_paths() {
-        assert_eq!(parse_quoted_path(b"\"/home/u\" is the current directory"), Some(b"/home/u".to_vec()));
-        assert_eq!(parse_quoted_path(b"\"/a \"\"b\"\"\" created"), Some(b"/a \"b\"".to_vec()));
+        assert_eq!(
+            parse_quoted_path(b"\"/home/u\" is the current directory"),
+            Some(b"/home/u".to_vec())
+        );
+        assert_eq!(
+            parse_quoted_path(b"\"/a \"\"b\"\"\" created"),
+            Some(b"/a \"b\"".to_vec())
+        );
         assert_eq!(parse_quoted_path(b"no quotes"), None);
         assert_eq!(parse_quoted_path(b"\"unterminated"), None);
     }

@@ -12,7 +12,9 @@ use rustls::client::{ClientSessionMemoryCache, Resumption, WebPkiServerVerifier}
 use rustls::crypto::{ring, CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 
 use super::config::{TlsOptions, TlsVersion};
 use super::error::{Error, Result};
@@ -159,11 +161,20 @@ impl ServerCertVerifier for FtpsVerifier {
                 webpki,
                 trusted_leaves,
             } => {
-                let verdict =
-                    webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now);
+                let verdict = webpki.verify_server_cert(
+                    end_entity,
+                    intermediates,
+                    server_name,
+                    ocsp_response,
+                    now,
+                );
                 match verdict {
                     Ok(ok) => Ok(ok),
-                    Err(err) if trusted_leaves.iter().any(|c| c.as_ref() == end_entity.as_ref()) => {
+                    Err(err)
+                        if trusted_leaves
+                            .iter()
+                            .any(|c| c.as_ref() == end_entity.as_ref()) =>
+                    {
                         // Trusted as itself; the host name must still match.
                         check_name(end_entity, server_name).map_err(|_| err)?;
                         Ok(ServerCertVerified::assertion())
@@ -202,7 +213,9 @@ impl ServerCertVerifier for FtpsVerifier {
 
 fn check_name(cert: &CertificateDer<'_>, name: &ServerName<'_>) -> std::result::Result<(), ()> {
     let parsed = webpki::EndEntityCert::try_from(cert).map_err(|_| ())?;
-    parsed.verify_is_valid_for_subject_name(name).map_err(|_| ())
+    parsed
+        .verify_is_valid_for_subject_name(name)
+        .map_err(|_| ())
 }
 
 /// Why a certificate was refused, carried through rustls to our error message
@@ -227,7 +240,11 @@ impl std::fmt::Display for Rejected {
             }
             CertificateFailure::Webpki(e) => describe_certificate_error(e),
         };
-        write!(f, "{reason} (server certificate SHA-256 {})", self.fingerprint)
+        write!(
+            f,
+            "{reason} (server certificate SHA-256 {})",
+            self.fingerprint
+        )
     }
 }
 
@@ -280,7 +297,9 @@ pub fn describe_tls_error(e: &rustls::Error) -> String {
         }
         rustls::Error::InvalidCertificate(reason) => describe_certificate_error(reason),
         rustls::Error::AlertReceived(alert) => format!("the server sent TLS alert {alert:?}"),
-        rustls::Error::PeerIncompatible(why) => format!("no TLS version or cipher in common with the server ({why:?})"),
+        rustls::Error::PeerIncompatible(why) => {
+            format!("no TLS version or cipher in common with the server ({why:?})")
+        }
         other => other.to_string(),
     }
 }
@@ -313,9 +332,15 @@ mod tests {
         assert!(describe_tls_error(&expired).contains("expired"));
         let name = rustls::Error::InvalidCertificate(CertificateError::NotValidForName);
         assert!(describe_tls_error(&name).contains("name mismatch"));
-        let pinned = rejected(CertificateFailure::PinMismatch, &CertificateDer::from(vec![1, 2, 3]));
+        let pinned = rejected(
+            CertificateFailure::PinMismatch,
+            &CertificateDer::from(vec![1, 2, 3]),
+        );
         let text = describe_tls_error(&pinned);
-        assert!(text.contains("--pin-sha256") && text.contains("SHA-256 "), "{text}");
+        assert!(
+            text.contains("--pin-sha256") && text.contains("SHA-256 "),
+            "{text}"
+        );
     }
 
     #[test]
@@ -324,7 +349,13 @@ mod tests {
             ca_file: Some("/nonexistent/ca.pem".into()),
             ..TlsOptions::default()
         };
-        let err = client_config(&options).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("cannot read CA file /nonexistent/ca.pem"), "{err}");
+        let err = client_config(&options)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("cannot read CA file /nonexistent/ca.pem"),
+            "{err}"
+        );
     }
 }

@@ -46,7 +46,10 @@ impl<'s> Download<'s> {
         if !self.at_eof {
             drop(stream);
             self.session.abort_transfer();
-            return Err(Error::protocol("download", "finished before the end of the data; use abort()"));
+            return Err(Error::protocol(
+                "download",
+                "finished before the end of the data; use abort()",
+            ));
         }
         // Our close_notify; errors here do not change what was received.
         let _ = stream.close_write();
@@ -101,6 +104,13 @@ impl Read for Download<'_> {
                 io::ErrorKind::UnexpectedEof,
                 "the data connection closed without TLS close_notify: the download may be truncated",
             )),
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                let idle = self.session.session_timeouts().data_idle;
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no data from the server for {:.1} s on the data connection", idle.as_secs_f64()),
+                ))
+            }
             Err(e) => Err(e),
         }
     }
@@ -171,7 +181,10 @@ impl<'s> Upload<'s> {
 impl Write for Upload<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let Some(stream) = self.stream.as_mut() else {
-            return Err(io::Error::new(io::ErrorKind::NotConnected, "upload already finished"));
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "upload already finished",
+            ));
         };
         let n = stream.write(buf)?;
         self.sent += n as u64;

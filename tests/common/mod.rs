@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod data;
+pub mod fake;
 pub mod server;
 pub mod suite;
 pub mod vsftpd;

@@ -27,7 +27,9 @@ pub fn upload(session: &mut Session, path: &str, bytes: &[u8]) {
 
 pub fn download(session: &mut Session, path: &str, offset: u64) -> Vec<u8> {
     let mut out = Vec::new();
-    let mut download = session.retr(path.as_bytes(), offset, None).expect("RETR accepted");
+    let mut download = session
+        .retr(path.as_bytes(), offset, None)
+        .expect("RETR accepted");
     download.read_to_end(&mut out).expect("read download");
     download.finish().expect("download complete");
     out
@@ -38,7 +40,10 @@ pub fn round_trip(info: &ServerInfo, config: FtpConfig) {
     let (_, mut session) = connect(config);
     let body = data::bytes(131_073, 1);
     upload(&mut session, "round trip.bin", &body);
-    assert_eq!(std::fs::read(info.root.join("round trip.bin")).unwrap(), body);
+    assert_eq!(
+        std::fs::read(info.root.join("round trip.bin")).unwrap(),
+        body
+    );
     assert_eq!(session.size(b"round trip.bin").unwrap(), body.len() as u64);
     assert_eq!(download(&mut session, "round trip.bin", 0), body);
     let entries = session.list_dir(b"").expect("list");
@@ -60,7 +65,11 @@ pub fn ten_uploads_resume_tls(info: &ServerInfo, config: FtpConfig) {
         let body = data::bytes(1000 + i, i as u64);
         let name = format!("small-{i}.bin");
         upload(&mut session, &name, &body);
-        assert_eq!(std::fs::read(info.root.join(&name)).unwrap(), body, "{name}");
+        assert_eq!(
+            std::fs::read(info.root.join(&name)).unwrap(),
+            body,
+            "{name}"
+        );
     }
     let after = connector.stats().snapshot();
     assert_eq!(after.data_connections - before.data_connections, 10);
@@ -69,7 +78,10 @@ pub fn ten_uploads_resume_tls(info: &ServerInfo, config: FtpConfig) {
         10,
         "every data connection resumed: {after:?}"
     );
-    assert_eq!(after.full_handshakes, before.full_handshakes, "no full data handshakes");
+    assert_eq!(
+        after.full_handshakes, before.full_handshakes,
+        "no full data handshakes"
+    );
 }
 
 /// A large upload and download, checked by SHA-256 on both sides.
@@ -94,7 +106,11 @@ pub fn ranged_reads(info: &ServerInfo, config: FtpConfig) {
     let body = data::bytes(3 * 1024 * 1024 + 17, 3);
     std::fs::write(info.root.join("ranged.bin"), &body).unwrap();
     for offset in [0usize, 1, 4095, 4096, 1_000_000, body.len() - 1, body.len()] {
-        assert_eq!(download(&mut session, "ranged.bin", offset as u64), body[offset..], "offset {offset}");
+        assert_eq!(
+            download(&mut session, "ranged.bin", offset as u64),
+            body[offset..],
+            "offset {offset}"
+        );
     }
     for offset in [0usize, 65_536, 2_000_000] {
         let mut download = session.retr(b"ranged.bin", offset as u64, None).unwrap();
@@ -122,7 +138,11 @@ pub fn short_download_is_an_error(info: &ServerInfo, config: FtpConfig) {
     let mut out = Vec::new();
     download.read_to_end(&mut out).unwrap();
     let err = download.finish().expect_err("short transfer");
-    assert!(err.to_string().contains("1000 bytes where 2000 were expected"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("1000 bytes where 2000 were expected"),
+        "{err}"
+    );
     session.noop().unwrap();
 }
 
@@ -136,7 +156,10 @@ pub fn file_commands(info: &ServerInfo, config: FtpConfig) {
     let mut append = session.appe(b"dir one/a.txt").unwrap();
     append.write_all(b"world").unwrap();
     append.finish().unwrap();
-    assert_eq!(std::fs::read(root.join("dir one/a.txt")).unwrap(), b"hello world");
+    assert_eq!(
+        std::fs::read(root.join("dir one/a.txt")).unwrap(),
+        b"hello world"
+    );
 
     session.rename(b"dir one/a.txt", b"dir one/b.txt").unwrap();
     assert!(root.join("dir one/b.txt").exists() && !root.join("dir one/a.txt").exists());
@@ -144,12 +167,18 @@ pub fn file_commands(info: &ServerInfo, config: FtpConfig) {
     let mtime = UNIX_EPOCH + Duration::from_secs(1_500_000_000);
     session.set_mtime(b"dir one/b.txt", mtime).unwrap();
     assert_eq!(session.mdtm(b"dir one/b.txt").unwrap(), mtime);
-    let on_disk = std::fs::metadata(root.join("dir one/b.txt")).unwrap().modified().unwrap();
+    let on_disk = std::fs::metadata(root.join("dir one/b.txt"))
+        .unwrap()
+        .modified()
+        .unwrap();
     assert_eq!(on_disk, mtime);
 
     session.chmod(b"dir one/b.txt", 0o600).unwrap();
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(root.join("dir one/b.txt")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(root.join("dir one/b.txt"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
 
     let entries = session.list_dir(b"dir one").unwrap();
@@ -164,15 +193,25 @@ pub fn file_commands(info: &ServerInfo, config: FtpConfig) {
 
     let missing = session.delete(b"no such file").expect_err("missing file");
     assert_eq!(missing.kind(), Kind::NotFound, "{missing}");
-    let missing = session.retr(b"no such file", 0, None).err().expect("RETR of a missing file");
+    let missing = session
+        .retr(b"no such file", 0, None)
+        .err()
+        .expect("RETR of a missing file");
     assert_eq!(missing.kind(), Kind::NotFound, "{missing}");
-    session.noop().expect("session still in step after refusals");
+    session
+        .noop()
+        .expect("session still in step after refusals");
 }
 
 /// Dot files and names with spaces and unicode come back byte-exact.
 pub fn listing_names(info: &ServerInfo, config: FtpConfig) {
     let (_, mut session) = connect(config);
-    let names = [".hidden", "with  two spaces", "ünïcødé ✓", "trailing space "];
+    let names = [
+        ".hidden",
+        "with  two spaces",
+        "ünïcødé ✓",
+        "trailing space ",
+    ];
     for name in names {
         std::fs::write(info.root.join(name), name.as_bytes()).unwrap();
     }
@@ -186,7 +225,10 @@ pub fn listing_names(info: &ServerInfo, config: FtpConfig) {
         assert_eq!(entry.size, Some(name.len() as u64));
         assert_eq!(entry.kind, EntryKind::File);
     }
-    let dir = entries.iter().find(|e| e.name == b"sub dir").expect("dir listed");
+    let dir = entries
+        .iter()
+        .find(|e| e.name == b"sub dir")
+        .expect("dir listed");
     assert_eq!(dir.kind, EntryKind::Dir);
     assert!(!entries.iter().any(|e| e.name == b"." || e.name == b".."));
 }
@@ -201,14 +243,22 @@ pub fn crlf_refused(config: FtpConfig) {
         assert!(session.stor(name).is_err());
         assert!(session.retr(name, 0, None).is_err());
     }
-    assert_eq!(connector.stats().snapshot().commands, before, "nothing was sent");
+    assert_eq!(
+        connector.stats().snapshot().commands,
+        before,
+        "nothing was sent"
+    );
     session.noop().expect("session unaffected");
 }
 
 pub fn wrong_ca_refused(info: &ServerInfo) {
     let mut config = info.config();
     config.tls.ca_file = Some(info.wrong_ca_file.clone());
-    let err = Connector::new(config).unwrap().connect().err().expect("wrong CA refused");
+    let err = Connector::new(config)
+        .unwrap()
+        .connect()
+        .err()
+        .expect("wrong CA refused");
     assert_eq!(err.kind(), Kind::Tls, "{err}");
     assert!(err.to_string().contains("unknown authority"), "{err}");
 }
@@ -216,7 +266,11 @@ pub fn wrong_ca_refused(info: &ServerInfo) {
 pub fn wrong_name_refused(info: &ServerInfo) {
     let mut config = info.config();
     config.tls.server_name = Some("wrong.example".into());
-    let err = Connector::new(config).unwrap().connect().err().expect("wrong name refused");
+    let err = Connector::new(config)
+        .unwrap()
+        .connect()
+        .err()
+        .expect("wrong name refused");
     assert_eq!(err.kind(), Kind::Tls, "{err}");
     assert!(err.to_string().contains("name mismatch"), "{err}");
 }
@@ -231,13 +285,22 @@ pub fn pinning(info: &ServerInfo, server_cert_der: &[u8]) {
     config.tls.ca_file = None;
     config.tls.pin_sha256 = Some(pin);
     let (_, mut session) = connect(config.clone());
-    session.list_dir(b"").expect("data connection under a pinned certificate");
+    session
+        .list_dir(b"")
+        .expect("data connection under a pinned certificate");
 
     config.tls.pin_sha256 = Some([0xAB; 32]);
-    let err = Connector::new(config).unwrap().connect().err().expect("wrong pin refused");
+    let err = Connector::new(config)
+        .unwrap()
+        .connect()
+        .err()
+        .expect("wrong pin refused");
     let text = err.to_string();
     assert!(text.contains("does not match --pin-sha256"), "{text}");
-    assert!(text.contains(&ftpsfs::ftp::tls::fingerprint(server_cert_der)), "{text}");
+    assert!(
+        text.contains(&ftpsfs::ftp::tls::fingerprint(server_cert_der)),
+        "{text}"
+    );
 }
 
 /// With EPSV off, the address in the PASV reply (pointing elsewhere) is
@@ -250,14 +313,19 @@ pub fn pasv_address_ignored(info: &ServerInfo, config: FtpConfig) {
     };
     let (_, mut session) = connect(config.clone());
     upload(&mut session, "pasv.bin", b"through PASV");
-    assert_eq!(std::fs::read(info.root.join("pasv.bin")).unwrap(), b"through PASV");
+    assert_eq!(
+        std::fs::read(info.root.join("pasv.bin")).unwrap(),
+        b"through PASV"
+    );
 
     config.data_mode = DataMode::Passive {
         trust_pasv_address: true,
         epsv: false,
     };
     let (_, mut trusting) = connect(config);
-    let err = trusting.list_dir(b"").expect_err("advertised address is not the server");
+    let err = trusting
+        .list_dir(b"")
+        .expect_err("advertised address is not the server");
     assert!(err.is_transient(), "{err}");
 }
 
@@ -283,9 +351,16 @@ pub fn active_mode(info: &ServerInfo, config: FtpConfig, ports: std::ops::RangeI
 pub fn wrong_password(info: &ServerInfo) {
     let mut config = info.config();
     config.credentials.password = ftpsfs::ftp::Password::new("definitely-wrong");
-    let err = Connector::new(config).unwrap().connect().err().expect("refused");
+    let err = Connector::new(config)
+        .unwrap()
+        .connect()
+        .err()
+        .expect("refused");
     assert_eq!(err.kind(), Kind::LoginFailed, "{err}");
-    assert!(!err.to_string().contains("definitely-wrong"), "password in error: {err}");
+    assert!(
+        !err.to_string().contains("definitely-wrong"),
+        "password in error: {err}"
+    );
 }
 
 pub fn expect_transient(result: Result<(), Error>) {

@@ -66,14 +66,30 @@ impl Vsftpd {
         }
     }
 
-    /// Kills the session processes (not the listener): every control
-    /// connection drops, as when a server restarts its workers.
+    /// Kills every session process (each session is a privileged parent and
+    /// an unprivileged child) but not the listener: every control connection
+    /// drops, as when a server restarts.
     pub fn kill_sessions(&self) {
         let pid_file = self.state_dir.join("explicit.pid");
-        let pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
-        let pid = pid.trim();
-        assert!(!pid.is_empty(), "no pid in {}", pid_file.display());
-        let _ = Command::new("pkill").args(["-KILL", "-P", pid]).status();
+        let listener = std::fs::read_to_string(&pid_file).unwrap_or_default();
+        let listener = listener.trim().to_string();
+        assert!(!listener.is_empty(), "no pid in {}", pid_file.display());
+        let children = |pid: &str| -> Vec<String> {
+            let out = Command::new("pgrep")
+                .args(["-P", pid])
+                .output()
+                .expect("pgrep");
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(String::from)
+                .collect()
+        };
+        let mut doomed = children(&listener);
+        let grandchildren: Vec<String> = doomed.iter().flat_map(|p| children(p)).collect();
+        doomed.extend(grandchildren);
+        if !doomed.is_empty() {
+            let _ = Command::new("kill").arg("-KILL").args(&doomed).status();
+        }
     }
 }
 

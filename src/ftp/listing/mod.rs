@@ -13,7 +13,9 @@ pub enum EntryKind {
     File,
     Dir,
     /// A symbolic link; the target when the server told us (LIST `a -> b`).
-    Symlink { target: Option<Vec<u8>> },
+    Symlink {
+        target: Option<Vec<u8>>,
+    },
     /// Devices, sockets and anything else we cannot map to a file or directory.
     Other,
 }

@@ -1,0 +1,188 @@
+//! The client against servers that misbehave: silence, garbage, no TLS, a
+//! stalled transfer. Every case ends in a clear error within its timeout.
+mod common;
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use common::fake::{Conn, FakeServer};
+use ftpsfs::ftp::config::Timeouts;
+use ftpsfs::ftp::{Connector, Credentials, FtpConfig, Kind, Password, Security};
+
+fn config(port: u16) -> FtpConfig {
+    let mut config = FtpConfig::new(
+        "127.0.0.1",
+        port,
+        Credentials {
+            user: "u".into(),
+            password: Password::new("secret-pw"),
+        },
+    );
+    config.timeouts = Timeouts {
+        connect: Duration::from_secs(1),
+        reply: Duration::from_secs(1),
+        data_idle: Duration::from_secs(1),
+    };
+    config
+}
+
+fn connect_error(config: FtpConfig) -> (ftpsfs::ftp::Error, Duration) {
+    let started = Instant::now();
+    let err = Connector::new(config)
+        .unwrap()
+        .connect()
+        .err()
+        .expect("connect fails");
+    (err, started.elapsed())
+}
+
+#[test]
+fn server_without_auth_tls_is_refused_before_login() {
+    let server = FakeServer::start(|c: &mut Conn| {
+        c.send("220 plain only\r\n");
+        while c.recv().is_some() {
+            c.send("500 AUTH not understood\r\n");
+        }
+    });
+    let (err, _) = connect_error(config(server.port));
+    assert_eq!(err.kind(), Kind::Tls, "{err}");
+    assert!(
+        err.to_string()
+            .contains("refusing to continue in plaintext"),
+        "{err}"
+    );
+    assert_eq!(
+        server.received(),
+        vec!["AUTH TLS"],
+        "nothing after AUTH TLS was sent"
+    );
+}
+
+#[test]
+fn silent_server_times_out() {
+    let server = FakeServer::start(|c: &mut Conn| {
+        std::thread::sleep(Duration::from_secs(10));
+        c.send("220 too late\r\n");
+    });
+    let (err, elapsed) = connect_error(config(server.port));
+    assert!(err.is_transient(), "{err}");
+    assert!(
+        err.to_string()
+            .contains("timed out after 1.0 s: waiting for the server's greeting"),
+        "{err}"
+    );
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+}
+
+#[test]
+fn garbage_instead_of_a_greeting_is_a_protocol_error() {
+    let server = FakeServer::start(|c: &mut Conn| c.send("HTTP/1.1 400 Bad Request\r\n\r\n"));
+    let (err, _) = connect_error(config(server.port));
+    assert_eq!(err.kind(), Kind::Protocol, "{err}");
+    assert!(err.to_string().contains("not an FTP reply"), "{err}");
+}
+
+#[test]
+fn endless_multi_line_reply_is_bounded() {
+    let server = FakeServer::start(|c: &mut Conn| {
+        c.send("220-welcome\r\n");
+        let line = " this banner never ends ".repeat(40) + "\r\n";
+        for _ in 0..100_000 {
+            c.send(&line);
+        }
+    });
+    let (err, _) = connect_error(config(server.port));
+    assert_eq!(err.kind(), Kind::Protocol, "{err}");
+    assert!(err.to_string().contains("reply longer than"), "{err}");
+}
+
+#[test]
+fn closed_port_is_a_transient_connect_error() {
+    let port = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let (err, _) = connect_error(config(port));
+    assert!(err.is_transient(), "{err}");
+    assert!(
+        err.to_string().contains("cannot open control connection"),
+        "{err}"
+    );
+}
+
+#[test]
+fn tls_alert_from_a_non_tls_server_names_tls() {
+    // Implicit TLS against a server that speaks plain FTP: the handshake fails.
+    let server = FakeServer::start(|c: &mut Conn| {
+        c.send("220 plain\r\n");
+        let _ = c.recv();
+    });
+    let mut config = config(server.port);
+    config.security = Security::Implicit;
+    let (err, elapsed) = connect_error(config);
+    assert!(err.to_string().contains("TLS"), "{err}");
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+}
+
+#[test]
+fn stalled_download_fails_after_the_data_timeout() {
+    let server = FakeServer::start(|c: &mut Conn| {
+        c.send("220 hi\r\n");
+        if c.plain_login_until("EPSV").is_none() {
+            return;
+        }
+        let data = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = data.local_addr().unwrap().port();
+        c.send(&format!(
+            "229 Entering Extended Passive Mode (|||{port}|)\r\n"
+        ));
+        let (mut stream, _) = data.accept().unwrap();
+        if c.recv().is_none() {
+            return;
+        }
+        c.send("150 here it comes\r\n");
+        use std::io::Write;
+        let _ = stream.write_all(b"ten bytes!");
+        // Stall: keep the data connection open and send nothing more.
+        std::thread::sleep(Duration::from_secs(10));
+        drop(stream);
+    });
+    let mut config = config(server.port);
+    config.security = Security::InsecurePlain;
+    let connector = Connector::new(config).unwrap();
+    let mut session = connector.connect().expect("plain login");
+    let mut download = session.retr(b"file", 0, None).expect("RETR");
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let err = download.read_to_end(&mut buf).expect_err("stall detected");
+    let elapsed = started.elapsed();
+    assert_eq!(buf, b"ten bytes!");
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+    assert!(
+        err.to_string()
+            .contains("no data from the server for 1.0 s"),
+        "{err}"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(5),
+        "{elapsed:?}"
+    );
+    download.abort();
+}
+
+#[test]
+fn password_never_appears_in_errors() {
+    let server = FakeServer::start(|c: &mut Conn| {
+        c.send("220 hi\r\n");
+        let _ = c.plain_login_until("NEVER");
+    });
+    let mut config = config(server.port);
+    config.security = Security::InsecurePlain;
+    config.credentials.password = Password::new("hunter2-secret");
+    let connector = Connector::new(config.clone()).unwrap();
+    let mut session = connector.connect().expect("login");
+    let err = session.mkdir(b"x").expect_err("502");
+    assert!(!err.to_string().contains("hunter2-secret"));
+    assert!(!format!("{err:?} {config:?}").contains("hunter2-secret"));
+}
