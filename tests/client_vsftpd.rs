@@ -25,14 +25,20 @@ fn implicit_round_trip() {
 #[test]
 fn ten_uploads_resume_under_tls13() {
     let server = Vsftpd::start(&[]);
-    assert_eq!(server.env.get("FTPS_TLS_MAX").map(String::as_str), Some("1.3"));
+    assert_eq!(
+        server.env.get("FTPS_TLS_MAX").map(String::as_str),
+        Some("1.3")
+    );
     suite::ten_uploads_resume_tls(&server.info, server.info.config());
 }
 
 #[test]
 fn ten_uploads_resume_under_tls12_server() {
     let server = Vsftpd::start(&["--tls12-only"]);
-    assert_eq!(server.env.get("FTPS_TLS_MAX").map(String::as_str), Some("1.2"));
+    assert_eq!(
+        server.env.get("FTPS_TLS_MAX").map(String::as_str),
+        Some("1.2")
+    );
     suite::ten_uploads_resume_tls(&server.info, server.info.config());
 }
 

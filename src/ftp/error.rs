@@ -192,7 +192,13 @@ impl fmt::Display for Error {
                 text,
             } => {
                 write!(f, "server refused {command}: {text} ({code})")?;
-                if let Some(hint) = reply_hint(*code, text) {
+                let passive = command == "EPSV" || command == "PASV";
+                if passive && *code >= 500 {
+                    write!(
+                        f,
+                        " — the server does not allow passive mode; try active mode (--active)"
+                    )?;
+                } else if let Some(hint) = reply_hint(*code, text) {
                     write!(f, " — {hint}")?;
                 }
                 Ok(())
@@ -282,6 +288,16 @@ mod tests {
         assert!(timeout.to_string().contains("timed out after 3.0 s"));
         let reset = Error::io("reading", io::ErrorKind::ConnectionReset.into(), d);
         assert!(reset.is_transient() && reset.breaks_session());
+    }
+
+    #[test]
+    fn refused_passive_mode_suggests_active() {
+        let e = Error::Reply {
+            command: "EPSV".into(),
+            code: 550,
+            text: "Permission denied.".into(),
+        };
+        assert!(e.to_string().contains("try active mode"), "{e}");
     }
 
     #[test]

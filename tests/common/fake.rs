@@ -84,3 +84,134 @@ impl FakeServer {
         self.received.lock().unwrap().clone()
     }
 }
+
+/// How a scripted server answers ABOR after the client abandons a download.
+#[derive(Clone, Copy)]
+pub enum AborReply {
+    /// 426 for the transfer, then 226 for the ABOR (RFC 959).
+    Pair,
+    /// Only 226.
+    Single226,
+    /// 451 for the transfer, then 226.
+    Local451,
+    /// Nothing at all: the session must be given up.
+    Silent,
+}
+
+/// What a scripted plain-FTP server refuses and how it answers ABOR.
+#[derive(Clone, Copy)]
+pub struct Behaviour {
+    pub epsv: bool,
+    pub eprt: bool,
+    pub abor: AborReply,
+}
+
+/// A small plain-FTP server: passive (EPSV/PASV) and active (EPRT/PORT)
+/// data connections, RETR of 32 MiB of zeros (more than socket buffers hold,
+/// so a client that stops reading is noticed), STOR into nowhere, ABOR.
+pub fn serve(c: &mut Conn, behaviour: Behaviour) {
+    use std::net::{Ipv4Addr, SocketAddr};
+    c.send("220 fake\r\n");
+    let mut passive: Option<TcpListener> = None;
+    let mut active: Option<SocketAddr> = None;
+    while let Some(line) = c.plain_login_until_transfer() {
+        let (verb, arg) = line.split_once(' ').unwrap_or((line.as_str(), ""));
+        match verb.to_ascii_uppercase().as_str() {
+            "EPSV" if behaviour.epsv => {
+                let l = TcpListener::bind("127.0.0.1:0").unwrap();
+                c.send(&format!(
+                    "229 ok (|||{}|)\r\n",
+                    l.local_addr().unwrap().port()
+                ));
+                passive = Some(l);
+            }
+            "PASV" => {
+                let l = TcpListener::bind("127.0.0.1:0").unwrap();
+                let port = l.local_addr().unwrap().port();
+                c.send(&format!(
+                    "227 ok (127,0,0,1,{},{})\r\n",
+                    port >> 8,
+                    port & 0xff
+                ));
+                passive = Some(l);
+            }
+            "EPRT" if behaviour.eprt => {
+                let parts: Vec<&str> = arg.split('|').collect();
+                active = Some(SocketAddr::new(
+                    parts[2].parse().unwrap(),
+                    parts[3].parse().unwrap(),
+                ));
+                c.send("200 ok\r\n");
+            }
+            "PORT" => {
+                let n: Vec<u16> = arg.split(',').map(|x| x.parse().unwrap()).collect();
+                let ip = Ipv4Addr::new(n[0] as u8, n[1] as u8, n[2] as u8, n[3] as u8);
+                active = Some(SocketAddr::new(ip.into(), n[4] << 8 | n[5]));
+                c.send("200 ok\r\n");
+            }
+            "RETR" | "STOR" | "LIST" => {
+                let mut data = match (passive.take(), active.take()) {
+                    (Some(l), _) => l.accept().unwrap().0,
+                    (None, Some(addr)) => TcpStream::connect(addr).unwrap(),
+                    _ => {
+                        c.send("425 use PASV or PORT first\r\n");
+                        continue;
+                    }
+                };
+                c.send("150 go\r\n");
+                if verb.eq_ignore_ascii_case("STOR") {
+                    let _ = std::io::copy(&mut data, &mut std::io::sink());
+                    c.send("226 stored\r\n");
+                    continue;
+                }
+                let block = vec![0u8; 64 * 1024];
+                let mut aborted = false;
+                for _ in 0..512 {
+                    if data.write_all(&block).is_err() {
+                        aborted = true;
+                        break;
+                    }
+                }
+                drop(data);
+                if !aborted {
+                    c.send("226 done\r\n");
+                    continue;
+                }
+                // The client closed the data connection: it sends ABOR next.
+                if c.recv().is_none() {
+                    return;
+                }
+                match behaviour.abor {
+                    AborReply::Pair => c.send("426 aborted\r\n226 ABOR ok\r\n"),
+                    AborReply::Single226 => c.send("226 ABOR ok\r\n"),
+                    AborReply::Local451 => c.send("451 local error\r\n226 ABOR ok\r\n"),
+                    AborReply::Silent => {
+                        std::thread::sleep(Duration::from_secs(10));
+                        return;
+                    }
+                }
+            }
+            "NOOP" => c.send("200 noop\r\n"),
+            "ABOR" => c.send("225 no transfer\r\n"),
+            _ => c.send("502 not implemented\r\n"),
+        }
+    }
+}
+
+impl Conn {
+    /// Like `plain_login_until`, but returns every command that is not part
+    /// of the login for the caller to answer.
+    pub fn plain_login_until_transfer(&mut self) -> Option<String> {
+        loop {
+            let line = self.recv()?;
+            let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
+            match verb.as_str() {
+                "USER" => self.send("331 password please\r\n"),
+                "PASS" => self.send("230 logged in\r\n"),
+                "TYPE" => self.send("200 ok\r\n"),
+                "FEAT" => self.send("211-Features:\r\n EPSV\r\n211 End\r\n"),
+                _ => return Some(line),
+            }
+        }
+    }
+}

@@ -332,6 +332,11 @@ pub fn pasv_address_ignored(info: &ServerInfo, config: FtpConfig) {
 /// Active mode inside a port range: EPRT, the server connects to us, TLS as
 /// the client all the same.
 pub fn active_mode(info: &ServerInfo, config: FtpConfig, ports: std::ops::RangeInclusive<u16>) {
+    let (_, mut passive) = connect(config.clone());
+    let refused = passive
+        .list_dir(b"")
+        .expect_err("passive mode is off on this server");
+    assert!(refused.to_string().contains("try active mode"), "{refused}");
     let mut config = config;
     config.data_mode = DataMode::Active {
         ports: Some(ports),

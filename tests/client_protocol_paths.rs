@@ -1,0 +1,187 @@
+//! Protocol branches that vsftpd does not take: EPSV refused (PASV, and
+//! remembered), EPRT refused (PORT), and every way servers answer ABOR.
+mod common;
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use common::fake::{serve, AborReply, Behaviour, Conn, FakeServer};
+use ftpsfs::ftp::config::Timeouts;
+use ftpsfs::ftp::{Connector, Credentials, DataMode, FtpConfig, Password, Security, Session};
+
+fn plain_session(port: u16, data_mode: DataMode) -> Session {
+    let mut config = FtpConfig::new(
+        "127.0.0.1",
+        port,
+        Credentials {
+            user: "u".into(),
+            password: Password::new("p"),
+        },
+    );
+    config.security = Security::InsecurePlain;
+    config.data_mode = data_mode;
+    config.timeouts = Timeouts {
+        connect: Duration::from_secs(2),
+        reply: Duration::from_secs(2),
+        data_idle: Duration::from_secs(2),
+    };
+    Connector::new(config).unwrap().connect().expect("login")
+}
+
+fn read_all(session: &mut Session) -> usize {
+    let mut download = session.retr(b"f", 0, None).unwrap();
+    let mut out = Vec::new();
+    download.read_to_end(&mut out).unwrap();
+    download.finish().unwrap();
+    out.len()
+}
+
+#[test]
+fn epsv_refused_falls_back_to_pasv_once() {
+    let server = FakeServer::start(|c: &mut Conn| {
+        serve(
+            c,
+            Behaviour {
+                epsv: false,
+                eprt: true,
+                abor: AborReply::Pair,
+            },
+        )
+    });
+    let mut session = plain_session(server.port, DataMode::default());
+    assert_eq!(read_all(&mut session), 32 * 1024 * 1024);
+    assert_eq!(read_all(&mut session), 32 * 1024 * 1024);
+    let sent = server.received();
+    assert_eq!(
+        sent.iter().filter(|l| *l == "EPSV").count(),
+        1,
+        "EPSV tried once: {sent:?}"
+    );
+    assert_eq!(sent.iter().filter(|l| *l == "PASV").count(), 2, "{sent:?}");
+}
+
+#[test]
+fn eprt_refused_falls_back_to_port() {
+    let server = FakeServer::start(|c: &mut Conn| {
+        serve(
+            c,
+            Behaviour {
+                epsv: true,
+                eprt: false,
+                abor: AborReply::Pair,
+            },
+        )
+    });
+    let active = DataMode::Active {
+        ports: Some(47200..=47300),
+        advertise: None,
+    };
+    let mut session = plain_session(server.port, active);
+    assert_eq!(read_all(&mut session), 32 * 1024 * 1024);
+    let sent = server.received();
+    assert!(
+        sent.iter().any(|l| l.starts_with("EPRT |1|127.0.0.1|")),
+        "{sent:?}"
+    );
+    let port_line = sent
+        .iter()
+        .find(|l| l.starts_with("PORT "))
+        .expect("PORT sent");
+    let n: Vec<u16> = port_line[5..]
+        .split(',')
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert!((47200..=47300).contains(&(n[4] << 8 | n[5])), "{port_line}");
+}
+
+fn abort_keeps_session(abor: AborReply) {
+    let server = match abor {
+        AborReply::Pair => FakeServer::start(|c: &mut Conn| {
+            serve(
+                c,
+                Behaviour {
+                    epsv: true,
+                    eprt: true,
+                    abor: AborReply::Pair,
+                },
+            )
+        }),
+        AborReply::Single226 => FakeServer::start(|c: &mut Conn| {
+            serve(
+                c,
+                Behaviour {
+                    epsv: true,
+                    eprt: true,
+                    abor: AborReply::Single226,
+                },
+            )
+        }),
+        AborReply::Local451 => FakeServer::start(|c: &mut Conn| {
+            serve(
+                c,
+                Behaviour {
+                    epsv: true,
+                    eprt: true,
+                    abor: AborReply::Local451,
+                },
+            )
+        }),
+        AborReply::Silent => unreachable!(),
+    };
+    let mut session = plain_session(server.port, DataMode::default());
+    let mut download = session.retr(b"f", 0, None).unwrap();
+    let mut part = [0u8; 1000];
+    download.read_exact(&mut part).unwrap();
+    download.abort();
+    assert!(!session.is_broken());
+    session.noop().expect("in step after ABOR");
+    assert_eq!(
+        read_all(&mut session),
+        32 * 1024 * 1024,
+        "a full transfer after the abort"
+    );
+}
+
+#[test]
+fn abort_answered_426_then_226() {
+    abort_keeps_session(AborReply::Pair);
+}
+
+#[test]
+fn abort_answered_226_only() {
+    abort_keeps_session(AborReply::Single226);
+}
+
+#[test]
+fn abort_answered_451_then_226() {
+    abort_keeps_session(AborReply::Local451);
+}
+
+#[test]
+fn abort_without_answer_discards_the_session() {
+    let server = FakeServer::start(|c: &mut Conn| {
+        serve(
+            c,
+            Behaviour {
+                epsv: true,
+                eprt: true,
+                abor: AborReply::Silent,
+            },
+        )
+    });
+    let mut session = plain_session(server.port, DataMode::default());
+    let mut download = session.retr(b"f", 0, None).unwrap();
+    let mut part = [0u8; 1000];
+    download.read_exact(&mut part).unwrap();
+    let started = Instant::now();
+    download.abort();
+    assert!(
+        session.is_broken(),
+        "a session that did not answer ABOR is not reused"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
