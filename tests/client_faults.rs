@@ -186,3 +186,36 @@ fn password_never_appears_in_errors() {
     assert!(!err.to_string().contains("hunter2-secret"));
     assert!(!format!("{err:?} {config:?}").contains("hunter2-secret"));
 }
+
+fn tls_fake_config(server: &common::tls_fake::TlsFake) -> FtpConfig {
+    let mut config = config(server.port);
+    config.security = Security::Explicit;
+    config.tls.ca_file = Some(server.cert_file.clone());
+    config
+}
+
+#[test]
+fn self_signed_ca_true_certificate_works_as_its_own_ca_file() {
+    use common::tls_fake::{DataEnd, TlsFake};
+    let server = TlsFake::start(DataEnd::CloseNotify);
+    let connector = Connector::new(tls_fake_config(&server)).unwrap();
+    let mut session = connector.connect().expect("trusted as itself");
+    let mut download = session.retr(b"f", 0, None).unwrap();
+    let mut body = Vec::new();
+    download.read_to_end(&mut body).expect("clean end of data");
+    assert_eq!(download.finish().unwrap(), 1000);
+    assert_eq!(connector.stats().snapshot().resumed_handshakes, 1);
+}
+
+#[test]
+fn download_ending_without_close_notify_is_an_error() {
+    use common::tls_fake::{DataEnd, TlsFake};
+    let server = TlsFake::start(DataEnd::BareClose);
+    let connector = Connector::new(tls_fake_config(&server)).unwrap();
+    let mut session = connector.connect().unwrap();
+    let mut download = session.retr(b"f", 0, None).unwrap();
+    let mut body = Vec::new();
+    let err = download.read_to_end(&mut body).expect_err("truncation detected");
+    assert!(err.to_string().contains("without TLS close_notify"), "{err}");
+    download.abort();
+}

@@ -66,3 +66,30 @@ pub fn tune(stream: &TcpStream, io_timeout: Duration, keepalive: &Keepalive) -> 
         .map_err(fail)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    #[test]
+    fn tune_sets_nodelay_timeouts_and_keepalive() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let stream = connect("control connection", &addr, Duration::from_secs(2)).unwrap();
+        let keepalive = Keepalive {
+            tcp_idle: Duration::from_secs(7),
+            tcp_interval: Duration::from_secs(3),
+            tcp_probes: 5,
+            ..Keepalive::default()
+        };
+        tune(&stream, Duration::from_secs(9), &keepalive).unwrap();
+        let sock = SockRef::from(&stream);
+        assert!(stream.nodelay().unwrap());
+        assert_eq!(stream.read_timeout().unwrap(), Some(Duration::from_secs(9)));
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(sock.tcp_keepalive_time().unwrap(), Duration::from_secs(7));
+        assert_eq!(sock.tcp_keepalive_interval().unwrap(), Duration::from_secs(3));
+        assert_eq!(sock.tcp_keepalive_retries().unwrap(), 5);
+    }
+}

@@ -6,6 +6,7 @@ pub mod data;
 pub mod fake;
 pub mod server;
 pub mod suite;
+pub mod tls_fake;
 pub mod vsftpd;
 
 pub use server::ServerInfo;

@@ -1,0 +1,149 @@
+//! A scripted FTPS server (explicit TLS on both channels, rustls as server)
+//! for what real servers do not do on demand, e.g. ending a download without
+//! TLS close_notify. Its certificate is self-signed by `openssl req -x509`,
+//! which marks it CA:TRUE, as most self-signed FTPS certificates are.
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
+
+pub struct TlsFake {
+    pub port: u16,
+    pub cert_file: PathBuf,
+    _dir: TempDir,
+}
+
+/// How the data connection of a RETR ends.
+#[derive(Clone, Copy)]
+pub enum DataEnd {
+    CloseNotify,
+    /// TCP FIN without close_notify: a truncation attacker, or a broken server.
+    BareClose,
+}
+
+struct TempDir(PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"])
+        .args(["-days", "2", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(status.status.success(), "openssl: {}", String::from_utf8_lossy(&status.stderr));
+    (cert, key)
+}
+
+impl TlsFake {
+    pub fn start(data_end: DataEnd) -> TlsFake {
+        let dir = std::env::temp_dir().join(format!("ftpsfs-tlsfake-{}-{:?}", std::process::id(), thread::current().id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert_file, key_file) = self_signed(&dir);
+        let certs = vec![CertificateDer::from_pem_file(&cert_file).unwrap()];
+        let key = PrivateKeyDer::from_pem_file(&key_file).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = Arc::new(
+            ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .unwrap(),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let config = Arc::clone(&config);
+                thread::spawn(move || serve(stream, config, data_end));
+            }
+        });
+        TlsFake { port, cert_file, _dir: TempDir(dir) }
+    }
+}
+
+type Tls = StreamOwned<ServerConnection, TcpStream>;
+
+fn tls_accept(tcp: TcpStream, config: &Arc<ServerConfig>) -> Tls {
+    let _ = tcp.set_read_timeout(Some(Duration::from_secs(20)));
+    StreamOwned::new(ServerConnection::new(Arc::clone(config)).unwrap(), tcp)
+}
+
+fn recv(tls: &mut Tls) -> Option<String> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match tls.read(&mut byte) {
+            Ok(1) if byte[0] == b'\n' => return Some(String::from_utf8_lossy(&line).trim_end().to_string()),
+            Ok(1) => line.push(byte[0]),
+            _ => return None,
+        }
+    }
+}
+
+fn serve(mut tcp: TcpStream, config: Arc<ServerConfig>, data_end: DataEnd) {
+    let _ = tcp.write_all(b"220 tls fake\r\n");
+    let mut auth = [0u8; 10];
+    if tcp.read_exact(&mut auth).is_err() || &auth != b"AUTH TLS\r\n" {
+        return;
+    }
+    let _ = tcp.write_all(b"234 go ahead\r\n");
+    let mut control = tls_accept(tcp, &config);
+    let mut passive: Option<TcpListener> = None;
+    while let Some(line) = recv(&mut control) {
+        let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
+        let reply = match verb.as_str() {
+            "USER" => "331 password\r\n".to_string(),
+            "PASS" => "230 in\r\n".to_string(),
+            "PBSZ" | "PROT" | "TYPE" | "NOOP" => "200 ok\r\n".to_string(),
+            "FEAT" => "211-Features:\r\n EPSV\r\n211 End\r\n".to_string(),
+            "EPSV" => {
+                let l = TcpListener::bind("127.0.0.1:0").unwrap();
+                let port = l.local_addr().unwrap().port();
+                passive = Some(l);
+                format!("229 ok (|||{port}|)\r\n")
+            }
+            "RETR" => {
+                let Some(l) = passive.take() else { return };
+                let _ = control.write_all(b"150 data\r\n");
+                let (tcp, _) = l.accept().unwrap();
+                let mut data = tls_accept(tcp, &config);
+                let _ = data.write_all(&[7u8; 1000]);
+                let _ = data.flush();
+                match data_end {
+                    DataEnd::CloseNotify => {
+                        data.conn.send_close_notify();
+                        let _ = data.flush();
+                        let mut rest = Vec::new();
+                        let _ = data.read_to_end(&mut rest);
+                    }
+                    DataEnd::BareClose => {
+                        let _ = data.sock.shutdown(Shutdown::Both);
+                    }
+                }
+                "226 done\r\n".to_string()
+            }
+            _ => "502 no\r\n".to_string(),
+        };
+        let _ = control.write_all(reply.as_bytes());
+        let _ = control.flush();
+    }
+}
