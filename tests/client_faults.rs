@@ -215,7 +215,12 @@ fn download_ending_without_close_notify_is_an_error() {
     let mut session = connector.connect().unwrap();
     let mut download = session.retr(b"f", 0, None).unwrap();
     let mut body = Vec::new();
-    let err = download.read_to_end(&mut body).expect_err("truncation detected");
-    assert!(err.to_string().contains("without TLS close_notify"), "{err}");
+    let err = download
+        .read_to_end(&mut body)
+        .expect_err("truncation detected");
+    assert!(
+        err.to_string().contains("without TLS close_notify"),
+        "{err}"
+    );
     download.abort();
 }

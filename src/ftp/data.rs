@@ -12,12 +12,7 @@ pub enum Endpoint {
     /// Passive: already connected to the server's data port.
     Connected(TcpStream),
     /// Active: waiting for the server to connect to us.
-    Listening {
-        listener: TcpListener,
-        /// Only the server's own address may connect: anyone else who guesses
-        /// the port would otherwise get our upload or feed our download.
-        expected_peer: IpAddr,
-    },
+    Listening(TcpListener),
 }
 
 /// Binds a listener for active mode on `ip`, on a port of `range` (or any).
@@ -59,18 +54,16 @@ pub enum Ready {
 }
 
 /// Waits until the server connects to `listener` or the control connection
-/// becomes readable, whichever comes first, for at most `timeout`.
+/// becomes readable, whichever comes first, for at most `timeout`. Only the
+/// server's own address may connect: anyone else who guesses the port would
+/// otherwise get our upload or feed our download.
 pub fn accept_or_reply(
     listener: &TcpListener,
     expected_peer: IpAddr,
     control: &TcpStream,
-    control_has_buffered: bool,
     timeout: Duration,
 ) -> Result<Ready> {
     let deadline = Instant::now() + timeout;
-    if control_has_buffered {
-        return Ok(Ready::Control);
-    }
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {

@@ -89,7 +89,10 @@ mod tests {
         assert_eq!(stream.read_timeout().unwrap(), Some(Duration::from_secs(9)));
         assert!(sock.keepalive().unwrap());
         assert_eq!(sock.tcp_keepalive_time().unwrap(), Duration::from_secs(7));
-        assert_eq!(sock.tcp_keepalive_interval().unwrap(), Duration::from_secs(3));
+        assert_eq!(
+            sock.tcp_keepalive_interval().unwrap(),
+            Duration::from_secs(3)
+        );
         assert_eq!(sock.tcp_keepalive_retries().unwrap(), 5);
     }
 }

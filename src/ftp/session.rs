@@ -484,60 +484,25 @@ impl Session {
         self.send_command(verb, arg, &shown)?;
         let timeouts = self.config().timeouts;
         let phase = format!("data connection for {shown}");
+        // Passive: connected already. Active: the server connects to us before
+        // or after its 150 reply, depending on the server.
         let (pending_listener, mut stream) = match endpoint {
-            Endpoint::Connected(tcp) => {
-                let stream = self.wrap_data(tcp, &phase)?;
-                (None, Some(stream))
-            }
-            Endpoint::Listening {
-                listener,
-                expected_peer,
-            } => {
-                let control_tcp = self.control.tcp().ok_or_else(|| Error::Closed {
-                    phase: phase.clone(),
-                })?;
-                match data::accept_or_reply(
-                    &listener,
-                    expected_peer,
-                    control_tcp,
-                    false,
-                    timeouts.connect,
-                )? {
-                    Ready::Connection(tcp) => (None, Some(self.wrap_data(tcp, &phase)?)),
-                    Ready::Control => (Some(listener), None),
-                }
-            }
+            Endpoint::Connected(tcp) => (None, Some(self.wrap_data(tcp, &phase)?)),
+            Endpoint::Listening(listener) => match self.wait_for_active(&listener, &phase)? {
+                Ready::Connection(tcp) => (None, Some(self.wrap_data(tcp, &phase)?)),
+                Ready::Control => (Some(listener), None),
+            },
         };
         let reply = self.read_reply(&shown)?;
         if !reply.is_preliminary() {
-            let code = reply.code;
-            return Err(Error::Reply {
-                command: shown,
-                code,
-                text: reply.text(),
-            });
+            return Err(refused(shown, &reply));
         }
         if let Some(listener) = pending_listener {
-            // Active mode where the server answered before connecting.
-            let expected_peer = self.control.peer().ip();
-            let control_tcp = self.control.tcp().ok_or_else(|| Error::Closed {
-                phase: phase.clone(),
-            })?;
-            match data::accept_or_reply(
-                &listener,
-                expected_peer,
-                control_tcp,
-                false,
-                timeouts.connect,
-            )? {
+            match self.wait_for_active(&listener, &phase)? {
                 Ready::Connection(tcp) => stream = Some(self.wrap_data(tcp, &phase)?),
                 Ready::Control => {
                     let reply = self.read_reply(&shown)?;
-                    return Err(Error::Reply {
-                        command: shown,
-                        code: reply.code,
-                        text: reply.text(),
-                    });
+                    return Err(refused(shown, &reply));
                 }
             }
         }
@@ -555,6 +520,21 @@ impl Session {
             .data_connections
             .fetch_add(1, Ordering::Relaxed);
         Ok(stream)
+    }
+
+    /// Waits for the server to connect to our active-mode listener, or to say
+    /// something on the control connection first.
+    fn wait_for_active(&self, listener: &std::net::TcpListener, phase: &str) -> Result<Ready> {
+        let control_tcp = self.control.tcp().ok_or_else(|| Error::Closed {
+            phase: phase.to_string(),
+        })?;
+        let server = self.control.peer().ip();
+        data::accept_or_reply(
+            listener,
+            server,
+            control_tcp,
+            self.config().timeouts.connect,
+        )
     }
 
     fn count_handshake(&self, kind: HandshakeKind, shown: &str) {
@@ -609,10 +589,7 @@ impl Session {
                 })?;
                 let shown = SocketAddr::new(advertise.unwrap_or(local_ip), bound.port());
                 self.announce_active(shown)?;
-                Ok(Endpoint::Listening {
-                    listener,
-                    expected_peer: self.control.peer().ip(),
-                })
+                Ok(Endpoint::Listening(listener))
             }
         }
     }
@@ -728,6 +705,14 @@ impl Session {
             "ABOR",
             "the server did not come back in step",
         ))
+    }
+}
+
+fn refused(command: String, reply: &Reply) -> Error {
+    Error::Reply {
+        command,
+        code: reply.code,
+        text: reply.text(),
     }
 }
 

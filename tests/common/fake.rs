@@ -36,20 +36,36 @@ impl Conn {
         }
     }
 
-    /// Answers the plain-FTP login and set-up commands until `until` arrives.
+    /// Answers the plain-FTP login and set-up commands until `until` arrives;
+    /// refuses anything else.
     pub fn plain_login_until(&mut self, until: &str) -> Option<String> {
-        while let Some(line) = self.recv() {
+        loop {
+            let line = self.next_after_login()?;
+            if line
+                .split(' ')
+                .next()
+                .is_some_and(|v| v.eq_ignore_ascii_case(until))
+            {
+                return Some(line);
+            }
+            self.send("502 not here\r\n");
+        }
+    }
+
+    /// Answers the plain-FTP login and set-up commands and returns the first
+    /// other command for the caller to answer.
+    pub fn next_after_login(&mut self) -> Option<String> {
+        loop {
+            let line = self.recv()?;
             let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
             match verb.as_str() {
                 "USER" => self.send("331 password please\r\n"),
                 "PASS" => self.send("230 logged in\r\n"),
                 "TYPE" => self.send("200 ok\r\n"),
                 "FEAT" => self.send("211-Features:\r\n EPSV\r\n211 End\r\n"),
-                v if v == until => return Some(line),
-                _ => self.send("502 not here\r\n"),
+                _ => return Some(line),
             }
         }
-        None
     }
 }
 
@@ -114,7 +130,7 @@ pub fn serve(c: &mut Conn, behaviour: Behaviour) {
     c.send("220 fake\r\n");
     let mut passive: Option<TcpListener> = None;
     let mut active: Option<SocketAddr> = None;
-    while let Some(line) = c.plain_login_until_transfer() {
+    while let Some(line) = c.next_after_login() {
         let (verb, arg) = line.split_once(' ').unwrap_or((line.as_str(), ""));
         match verb.to_ascii_uppercase().as_str() {
             "EPSV" if behaviour.epsv => {
@@ -194,24 +210,6 @@ pub fn serve(c: &mut Conn, behaviour: Behaviour) {
             "NOOP" => c.send("200 noop\r\n"),
             "ABOR" => c.send("225 no transfer\r\n"),
             _ => c.send("502 not implemented\r\n"),
-        }
-    }
-}
-
-impl Conn {
-    /// Like `plain_login_until`, but returns every command that is not part
-    /// of the login for the caller to answer.
-    pub fn plain_login_until_transfer(&mut self) -> Option<String> {
-        loop {
-            let line = self.recv()?;
-            let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
-            match verb.as_str() {
-                "USER" => self.send("331 password please\r\n"),
-                "PASS" => self.send("230 logged in\r\n"),
-                "TYPE" => self.send("200 ok\r\n"),
-                "FEAT" => self.send("211-Features:\r\n EPSV\r\n211 End\r\n"),
-                _ => return Some(line),
-            }
         }
     }
 }

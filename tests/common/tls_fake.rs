@@ -38,7 +38,15 @@ impl Drop for TempDir {
 fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let status = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
         .args(["-days", "2", "-subj", "/CN=localhost"])
         .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
         .arg("-keyout")
@@ -47,13 +55,21 @@ fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
         .arg(&cert)
         .output()
         .expect("openssl");
-    assert!(status.status.success(), "openssl: {}", String::from_utf8_lossy(&status.stderr));
+    assert!(
+        status.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     (cert, key)
 }
 
 impl TlsFake {
     pub fn start(data_end: DataEnd) -> TlsFake {
-        let dir = std::env::temp_dir().join(format!("ftpsfs-tlsfake-{}-{:?}", std::process::id(), thread::current().id()));
+        let dir = std::env::temp_dir().join(format!(
+            "ftpsfs-tlsfake-{}-{:?}",
+            std::process::id(),
+            thread::current().id()
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let (cert_file, key_file) = self_signed(&dir);
@@ -76,7 +92,11 @@ impl TlsFake {
                 thread::spawn(move || serve(stream, config, data_end));
             }
         });
-        TlsFake { port, cert_file, _dir: TempDir(dir) }
+        TlsFake {
+            port,
+            cert_file,
+            _dir: TempDir(dir),
+        }
     }
 }
 
@@ -92,7 +112,9 @@ fn recv(tls: &mut Tls) -> Option<String> {
     let mut byte = [0u8; 1];
     loop {
         match tls.read(&mut byte) {
-            Ok(1) if byte[0] == b'\n' => return Some(String::from_utf8_lossy(&line).trim_end().to_string()),
+            Ok(1) if byte[0] == b'\n' => {
+                return Some(String::from_utf8_lossy(&line).trim_end().to_string())
+            }
             Ok(1) => line.push(byte[0]),
             _ => return None,
         }
