@@ -126,6 +126,16 @@ fn abort_keeps_session(abor: AborReply) {
                 },
             )
         }),
+        AborReply::LateTransferReply => FakeServer::start(|c: &mut Conn| {
+            serve(
+                c,
+                Behaviour {
+                    epsv: true,
+                    eprt: true,
+                    abor: AborReply::LateTransferReply,
+                },
+            )
+        }),
         AborReply::Silent => unreachable!(),
     };
     let mut session = plain_session(server.port, DataMode::default());
@@ -155,6 +165,11 @@ fn abort_answered_226_only() {
 #[test]
 fn abort_answered_451_then_226() {
     abort_keeps_session(AborReply::Local451);
+}
+
+#[test]
+fn abort_whose_transfer_reply_comes_last() {
+    abort_keeps_session(AborReply::LateTransferReply);
 }
 
 #[test]

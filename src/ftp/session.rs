@@ -26,6 +26,10 @@ use super::stream::Stream;
 use super::time;
 use super::transfer::{Download, Upload};
 
+/// How long to wait after an ABOR for a transfer reply that an asynchronous
+/// server sends late.
+const LATE_REPLY_WAIT: Duration = Duration::from_millis(250);
+
 /// Largest directory listing we accept, so a hostile server cannot exhaust memory.
 const MAX_LISTING: u64 = 256 * 1024 * 1024;
 
@@ -690,21 +694,38 @@ impl Session {
     fn resync_after_abort(&mut self, timeout: Duration) -> Result<()> {
         self.send_command("ABOR", None, "ABOR")?;
         self.send_command("NOOP", None, "NOOP")?;
-        for _ in 0..6 {
+        let mut before_noop = Vec::new();
+        loop {
             let reply = self
                 .control
                 .read_reply_within("reading replies after ABOR", timeout)?;
-            if reply.code == 200 {
-                return Ok(());
-            }
-            if reply.code == 421 {
-                break;
+            match reply.code {
+                200 => break,
+                421 => return Err(Error::protocol("ABOR", "the server closed the session")),
+                code if before_noop.len() >= 6 => {
+                    return Err(Error::protocol("ABOR", format!("unexpected reply {code}")))
+                }
+                code => before_noop.push(code),
             }
         }
-        Err(Error::protocol(
-            "ABOR",
-            "the server did not come back in step",
-        ))
+        // RFC 959 servers answer the transfer (426/451) and then ABOR (226),
+        // or only ABOR when the transfer had ended. Asynchronous servers
+        // (libunftp) may send the transfer's own reply after everything else:
+        // when it has not been seen, give it a moment and consume it, or it
+        // would be taken as the answer to the next command.
+        let transfer_answered =
+            before_noop.len() >= 2 || before_noop.iter().any(|c| (400..500).contains(c));
+        if !transfer_answered {
+            match self
+                .control
+                .read_reply_within("late reply after ABOR", LATE_REPLY_WAIT)
+            {
+                Ok(reply) => log::debug!("consumed a late reply after ABOR: {}", reply.code),
+                Err(Error::Timeout { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 }
 

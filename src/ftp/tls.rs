@@ -42,7 +42,7 @@ pub fn for_session(base: &Arc<ClientConfig>) -> Arc<ClientConfig> {
     let mut config = ClientConfig::clone(base);
     // One server, but the size must be well above 8: rustls divides it by 8
     // (tickets per server) to size its map of servers, and a map sized for one
-    // server evicts each entry as soon as it is inserted (rustls 0.23.35), so
+    // server evicts each entry as soon as it is inserted (rustls 0.23), so
     // `new(8)` silently stores nothing and no data connection resumes.
     config.resumption = Resumption::store(session_store());
     Arc::new(config)

@@ -110,6 +110,9 @@ pub enum AborReply {
     Single226,
     /// 451 for the transfer, then 226.
     Local451,
+    /// 226 for the ABOR, and the transfer's 426 only after the NOOP that
+    /// follows (asynchronous servers such as libunftp).
+    LateTransferReply,
     /// Nothing at all: the session must be given up.
     Silent,
 }
@@ -201,6 +204,13 @@ pub fn serve(c: &mut Conn, behaviour: Behaviour) {
                     AborReply::Pair => c.send("426 aborted\r\n226 ABOR ok\r\n"),
                     AborReply::Single226 => c.send("226 ABOR ok\r\n"),
                     AborReply::Local451 => c.send("451 local error\r\n226 ABOR ok\r\n"),
+                    AborReply::LateTransferReply => {
+                        c.send("226 closed data channel\r\n");
+                        if c.recv().is_none() {
+                            return;
+                        }
+                        c.send("200 noop\r\n426 connection closed\r\n");
+                    }
                     AborReply::Silent => {
                         std::thread::sleep(Duration::from_secs(10));
                         return;
