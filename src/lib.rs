@@ -3,3 +3,4 @@
 //! Layers (see `../shared/design.md`): `ftp` is the protocol client and knows
 //! nothing of FUSE or caches.
 pub mod ftp;
+pub mod store;

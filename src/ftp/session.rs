@@ -6,6 +6,7 @@
 //! resume.
 use std::io::Read;
 use std::net::SocketAddr;
+use std::ops::DerefMut;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -406,7 +407,8 @@ impl Session {
         let verb = if use_mlsd { "MLSD" } else { "LIST" };
         let arg = (!path.is_empty()).then_some(path);
         let mut body = Vec::new();
-        let mut download = self.start_download(verb, arg, 0, None)?;
+        let stream = self.open_transfer(verb, arg, 0)?;
+        let mut download = Download::new(&mut *self, stream, None);
         let read = (&mut download).take(MAX_LISTING + 1).read_to_end(&mut body);
         if let Err(e) = read {
             let timeout = download.session_timeouts().data_idle;
@@ -430,35 +432,18 @@ impl Session {
         path: &[u8],
         offset: u64,
         expected_size: Option<u64>,
-    ) -> Result<Download<'_>> {
-        self.start_download("RETR", Some(path), offset, expected_size)
+    ) -> Result<Download<&mut Session>> {
+        retr_on(self, path, offset, expected_size)
     }
 
     /// Starts uploading to `path`, replacing it (STOR).
-    pub fn stor(&mut self, path: &[u8]) -> Result<Upload<'_>> {
-        self.start_upload("STOR", path)
+    pub fn stor(&mut self, path: &[u8]) -> Result<Upload<&mut Session>> {
+        upload_on(self, "STOR", path)
     }
 
     /// Starts appending to `path` (APPE).
-    pub fn appe(&mut self, path: &[u8]) -> Result<Upload<'_>> {
-        self.start_upload("APPE", path)
-    }
-
-    fn start_download(
-        &mut self,
-        verb: &str,
-        arg: Option<&[u8]>,
-        offset: u64,
-        expected_size: Option<u64>,
-    ) -> Result<Download<'_>> {
-        let stream = self.open_transfer(verb, arg, offset)?;
-        let expected_end = expected_size.map(|size| size.saturating_sub(offset));
-        Ok(Download::new(self, stream, expected_end))
-    }
-
-    fn start_upload(&mut self, verb: &str, path: &[u8]) -> Result<Upload<'_>> {
-        let stream = self.open_transfer(verb, Some(path), 0)?;
-        Ok(Upload::new(self, stream))
+    pub fn appe(&mut self, path: &[u8]) -> Result<Upload<&mut Session>> {
+        upload_on(self, "APPE", path)
     }
 
     // ---- data connections --------------------------------------------------
@@ -727,6 +712,29 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// `retr`, on any handle to a session: borrowed, or owned by the caller (a
+/// pooled session that travels with the download).
+pub fn retr_on<S: DerefMut<Target = Session>>(
+    mut session: S,
+    path: &[u8],
+    offset: u64,
+    expected_size: Option<u64>,
+) -> Result<Download<S>> {
+    let stream = session.open_transfer("RETR", Some(path), offset)?;
+    let expected_end = expected_size.map(|size| size.saturating_sub(offset));
+    Ok(Download::new(session, stream, expected_end))
+}
+
+/// STOR (or APPE with `verb`), on any handle to a session.
+pub fn upload_on<S: DerefMut<Target = Session>>(
+    mut session: S,
+    verb: &str,
+    path: &[u8],
+) -> Result<Upload<S>> {
+    let stream = session.open_transfer(verb, Some(path), 0)?;
+    Ok(Upload::new(session, stream))
 }
 
 fn refused(command: String, reply: &Reply) -> Error {

@@ -1,14 +1,16 @@
-//! A download or upload in progress on a data connection. It borrows its
-//! session, so the control connection cannot be used for anything else until
-//! the transfer is finished or aborted; dropping an unfinished transfer aborts it.
+//! A download or upload in progress on a data connection. It holds its
+//! session (borrowed, or owned as a pooled session), so the control connection
+//! cannot be used for anything else until the transfer is finished or
+//! aborted; dropping an unfinished transfer aborts it.
 use std::io::{self, Read, Write};
+use std::ops::DerefMut;
 
 use super::error::{Error, Result};
 use super::session::Session;
 use super::stream::Stream;
 
-pub struct Download<'s> {
-    session: &'s mut Session,
+pub struct Download<S: DerefMut<Target = Session>> {
+    session: S,
     /// `None` once finished or aborted.
     stream: Option<Stream>,
     received: u64,
@@ -17,8 +19,8 @@ pub struct Download<'s> {
     at_eof: bool,
 }
 
-impl<'s> Download<'s> {
-    pub(super) fn new(session: &'s mut Session, stream: Stream, expected: Option<u64>) -> Self {
+impl<S: DerefMut<Target = Session>> Download<S> {
+    pub(super) fn new(session: S, stream: Stream, expected: Option<u64>) -> Self {
         Download {
             session,
             stream: Some(stream),
@@ -83,7 +85,7 @@ impl<'s> Download<'s> {
     }
 }
 
-impl Read for Download<'_> {
+impl<S: DerefMut<Target = Session>> Read for Download<S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.at_eof || buf.is_empty() {
             return Ok(0);
@@ -116,20 +118,20 @@ impl Read for Download<'_> {
     }
 }
 
-impl Drop for Download<'_> {
+impl<S: DerefMut<Target = Session>> Drop for Download<S> {
     fn drop(&mut self) {
         self.abort_now();
     }
 }
 
-pub struct Upload<'s> {
-    session: &'s mut Session,
+pub struct Upload<S: DerefMut<Target = Session>> {
+    session: S,
     stream: Option<Stream>,
     sent: u64,
 }
 
-impl<'s> Upload<'s> {
-    pub(super) fn new(session: &'s mut Session, stream: Stream) -> Self {
+impl<S: DerefMut<Target = Session>> Upload<S> {
+    pub(super) fn new(session: S, stream: Stream) -> Self {
         Upload {
             session,
             stream: Some(stream),
@@ -178,7 +180,7 @@ impl<'s> Upload<'s> {
     }
 }
 
-impl Write for Upload<'_> {
+impl<S: DerefMut<Target = Session>> Write for Upload<S> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let Some(stream) = self.stream.as_mut() else {
             return Err(io::Error::new(
@@ -199,7 +201,7 @@ impl Write for Upload<'_> {
     }
 }
 
-impl Drop for Upload<'_> {
+impl<S: DerefMut<Target = Session>> Drop for Upload<S> {
     fn drop(&mut self) {
         self.abort_now();
     }

@@ -1,0 +1,473 @@
+//! The FTPS server as a `RemoteStore`, on a pool of control sessions.
+//!
+//! Reads and uploads hold a pooled session for their whole length (the
+//! transfer owns it), so different files move in parallel on different
+//! sessions. A download broken by a lost connection resumes with REST at the
+//! byte it reached; an upload broken the same way fails, and only `finish`
+//! says it is complete.
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::ftp::listing::{Entry, EntryKind};
+use crate::ftp::session::{retr_on, upload_on};
+use crate::ftp::transfer::{Download, Upload};
+use crate::ftp::{self, Kind, Pool, PooledSession, Retry};
+
+use super::{
+    join, split_parent, Capabilities, DirEntry, Error, ErrorKind, FileKind, Metadata, ReadStream,
+    RemoteStore, Result, UploadStream,
+};
+
+/// How often a broken download is reopened at the byte it reached.
+const DOWNLOAD_RESUMES: u32 = 3;
+
+pub struct FtpsStore {
+    pool: Arc<Pool>,
+    /// The mounted directory on the server, without a trailing slash; empty
+    /// for the login directory.
+    root: Vec<u8>,
+    capabilities: Capabilities,
+    /// Set once the server showed it cannot set modification times (e.g. it
+    /// reads `MDTM time path` as a path name).
+    set_mtime_refused: AtomicBool,
+}
+
+impl FtpsStore {
+    /// Logs in (checking that the server and the mounted directory are
+    /// usable) and reads what the server can do.
+    pub fn connect(pool: Arc<Pool>, root: &[u8]) -> Result<FtpsStore> {
+        let root = normalize_root(root);
+        let features = pool
+            .run(Retry::Idempotent, |session| Ok(session.features().clone()))
+            .map_err(|e| from_ftp(e, "connecting"))?;
+        let capabilities = Capabilities {
+            // MFMT, or MDTM with two arguments (vsftpd): tried when needed.
+            set_mtime: features.mfmt || features.mdtm,
+            chmod: true,
+            exact_listing_mtime: features.mlsd,
+        };
+        let store = FtpsStore {
+            pool,
+            root,
+            capabilities,
+            set_mtime_refused: AtomicBool::new(false),
+        };
+        store.check_root()?;
+        Ok(store)
+    }
+
+    /// The mounted directory must exist: some servers (vsftpd) list a missing
+    /// directory as an empty one, so ask its parent.
+    fn check_root(&self) -> Result<()> {
+        let root = &self.root;
+        if root.is_empty() || root == b"/" {
+            return Ok(());
+        }
+        let (parent, name) = match root.iter().rposition(|&b| b == b'/') {
+            Some(0) => (&b"/"[..], &root[1..]),
+            Some(i) => (&root[..i], &root[i + 1..]),
+            None => (&b""[..], &root[..]),
+        };
+        let parent = parent.to_vec();
+        let listing = self
+            .pool
+            .run(Retry::Idempotent, |s| s.list_dir(&parent))
+            .map_err(|e| from_ftp(e, &format!("opening {}", show(root))))?;
+        match listing.iter().find(|e| e.name == name) {
+            Some(entry) if entry.kind == EntryKind::Dir => Ok(()),
+            Some(_) => Err(Error::new(
+                ErrorKind::Failed,
+                format!("{} is not a directory on the server", show(root)),
+            )),
+            None => Err(Error::new(
+                ErrorKind::NotFound,
+                format!("{} does not exist on the server", show(root)),
+            )),
+        }
+    }
+
+    pub fn pool(&self) -> &Arc<Pool> {
+        &self.pool
+    }
+
+    fn remote(&self, path: &[u8]) -> Vec<u8> {
+        match (path.is_empty(), self.root.as_slice()) {
+            (true, _) => self.root.clone(),
+            (false, b"/") => [b"/", path].concat(),
+            (false, root) => join(root, path),
+        }
+    }
+
+    fn run<T>(
+        &self,
+        retry: Retry,
+        what: &str,
+        path: &[u8],
+        mut op: impl FnMut(&mut ftp::Session, &[u8]) -> ftp::Result<T>,
+    ) -> Result<T> {
+        let remote = self.remote(path);
+        self.pool
+            .run(retry, |session| op(session, &remote))
+            .map_err(|e| from_ftp(e, &format!("{what} {}", show(&remote))))
+    }
+
+    /// A 550 means "not found" to most servers and "could not" to vsftpd,
+    /// whatever the cause; ask the server what is there to tell which.
+    fn explain_failure(&self, err: Error, path: &[u8], expect: Expectation) -> Error {
+        if err.kind != ErrorKind::NotFound && err.kind != ErrorKind::Failed {
+            return err;
+        }
+        let found = self.stat(path);
+        let kind = match (expect, found) {
+            (Expectation::Absent, Ok(_)) => ErrorKind::AlreadyExists,
+            (Expectation::EmptyDir, Ok(meta)) if meta.kind == FileKind::Dir => {
+                match self.list(path) {
+                    Ok(entries) if !entries.is_empty() => ErrorKind::NotEmpty,
+                    _ => ErrorKind::PermissionDenied,
+                }
+            }
+            (Expectation::Present | Expectation::EmptyDir, Ok(_)) => ErrorKind::PermissionDenied,
+            (Expectation::Present | Expectation::EmptyDir, Err(e))
+                if e.kind == ErrorKind::NotFound =>
+            {
+                ErrorKind::NotFound
+            }
+            (Expectation::Absent, Err(e)) if e.kind == ErrorKind::NotFound => {
+                // The parent is missing, or the server refuses.
+                let (parent, _) = split_parent(path);
+                match self.stat(parent) {
+                    Err(e) if e.kind == ErrorKind::NotFound => ErrorKind::NotFound,
+                    _ => ErrorKind::PermissionDenied,
+                }
+            }
+            _ => err.kind,
+        };
+        Error::new(kind, err.message)
+    }
+}
+
+/// What a failed operation needed to find at its path.
+#[derive(Clone, Copy)]
+enum Expectation {
+    /// mkdir, upload: nothing there yet.
+    Absent,
+    /// delete, rename source, chmod: something there.
+    Present,
+    /// rmdir: an empty directory.
+    EmptyDir,
+}
+
+impl RemoteStore for FtpsStore {
+    fn list(&self, dir: &[u8]) -> Result<Vec<DirEntry>> {
+        let entries = self.run(Retry::Idempotent, "listing", dir, |s, remote| {
+            s.list_dir(remote)
+        })?;
+        Ok(entries.into_iter().filter_map(dir_entry).collect())
+    }
+
+    fn stat(&self, path: &[u8]) -> Result<Metadata> {
+        if path.is_empty() {
+            return Ok(Metadata {
+                kind: FileKind::Dir,
+                size: 0,
+                mtime: None,
+                mtime_exact: false,
+                mode: None,
+                symlink_target: None,
+            });
+        }
+        if self.capabilities.exact_listing_mtime {
+            let entry = self.run(Retry::Idempotent, "looking up", path, |s, remote| {
+                s.mlst(remote)
+            })?;
+            return Ok(metadata(&entry));
+        }
+        let (parent, name) = split_parent(path);
+        self.list(parent)?
+            .into_iter()
+            .find(|e| e.name == name)
+            .map(|e| e.meta)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NotFound,
+                    format!("{} does not exist", show(path)),
+                )
+            })
+    }
+
+    fn exact_mtime(&self, path: &[u8]) -> Result<SystemTime> {
+        self.run(
+            Retry::Idempotent,
+            "reading the time of",
+            path,
+            |s, remote| s.mdtm(remote),
+        )
+    }
+
+    fn open_read(&self, path: &[u8], offset: u64) -> Result<Box<dyn ReadStream>> {
+        let remote = self.remote(path);
+        let download = open_download(&self.pool, &remote, offset)?;
+        Ok(Box::new(FtpsReader {
+            pool: Arc::clone(&self.pool),
+            remote,
+            position: offset,
+            download: Some(download),
+            resumes_left: DOWNLOAD_RESUMES,
+        }))
+    }
+
+    fn upload(&self, path: &[u8]) -> Result<Box<dyn UploadStream>> {
+        self.start_upload("STOR", path)
+    }
+
+    fn append(&self, path: &[u8]) -> Result<Box<dyn UploadStream>> {
+        self.start_upload("APPE", path)
+    }
+
+    fn delete(&self, path: &[u8]) -> Result<()> {
+        self.run(Retry::Idempotent, "deleting", path, |s, remote| {
+            s.delete(remote)
+        })
+        .map_err(|e| self.explain_failure(e, path, Expectation::Present))
+    }
+
+    fn mkdir(&self, path: &[u8]) -> Result<()> {
+        self.run(Retry::Once, "creating directory", path, |s, remote| {
+            s.mkdir(remote)
+        })
+        .map_err(|e| self.explain_failure(e, path, Expectation::Absent))
+    }
+
+    fn rmdir(&self, path: &[u8]) -> Result<()> {
+        self.run(
+            Retry::Idempotent,
+            "removing directory",
+            path,
+            |s, remote| s.rmdir(remote),
+        )
+        .map_err(|e| self.explain_failure(e, path, Expectation::EmptyDir))
+    }
+
+    fn rename(&self, from: &[u8], to: &[u8]) -> Result<()> {
+        let target = self.remote(to);
+        self.run(Retry::Once, "renaming", from, |s, remote| {
+            s.rename(remote, &target)
+        })
+        .map_err(|e| self.explain_failure(e, from, Expectation::Present))
+    }
+
+    fn chmod(&self, path: &[u8], mode: u32) -> Result<()> {
+        self.run(
+            Retry::Idempotent,
+            "changing the mode of",
+            path,
+            |s, remote| s.chmod(remote, mode),
+        )
+    }
+
+    fn set_mtime(&self, path: &[u8], mtime: SystemTime) -> Result<()> {
+        if self.set_mtime_refused.load(Ordering::Relaxed) {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "the server cannot set modification times",
+            ));
+        }
+        let result = self.run(
+            Retry::Idempotent,
+            "setting the time of",
+            path,
+            |s, remote| s.set_mtime(remote, mtime),
+        );
+        match result {
+            Err(e)
+                if matches!(
+                    e.kind,
+                    ErrorKind::NotFound | ErrorKind::Failed | ErrorKind::Unsupported
+                ) && self.stat(path).is_ok() =>
+            {
+                log::info!(
+                    "the server cannot set modification times ({e}); times will not be kept"
+                );
+                self.set_mtime_refused.store(true, Ordering::Relaxed);
+                Err(Error::new(ErrorKind::Unsupported, e.message))
+            }
+            other => other,
+        }
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            set_mtime: self.capabilities.set_mtime
+                && !self.set_mtime_refused.load(Ordering::Relaxed),
+            ..self.capabilities
+        }
+    }
+}
+
+impl FtpsStore {
+    fn start_upload(&self, verb: &'static str, path: &[u8]) -> Result<Box<dyn UploadStream>> {
+        let remote = self.remote(path);
+        let describe = |e: ftp::Error| from_ftp(e, &format!("uploading {}", show(&remote)));
+        // Nothing has been sent when a session cannot be had; a refused STOR
+        // (e.g. 553) is reported as is.
+        let session = self.pool.get().map_err(describe)?;
+        let upload = upload_on(session, verb, &remote).map_err(describe)?;
+        Ok(Box::new(FtpsUpload { upload, remote }))
+    }
+}
+
+fn open_download(pool: &Pool, remote: &[u8], offset: u64) -> Result<Download<PooledSession>> {
+    let describe = |e: ftp::Error| from_ftp(e, &format!("reading {}", show(remote)));
+    let mut attempts = 0;
+    loop {
+        let session = pool.get().map_err(describe)?;
+        match retr_on(session, remote, offset, None) {
+            Ok(download) => return Ok(download),
+            Err(e) if e.is_transient() && attempts < DOWNLOAD_RESUMES => attempts += 1,
+            Err(e) => return Err(describe(e)),
+        }
+    }
+}
+
+struct FtpsReader {
+    pool: Arc<Pool>,
+    remote: Vec<u8>,
+    position: u64,
+    /// `None` after the end of the file was reached and the transfer closed.
+    download: Option<Download<PooledSession>>,
+    resumes_left: u32,
+}
+
+impl ReadStream for FtpsReader {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
+        use std::io::Read;
+        loop {
+            let Some(download) = self.download.as_mut() else {
+                return Ok(0);
+            };
+            match download.read(buf) {
+                Ok(0) => {
+                    if let Some(done) = self.download.take() {
+                        done.finish()
+                            .map_err(|e| from_ftp(e, &format!("reading {}", show(&self.remote))))?;
+                    }
+                    return Ok(0);
+                }
+                Ok(n) => {
+                    self.position += n as u64;
+                    return Ok(n);
+                }
+                Err(e) if self.resumes_left > 0 => {
+                    // The data connection broke: start again where we are.
+                    log::info!(
+                        "download of {} broke at byte {} ({e}); resuming",
+                        show(&self.remote),
+                        self.position
+                    );
+                    self.resumes_left -= 1;
+                    self.download = None;
+                    self.download = Some(open_download(&self.pool, &self.remote, self.position)?);
+                }
+                Err(e) => {
+                    return Err(Error::new(
+                        ErrorKind::Unavailable,
+                        format!("reading {}: {e}", show(&self.remote)),
+                    ))
+                }
+            }
+        }
+    }
+
+    fn position(&self) -> u64 {
+        self.position
+    }
+}
+
+struct FtpsUpload {
+    upload: Upload<PooledSession>,
+    remote: Vec<u8>,
+}
+
+impl UploadStream for FtpsUpload {
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        use std::io::Write;
+        self.upload.write_all(data).map_err(|e| {
+            Error::new(
+                ErrorKind::Unavailable,
+                format!("uploading {}: {e}", show(&self.remote)),
+            )
+        })
+    }
+
+    fn finish(self: Box<Self>) -> Result<()> {
+        let remote = self.remote;
+        self.upload
+            .finish()
+            .map(drop)
+            .map_err(|e| from_ftp(e, &format!("completing the upload of {}", show(&remote))))
+    }
+}
+
+/// The one translation from protocol errors to store errors.
+pub fn from_ftp(err: ftp::Error, what: &str) -> Error {
+    let kind = match err.kind() {
+        Kind::NotFound => ErrorKind::NotFound,
+        Kind::PermissionDenied | Kind::LoginFailed => ErrorKind::PermissionDenied,
+        Kind::NoSpace => ErrorKind::NoSpace,
+        Kind::AlreadyExists => ErrorKind::AlreadyExists,
+        Kind::Unsupported => ErrorKind::Unsupported,
+        Kind::InvalidInput => ErrorKind::InvalidInput,
+        Kind::Transient => ErrorKind::Unavailable,
+        Kind::Tls | Kind::Protocol | Kind::Refused => ErrorKind::Failed,
+    };
+    Error::new(kind, format!("{what}: {err}"))
+}
+
+fn dir_entry(entry: Entry) -> Option<DirEntry> {
+    // A name with a slash or NUL cannot be a single path component; a hostile
+    // or broken listing must not smuggle one in.
+    if entry.name.is_empty() || entry.name.iter().any(|&b| b == b'/' || b == 0) {
+        log::warn!(
+            "ignoring listing entry with an impossible name {:?}",
+            show(&entry.name)
+        );
+        return None;
+    }
+    let meta = metadata(&entry);
+    Some(DirEntry {
+        name: entry.name,
+        meta,
+    })
+}
+
+fn metadata(entry: &Entry) -> Metadata {
+    let (kind, symlink_target) = match &entry.kind {
+        EntryKind::Dir => (FileKind::Dir, None),
+        EntryKind::Symlink { target } => (FileKind::Symlink, target.clone()),
+        EntryKind::File | EntryKind::Other => (FileKind::File, None),
+    };
+    Metadata {
+        kind,
+        size: entry.size.unwrap_or(0),
+        mtime: entry.modified,
+        mtime_exact: entry.modified_exact,
+        mode: entry.mode,
+        symlink_target,
+    }
+}
+
+fn normalize_root(root: &[u8]) -> Vec<u8> {
+    let mut root = root.to_vec();
+    while root.len() > 1 && root.ends_with(b"/") {
+        root.pop();
+    }
+    root
+}
+
+fn show(path: &[u8]) -> String {
+    if path.is_empty() {
+        return "the mounted directory".into();
+    }
+    String::from_utf8_lossy(path).into_owned()
+}

@@ -1,0 +1,163 @@
+//! What the filesystem core needs from a remote server, and nothing more.
+//!
+//! `fs` talks only to `RemoteStore`; the FTPS implementation sits behind it,
+//! and so does an in-memory one that tests use without a network. Paths are
+//! bytes, relative to the mounted directory: `b""` is the mount's root,
+//! `b"dir/file"` a file in it; never a leading or trailing slash.
+use std::fmt;
+use std::time::SystemTime;
+
+pub mod ftps;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    File,
+    Dir,
+    Symlink,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metadata {
+    pub kind: FileKind,
+    pub size: u64,
+    pub mtime: Option<SystemTime>,
+    /// False when `mtime` is only as precise as a LIST line (minutes, or days
+    /// for old files); the core may ask `exact_mtime` when precision matters.
+    pub mtime_exact: bool,
+    /// Permission bits (0o7777) when the server tells.
+    pub mode: Option<u32>,
+    /// The target of a symbolic link, when the listing gave it.
+    pub symlink_target: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    pub name: Vec<u8>,
+    pub meta: Metadata,
+}
+
+/// What a server can do beyond reading and writing whole files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    pub set_mtime: bool,
+    pub chmod: bool,
+    /// Listings give exact modification times (MLSD).
+    pub exact_listing_mtime: bool,
+}
+
+/// A download in progress from some offset; reads continue where the last
+/// one stopped. Dropping it abandons the download.
+pub trait ReadStream: Send {
+    /// Reads up to `buf.len()` bytes; 0 at the end of the file.
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize>;
+    /// Offset in the file of the next byte `read` returns.
+    fn position(&self) -> u64;
+}
+
+/// An upload in progress. Only `finish` returning `Ok` means the server holds
+/// every byte; dropping it without `finish` abandons the upload.
+pub trait UploadStream: Send {
+    fn write(&mut self, data: &[u8]) -> Result<()>;
+    fn finish(self: Box<Self>) -> Result<()>;
+}
+
+pub trait RemoteStore: Send + Sync {
+    /// The entries of a directory (without `.` and `..`).
+    fn list(&self, dir: &[u8]) -> Result<Vec<DirEntry>>;
+    /// Metadata of one path.
+    fn stat(&self, path: &[u8]) -> Result<Metadata>;
+    /// The exact modification time (MDTM), for servers whose listings round it.
+    fn exact_mtime(&self, path: &[u8]) -> Result<SystemTime>;
+    fn open_read(&self, path: &[u8], offset: u64) -> Result<Box<dyn ReadStream>>;
+    /// Starts writing `path` from its start, replacing what was there.
+    fn upload(&self, path: &[u8]) -> Result<Box<dyn UploadStream>>;
+    /// Starts appending to `path`.
+    fn append(&self, path: &[u8]) -> Result<Box<dyn UploadStream>>;
+    fn delete(&self, path: &[u8]) -> Result<()>;
+    fn mkdir(&self, path: &[u8]) -> Result<()>;
+    fn rmdir(&self, path: &[u8]) -> Result<()>;
+    /// Renames; whether an existing target is replaced depends on the server
+    /// (the core removes it first where POSIX says it must be replaced).
+    fn rename(&self, from: &[u8], to: &[u8]) -> Result<()>;
+    fn chmod(&self, path: &[u8], mode: u32) -> Result<()>;
+    fn set_mtime(&self, path: &[u8], mtime: SystemTime) -> Result<()>;
+    fn capabilities(&self) -> Capabilities;
+}
+
+/// Why a store operation failed, in the terms the core maps to errno.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    NotFound,
+    PermissionDenied,
+    AlreadyExists,
+    NotEmpty,
+    NoSpace,
+    /// The name cannot be sent (CR/LF) or the request is malformed.
+    InvalidInput,
+    /// The server does not support the operation.
+    Unsupported,
+    /// The server could not be reached or did not answer in time; a later
+    /// attempt may work.
+    Unavailable,
+    /// Anything else: a protocol failure, a refusal without a clearer cause.
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub kind: ErrorKind,
+    /// What went wrong, in words for the log (never a password).
+    pub message: String,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// `parent/name`, for store paths (`b""` is the root).
+pub fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
+    if parent.is_empty() {
+        return name.to_vec();
+    }
+    let mut path = Vec::with_capacity(parent.len() + 1 + name.len());
+    path.extend_from_slice(parent);
+    path.push(b'/');
+    path.extend_from_slice(name);
+    path
+}
+
+/// The parent directory and the last component of a store path.
+pub fn split_parent(path: &[u8]) -> (&[u8], &[u8]) {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (&[], path),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert_eq!(join(b"", b"a"), b"a");
+        assert_eq!(join(b"a/b", b"c d"), b"a/b/c d");
+        assert_eq!(split_parent(b"a/b/c"), (&b"a/b"[..], &b"c"[..]));
+        assert_eq!(split_parent(b"c"), (&b""[..], &b"c"[..]));
+    }
+}

@@ -1,0 +1,83 @@
+//! The FTPS store against real servers, held to the same contract as the
+//! in-memory store the filesystem core is tested with.
+mod common;
+#[path = "support/inproc.rs"]
+mod inproc;
+
+use std::sync::Arc;
+
+use common::store_contract;
+use common::vsftpd::Vsftpd;
+use ftpsfs::ftp::{Connector, FtpConfig, Pool, PoolSettings};
+use ftpsfs::store::ftps::FtpsStore;
+use ftpsfs::store::RemoteStore;
+
+fn store(config: FtpConfig, root: &[u8]) -> FtpsStore {
+    let pool = Arc::new(Pool::new(
+        Connector::new(config).unwrap(),
+        PoolSettings::default(),
+    ));
+    FtpsStore::connect(pool, root).expect("store")
+}
+
+#[test]
+fn vsftpd_meets_the_contract() {
+    let server = Vsftpd::start(&[]);
+    let store = store(server.info.config(), b"");
+    assert!(
+        !store.capabilities().exact_listing_mtime,
+        "vsftpd has no MLSD"
+    );
+    store_contract::run_all(&store);
+}
+
+#[test]
+fn inproc_meets_the_contract() {
+    let server = inproc::InProcServer::start();
+    let mut config = FtpConfig::new(
+        server.host(),
+        server.port(),
+        ftpsfs::ftp::Credentials {
+            user: server.user().into(),
+            password: ftpsfs::ftp::Password::new(server.password()),
+        },
+    );
+    config.tls.ca_file = Some(server.ca_file().to_path_buf());
+    let store = store(config, b"");
+    assert!(
+        store.capabilities().exact_listing_mtime,
+        "libunftp has MLSD"
+    );
+    store_contract::run_all(&store);
+}
+
+#[test]
+fn mounted_subdirectory_is_the_root() {
+    let server = Vsftpd::start(&[]);
+    std::fs::create_dir_all(server.info.root.join("share/inner")).unwrap();
+    std::fs::write(server.info.root.join("share/inner/f"), b"deep").unwrap();
+    let store = store(server.info.config(), b"share");
+    assert_eq!(store_contract::read_all(&store, b"inner/f", 0), b"deep");
+    assert_eq!(store.list(b"").unwrap()[0].name, b"inner");
+    let missing = FtpsStore::connect(
+        Arc::new(Pool::new(
+            Connector::new(server.info.config()).unwrap(),
+            PoolSettings::default(),
+        )),
+        b"no-such-dir",
+    );
+    let err = missing.err().expect("missing root");
+    assert!(err.message.contains("no-such-dir"), "{err}");
+}
+
+#[test]
+fn large_download_reads_sequentially_on_one_transfer() {
+    let server = Vsftpd::start(&[]);
+    let body = common::data::bytes(20 * 1024 * 1024, 4);
+    std::fs::write(server.info.root.join("big"), &body).unwrap();
+    let store = store(server.info.config(), b"");
+    let before = store.pool().connector().stats().snapshot();
+    assert_eq!(store_contract::read_all(&store, b"big", 0), body);
+    let after = store.pool().connector().stats().snapshot();
+    assert_eq!(after.data_connections - before.data_connections, 1);
+}
