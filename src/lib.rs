@@ -2,5 +2,7 @@
 //!
 //! Layers (see `../shared/design.md`): `ftp` is the protocol client and knows
 //! nothing of FUSE or caches.
+pub mod cli;
+pub mod credentials;
 pub mod ftp;
 pub mod store;

@@ -1,0 +1,960 @@
+//! The command line: `ftpsfs [OPTIONS] URL MOUNTPOINT`, parsed with clap and
+//! turned into validated `Options`.
+//!
+//! `-o opt[,opt…]` accepts every long option by its name, so that mount(8) and
+//! /etc/fstab can pass them. It works by rewriting each `-o name=value` into
+//! `--name=value` placed before the real arguments and parsing again: clap's
+//! own parsers validate both spellings, and since the last occurrence of an
+//! option wins, a flag written on the command line beats the same option in
+//! `-o`.
+use std::ffi::OsString;
+use std::io;
+use std::net::{IpAddr, Ipv6Addr};
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{ArgAction, CommandFactory, Parser, ValueEnum};
+
+use crate::credentials::{self, Sources, PASSWORD_ENV};
+use crate::ftp::config::{parse_port_range, parse_sha256_hex, Timeouts};
+use crate::ftp::{DataMode, FtpConfig, Password, PoolSettings, Security, TlsOptions, TlsVersion};
+
+const SESSIONS_MAX: u16 = 64;
+const SECONDS_MAX: u64 = 365 * 24 * 3600;
+
+#[derive(Parser)]
+#[command(
+    name = "ftpsfs",
+    version,
+    about = "Mount a directory of an FTPS server as a local filesystem",
+    args_override_self = true,
+    after_help = "URL forms:\n  \
+        ftpes://[user@]host[:port][/path]  explicit TLS (AUTH TLS), port 21\n  \
+        ftp://[user@]host[:port][/path]    the same; TLS is still required\n  \
+        ftps://[user@]host[:port][/path]   implicit TLS, port 990\n\n\
+        Password: URL, then FTPSFS_PASSWORD, --password-file, ~/.netrc (or --netrc-file),\n\
+        then a prompt when stdin is a terminal. See ftpsfs(1)."
+)]
+pub struct Args {
+    /// Server and directory to mount: ftpes://, ftp:// or ftps://[user@]host[:port][/path]
+    #[arg(value_name = "URL")]
+    url: String,
+
+    /// Directory to mount on
+    #[arg(value_name = "MOUNTPOINT")]
+    mountpoint: PathBuf,
+
+    /// Stay in the foreground instead of returning once the mount is live
+    #[arg(short, long)]
+    foreground: bool,
+
+    /// Mount options, comma-separated: ro, rw, allow_other, uid=N, … and every long option by name
+    #[arg(short = 'o', value_name = "OPT[,OPT...]", action = ArgAction::Append)]
+    mount_options: Vec<String>,
+
+    /// Read the password from the first line of FILE
+    #[arg(long, value_name = "FILE", help_heading = "Login")]
+    password_file: Option<PathBuf>,
+
+    /// Read login and password from FILE instead of ~/.netrc
+    #[arg(long, value_name = "FILE", help_heading = "Login")]
+    netrc_file: Option<PathBuf>,
+
+    /// Trust the certificates in PEM (a CA, or the server's own certificate) instead of the system roots
+    #[arg(long, value_name = "PEM", help_heading = "TLS")]
+    ca_file: Option<PathBuf>,
+
+    /// Accept only the server certificate with this SHA-256 fingerprint (64 hex digits, colons allowed)
+    #[arg(long, value_name = "HEX", value_parser = parse_fingerprint, help_heading = "TLS")]
+    pin_sha256: Option<[u8; 32]>,
+
+    /// Do not verify the server certificate (warns on every start)
+    #[arg(long, conflicts_with_all = ["ca_file", "pin_sha256"], help_heading = "TLS")]
+    insecure: bool,
+
+    /// Use plain FTP without TLS: password and data in clear text (warns on every start)
+    #[arg(
+        long,
+        conflicts_with_all = ["insecure", "ca_file", "pin_sha256", "tls_max"],
+        help_heading = "TLS"
+    )]
+    insecure_plain_ftp: bool,
+
+    /// Highest TLS version to offer
+    #[arg(long, value_name = "VERSION", value_parser = tls_version_parser(), help_heading = "TLS")]
+    tls_max: Option<TlsVersion>,
+
+    /// Control sessions to the server at most
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 4,
+        value_parser = clap::value_parser!(u16).range(1..=SESSIONS_MAX as i64),
+        help_heading = "Connection"
+    )]
+    sessions: u16,
+
+    /// Active mode: the server connects to us for data (EPRT, then PORT)
+    #[arg(long, conflicts_with_all = ["trust_pasv_address", "no_epsv"], help_heading = "Connection")]
+    active: bool,
+
+    /// Local ports to listen on in active mode
+    #[arg(
+        long,
+        value_name = "LOW-HIGH",
+        value_parser = parse_active_ports,
+        requires = "active",
+        help_heading = "Connection"
+    )]
+    active_ports: Option<RangeInclusive<u16>>,
+
+    /// Address to advertise in active mode (a NAT's public address)
+    #[arg(
+        long,
+        value_name = "IP",
+        requires = "active",
+        help_heading = "Connection"
+    )]
+    active_address: Option<IpAddr>,
+
+    /// Connect to the address in the PASV reply instead of the control connection's peer
+    #[arg(long, help_heading = "Connection")]
+    trust_pasv_address: bool,
+
+    /// Use PASV only, without trying EPSV first
+    #[arg(long, help_heading = "Connection")]
+    no_epsv: bool,
+
+    /// Timeout for TCP connect and TLS handshakes
+    #[arg(long, value_name = "SECS", default_value = "15", value_parser = positive_seconds, help_heading = "Connection")]
+    connect_timeout: Duration,
+
+    /// Timeout for a reply on the control connection
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = positive_seconds, help_heading = "Connection")]
+    timeout: Duration,
+
+    /// A data connection with no byte moving for this long fails the transfer
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = positive_seconds, help_heading = "Connection")]
+    data_timeout: Duration,
+
+    /// Send NOOP on a session idle for this long, before the server drops it
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = positive_seconds, help_heading = "Connection")]
+    keepalive: Duration,
+
+    /// Keep file attributes cached this long (0: ask the server every time)
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = seconds, help_heading = "Cache")]
+    attr_ttl: Duration,
+
+    /// Keep directory listings cached this long (0: list every time)
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = seconds, help_heading = "Cache")]
+    dir_ttl: Duration,
+
+    /// Directory for the write spool [default: $XDG_CACHE_HOME/ftpsfs, /var/cache/ftpsfs for root]
+    #[arg(long, value_name = "DIR", help_heading = "Cache")]
+    cache_dir: Option<PathBuf>,
+
+    /// Log more: -v info, -vv debug, -vvv trace (ignored when --log-level is given)
+    #[arg(short, long, action = ArgAction::Count, help_heading = "Logging")]
+    verbose: u8,
+
+    /// Log messages of this level and above [default: warn]
+    #[arg(long, value_name = "LEVEL", help_heading = "Logging")]
+    log_level: Option<LogLevel>,
+
+    /// Write the log to FILE
+    #[arg(long, value_name = "FILE", help_heading = "Logging")]
+    log_file: Option<PathBuf>,
+
+    /// Mount read-only
+    #[arg(long, help_heading = "Mount")]
+    ro: bool,
+
+    /// Let other users than the one mounting use the mount (see /etc/fuse.conf)
+    #[arg(long, help_heading = "Mount")]
+    allow_other: bool,
+
+    /// Owner shown for every file [default: the user mounting]
+    #[arg(long, value_name = "N", help_heading = "Mount")]
+    uid: Option<u32>,
+
+    /// Group shown for every file [default: the group of the user mounting]
+    #[arg(long, value_name = "N", help_heading = "Mount")]
+    gid: Option<u32>,
+
+    /// Bits cleared from the server's permissions, in octal (e.g. 022)
+    #[arg(long, value_name = "OCTAL", value_parser = parse_umask, help_heading = "Mount")]
+    umask: Option<u32>,
+
+    /// Let the kernel check permissions against the mode, uid and gid shown
+    #[arg(long, help_heading = "Mount")]
+    default_permissions: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn filter(self) -> log::LevelFilter {
+        match self {
+            LogLevel::Error => log::LevelFilter::Error,
+            LogLevel::Warn => log::LevelFilter::Warn,
+            LogLevel::Info => log::LevelFilter::Info,
+            LogLevel::Debug => log::LevelFilter::Debug,
+            LogLevel::Trace => log::LevelFilter::Trace,
+        }
+    }
+}
+
+/// Everything the rest of the program needs, validated.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub ftp: FtpConfig,
+    pub pool: PoolSettings,
+    /// The URL's path, percent-decoded. Empty: the directory the server puts
+    /// the user in after login. Relative: below that directory. Starting with
+    /// `/` (written `%2F` in the URL): absolute. No trailing `/`.
+    pub remote_root: Vec<u8>,
+    /// Absolute, so that it survives going to the background.
+    pub mountpoint: PathBuf,
+    pub foreground: bool,
+    pub mount: MountOptions,
+    pub attr_ttl: Duration,
+    pub dir_ttl: Duration,
+    /// Absolute.
+    pub cache_dir: PathBuf,
+    pub log: LogSettings,
+    /// To print on every start.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MountOptions {
+    pub read_only: bool,
+    pub allow_other: bool,
+    pub default_permissions: bool,
+    /// `None`: the user (or group) that mounts.
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// `None`: show the server's permissions as they are.
+    pub umask: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    pub level: log::LevelFilter,
+    /// Absolute; `None` logs to standard error.
+    pub file: Option<PathBuf>,
+}
+
+/// Why the command line gave no `Options`. `--help` and `--version` arrive
+/// here too, as `is_info()`, to be printed on standard output with exit code 0.
+#[derive(Debug)]
+pub struct CliError {
+    kind: CliErrorKind,
+    message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CliErrorKind {
+    /// `--help` or `--version`: the message is the text asked for.
+    Info,
+    /// Unknown option, bad value, missing argument (clap's own checks).
+    Usage,
+    /// A value that parses but cannot be used: a bad URL, a missing password.
+    Invalid,
+}
+
+impl CliError {
+    fn invalid(message: impl Into<String>) -> CliError {
+        CliError {
+            kind: CliErrorKind::Invalid,
+            message: message.into(),
+        }
+    }
+
+    pub fn kind(&self) -> CliErrorKind {
+        self.kind
+    }
+
+    pub fn is_info(&self) -> bool {
+        self.kind == CliErrorKind::Info
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        if self.is_info() {
+            0
+        } else {
+            2
+        }
+    }
+
+    /// Prints the message where it belongs and exits.
+    pub fn exit(&self) -> ! {
+        if self.is_info() {
+            print!("{}", self.message);
+        } else {
+            eprintln!("ftpsfs: {}", self.message);
+            if self.kind == CliErrorKind::Usage {
+                eprintln!("Try 'ftpsfs --help' or 'man ftpsfs' for more information.");
+            }
+        }
+        std::process::exit(self.exit_code())
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CliError {}
+
+/// What the parser reads from the outside world, so that tests can supply it.
+pub trait Environment {
+    fn var(&self, name: &str) -> Option<OsString>;
+    fn is_root(&self) -> bool;
+    /// Asks for a password; `None` when nobody can be asked (stdin is not a terminal).
+    fn prompt_password(&self, question: &str) -> Option<io::Result<String>>;
+}
+
+/// The real process: its environment variables, effective uid and terminal.
+pub struct ProcessEnvironment;
+
+impl Environment for ProcessEnvironment {
+    fn var(&self, name: &str) -> Option<OsString> {
+        std::env::var_os(name)
+    }
+
+    fn is_root(&self) -> bool {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        unsafe { libc::geteuid() == 0 }
+    }
+
+    fn prompt_password(&self, question: &str) -> Option<io::Result<String>> {
+        credentials::prompt_on_terminal(question)
+    }
+}
+
+/// Parses the process's command line (`std::env::args_os()`), reading the
+/// password sources from the real environment.
+pub fn parse_args<I, T>(args: I) -> Result<Options, CliError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
+{
+    parse_args_with(args, &ProcessEnvironment)
+}
+
+pub fn parse_args_with<I, T>(args: I, env: &dyn Environment) -> Result<Options, CliError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
+{
+    let argv: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let args = parse_command_line(&argv)?;
+    build_options(args, env)
+}
+
+fn parse_command_line(argv: &[OsString]) -> Result<Args, CliError> {
+    let first_pass = try_parse(argv)?;
+    if first_pass.mount_options.is_empty() {
+        return Ok(first_pass);
+    }
+    let expanded = expand_mount_options(&first_pass.mount_options)?;
+    let program = argv.first().cloned().unwrap_or_else(|| "ftpsfs".into());
+    let rest = argv.iter().skip(1).cloned();
+    let with_options: Vec<OsString> = std::iter::once(program)
+        .chain(expanded)
+        .chain(rest)
+        .collect();
+    try_parse(&with_options)
+}
+
+fn try_parse(argv: &[OsString]) -> Result<Args, CliError> {
+    Args::try_parse_from(argv).map_err(|err| from_clap(&err, argv))
+}
+
+fn from_clap(err: &clap::Error, argv: &[OsString]) -> CliError {
+    use clap::error::ErrorKind;
+    let rendered = err.render().to_string();
+    let (kind, message) = match err.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => (CliErrorKind::Info, rendered),
+        _ => (CliErrorKind::Usage, clap_error_as_one_line(&rendered)),
+    };
+    CliError {
+        kind,
+        message: redact_url_passwords(&message, argv),
+    }
+}
+
+/// clap writes "error: …", sometimes a list of indented lines, then a blank
+/// line and a usage hint; the error itself becomes one line.
+fn clap_error_as_one_line(rendered: &str) -> String {
+    let text = rendered.strip_prefix("error: ").unwrap_or(rendered);
+    text.lines()
+        .take_while(|line| !line.trim().is_empty())
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A clap error may quote any argument, the URL included.
+fn redact_url_passwords(message: &str, argv: &[OsString]) -> String {
+    argv.iter()
+        .filter_map(|arg| arg.to_str())
+        .filter_map(|arg| redact_url(arg).map(|redacted| (arg, redacted)))
+        .fold(message.to_string(), |text, (arg, redacted)| {
+            text.replace(arg, &redacted)
+        })
+}
+
+/// `scheme://user:secret@host/…` → `scheme://user:****@host/…`; `None` when
+/// there is no password to hide.
+pub fn redact_url(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let (userinfo, host) = authority.rsplit_once('@')?;
+    let (user, _password) = userinfo.split_once(':')?;
+    Some(format!("{scheme}://{user}:****@{host}{path}"))
+}
+
+/// Mount options that mount(8), mount.fuse or fstab pass along and that mean
+/// nothing to ftpsfs. `rw` is the default.
+pub const IGNORED_MOUNT_OPTIONS: &[&str] = &[
+    "rw", "defaults", "dev", "nodev", "suid", "nosuid", "exec", "auto", "noauto", "user", "nouser",
+    "users", "nofail", "_netdev",
+];
+pub const IGNORED_MOUNT_OPTION_PREFIXES: &[&str] = &["x-", "comment="];
+
+/// The names `-o` accepts besides the ignored ones: every long option except
+/// `--help` and `--version`, with `_` for `-`.
+pub fn mount_option_names() -> Vec<String> {
+    Args::command()
+        .get_arguments()
+        .filter_map(|arg| arg.get_long())
+        .filter(|long| !matches!(*long, "help" | "version"))
+        .map(|long| long.replace('-', "_"))
+        .collect()
+}
+
+fn expand_mount_options(values: &[String]) -> Result<Vec<OsString>, CliError> {
+    let command = Args::command();
+    let mut expanded = Vec::new();
+    for option in values.iter().flat_map(|v| v.split(',')) {
+        if option.is_empty() || is_ignored_mount_option(option) {
+            continue;
+        }
+        expanded.push(mount_option_as_flag(&command, option)?);
+    }
+    Ok(expanded)
+}
+
+fn is_ignored_mount_option(option: &str) -> bool {
+    let name = option.split_once('=').map_or(option, |(name, _)| name);
+    IGNORED_MOUNT_OPTIONS.contains(&name)
+        || IGNORED_MOUNT_OPTION_PREFIXES
+            .iter()
+            .any(|prefix| option.starts_with(prefix))
+}
+
+fn mount_option_as_flag(command: &clap::Command, option: &str) -> Result<OsString, CliError> {
+    let (name, value) = match option.split_once('=') {
+        Some((name, value)) => (name, Some(value)),
+        None => (option, None),
+    };
+    let long = name.replace('_', "-");
+    let arg = command
+        .get_arguments()
+        .find(|arg| arg.get_long() == Some(long.as_str()))
+        .filter(|_| !matches!(long.as_str(), "help" | "version"))
+        .ok_or_else(|| CliError::invalid(format!("unknown mount option \"{name}\" in -o")))?;
+    match (arg.get_action().takes_values(), value) {
+        (true, Some(value)) => Ok(format!("--{long}={value}").into()),
+        (true, None) => Err(CliError::invalid(format!(
+            "mount option \"{name}\" in -o needs a value: {name}=VALUE"
+        ))),
+        (false, None) => Ok(format!("--{long}").into()),
+        (false, Some(_)) => Err(CliError::invalid(format!(
+            "mount option \"{name}\" in -o takes no value"
+        ))),
+    }
+}
+
+fn build_options(args: Args, env: &dyn Environment) -> Result<Options, CliError> {
+    let url = FtpUrl::parse(&args.url)?;
+    let security = security_for(&url, args.insecure_plain_ftp)?;
+    let port = url.port.unwrap_or_else(|| security.default_port());
+    let resolved = resolve_credentials(&args, &url, env)?;
+    let mut warnings = security_warnings(&args);
+    warnings.extend(resolved.warnings);
+
+    let mut ftp = FtpConfig::new(url.host.clone(), port, resolved.credentials);
+    ftp.security = security;
+    ftp.tls = tls_options(&args)?;
+    ftp.timeouts = Timeouts {
+        connect: args.connect_timeout,
+        reply: args.timeout,
+        data_idle: args.data_timeout,
+    };
+    ftp.data_mode = data_mode(&args);
+    ftp.keepalive.noop_after = args.keepalive;
+    Ok(Options {
+        ftp,
+        pool: PoolSettings {
+            max_sessions: usize::from(args.sessions),
+            ..PoolSettings::default()
+        },
+        remote_root: url.path,
+        mountpoint: absolute(&args.mountpoint, "mountpoint")?,
+        foreground: args.foreground,
+        mount: mount_options(&args),
+        attr_ttl: args.attr_ttl,
+        dir_ttl: args.dir_ttl,
+        cache_dir: cache_dir(&args, env)?,
+        log: log_settings(&args)?,
+        warnings,
+    })
+}
+
+fn security_for(url: &FtpUrl, plain: bool) -> Result<Security, CliError> {
+    match (url.security, plain) {
+        (Security::Implicit, true) => Err(CliError::invalid(
+            "--insecure-plain-ftp cannot be used with ftps:// (implicit TLS); use ftp://",
+        )),
+        (_, true) => Ok(Security::InsecurePlain),
+        (security, false) => Ok(security),
+    }
+}
+
+fn security_warnings(args: &Args) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if args.insecure {
+        warnings.push(
+            "--insecure: the server's certificate is not verified; anyone on the network path \
+             can read and change the traffic, the password included"
+                .to_string(),
+        );
+    }
+    if args.insecure_plain_ftp {
+        warnings.push(
+            "--insecure-plain-ftp: no TLS; the password and all data cross the network in clear text"
+                .to_string(),
+        );
+    }
+    warnings
+}
+
+fn resolve_credentials(
+    args: &Args,
+    url: &FtpUrl,
+    env: &dyn Environment,
+) -> Result<credentials::Resolved, CliError> {
+    let home = env
+        .var("HOME")
+        .filter(|home| !home.is_empty())
+        .map(PathBuf::from);
+    let prompt = |question: &str| env.prompt_password(question);
+    let sources = Sources {
+        host: &url.host,
+        url_user: url.user.as_deref(),
+        url_password: url.password.as_ref(),
+        env_password: env.var(PASSWORD_ENV),
+        password_file: args.password_file.as_deref(),
+        netrc_file: args.netrc_file.as_deref(),
+        home: home.as_deref(),
+        prompt: &prompt,
+    };
+    credentials::resolve(&sources).map_err(CliError::invalid)
+}
+
+fn tls_options(args: &Args) -> Result<TlsOptions, CliError> {
+    let ca_file = match &args.ca_file {
+        Some(path) => Some(readable_file(path, "--ca-file")?),
+        None => None,
+    };
+    Ok(TlsOptions {
+        ca_file,
+        pin_sha256: args.pin_sha256,
+        insecure: args.insecure,
+        max_version: args.tls_max,
+        ..TlsOptions::default()
+    })
+}
+
+fn readable_file(path: &Path, option: &str) -> Result<PathBuf, CliError> {
+    std::fs::File::open(path).map_err(|err| {
+        CliError::invalid(format!("cannot read {option} {}: {err}", path.display()))
+    })?;
+    absolute(path, option)
+}
+
+fn data_mode(args: &Args) -> DataMode {
+    if args.active {
+        DataMode::Active {
+            ports: args.active_ports.clone(),
+            advertise: args.active_address,
+        }
+    } else {
+        DataMode::Passive {
+            trust_pasv_address: args.trust_pasv_address,
+            epsv: !args.no_epsv,
+        }
+    }
+}
+
+fn mount_options(args: &Args) -> MountOptions {
+    MountOptions {
+        read_only: args.ro,
+        allow_other: args.allow_other,
+        default_permissions: args.default_permissions,
+        uid: args.uid,
+        gid: args.gid,
+        umask: args.umask,
+    }
+}
+
+fn log_settings(args: &Args) -> Result<LogSettings, CliError> {
+    let level = match args.log_level {
+        Some(level) => level.filter(),
+        None => level_for_verbosity(args.verbose),
+    };
+    let file = match &args.log_file {
+        Some(path) => Some(absolute(path, "--log-file")?),
+        None => None,
+    };
+    Ok(LogSettings { level, file })
+}
+
+fn level_for_verbosity(verbose: u8) -> log::LevelFilter {
+    match verbose {
+        0 => log::LevelFilter::Warn,
+        1 => log::LevelFilter::Info,
+        2 => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    }
+}
+
+fn cache_dir(args: &Args, env: &dyn Environment) -> Result<PathBuf, CliError> {
+    match &args.cache_dir {
+        Some(dir) => absolute(dir, "--cache-dir"),
+        None => default_cache_dir(env),
+    }
+}
+
+/// Root (a mount at boot) uses /var/cache; a user follows the XDG base
+/// directory rules, which ignore a relative `XDG_CACHE_HOME`.
+pub fn default_cache_dir(env: &dyn Environment) -> Result<PathBuf, CliError> {
+    if env.is_root() {
+        return Ok(PathBuf::from("/var/cache/ftpsfs"));
+    }
+    let absolute_var = |name: &str| {
+        env.var(name)
+            .map(PathBuf::from)
+            .filter(|path| path.is_absolute())
+    };
+    if let Some(xdg) = absolute_var("XDG_CACHE_HOME") {
+        return Ok(xdg.join("ftpsfs"));
+    }
+    if let Some(home) = absolute_var("HOME") {
+        return Ok(home.join(".cache").join("ftpsfs"));
+    }
+    Err(CliError::invalid(
+        "cannot choose a cache directory: neither XDG_CACHE_HOME nor HOME is set; use --cache-dir DIR",
+    ))
+}
+
+/// Relative paths would break once the daemon changes to `/`.
+fn absolute(path: &Path, what: &str) -> Result<PathBuf, CliError> {
+    if path.as_os_str().is_empty() {
+        return Err(CliError::invalid(format!("{what} is empty")));
+    }
+    std::path::absolute(path).map_err(|err| {
+        CliError::invalid(format!("cannot resolve {what} {}: {err}", path.display()))
+    })
+}
+
+/// The parts of an `ftpes://`, `ftp://` or `ftps://` URL.
+#[derive(Debug, Clone)]
+pub struct FtpUrl {
+    /// `Explicit` for ftpes:// and ftp://, `Implicit` for ftps://.
+    pub security: Security,
+    pub user: Option<String>,
+    pub password: Option<Password>,
+    /// Without brackets for IPv6.
+    pub host: String,
+    pub port: Option<u16>,
+    /// See `Options::remote_root`.
+    pub path: Vec<u8>,
+}
+
+impl FtpUrl {
+    pub fn parse(url: &str) -> Result<FtpUrl, CliError> {
+        let shown = redact_url(url).unwrap_or_else(|| url.to_string());
+        let invalid =
+            |reason: String| CliError::invalid(format!("invalid URL \"{shown}\": {reason}"));
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| invalid("expected ftpes://[user@]host[:port][/path]".into()))?;
+        let security = security_for_scheme(scheme).ok_or_else(|| {
+            invalid(format!(
+                "unsupported scheme \"{scheme}\"; use ftpes://, ftp:// or ftps://"
+            ))
+        })?;
+        let (authority, path) = match rest.find('/') {
+            Some(slash) => (&rest[..slash], &rest[slash + 1..]),
+            None => (rest, ""),
+        };
+        let (userinfo, host_port) = match authority.rsplit_once('@') {
+            Some((userinfo, host_port)) => (Some(userinfo), host_port),
+            None => (None, authority),
+        };
+        let (user, password) = parse_userinfo(userinfo).map_err(&invalid)?;
+        let (host, port) = parse_host_port(host_port).map_err(&invalid)?;
+        Ok(FtpUrl {
+            security,
+            user,
+            password,
+            host,
+            port,
+            path: parse_path(path).map_err(&invalid)?,
+        })
+    }
+}
+
+fn security_for_scheme(scheme: &str) -> Option<Security> {
+    match scheme.to_ascii_lowercase().as_str() {
+        "ftpes" | "ftp" => Some(Security::Explicit),
+        "ftps" => Some(Security::Implicit),
+        _ => None,
+    }
+}
+
+type UserInfo = (Option<String>, Option<Password>);
+
+fn parse_userinfo(userinfo: Option<&str>) -> Result<UserInfo, String> {
+    let Some(userinfo) = userinfo else {
+        return Ok((None, None));
+    };
+    let (user, password) = match userinfo.split_once(':') {
+        Some((user, password)) => (user, Some(password)),
+        None => (userinfo, None),
+    };
+    let user = decode_text(user, "user name")?;
+    if user.is_empty() {
+        return Err("empty user name before '@'".into());
+    }
+    if user.contains(['\r', '\n', '\0']) {
+        return Err("the user name contains a line break or NUL".into());
+    }
+    let password = match password {
+        Some(password) => Some(Password::new(decode_text(password, "password")?)),
+        None => None,
+    };
+    Ok((Some(user), password))
+}
+
+fn parse_host_port(host_port: &str) -> Result<(String, Option<u16>), String> {
+    let (host, port) = match host_port.strip_prefix('[') {
+        Some(bracketed) => split_bracketed_host(bracketed)?,
+        None => split_plain_host(host_port)?,
+    };
+    let port = port.map(parse_port).transpose()?;
+    Ok((host.to_string(), port))
+}
+
+fn split_bracketed_host(bracketed: &str) -> Result<(&str, Option<&str>), String> {
+    let (host, after) = bracketed
+        .split_once(']')
+        .ok_or("missing ']' after the IPv6 address")?;
+    host.parse::<Ipv6Addr>()
+        .map_err(|_| format!("invalid IPv6 address \"{host}\""))?;
+    match after {
+        "" => Ok((host, None)),
+        _ => match after.strip_prefix(':') {
+            Some(port) => Ok((host, Some(port))),
+            None => Err("expected ':PORT' after ']'".into()),
+        },
+    }
+}
+
+fn split_plain_host(host_port: &str) -> Result<(&str, Option<&str>), String> {
+    if host_port.matches(':').count() > 1 {
+        return Err("an IPv6 address goes in brackets: ftpes://[::1]:21/".into());
+    }
+    let (host, port) = match host_port.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (host_port, None),
+    };
+    if host.is_empty() {
+        return Err("no host name".into());
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_');
+    if !host.chars().all(allowed) {
+        return Err(format!(
+            "invalid host name \"{host}\" (an international name goes in its xn-- form)"
+        ));
+    }
+    Ok((host, port))
+}
+
+fn parse_port(port: &str) -> Result<u16, String> {
+    let invalid = || format!("invalid port \"{port}\": expected 1-65535");
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid());
+    }
+    match port.parse::<u16>() {
+        Ok(0) | Err(_) => Err(invalid()),
+        Ok(port) => Ok(port),
+    }
+}
+
+fn parse_path(path: &str) -> Result<Vec<u8>, String> {
+    let mut decoded = percent_decode(path)?;
+    if decoded.iter().any(|b| matches!(b, b'\r' | b'\n' | b'\0')) {
+        return Err("the path contains a line break or NUL".into());
+    }
+    while decoded.len() > 1 && decoded.ends_with(b"/") {
+        decoded.pop();
+    }
+    Ok(decoded)
+}
+
+fn decode_text(text: &str, what: &str) -> Result<String, String> {
+    String::from_utf8(percent_decode(text)?).map_err(|_| format!("the {what} is not valid UTF-8"))
+}
+
+pub fn percent_decode(text: &str) -> Result<Vec<u8>, String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'%' {
+            out.push(bytes[i]);
+            i += 1;
+            continue;
+        }
+        let escape = bytes.get(i + 1..i + 3).and_then(hex_pair);
+        out.push(escape.ok_or("invalid percent-escape: expected % and two hex digits")?);
+        i += 3;
+    }
+    Ok(out)
+}
+
+fn hex_pair(pair: &[u8]) -> Option<u8> {
+    let text = std::str::from_utf8(pair).ok()?;
+    if !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u8::from_str_radix(text, 16).ok()
+}
+
+fn parse_fingerprint(text: &str) -> Result<[u8; 32], String> {
+    parse_sha256_hex(text).map_err(|_| "expected 64 hex digits, colons allowed".to_string())
+}
+
+fn parse_active_ports(text: &str) -> Result<RangeInclusive<u16>, String> {
+    parse_port_range(text)
+        .map_err(|_| "expected LOW-HIGH with 0 < LOW <= HIGH <= 65535".to_string())
+}
+
+fn tls_version_parser() -> impl TypedValueParser<Value = TlsVersion> {
+    PossibleValuesParser::new(["1.2", "1.3"]).map(|version| match version.as_str() {
+        "1.2" => TlsVersion::Tls12,
+        _ => TlsVersion::Tls13,
+    })
+}
+
+fn parse_umask(text: &str) -> Result<u32, String> {
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    match u32::from_str_radix(digits, 8) {
+        Ok(mask) if mask <= 0o777 && !digits.is_empty() => Ok(mask),
+        _ => Err("expected an octal mask from 000 to 777, such as 022".to_string()),
+    }
+}
+
+fn seconds(text: &str) -> Result<Duration, String> {
+    seconds_from(text, 0)
+}
+
+fn positive_seconds(text: &str) -> Result<Duration, String> {
+    seconds_from(text, 1)
+}
+
+fn seconds_from(text: &str, min: u64) -> Result<Duration, String> {
+    match text.parse::<u64>() {
+        Ok(secs) if (min..=SECONDS_MAX).contains(&secs) => Ok(Duration::from_secs(secs)),
+        _ => Err(format!(
+            "expected whole seconds from {min} to {SECONDS_MAX}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%20b%2fc").unwrap(), b"a b/c");
+        assert_eq!(percent_decode("%C3%A4").unwrap(), "ä".as_bytes());
+        assert!(percent_decode("%").is_err());
+        assert!(percent_decode("%2").is_err());
+        assert!(percent_decode("%zz").is_err());
+        assert!(percent_decode("%+1").is_err());
+    }
+
+    #[test]
+    fn url_passwords_are_redacted() {
+        assert_eq!(
+            redact_url("ftpes://u:p@ss@h:21/x:y@z").as_deref(),
+            Some("ftpes://u:****@h:21/x:y@z")
+        );
+        assert_eq!(redact_url("ftpes://u@h/a:b@c"), None);
+        assert_eq!(redact_url("ftpes://h"), None);
+    }
+
+    #[test]
+    fn umask_is_octal() {
+        assert_eq!(parse_umask("022"), Ok(0o22));
+        assert_eq!(parse_umask("0o077"), Ok(0o77));
+        assert_eq!(parse_umask("0"), Ok(0));
+        assert!(parse_umask("8").is_err());
+        assert!(parse_umask("1000").is_err());
+        assert!(parse_umask("").is_err());
+        assert!(parse_umask("0o").is_err());
+    }
+
+    #[test]
+    fn seconds_have_bounds() {
+        assert_eq!(seconds("0"), Ok(Duration::ZERO));
+        assert!(positive_seconds("0").is_err());
+        assert!(seconds("-1").is_err());
+        assert!(seconds(&(SECONDS_MAX + 1).to_string()).is_err());
+    }
+
+    #[test]
+    fn ignored_mount_options_match_by_name_or_prefix() {
+        for option in [
+            "_netdev",
+            "user=bob",
+            "x-systemd.automount",
+            "comment=x",
+            "rw",
+        ] {
+            assert!(is_ignored_mount_option(option), "{option}");
+        }
+        for option in ["ro", "x_systemd", "netdev"] {
+            assert!(!is_ignored_mount_option(option), "{option}");
+        }
+    }
+}

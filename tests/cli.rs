@@ -1,0 +1,976 @@
+//! The command line as scripts, fstab and mount(8) use it: URL forms, password
+//! sources and their order, `-o` options, validation errors, warnings, and the
+//! man page kept in sync with the options.
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use clap::CommandFactory;
+use ftpsfs::cli::{
+    mount_option_names, parse_args_with, Args, CliError, CliErrorKind, Environment, Options,
+    IGNORED_MOUNT_OPTIONS, IGNORED_MOUNT_OPTION_PREFIXES,
+};
+use ftpsfs::credentials::Netrc;
+use ftpsfs::ftp::{DataMode, Security, TlsVersion};
+
+/// Environment variables, uid and terminal of a test, without touching the
+/// process's own (tests run in parallel threads).
+#[derive(Default)]
+struct FakeEnv {
+    vars: HashMap<String, OsString>,
+    root: bool,
+    /// What a person at the terminal types; `None`: stdin is not a terminal.
+    typed: Option<String>,
+    prompts: Cell<usize>,
+}
+
+impl FakeEnv {
+    fn new() -> FakeEnv {
+        FakeEnv::default().var("HOME", "/nonexistent-home")
+    }
+    fn var(mut self, name: &str, value: impl Into<OsString>) -> FakeEnv {
+        self.vars.insert(name.to_string(), value.into());
+        self
+    }
+    fn without(mut self, name: &str) -> FakeEnv {
+        self.vars.remove(name);
+        self
+    }
+    fn password(self, secret: &str) -> FakeEnv {
+        self.var("FTPSFS_PASSWORD", secret)
+    }
+    fn terminal(mut self, typed: &str) -> FakeEnv {
+        self.typed = Some(typed.to_string());
+        self
+    }
+    fn root(mut self) -> FakeEnv {
+        self.root = true;
+        self
+    }
+}
+
+impl Environment for FakeEnv {
+    fn var(&self, name: &str) -> Option<OsString> {
+        self.vars.get(name).cloned()
+    }
+    fn is_root(&self) -> bool {
+        self.root
+    }
+    fn prompt_password(&self, _question: &str) -> Option<io::Result<String>> {
+        self.prompts.set(self.prompts.get() + 1);
+        self.typed.clone().map(Ok)
+    }
+}
+
+/// A directory removed when the test ends.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("ftpsfs-cli-{}-{n}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+    fn file(&self, name: &str, contents: &str, mode: u32) -> PathBuf {
+        let path = self.0.join(name);
+        fs::write(&path, contents).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn argv(args: &[&str]) -> Vec<OsString> {
+    std::iter::once("ftpsfs")
+        .chain(args.iter().copied())
+        .map(OsString::from)
+        .collect()
+}
+
+fn parse_in(env: &FakeEnv, args: &[&str]) -> Result<Options, CliError> {
+    parse_args_with(argv(args), env)
+}
+
+/// Parses with a password in the environment, so no other source is needed.
+fn parse(args: &[&str]) -> Options {
+    let env = FakeEnv::new().password("pw");
+    parse_in(&env, args).unwrap_or_else(|err| panic!("{args:?}: {err}"))
+}
+
+fn error(env: &FakeEnv, args: &[&str]) -> CliError {
+    match parse_in(env, args) {
+        Ok(options) => panic!("{args:?} parsed: {options:?}"),
+        Err(err) => err,
+    }
+}
+
+fn error_text(args: &[&str]) -> String {
+    let text = error(&FakeEnv::new().password("pw"), args).to_string();
+    assert!(!text.contains('\n'), "not one line: {text:?}");
+    text
+}
+
+fn path_arg(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+// URL forms
+
+#[test]
+fn ftpes_is_explicit_tls_on_port_21() {
+    let options = parse(&["ftpes://alice@example.com/data", "/mnt/ftp"]);
+    assert_eq!(options.ftp.host, "example.com");
+    assert_eq!(options.ftp.port, 21);
+    assert_eq!(options.ftp.security, Security::Explicit);
+    assert_eq!(options.ftp.credentials.user, "alice");
+    assert_eq!(options.remote_root, b"data");
+    assert_eq!(options.mountpoint, PathBuf::from("/mnt/ftp"));
+}
+
+#[test]
+fn ftp_still_requires_tls() {
+    let options = parse(&["ftp://example.com", "/mnt"]);
+    assert_eq!(options.ftp.security, Security::Explicit);
+    assert_eq!(options.ftp.port, 21);
+    assert!(options.warnings.is_empty(), "{:?}", options.warnings);
+}
+
+#[test]
+fn ftps_is_implicit_tls_on_port_990() {
+    let options = parse(&["FTPS://example.com", "/mnt"]);
+    assert_eq!(options.ftp.security, Security::Implicit);
+    assert_eq!(options.ftp.port, 990);
+}
+
+#[test]
+fn explicit_ports_override_the_scheme_default() {
+    assert_eq!(parse(&["ftpes://h:2121", "/mnt"]).ftp.port, 2121);
+    assert_eq!(parse(&["ftps://h:2990/x", "/mnt"]).ftp.port, 2990);
+}
+
+#[test]
+fn ipv6_literals_go_in_brackets() {
+    let options = parse(&["ftpes://u@[::1]:2121/dir", "/mnt"]);
+    assert_eq!(options.ftp.host, "::1");
+    assert_eq!(options.ftp.port, 2121);
+    assert_eq!(options.ftp.address(), "[::1]:2121");
+    assert_eq!(options.remote_root, b"dir");
+
+    let options = parse(&["ftps://[2001:db8::7]", "/mnt"]);
+    assert_eq!(options.ftp.host, "2001:db8::7");
+    assert_eq!(options.ftp.port, 990);
+}
+
+#[test]
+fn path_and_user_are_percent_decoded() {
+    let options = parse(&["ftpes://me%40example.org@h/my%20files/caf%C3%A9/", "/mnt"]);
+    assert_eq!(options.ftp.credentials.user, "me@example.org");
+    assert_eq!(options.remote_root, "my files/café".as_bytes());
+}
+
+#[test]
+fn path_is_relative_to_the_login_directory_unless_it_starts_with_2f() {
+    assert_eq!(parse(&["ftpes://h", "/mnt"]).remote_root, b"");
+    assert_eq!(parse(&["ftpes://h/", "/mnt"]).remote_root, b"");
+    assert_eq!(parse(&["ftpes://h/a/b", "/mnt"]).remote_root, b"a/b");
+    assert_eq!(
+        parse(&["ftpes://h/%2Fsrv/ftp", "/mnt"]).remote_root,
+        b"/srv/ftp"
+    );
+    assert_eq!(parse(&["ftpes://h/%2F", "/mnt"]).remote_root, b"/");
+}
+
+#[test]
+fn path_may_hold_bytes_that_are_not_utf8() {
+    assert_eq!(parse(&["ftpes://h/%FF", "/mnt"]).remote_root, vec![0xff]);
+}
+
+#[test]
+fn relative_mountpoint_becomes_absolute() {
+    let options = parse(&["ftpes://h", "mnt"]);
+    assert!(options.mountpoint.is_absolute());
+    assert!(options.mountpoint.ends_with("mnt"));
+}
+
+#[test]
+fn bad_urls_are_refused_with_one_line() {
+    let cases = [
+        ("http://h", "unsupported scheme \"http\""),
+        ("sftp://h", "unsupported scheme \"sftp\""),
+        ("example.com", "expected ftpes://"),
+        ("ftpes://", "no host name"),
+        ("ftpes:///dir", "no host name"),
+        ("ftpes://user@", "no host name"),
+        ("ftpes://h:", "invalid port \"\""),
+        ("ftpes://h:0", "invalid port \"0\""),
+        ("ftpes://h:65536", "invalid port \"65536\""),
+        ("ftpes://h:2x", "invalid port \"2x\""),
+        ("ftpes://[::1", "missing ']'"),
+        ("ftpes://[not-v6]", "invalid IPv6 address"),
+        ("ftpes://[::1]x", "expected ':PORT'"),
+        ("ftpes://h h", "invalid host name"),
+        ("ftpes://::1/x", "in brackets"),
+        ("ftpes://bücher.example", "xn--"),
+        ("ftpes://@h", "empty user name"),
+        ("ftpes://h/a%2", "invalid percent-escape"),
+        ("ftpes://h/a%0D%0ADELE%20x", "line break"),
+        ("ftpes://u%0Ax@h", "line break"),
+    ];
+    for (url, expected) in cases {
+        let text = error_text(&[url, "/mnt"]);
+        assert!(text.starts_with("invalid URL"), "{url}: {text}");
+        assert!(text.contains(expected), "{url}: {text}");
+    }
+}
+
+// Password sources and their order
+
+#[test]
+fn url_password_is_used_and_warned_about() {
+    let env = FakeEnv::new().password("from-env");
+    let options = parse_in(&env, &["ftpes://u:p%3As%40ss@h", "/mnt"]).unwrap();
+    assert_eq!(options.ftp.credentials.password.expose(), "p:s@ss");
+    assert!(
+        options.warnings.iter().any(|w| w.contains("ps")),
+        "{:?}",
+        options.warnings
+    );
+}
+
+#[test]
+fn password_with_unencoded_at_sign_in_url() {
+    let options = parse(&["ftpes://u:p@ss@h/d", "/mnt"]);
+    assert_eq!(options.ftp.credentials.password.expose(), "p@ss");
+    assert_eq!(options.ftp.host, "h");
+}
+
+#[test]
+fn environment_beats_password_file() {
+    let dir = TempDir::new();
+    let file = dir.file("pw", "from-file\n", 0o600);
+    let env = FakeEnv::new().password("from-env");
+    let options = parse_in(
+        &env,
+        &["ftpes://u@h", "/mnt", "--password-file", path_arg(&file)],
+    )
+    .unwrap();
+    assert_eq!(options.ftp.credentials.password.expose(), "from-env");
+    assert!(options.warnings.is_empty(), "{:?}", options.warnings);
+}
+
+#[test]
+fn empty_environment_variable_counts_as_unset() {
+    let dir = TempDir::new();
+    let file = dir.file("pw", "from-file\n", 0o600);
+    let env = FakeEnv::new().password("");
+    let options = parse_in(
+        &env,
+        &["ftpes://u@h", "/mnt", "--password-file", path_arg(&file)],
+    )
+    .unwrap();
+    assert_eq!(options.ftp.credentials.password.expose(), "from-file");
+}
+
+#[test]
+fn password_file_gives_its_first_line() {
+    let dir = TempDir::new();
+    let env = FakeEnv::new();
+    for (contents, expected) in [
+        ("secret\n", "secret"),
+        ("secret", "secret"),
+        ("secret\r\n", "secret"),
+        ("with space \nsecond line\n", "with space "),
+    ] {
+        let file = dir.file("pw", contents, 0o600);
+        let options = parse_in(
+            &env,
+            &["ftpes://u@h", "/mnt", "--password-file", path_arg(&file)],
+        )
+        .unwrap();
+        assert_eq!(
+            options.ftp.credentials.password.expose(),
+            expected,
+            "{contents:?}"
+        );
+    }
+}
+
+#[test]
+fn password_file_beats_netrc() {
+    let dir = TempDir::new();
+    let file = dir.file("pw", "from-file", 0o600);
+    let netrc = dir.file("netrc", "machine h login u password from-netrc", 0o600);
+    let args = [
+        "ftpes://u@h",
+        "/mnt",
+        "--password-file",
+        path_arg(&file),
+        "--netrc-file",
+        path_arg(&netrc),
+    ];
+    let options = parse_in(&FakeEnv::new(), &args).unwrap();
+    assert_eq!(options.ftp.credentials.password.expose(), "from-file");
+}
+
+#[test]
+fn password_file_readable_by_everyone_is_refused() {
+    let dir = TempDir::new();
+    let file = dir.file("pw", "secret", 0o644);
+    let err = error(
+        &FakeEnv::new(),
+        &["ftpes://u@h", "/mnt", "--password-file", path_arg(&file)],
+    );
+    let text = err.to_string();
+    assert!(text.contains("readable by every user"), "{text}");
+    assert!(text.contains("chmod 600"), "{text}");
+    assert!(!text.contains("secret"));
+}
+
+#[test]
+fn password_file_readable_by_group_is_warned_about() {
+    let dir = TempDir::new();
+    let file = dir.file("pw", "secret", 0o640);
+    let options = parse_in(
+        &FakeEnv::new(),
+        &["ftpes://u@h", "/mnt", "--password-file", path_arg(&file)],
+    )
+    .unwrap();
+    assert_eq!(options.ftp.credentials.password.expose(), "secret");
+    assert!(
+        options
+            .warnings
+            .iter()
+            .any(|w| w.contains("readable by its group")),
+        "{:?}",
+        options.warnings
+    );
+}
+
+#[test]
+fn missing_password_file_is_an_error() {
+    let err = error(
+        &FakeEnv::new(),
+        &["ftpes://u@h", "/mnt", "--password-file", "/nonexistent/pw"],
+    );
+    assert!(
+        err.to_string()
+            .contains("cannot read password file /nonexistent/pw"),
+        "{err}"
+    );
+    assert_eq!(err.kind(), CliErrorKind::Invalid);
+}
+
+#[test]
+fn netrc_file_gives_login_and_password() {
+    let dir = TempDir::new();
+    let netrc = dir.file(
+        "netrc",
+        "machine other login x password y\n\
+         machine\n  FTP.Example.com\nlogin bob\n   password\tnetrc-pw\n",
+        0o600,
+    );
+    let options = parse_in(
+        &FakeEnv::new(),
+        &[
+            "ftpes://ftp.example.com",
+            "/mnt",
+            "--netrc-file",
+            path_arg(&netrc),
+        ],
+    )
+    .unwrap();
+    assert_eq!(options.ftp.credentials.user, "bob");
+    assert_eq!(options.ftp.credentials.password.expose(), "netrc-pw");
+}
+
+#[test]
+fn home_netrc_is_read_from_home() {
+    let dir = TempDir::new();
+    dir.file(".netrc", "default login d password default-pw", 0o600);
+    let env = FakeEnv::new().var("HOME", dir.0.clone());
+    let options = parse_in(&env, &["ftpes://h", "/mnt"]).unwrap();
+    assert_eq!(options.ftp.credentials.user, "d");
+    assert_eq!(options.ftp.credentials.password.expose(), "default-pw");
+}
+
+#[test]
+fn netrc_entry_for_another_login_is_not_used() {
+    let dir = TempDir::new();
+    let netrc = dir.file("netrc", "machine h login alice password alice-pw", 0o600);
+    let env = FakeEnv::new().terminal("typed");
+    let options = parse_in(
+        &env,
+        &["ftpes://bob@h", "/mnt", "--netrc-file", path_arg(&netrc)],
+    )
+    .unwrap();
+    assert_eq!(options.ftp.credentials.user, "bob");
+    assert_eq!(options.ftp.credentials.password.expose(), "typed");
+}
+
+#[test]
+fn netrc_readable_by_everyone_is_refused_when_its_password_is_needed() {
+    let dir = TempDir::new();
+    let netrc = dir.file("netrc", "machine h login u password pw", 0o644);
+    let err = error(
+        &FakeEnv::new(),
+        &["ftpes://h", "/mnt", "--netrc-file", path_arg(&netrc)],
+    );
+    assert!(err.to_string().contains("readable by every user"), "{err}");
+
+    let env = FakeEnv::new().password("env");
+    let options = parse_in(
+        &env,
+        &["ftpes://h", "/mnt", "--netrc-file", path_arg(&netrc)],
+    )
+    .unwrap();
+    assert_eq!(options.ftp.credentials.user, "u");
+}
+
+#[test]
+fn missing_netrc_file_given_explicitly_is_an_error() {
+    let err = error(
+        &FakeEnv::new().password("x"),
+        &["ftpes://u@h", "/mnt", "--netrc-file", "/nonexistent/netrc"],
+    );
+    assert!(err.to_string().contains("cannot read netrc file"), "{err}");
+}
+
+#[test]
+fn prompt_is_the_last_resort() {
+    let env = FakeEnv::new().terminal("typed");
+    let options = parse_in(&env, &["ftpes://u@h", "/mnt"]).unwrap();
+    assert_eq!(options.ftp.credentials.password.expose(), "typed");
+    assert_eq!(env.prompts.get(), 1);
+
+    let env = FakeEnv::new().terminal("typed").password("env");
+    parse_in(&env, &["ftpes://u@h", "/mnt"]).unwrap();
+    assert_eq!(env.prompts.get(), 0);
+}
+
+#[test]
+fn without_a_terminal_a_missing_password_names_the_sources() {
+    let err = error(&FakeEnv::new(), &["ftpes://u@h", "/mnt"]);
+    let text = err.to_string();
+    for source in ["FTPSFS_PASSWORD", "--password-file", "netrc", "terminal"] {
+        assert!(text.contains(source), "{text}");
+    }
+}
+
+#[test]
+fn no_user_anywhere_means_anonymous_without_a_prompt() {
+    let env = FakeEnv::new().terminal("typed").without("HOME");
+    let options = parse_in(&env, &["ftpes://h", "/mnt", "--cache-dir", "/spool"]).unwrap();
+    assert_eq!(options.ftp.credentials.user, "anonymous");
+    assert_eq!(options.ftp.credentials.password.expose(), "anonymous@");
+    assert_eq!(env.prompts.get(), 0);
+}
+
+#[test]
+fn password_with_a_line_break_is_refused() {
+    let env = FakeEnv::new().password("a\r\nDELE x");
+    let err = error(&env, &["ftpes://u@h", "/mnt"]);
+    assert!(err.to_string().contains("line break"), "{err}");
+    assert!(!err.to_string().contains("DELE"));
+}
+
+#[test]
+fn netrc_parsing() {
+    let netrc = Netrc::parse(
+        "machine a login la password pa\n\
+         machine b\nlogin lb\npassword pb\n\
+         default login ld password pd\n",
+    );
+    let login =
+        |host: &str, user: Option<&str>| netrc.find(host, user).and_then(|e| e.login.clone());
+    assert_eq!(login("a", None).as_deref(), Some("la"));
+    assert_eq!(login("B", None).as_deref(), Some("lb"));
+    assert_eq!(login("c", None).as_deref(), Some("ld"));
+    assert_eq!(login("a", Some("ld")).as_deref(), Some("ld"));
+    assert!(netrc.find("a", Some("nobody")).is_none());
+    assert_eq!(
+        netrc
+            .find("b", None)
+            .unwrap()
+            .password
+            .as_ref()
+            .unwrap()
+            .expose(),
+        "pb"
+    );
+}
+
+// -o mount options
+
+#[test]
+fn o_takes_long_options_by_name() {
+    let dir = TempDir::new();
+    let ca = dir.file("ca.pem", "", 0o644);
+    let option = format!(
+        "ca_file={},sessions=8,active,active-ports=40000-40010,connect_timeout=5,tls_max=1.2,uid=1000,gid=100,umask=027",
+        ca.display()
+    );
+    let options = parse(&[
+        "ftpes://h",
+        "/mnt",
+        "-o",
+        &option,
+        "-o",
+        "ro,allow_other,default_permissions",
+    ]);
+    assert_eq!(options.ftp.tls.ca_file.as_deref(), Some(ca.as_path()));
+    assert_eq!(options.pool.max_sessions, 8);
+    assert_eq!(options.ftp.timeouts.connect, Duration::from_secs(5));
+    assert_eq!(options.ftp.tls.max_version, Some(TlsVersion::Tls12));
+    match options.ftp.data_mode {
+        DataMode::Active { ports, .. } => assert_eq!(ports, Some(40000..=40010)),
+        other => panic!("{other:?}"),
+    }
+    let mount = &options.mount;
+    assert!(mount.read_only && mount.allow_other && mount.default_permissions);
+    assert_eq!(
+        (mount.uid, mount.gid, mount.umask),
+        (Some(1000), Some(100), Some(0o27))
+    );
+}
+
+#[test]
+fn o_accepts_and_ignores_what_mount_passes() {
+    let ignored = "rw,defaults,dev,suid,exec,auto,noauto,user,nouser,nofail,_netdev,\
+                   x-systemd.automount,x-systemd.idle-timeout=60,nodev,nosuid";
+    let options = parse(&["ftpes://h", "/mnt", "-o", ignored]);
+    assert!(!options.mount.read_only);
+    let plain = parse(&["ftpes://h", "/mnt"]);
+    assert_eq!(format!("{options:?}"), format!("{plain:?}"));
+}
+
+#[test]
+fn o_works_before_the_positional_arguments() {
+    let options = parse(&["-o", "ro,sessions=2", "ftpes://h", "/mnt"]);
+    assert!(options.mount.read_only);
+    assert_eq!(options.pool.max_sessions, 2);
+}
+
+#[test]
+fn unknown_o_option_is_named() {
+    let text = error_text(&["ftpes://h", "/mnt", "-o", "ro,frobnicate=3"]);
+    assert_eq!(text, "unknown mount option \"frobnicate\" in -o");
+    let text = error_text(&["ftpes://h", "/mnt", "-o", "help"]);
+    assert!(text.contains("\"help\""), "{text}");
+}
+
+#[test]
+fn o_flags_take_no_value_and_value_options_need_one() {
+    let text = error_text(&["ftpes://h", "/mnt", "-o", "insecure=yes"]);
+    assert!(
+        text.contains("\"insecure\"") && text.contains("takes no value"),
+        "{text}"
+    );
+    let text = error_text(&["ftpes://h", "/mnt", "-o", "sessions"]);
+    assert!(
+        text.contains("\"sessions\"") && text.contains("needs a value"),
+        "{text}"
+    );
+}
+
+#[test]
+fn o_values_are_validated_like_flags() {
+    let text = error_text(&["ftpes://h", "/mnt", "-o", "sessions=lots"]);
+    assert!(text.contains("--sessions"), "{text}");
+}
+
+#[test]
+fn command_line_flags_beat_o() {
+    let options = parse(&[
+        "ftpes://h",
+        "/mnt",
+        "-o",
+        "sessions=8,timeout=99",
+        "--sessions",
+        "2",
+    ]);
+    assert_eq!(options.pool.max_sessions, 2);
+    assert_eq!(options.ftp.timeouts.reply, Duration::from_secs(99));
+    let options = parse(&["--sessions", "2", "ftpes://h", "/mnt", "-o", "sessions=8"]);
+    assert_eq!(options.pool.max_sessions, 2);
+}
+
+#[test]
+fn later_o_beats_earlier_o() {
+    let options = parse(&["ftpes://h", "/mnt", "-o", "sessions=8", "-o", "sessions=3"]);
+    assert_eq!(options.pool.max_sessions, 3);
+}
+
+// Other options
+
+#[test]
+fn defaults() {
+    let options = parse(&["ftpes://h", "/mnt"]);
+    assert_eq!(options.pool.max_sessions, 4);
+    assert_eq!(options.ftp.timeouts.connect, Duration::from_secs(15));
+    assert_eq!(options.ftp.timeouts.reply, Duration::from_secs(30));
+    assert_eq!(options.ftp.timeouts.data_idle, Duration::from_secs(60));
+    assert_eq!(options.ftp.keepalive.noop_after, Duration::from_secs(60));
+    assert_eq!(options.attr_ttl, Duration::from_secs(60));
+    assert_eq!(options.dir_ttl, Duration::from_secs(60));
+    assert_eq!(options.log.level, log::LevelFilter::Warn);
+    assert_eq!(options.log.file, None);
+    assert!(!options.foreground);
+    assert!(!options.ftp.tls.insecure);
+    assert_eq!(options.mount, Default::default());
+    match options.ftp.data_mode {
+        DataMode::Passive {
+            trust_pasv_address,
+            epsv,
+        } => assert!(!trust_pasv_address && epsv),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn timeouts_and_ttls() {
+    let options = parse(&[
+        "ftpes://h",
+        "/mnt",
+        "--connect-timeout",
+        "3",
+        "--timeout",
+        "4",
+        "--data-timeout",
+        "5",
+        "--keepalive",
+        "6",
+        "--attr-ttl",
+        "0",
+        "--dir-ttl",
+        "8",
+        "-f",
+    ]);
+    let secs = Duration::from_secs;
+    assert_eq!(options.ftp.timeouts.connect, secs(3));
+    assert_eq!(options.ftp.timeouts.reply, secs(4));
+    assert_eq!(options.ftp.timeouts.data_idle, secs(5));
+    assert_eq!(options.ftp.keepalive.noop_after, secs(6));
+    assert_eq!(options.attr_ttl, Duration::ZERO);
+    assert_eq!(options.dir_ttl, secs(8));
+    assert!(options.foreground);
+}
+
+#[test]
+fn passive_mode_options() {
+    let options = parse(&["ftpes://h", "/mnt", "--trust-pasv-address", "--no-epsv"]);
+    match options.ftp.data_mode {
+        DataMode::Passive {
+            trust_pasv_address,
+            epsv,
+        } => assert!(trust_pasv_address && !epsv),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn active_mode_options() {
+    let options = parse(&[
+        "ftpes://h",
+        "/mnt",
+        "--active",
+        "--active-address",
+        "203.0.113.5",
+    ]);
+    match options.ftp.data_mode {
+        DataMode::Active { ports, advertise } => {
+            assert_eq!(ports, None);
+            assert_eq!(advertise, Some("203.0.113.5".parse().unwrap()));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn tls_options() {
+    let pin = "ab".repeat(32);
+    let options = parse(&[
+        "ftpes://h",
+        "/mnt",
+        "--pin-sha256",
+        &pin,
+        "--tls-max",
+        "1.3",
+    ]);
+    assert_eq!(options.ftp.tls.pin_sha256, Some([0xab; 32]));
+    assert_eq!(options.ftp.tls.max_version, Some(TlsVersion::Tls13));
+}
+
+#[test]
+fn log_level_from_verbose_or_log_level() {
+    let level = |args: &[&str]| {
+        let mut all = vec!["ftpes://h", "/mnt"];
+        all.extend_from_slice(args);
+        parse(&all).log.level
+    };
+    assert_eq!(level(&["-v"]), log::LevelFilter::Info);
+    assert_eq!(level(&["-vv"]), log::LevelFilter::Debug);
+    assert_eq!(
+        level(&["-v", "--verbose", "-v", "-v"]),
+        log::LevelFilter::Trace
+    );
+    assert_eq!(
+        level(&["--log-level", "error", "-vv"]),
+        log::LevelFilter::Error
+    );
+    assert_eq!(level(&["-o", "verbose"]), log::LevelFilter::Info);
+    let options = parse(&["ftpes://h", "/mnt", "--log-file", "ftpsfs.log"]);
+    assert!(options.log.file.unwrap().is_absolute());
+}
+
+#[test]
+fn cache_dir_defaults() {
+    let cache_dir =
+        |env: FakeEnv| parse_in(&env.password("x"), &["ftpes://h", "/mnt"]).map(|o| o.cache_dir);
+    assert_eq!(
+        cache_dir(FakeEnv::new().root().var("XDG_CACHE_HOME", "/x")).unwrap(),
+        PathBuf::from("/var/cache/ftpsfs")
+    );
+    assert_eq!(
+        cache_dir(FakeEnv::new().var("XDG_CACHE_HOME", "/x")).unwrap(),
+        PathBuf::from("/x/ftpsfs")
+    );
+    assert_eq!(
+        cache_dir(
+            FakeEnv::new()
+                .var("XDG_CACHE_HOME", "relative")
+                .var("HOME", "/home/u")
+        )
+        .unwrap(),
+        PathBuf::from("/home/u/.cache/ftpsfs")
+    );
+    let err = cache_dir(FakeEnv::new().without("HOME")).unwrap_err();
+    assert!(err.to_string().contains("--cache-dir"), "{err}");
+    let options = parse_in(
+        &FakeEnv::new().without("HOME").password("x"),
+        &["ftpes://h", "/mnt", "--cache-dir", "/spool"],
+    )
+    .unwrap();
+    assert_eq!(options.cache_dir, PathBuf::from("/spool"));
+}
+
+// Validation errors
+
+#[test]
+fn invalid_values_are_one_clear_line() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--active", "--active-ports", "5-1"], "invalid value '5-1' for '--active-ports <LOW-HIGH>': expected LOW-HIGH with 0 < LOW <= HIGH"),
+        (&["--sessions", "0"], "--sessions"),
+        (&["--sessions", "65"], "--sessions"),
+        (&["--pin-sha256", "abc"], "expected 64 hex digits"),
+        (&["--tls-max", "1.1"], "--tls-max"),
+        (&["--umask", "999"], "expected an octal mask"),
+        (&["--timeout", "0"], "expected whole seconds from 1"),
+        (&["--attr-ttl=-1"], "--attr-ttl"),
+        (&["--log-level", "loud"], "--log-level"),
+        (&["--active-address", "nowhere"], "--active-address"),
+        (&["--uid=-1"], "--uid"),
+        (&["--bogus"], "--bogus"),
+        (&["--active-ports", "1-5"], "--active"),
+        (&["--insecure", "--pin-sha256", &"00".repeat(32)], "cannot be used with"),
+        (&["--insecure-plain-ftp", "--insecure"], "cannot be used with"),
+        (&["--active", "--no-epsv"], "cannot be used with"),
+        (&["--ca-file", "/nonexistent/ca.pem"], "cannot read --ca-file /nonexistent/ca.pem"),
+    ];
+    for (extra, expected) in cases {
+        let mut args = vec!["ftpes://h", "/mnt"];
+        args.extend_from_slice(extra);
+        let text = error_text(&args);
+        assert!(text.contains(expected), "{extra:?}: {text}");
+    }
+}
+
+#[test]
+fn missing_arguments_are_usage_errors() {
+    let err = error(&FakeEnv::new(), &["ftpes://h"]);
+    assert_eq!(err.kind(), CliErrorKind::Usage);
+    assert_eq!(err.exit_code(), 2);
+    assert!(err.to_string().contains("<MOUNTPOINT>"), "{err}");
+}
+
+#[test]
+fn help_and_version_are_not_failures() {
+    for flag in ["--help", "-h", "--version", "-V"] {
+        let err = error(&FakeEnv::new(), &[flag]);
+        assert!(err.is_info(), "{flag}");
+        assert_eq!(err.exit_code(), 0);
+    }
+    assert!(error(&FakeEnv::new(), &["--help"])
+        .to_string()
+        .contains("--password-file"));
+}
+
+#[test]
+fn plain_ftp_cannot_be_combined_with_implicit_tls() {
+    let text = error_text(&["ftps://h", "/mnt", "--insecure-plain-ftp"]);
+    assert!(text.contains("ftps://"), "{text}");
+}
+
+// Warnings
+
+#[test]
+fn insecure_warns() {
+    let options = parse(&["ftpes://h", "/mnt", "--insecure"]);
+    assert!(options.ftp.tls.insecure);
+    assert_eq!(options.warnings.len(), 1);
+    assert!(options.warnings[0].contains("--insecure"));
+}
+
+#[test]
+fn plain_ftp_warns() {
+    let options = parse(&["ftp://h", "/mnt", "-o", "insecure_plain_ftp"]);
+    assert_eq!(options.ftp.security, Security::InsecurePlain);
+    assert_eq!(options.ftp.port, 21);
+    assert_eq!(options.warnings.len(), 1);
+    assert!(options.warnings[0].contains("clear text"));
+}
+
+// The password stays secret
+
+#[test]
+fn debug_output_never_contains_the_password() {
+    let dir = TempDir::new();
+    let file = dir.file("pw", "file-Secret1", 0o600);
+    let netrc = dir.file("netrc", "machine h login u password netrc-Secret2", 0o600);
+    let cases = [
+        (FakeEnv::new(), vec!["ftpes://u:url-Secret3@h", "/mnt"]),
+        (
+            FakeEnv::new().password("env-Secret4"),
+            vec!["ftpes://u@h", "/mnt"],
+        ),
+        (
+            FakeEnv::new(),
+            vec!["ftpes://u@h", "/mnt", "--password-file", path_arg(&file)],
+        ),
+        (
+            FakeEnv::new(),
+            vec!["ftpes://h", "/mnt", "--netrc-file", path_arg(&netrc)],
+        ),
+        (
+            FakeEnv::new().terminal("typed-Secret5"),
+            vec!["ftpes://u@h", "/mnt"],
+        ),
+    ];
+    for (env, args) in cases {
+        let options = parse_in(&env, &args).unwrap();
+        let debug = format!("{options:?} {options:#?}");
+        assert!(!debug.contains("Secret"), "{debug}");
+        assert!(options.ftp.credentials.password.expose().contains("Secret"));
+    }
+}
+
+#[test]
+fn errors_never_contain_the_url_password() {
+    let env = FakeEnv::new();
+    let cases: &[&[&str]] = &[
+        &["ftpes://u:Secret@h:99999", "/mnt"],
+        &[
+            "ftpes://u:Secret@h",
+            "/mnt",
+            "--sessions",
+            "ftpes://u:Secret@h",
+        ],
+        &["ftpes://u:Secret@h", "/mnt", "extra"],
+        &["ftpes://u:Secret@h", "/mnt", "-o", "nope"],
+        &["http://u:Secret@h", "/mnt"],
+    ];
+    for args in cases {
+        let err = error(&env, args);
+        let text = format!("{err} {err:?}");
+        assert!(!text.contains("Secret"), "{text}");
+    }
+}
+
+// The man page documents every option
+
+fn man_page() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("man/ftpsfs.1");
+    let roff = fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+    ["\\fB", "\\fI", "\\fR", "\\fP", "\\&"]
+        .iter()
+        .fold(roff.replace("\\-", "-"), |text, escape| {
+            text.replace(escape, "")
+        })
+}
+
+#[test]
+fn man_page_documents_every_option() {
+    let man = man_page();
+    let command = Args::command();
+    let mut missing = Vec::new();
+    for arg in command.get_arguments() {
+        if let Some(long) = arg.get_long() {
+            let flag = format!("--{long}");
+            if !man.contains(&flag) {
+                missing.push(flag);
+            }
+        }
+        if let Some(short) = arg.get_short() {
+            let flag = format!("-{short}");
+            if !man.contains(&flag) {
+                missing.push(flag);
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "man/ftpsfs.1 does not document {missing:?}"
+    );
+}
+
+#[test]
+fn man_page_documents_every_o_name() {
+    let man = man_page();
+    let names = mount_option_names();
+    assert!(names.len() >= 30, "{names:?}");
+    let missing: Vec<_> = names
+        .iter()
+        .filter(|name| !man.contains(&format!("-o {name}")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "man/ftpsfs.1 does not show \"-o NAME\" for {missing:?}"
+    );
+    let ignored = IGNORED_MOUNT_OPTIONS
+        .iter()
+        .chain(IGNORED_MOUNT_OPTION_PREFIXES);
+    let missing: Vec<_> = ignored.filter(|name| !man.contains(*name)).collect();
+    assert!(
+        missing.is_empty(),
+        "man/ftpsfs.1 does not list the ignored {missing:?}"
+    );
+}
+
+#[test]
+fn every_long_option_is_accepted_in_o() {
+    let names = mount_option_names();
+    for name in [
+        "password_file",
+        "ca_file",
+        "insecure_plain_ftp",
+        "log_level",
+        "ro",
+        "uid",
+        "foreground",
+    ] {
+        assert!(names.iter().any(|n| n == name), "{name}");
+    }
+    assert!(!names.iter().any(|n| n == "help" || n == "version"));
+}
