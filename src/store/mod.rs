@@ -8,6 +8,7 @@ use std::fmt;
 use std::time::SystemTime;
 
 pub mod ftps;
+pub mod memory;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {

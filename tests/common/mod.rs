@@ -4,6 +4,7 @@
 
 pub mod data;
 pub mod fake;
+pub mod mount;
 pub mod server;
 pub mod store_contract;
 pub mod suite;

@@ -1,0 +1,179 @@
+//! A real mount of `ftpsfs` for a test: started in the foreground as a child
+//! process, waited for with a deadline, and always unmounted on drop — by
+//! fusermount3, then by aborting the FUSE connection if that hangs — so a
+//! failing test can neither hang nor leave a mount behind.
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::ServerInfo;
+
+pub struct Mount {
+    pub dir: PathBuf,
+    base: PathBuf,
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ftpsfs"))
+}
+
+/// Runs a command with a deadline; a command that hangs is killed and the
+/// test fails instead of waiting forever.
+pub fn run(program: &str, args: &[&str], timeout_secs: u32) -> Output {
+    let out = Command::new("timeout")
+        .arg("-k")
+        .arg("5")
+        .arg(timeout_secs.to_string())
+        .arg(program)
+        .args(args)
+        .output()
+        .expect("spawn command");
+    assert_ne!(out.status.code(), Some(124), "{program} {args:?} timed out after {timeout_secs} s");
+    out
+}
+
+/// Like `run`, and the command must succeed.
+pub fn ok(program: &str, args: &[&str], timeout_secs: u32) -> Output {
+    let out = run(program, args, timeout_secs);
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn is_mounted(dir: &Path) -> bool {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let dir = dir.to_string_lossy();
+    mounts.lines().any(|line| line.split(' ').nth(4) == Some(dir.as_ref()))
+}
+
+impl Mount {
+    /// Mounts the server's root with extra command-line options.
+    pub fn start(info: &ServerInfo, extra: &[&str]) -> Mount {
+        let base = std::env::temp_dir().join(format!(
+            "ftpsfs-mount-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let dir = base.join("mnt");
+        let cache = base.join("cache");
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = base.join("ftpsfs.log");
+        let url = format!("ftpes://{}@{}:{}/", info.user, info.host, info.port);
+        let child = Command::new(binary())
+            .arg("-f")
+            .arg("--ca-file")
+            .arg(&info.ca_file)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .arg("--log-file")
+            .arg(&log)
+            .arg("--log-level")
+            .arg("debug")
+            .arg("--timeout")
+            .arg("20")
+            .args(extra)
+            .arg(&url)
+            .arg(&dir)
+            .env("FTPSFS_PASSWORD", &info.password)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start ftpsfs");
+        let mut mount = Mount {
+            dir,
+            base,
+            child: Some(child),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !is_mounted(&mount.dir) {
+            if let Some(child) = mount.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let mut err = String::new();
+                    if let Some(mut stderr) = child.stderr.take() {
+                        use std::io::Read;
+                        let _ = stderr.read_to_string(&mut err);
+                    }
+                    panic!("ftpsfs exited ({status}) before mounting: {err}");
+                }
+            }
+            assert!(Instant::now() < deadline, "not mounted within 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        mount
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    pub fn path_str(&self, name: &str) -> String {
+        self.path(name).to_string_lossy().into_owned()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Unmounts and waits for ftpsfs to exit; true when it exited cleanly.
+    pub fn unmount(&mut self) -> bool {
+        if is_mounted(&self.dir) {
+            let _ = run("fusermount3", &["-u", &self.dir.to_string_lossy()], 60);
+        }
+        if is_mounted(&self.dir) {
+            abort_connection(&self.dir);
+            let _ = run("umount", &["-l", &self.dir.to_string_lossy()], 20);
+        }
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return status.success(),
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Writes 1 to the FUSE connection's `abort` file, which fails every pending
+/// request of a mount whose daemon no longer answers.
+fn abort_connection(dir: &Path) {
+    // The device number comes from mountinfo: a stat of a dead mount hangs.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let dir = dir.to_string_lossy();
+    let Some(minor) = mounts
+        .lines()
+        .filter(|line| line.split(' ').nth(4) == Some(dir.as_ref()))
+        .find_map(|line| line.split(' ').nth(2)?.split(':').nth(1).map(str::to_string))
+    else {
+        return;
+    };
+    let control = Path::new("/sys/fs/fuse/connections");
+    if !control.join(&minor).exists() {
+        let _ = run("mount", &["-t", "fusectl", "fusectl", "/sys/fs/fuse/connections"], 10);
+    }
+    let _ = std::fs::write(control.join(&minor).join("abort"), b"1");
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        self.unmount();
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
+}
