@@ -4,5 +4,9 @@
 //! nothing of FUSE or caches.
 pub mod cli;
 pub mod credentials;
+pub mod fs;
 pub mod ftp;
+pub mod fuse;
+pub mod logging;
+pub mod run;
 pub mod store;

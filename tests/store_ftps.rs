@@ -29,6 +29,10 @@ fn vsftpd_meets_the_contract() {
         "vsftpd has no MLSD"
     );
     store_contract::run_all(&store);
+    assert!(
+        store.capabilities().set_mtime,
+        "vsftpd sets files' times (MDTM with two arguments), even though it refuses directories'"
+    );
 }
 
 #[test]

@@ -279,20 +279,28 @@ impl RemoteStore for FtpsStore {
             path,
             |s, remote| s.set_mtime(remote, mtime),
         );
-        match result {
-            Err(e)
-                if matches!(
-                    e.kind,
-                    ErrorKind::NotFound | ErrorKind::Failed | ErrorKind::Unsupported
-                ) && self.stat(path).is_ok() =>
-            {
+        let Err(e) = result else {
+            return Ok(());
+        };
+        if !matches!(
+            e.kind,
+            ErrorKind::NotFound | ErrorKind::Failed | ErrorKind::Unsupported
+        ) {
+            return Err(e);
+        }
+        // The path exists, so the server refused to set its time. Many (vsftpd)
+        // set the times of files but not of directories: only a file's refusal
+        // says the server cannot do it at all.
+        match self.stat(path).map(|meta| meta.kind) {
+            Ok(FileKind::File) => {
                 log::info!(
                     "the server cannot set modification times ({e}); times will not be kept"
                 );
                 self.set_mtime_refused.store(true, Ordering::Relaxed);
                 Err(Error::new(ErrorKind::Unsupported, e.message))
             }
-            other => other,
+            Ok(_) => Err(Error::new(ErrorKind::Unsupported, e.message)),
+            Err(_) => Err(e),
         }
     }
 

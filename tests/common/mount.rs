@@ -30,7 +30,11 @@ pub fn run(program: &str, args: &[&str], timeout_secs: u32) -> Output {
         .args(args)
         .output()
         .expect("spawn command");
-    assert_ne!(out.status.code(), Some(124), "{program} {args:?} timed out after {timeout_secs} s");
+    assert_ne!(
+        out.status.code(),
+        Some(124),
+        "{program} {args:?} timed out after {timeout_secs} s"
+    );
     out
 }
 
@@ -49,7 +53,9 @@ pub fn ok(program: &str, args: &[&str], timeout_secs: u32) -> Output {
 pub fn is_mounted(dir: &Path) -> bool {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let dir = dir.to_string_lossy();
-    mounts.lines().any(|line| line.split(' ').nth(4) == Some(dir.as_ref()))
+    mounts
+        .lines()
+        .any(|line| line.split(' ').nth(4) == Some(dir.as_ref()))
 }
 
 impl Mount {
@@ -138,7 +144,9 @@ impl Mount {
         loop {
             match child.try_wait() {
                 Ok(Some(status)) => return status.success(),
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
                 _ => {
                     let _ = child.kill();
                     let _ = child.wait();
@@ -160,13 +168,23 @@ fn abort_connection(dir: &Path) {
     let Some(minor) = mounts
         .lines()
         .filter(|line| line.split(' ').nth(4) == Some(dir.as_ref()))
-        .find_map(|line| line.split(' ').nth(2)?.split(':').nth(1).map(str::to_string))
+        .find_map(|line| {
+            line.split(' ')
+                .nth(2)?
+                .split(':')
+                .nth(1)
+                .map(str::to_string)
+        })
     else {
         return;
     };
     let control = Path::new("/sys/fs/fuse/connections");
     if !control.join(&minor).exists() {
-        let _ = run("mount", &["-t", "fusectl", "fusectl", "/sys/fs/fuse/connections"], 10);
+        let _ = run(
+            "mount",
+            &["-t", "fusectl", "fusectl", "/sys/fs/fuse/connections"],
+            10,
+        );
     }
     let _ = std::fs::write(control.join(&minor).join("abort"), b"1");
 }

@@ -141,6 +141,13 @@ fn attributes(store: &dyn RemoteStore) {
     if caps.set_mtime {
         // Works, or the store finds out the server cannot and says so.
         let when = UNIX_EPOCH + Duration::from_secs(1_234_567_890);
+        // A server may refuse a directory's time (vsftpd does) and still set
+        // files' times: that refusal must not turn the capability off.
+        store.mkdir(b"timed dir").unwrap();
+        if let Err(e) = store.set_mtime(b"timed dir", when) {
+            assert_eq!(e.kind, ErrorKind::Unsupported, "{e}");
+        }
+        store.rmdir(b"timed dir").unwrap();
         match store.set_mtime(b"attrs", when) {
             Ok(()) => assert_eq!(store.exact_mtime(b"attrs").unwrap(), when),
             Err(e) => {

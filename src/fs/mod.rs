@@ -1,0 +1,957 @@
+//! The filesystem core: what a mount of a `RemoteStore` does for each kernel
+//! request, in terms of inodes, file handles and bytes. It knows nothing of
+//! FUSE (the adapter in `fuse.rs` calls it) and nothing of FTP (the store
+//! does that); it is tested against the in-memory store.
+//!
+//! Every method takes `&self` and may run on many threads at once. Locks are
+//! short and never held across a store call, except one file's own content
+//! lock while that file is uploaded or fetched: a slow upload of one file
+//! does not stop `ls` or the other files.
+//!
+//! Modules: `inode` (inode numbers and paths), `cache` (metadata LRU),
+//! `resolve` (cache or server), `handle` (open files and handles),
+//! `content` (opening, writing, staging, truncating), `writeback` (when
+//! changes go to the server), `writer` (uploads, temporary names, streaming),
+//! `spool` (local copies), `reader` (read-ahead), `attrs` (chmod, utimens),
+//! `errno` (the one errno table).
+//!
+//! Metadata (see `cache.rs`): lookups are answered from the parent's listing
+//! (one `list` per directory per directory TTL) or from single entries
+//! (attribute TTL), negative ones included. A cold lookup uses `stat` for
+//! the first two misses in a directory and then lists the directory (LIST
+//! servers always list: their `stat` lists the parent anyway), so a program
+//! looking up many names in one directory costs one listing.
+//!
+//! Modification times: where listings round times (LIST servers), the exact
+//! time of a FILE is asked (MDTM, once, then remembered) when the kernel
+//! asks for that one file: `getattr`, or a `lookup` that is not answered from
+//! a listing read for `readdir`. `ls -l` reads the directory and then looks
+//! up every name in it, so it is answered from the listing without an MDTM
+//! per file; `rsync` and `cp -p` look up single names, and get exact times.
+//! Times set through the mount and times learned by MDTM are remembered (with
+//! the file size) for the life of the mount and applied to later listings
+//! that agree with them, so a second `rsync -a` sees the very times (to the
+//! nanosecond) that the first one set, without an MDTM.
+//!
+//! Writes: a new or truncated file written in order from
+//! its start is staged in memory up to 1 MiB (small files cost one upload at
+//! close), then streamed: the upload starts and takes every further write as
+//! it comes, so memory stays bounded whatever the size. Anything else
+//! (random writes, O_RDWR, append, truncate to a non-zero size, writes to an
+//! existing file) first fetches the file's content into the spool (memory,
+//! then a private file) and uploads the whole file at flush. A streamed file
+//! written out of order falls back to staging: the bytes already uploaded are
+//! fetched back. An upload failure is returned by that write (when
+//! streaming), by flush, fsync and release, and stays on the handle (every
+//! later call on it reports it); the local changes are then dropped and the
+//! file is what the server has. `fsync` uploads at once (a streaming upload
+//! is finished; writing on stages the file again). A file unlinked while open
+//! keeps working for its handles, from empty if nothing was staged, and is
+//! never uploaded.
+//!
+//! chmod and utimens are sent to the server (SITE CHMOD, MFMT/MDTM); if the
+//! server cannot do them, they succeed without effect (a `cp -p` or `rsync
+//! -a` is not failed for it) and the mount keeps showing the server's
+//! values. A new file is created on the server at its first flush (not at
+//! create), with the mode chmod-ed only when it has execute bits.
+mod attrs;
+mod cache;
+mod content;
+mod errno;
+mod handle;
+mod inode;
+mod reader;
+mod resolve;
+mod spool;
+mod writeback;
+mod writer;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use parking_lot::Mutex;
+
+use crate::store::{join, FileKind, Metadata, RemoteStore};
+use cache::{Cache, Source};
+pub use errno::{Error, ErrorKind, Result};
+use handle::{Data, Handle, LocalMeta, OpenFile};
+use inode::InodeTable;
+pub use inode::{Ino, ROOT_INO, UNKNOWN_INO};
+use reader::ReadAhead;
+use spool::{Spool, SpoolStats};
+
+pub type Fh = u64;
+
+/// Longest name a directory entry may have.
+const NAME_MAX: usize = 255;
+/// Cold lookups in one directory answered by `stat` before it is listed.
+const STAT_MISSES: u32 = 2;
+/// A new file written in order is staged up to this size, then streamed.
+const STREAM_AFTER: usize = 1024 * 1024;
+/// Bytes per read when fetching a file into the spool.
+const FETCH_CHUNK: usize = 256 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct FsConfig {
+    pub attr_ttl: Duration,
+    pub dir_ttl: Duration,
+    pub spool_dir: PathBuf,
+    /// Bytes of one file staged in memory before it moves to a spool file.
+    pub spool_memory_limit: usize,
+    pub read_only: bool,
+    pub uid: u32,
+    pub gid: u32,
+    /// Masks the permissions shown (the server's modes, or the defaults
+    /// 0o644 for files and 0o755 for directories).
+    pub umask: u32,
+    /// Bytes read ahead of a sequential reader.
+    pub read_ahead: usize,
+}
+
+impl Default for FsConfig {
+    fn default() -> Self {
+        FsConfig {
+            attr_ttl: Duration::from_secs(30),
+            dir_ttl: Duration::from_secs(30),
+            spool_dir: std::env::temp_dir().join("ftpsfs-spool"),
+            spool_memory_limit: 8 * 1024 * 1024,
+            read_only: false,
+            uid: 0,
+            gid: 0,
+            umask: 0o022,
+            read_ahead: 8 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: Ino,
+    pub kind: FileKind,
+    pub size: u64,
+    pub mtime: SystemTime,
+    pub perm: u16,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirItem {
+    /// `UNKNOWN_INO` for a name the kernel has not looked up.
+    pub ino: Ino,
+    pub name: Vec<u8>,
+    pub kind: FileKind,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenFlags {
+    pub read: bool,
+    pub write: bool,
+    pub truncate: bool,
+    pub append: bool,
+    pub exclusive: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SetAttr {
+    pub mode: Option<u32>,
+    pub size: Option<u64>,
+    pub mtime: Option<SystemTime>,
+}
+
+/// What `statfs` reports. FTP cannot tell sizes or free space, so those are
+/// 0 (unknown), not a made-up large number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatFs {
+    pub blocks: u64,
+    pub bfree: u64,
+    pub bavail: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub bsize: u32,
+    pub namelen: u32,
+    pub frsize: u32,
+}
+
+/// Counters for tests and diagnostics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FsStats {
+    /// Files uploaded while being written.
+    pub streamed_uploads: u64,
+    /// Files uploaded whole from the spool.
+    pub staged_uploads: u64,
+    /// The most bytes any one spool held in memory.
+    pub spool_peak_memory: u64,
+    /// The largest any one spool grew, in memory or on disk.
+    pub spool_peak_size: u64,
+    /// Spools that moved to a file on disk.
+    pub spool_files: u64,
+    /// Streamed files that fell back to staging.
+    pub stream_fallbacks: u64,
+}
+
+pub struct Fs {
+    store: Arc<dyn RemoteStore>,
+    config: FsConfig,
+    mounted_at: SystemTime,
+    inodes: Mutex<InodeTable>,
+    cache: Cache,
+    files: Mutex<HashMap<Ino, Arc<OpenFile>>>,
+    handles: Mutex<HashMap<Fh, Arc<Handle>>>,
+    next_fh: AtomicU64,
+    renames_refused: AtomicBool,
+    no_mdtm: AtomicBool,
+    spool_stats: Arc<SpoolStats>,
+    streamed: AtomicU64,
+    staged: AtomicU64,
+    fallbacks: AtomicU64,
+}
+
+fn show(path: &[u8]) -> String {
+    if path.is_empty() {
+        "/".to_string()
+    } else {
+        String::from_utf8_lossy(path).into_owned()
+    }
+}
+
+fn not_found(path: &[u8]) -> Error {
+    Error::new(
+        ErrorKind::Store(crate::store::ErrorKind::NotFound),
+        format!("{}: no such file or directory", show(path)),
+    )
+}
+
+fn stale(ino: Ino) -> Error {
+    Error::new(ErrorKind::Stale, format!("inode {ino} is no longer known"))
+}
+
+fn bad_handle(fh: Fh) -> Error {
+    Error::new(
+        ErrorKind::BadHandle,
+        format!("file handle {fh} is not open"),
+    )
+}
+
+fn check_name(name: &[u8]) -> Result<()> {
+    if name.is_empty() || name == b"." || name == b".." {
+        return Err(Error::new(ErrorKind::Invalid, "not a usable name"));
+    }
+    if name
+        .iter()
+        .any(|&b| b == b'/' || b == 0 || b == b'\r' || b == b'\n')
+    {
+        return Err(Error::new(
+            ErrorKind::Invalid,
+            format!(
+                "{}: names with '/', NUL, CR or LF cannot be used on an FTP server",
+                show(name).escape_debug()
+            ),
+        ));
+    }
+    if name.len() > NAME_MAX {
+        return Err(Error::new(
+            ErrorKind::NameTooLong,
+            format!("a name of {} bytes is too long", name.len()),
+        ));
+    }
+    Ok(())
+}
+
+fn is_under(path: &[u8], dir: &[u8]) -> bool {
+    path.starts_with(dir) && path.get(dir.len()) == Some(&b'/')
+}
+
+impl Fs {
+    pub fn new(store: Arc<dyn RemoteStore>, config: FsConfig) -> Fs {
+        Fs {
+            cache: Cache::new(config.attr_ttl, config.dir_ttl),
+            store,
+            config,
+            mounted_at: SystemTime::now(),
+            inodes: Mutex::new(InodeTable::new()),
+            files: Mutex::new(HashMap::new()),
+            handles: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            renames_refused: AtomicBool::new(false),
+            no_mdtm: AtomicBool::new(false),
+            spool_stats: Arc::new(SpoolStats::default()),
+            streamed: AtomicU64::new(0),
+            staged: AtomicU64::new(0),
+            fallbacks: AtomicU64::new(0),
+        }
+    }
+
+    pub fn stats(&self) -> FsStats {
+        FsStats {
+            streamed_uploads: self.streamed.load(Ordering::Relaxed),
+            staged_uploads: self.staged.load(Ordering::Relaxed),
+            spool_peak_memory: self.spool_stats.peak_memory.load(Ordering::Relaxed),
+            spool_peak_size: self.spool_stats.peak_size.load(Ordering::Relaxed),
+            spool_files: self.spool_stats.files.load(Ordering::Relaxed),
+            stream_fallbacks: self.fallbacks.load(Ordering::Relaxed),
+        }
+    }
+
+    // ----- metadata -----
+
+    pub fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Attr> {
+        check_name(name)?;
+        let ppath = self.dir_path(parent)?;
+        let path = join(&ppath, name);
+        let (meta, source) = self
+            .child_meta(parent, &ppath, name)?
+            .ok_or_else(|| not_found(&path))?;
+        let meta = if source == Source::Scan {
+            meta
+        } else {
+            self.with_exact_mtime(&path, meta)
+        };
+        let ino = self.inodes.lock().lookup(parent, name, meta.kind);
+        Ok(self.attr(ino, &meta))
+    }
+
+    pub fn forget(&self, ino: Ino, nlookup: u64) {
+        self.inodes.lock().forget(ino, nlookup);
+    }
+
+    pub fn getattr(&self, ino: Ino) -> Result<Attr> {
+        let file = self.open_file(ino);
+        if let Some(meta) = file.as_ref().and_then(|f| f.local_metadata()) {
+            return Ok(self.attr(ino, &meta));
+        }
+        let path = self.inodes.lock().path(ino);
+        let Some(path) = path else {
+            // Unlinked or replaced while open: what the handle still sees.
+            return match file {
+                Some(f) => {
+                    let meta = f.meta.lock().metadata();
+                    Ok(self.attr(ino, &meta))
+                }
+                None => Err(stale(ino)),
+            };
+        };
+        let (meta, _) = self.resolve(&path)?.ok_or_else(|| not_found(&path))?;
+        if self.inodes.lock().kind(ino) != Some(meta.kind) {
+            return Err(stale(ino));
+        }
+        let meta = self.with_exact_mtime(&path, meta);
+        Ok(self.attr(ino, &meta))
+    }
+
+    pub fn readdir(&self, ino: Ino) -> Result<Vec<DirItem>> {
+        let path = self.dir_path(ino)?;
+        let entries = match self.cache.listing(&path) {
+            Some(entries) => entries,
+            None => self.fetch_listing(&path, true)?,
+        };
+        let mut items: BTreeMap<Vec<u8>, FileKind> = entries
+            .into_iter()
+            .map(|(name, meta)| (name, meta.kind))
+            .collect();
+        for name in self.pending_children(ino) {
+            items.entry(name).or_insert(FileKind::File);
+        }
+        let inodes = self.inodes.lock();
+        Ok(items
+            .into_iter()
+            .map(|(name, kind)| DirItem {
+                ino: inodes.find(ino, &name).unwrap_or(UNKNOWN_INO),
+                name,
+                kind,
+            })
+            .collect())
+    }
+
+    pub fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
+        let path = self.path(ino)?;
+        let (meta, _) = self.resolve(&path)?.ok_or_else(|| not_found(&path))?;
+        if meta.kind != FileKind::Symlink {
+            return Err(Error::new(
+                ErrorKind::Invalid,
+                format!("{}: not a symbolic link", show(&path)),
+            ));
+        }
+        if let Some(target) = meta.symlink_target {
+            return Ok(target);
+        }
+        self.store.stat(&path)?.symlink_target.ok_or_else(|| {
+            Error::new(
+                ErrorKind::Store(crate::store::ErrorKind::Failed),
+                format!(
+                    "{}: the server does not say where the link points",
+                    show(&path)
+                ),
+            )
+        })
+    }
+
+    pub fn statfs(&self) -> StatFs {
+        StatFs {
+            blocks: 0,
+            bfree: 0,
+            bavail: 0,
+            files: 0,
+            ffree: 0,
+            bsize: 4096,
+            namelen: NAME_MAX as u32,
+            frsize: 4096,
+        }
+    }
+
+    // ----- files -----
+
+    pub fn open(&self, ino: Ino, flags: OpenFlags) -> Result<Fh> {
+        if flags.write {
+            self.writable()?;
+        }
+        match self.inodes.lock().kind(ino) {
+            None => return Err(stale(ino)),
+            Some(FileKind::Dir) => {
+                return Err(Error::new(
+                    ErrorKind::IsDir,
+                    "a directory cannot be opened as a file",
+                ))
+            }
+            Some(_) => {}
+        }
+        let file = self.acquire(ino)?;
+        if flags.write && flags.truncate {
+            if let Err(e) = self.truncate_file(&file, 0) {
+                self.release_file(&file);
+                return Err(e);
+            }
+        }
+        Ok(self.add_handle(file, flags))
+    }
+
+    pub fn create(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        mode: u32,
+        flags: OpenFlags,
+    ) -> Result<(Attr, Fh)> {
+        self.writable()?;
+        check_name(name)?;
+        let ppath = self.dir_path(parent)?;
+        let path = join(&ppath, name);
+        if let Some((meta, _)) = self.child_meta(parent, &ppath, name)? {
+            if flags.exclusive {
+                return Err(Error::new(
+                    ErrorKind::Store(crate::store::ErrorKind::AlreadyExists),
+                    format!("{}: exists", show(&path)),
+                ));
+            }
+            if meta.kind == FileKind::Dir {
+                return Err(Error::new(
+                    ErrorKind::IsDir,
+                    format!("{}: is a directory", show(&path)),
+                ));
+            }
+            let ino = self.inodes.lock().lookup(parent, name, meta.kind);
+            let opened = self
+                .open(ino, flags)
+                .and_then(|fh| match self.getattr(ino) {
+                    Ok(attr) => Ok((attr, fh)),
+                    Err(e) => {
+                        let _ = self.release(fh);
+                        Err(e)
+                    }
+                });
+            if opened.is_err() {
+                self.forget(ino, 1);
+            }
+            return opened;
+        }
+        let now = SystemTime::now();
+        let mode = mode & 0o7777;
+        let ino = self.inodes.lock().lookup(parent, name, FileKind::File);
+        let mut local = LocalMeta::new_file(mode, now);
+        if mode & 0o111 != 0 {
+            local.pending_mode = Some(mode);
+        }
+        let meta = local.metadata();
+        let file = Arc::new(OpenFile::new(ino, Data::Staged(self.new_spool()), local));
+        file.users.store(1, Ordering::SeqCst);
+        self.files.lock().insert(ino, Arc::clone(&file));
+        self.inodes.lock().pin(ino);
+        self.cache.update(&path, meta.clone());
+        let fh = self.add_handle(file, flags);
+        Ok((self.attr(ino, &meta), fh))
+    }
+
+    pub fn read(&self, fh: Fh, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let h = self.handle(fh)?;
+        if !h.flags.read {
+            return Err(Error::new(ErrorKind::BadHandle, "not open for reading"));
+        }
+        let file = &h.file;
+        {
+            let mut data = file.data.lock();
+            if matches!(&*data, Data::Streaming(_)) {
+                self.unstream(file, &mut data)?;
+            }
+            if let Data::Staged(spool) = &*data {
+                let mut buf = vec![0u8; size as usize];
+                let n = spool
+                    .read_at(offset, &mut buf)
+                    .map_err(|e| Error::local(&e, "reading the write spool"))?;
+                buf.truncate(n);
+                return Ok(buf);
+            }
+        }
+        let path = self.path(file.ino)?;
+        let version = file.version.load(Ordering::SeqCst);
+        let mut slot = h.reader.lock();
+        if let Some((v, r)) = &*slot {
+            if *v != version || !r.covers(offset) {
+                *slot = None;
+            }
+        }
+        let reader = match &mut *slot {
+            Some((_, r)) => r,
+            None => {
+                let stream = self.store.open_read(&path, offset)?;
+                let r = ReadAhead::start(stream, self.config.read_ahead)
+                    .map_err(|e| Error::local(&e, "starting a download thread"))?;
+                &mut slot.insert((version, r)).1
+            }
+        };
+        match reader.read(offset, size as usize) {
+            Ok(data) => Ok(data),
+            Err(e) => {
+                *slot = None;
+                Err(e.into())
+            }
+        }
+    }
+
+    pub fn write(&self, fh: Fh, offset: u64, data: &[u8]) -> Result<u32> {
+        self.writable()?;
+        let h = self.handle(fh)?;
+        if !h.flags.write {
+            return Err(Error::new(ErrorKind::BadHandle, "not open for writing"));
+        }
+        if let Some(e) = h.sticky() {
+            return Err(e);
+        }
+        let file = &h.file;
+        let mut d = file.data.lock();
+        let offset = if h.flags.append {
+            file.meta.lock().size
+        } else {
+            offset
+        };
+        if let Err(e) = self.write_locked(file, &mut d, offset, data) {
+            if matches!(e.kind, ErrorKind::Upload(_)) {
+                h.fail(&e);
+            }
+            return Err(e);
+        }
+        Ok(data.len() as u32)
+    }
+
+    pub fn flush(&self, fh: Fh) -> Result<()> {
+        let h = self.handle(fh)?;
+        if let Some(e) = h.sticky() {
+            return Err(e);
+        }
+        let wants_upload = h.flags.write || {
+            let m = h.file.meta.lock();
+            m.dirty && !m.on_server
+        };
+        if !wants_upload {
+            return Ok(());
+        }
+        self.save(&h.file).inspect_err(|e| h.fail(e))
+    }
+
+    pub fn fsync(&self, fh: Fh) -> Result<()> {
+        let h = self.handle(fh)?;
+        if let Some(e) = h.sticky() {
+            return Err(e);
+        }
+        self.save(&h.file).inspect_err(|e| h.fail(e))
+    }
+
+    pub fn release(&self, fh: Fh) -> Result<()> {
+        let h = self
+            .handles
+            .lock()
+            .remove(&fh)
+            .ok_or_else(|| bad_handle(fh))?;
+        let mut result = match h.sticky() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        };
+        if result.is_ok() && h.flags.write {
+            result = self.save(&h.file);
+        }
+        *h.reader.lock() = None;
+        if h.flags.write {
+            h.file.writers.fetch_sub(1, Ordering::SeqCst);
+        }
+        self.release_file(&h.file);
+        result
+    }
+
+    pub fn setattr(&self, ino: Ino, fh: Option<Fh>, changes: SetAttr) -> Result<Attr> {
+        self.writable()?;
+        let kind = self.inodes.lock().kind(ino).ok_or_else(|| stale(ino))?;
+        if let Some(fh) = fh {
+            if let Some(e) = self.handle(fh)?.sticky() {
+                return Err(e);
+            }
+        }
+        if let Some(size) = changes.size {
+            if kind == FileKind::Dir {
+                return Err(Error::new(
+                    ErrorKind::IsDir,
+                    "a directory has no size to set",
+                ));
+            }
+            let file = self.acquire(ino)?;
+            let mut result = self.truncate_file(&file, size);
+            if result.is_ok() && file.writers.load(Ordering::SeqCst) == 0 {
+                // No close will come to upload it: truncate(1) of a closed file.
+                result = self.save(&file);
+            }
+            self.release_file(&file);
+            result?;
+        }
+        if let Some(mode) = changes.mode {
+            self.chmod(ino, mode & 0o7777)?;
+        }
+        if let Some(mtime) = changes.mtime {
+            self.utimens(ino, kind, mtime)?;
+        }
+        self.getattr(ino)
+    }
+
+    // ----- directories and names -----
+
+    pub fn mkdir(&self, parent: Ino, name: &[u8], mode: u32) -> Result<Attr> {
+        self.writable()?;
+        check_name(name)?;
+        let ppath = self.dir_path(parent)?;
+        let path = join(&ppath, name);
+        if self.pending(parent, name) {
+            return Err(Error::new(
+                ErrorKind::Store(crate::store::ErrorKind::AlreadyExists),
+                format!("{}: exists", show(&path)),
+            ));
+        }
+        self.store.mkdir(&path)?;
+        let mode = mode & 0o7777;
+        let mut shown = None;
+        if mode & 0o777 == 0o755 {
+            shown = Some(mode);
+        } else {
+            match self.apply_chmod(&path, mode) {
+                Ok(true) => shown = Some(mode),
+                Ok(false) => {}
+                Err(e) => log::warn!("setting the mode of {}: {e}", show(&path)),
+            }
+        }
+        let meta = Metadata {
+            kind: FileKind::Dir,
+            size: 0,
+            mtime: Some(SystemTime::now()),
+            mtime_exact: true,
+            mode: shown,
+            symlink_target: None,
+        };
+        self.cache.update(&path, meta.clone());
+        self.cache.set_empty_dir(&path);
+        let ino = self.inodes.lock().lookup(parent, name, FileKind::Dir);
+        Ok(self.attr(ino, &meta))
+    }
+
+    pub fn unlink(&self, parent: Ino, name: &[u8]) -> Result<()> {
+        self.writable()?;
+        check_name(name)?;
+        let ppath = self.dir_path(parent)?;
+        let path = join(&ppath, name);
+        let (meta, _) = self
+            .child_meta(parent, &ppath, name)?
+            .ok_or_else(|| not_found(&path))?;
+        if meta.kind == FileKind::Dir {
+            return Err(Error::new(
+                ErrorKind::IsDir,
+                format!("{}: is a directory", show(&path)),
+            ));
+        }
+        let ino = self.inodes.lock().find(parent, name);
+        match ino.and_then(|i| self.open_file(i)) {
+            Some(file) => {
+                let mut d = file.data.lock();
+                let on_server = file.meta.lock().on_server;
+                if on_server {
+                    self.delete_remote(&path)?;
+                }
+                if let Data::Streaming(s) = std::mem::replace(&mut *d, Data::Remote) {
+                    self.abandon_stream(s);
+                }
+                let mut m = file.meta.lock();
+                m.unlinked = true;
+                m.dirty = false;
+                m.on_server = false;
+            }
+            None => self.delete_remote(&path)?,
+        }
+        self.cache.remove(&path);
+        self.inodes.lock().detach(parent, name);
+        Ok(())
+    }
+
+    pub fn rmdir(&self, parent: Ino, name: &[u8]) -> Result<()> {
+        self.writable()?;
+        check_name(name)?;
+        let ppath = self.dir_path(parent)?;
+        let path = join(&ppath, name);
+        let (meta, _) = self
+            .child_meta(parent, &ppath, name)?
+            .ok_or_else(|| not_found(&path))?;
+        if meta.kind != FileKind::Dir {
+            return Err(Error::new(
+                ErrorKind::NotDir,
+                format!("{}: not a directory", show(&path)),
+            ));
+        }
+        let ino = self.inodes.lock().find(parent, name);
+        self.check_empty(ino, &path)?;
+        if let Err(e) = self.store.rmdir(&path) {
+            if e.kind == crate::store::ErrorKind::NotFound {
+                self.cache.remove(&path);
+            }
+            return Err(e.into());
+        }
+        self.cache.remove(&path);
+        self.inodes.lock().detach(parent, name);
+        Ok(())
+    }
+
+    pub fn rename(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        new_parent: Ino,
+        new_name: &[u8],
+        no_replace: bool,
+    ) -> Result<()> {
+        self.writable()?;
+        check_name(name)?;
+        check_name(new_name)?;
+        let ppath = self.dir_path(parent)?;
+        let npath = self.dir_path(new_parent)?;
+        let from = join(&ppath, name);
+        let to = join(&npath, new_name);
+        let (src, _) = self
+            .child_meta(parent, &ppath, name)?
+            .ok_or_else(|| not_found(&from))?;
+        if from == to {
+            return Ok(());
+        }
+        if src.kind == FileKind::Dir && is_under(&to, &from) {
+            return Err(Error::new(
+                ErrorKind::Invalid,
+                format!("{} cannot move into itself", show(&from)),
+            ));
+        }
+        let dst = self.child_meta(new_parent, &npath, new_name)?;
+        if let Some((d, _)) = &dst {
+            if no_replace {
+                return Err(Error::new(
+                    ErrorKind::Store(crate::store::ErrorKind::AlreadyExists),
+                    format!("{}: exists", show(&to)),
+                ));
+            }
+            match (src.kind == FileKind::Dir, d.kind == FileKind::Dir) {
+                (true, false) => {
+                    return Err(Error::new(
+                        ErrorKind::NotDir,
+                        format!("{}: not a directory", show(&to)),
+                    ))
+                }
+                (false, true) => {
+                    return Err(Error::new(
+                        ErrorKind::IsDir,
+                        format!("{}: is a directory", show(&to)),
+                    ))
+                }
+                (true, true) => {
+                    let dino = self.inodes.lock().find(new_parent, new_name);
+                    self.check_empty(dino, &to)?;
+                }
+                (false, false) => {}
+            }
+        }
+        let src_ino = self.inodes.lock().find(parent, name);
+        let src_file = src_ino.and_then(|i| self.open_file(i));
+        // A file not yet on the server moves only here; its upload goes to
+        // the new name.
+        let local_only = src_file.as_ref().is_some_and(|f| {
+            let m = f.meta.lock();
+            m.dirty && !m.on_server
+        });
+        if !local_only {
+            let moved = if dst.is_some() {
+                writer::rename_replacing(&*self.store, &from, &to)
+            } else {
+                self.store.rename(&from, &to)
+            };
+            if let Err(e) = moved {
+                if e.kind == crate::store::ErrorKind::NotFound {
+                    self.cache.invalidate(&from);
+                }
+                return Err(e.into());
+            }
+        }
+        // A replaced file that is open keeps its handles, but its changes go
+        // nowhere now.
+        let replaced = self.inodes.lock().find(new_parent, new_name);
+        if let Some(file) = replaced.and_then(|i| self.open_file(i)) {
+            let mut d = file.data.lock();
+            if let Data::Streaming(s) = std::mem::replace(&mut *d, Data::Remote) {
+                // A new file streaming under its own name: that name now
+                // holds what replaced it, which must not be deleted.
+                let delete = s.dest.temp;
+                self.drop_stream(s, delete);
+            }
+            let mut m = file.meta.lock();
+            m.unlinked = true;
+            m.dirty = false;
+        }
+        self.inodes
+            .lock()
+            .rename(parent, name, new_parent, new_name);
+        let meta = src_file
+            .as_ref()
+            .and_then(|f| f.local_metadata())
+            .unwrap_or(src);
+        self.cache.rename(&from, &to, meta);
+        Ok(())
+    }
+
+    /// Uploads every pending write (at unmount); says which failed.
+    pub fn shutdown(&self) -> Result<()> {
+        let files: Vec<Arc<OpenFile>> = self.files.lock().values().cloned().collect();
+        let mut failures = Vec::new();
+        for file in files {
+            let dirty = file.meta.lock().dirty;
+            if dirty {
+                if let Err(e) = self.save(&file) {
+                    failures.push(e);
+                }
+            }
+        }
+        match failures.first() {
+            None => Ok(()),
+            Some(first) => Err(Error::new(
+                first.kind,
+                format!(
+                    "{} file(s) could not be uploaded: {}",
+                    failures.len(),
+                    failures
+                        .iter()
+                        .map(|e| e.message.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            )),
+        }
+    }
+
+    // ----- helpers: names, inodes, attributes -----
+
+    fn writable(&self) -> Result<()> {
+        if self.config.read_only {
+            return Err(Error::new(ErrorKind::ReadOnly, "the mount is read-only"));
+        }
+        Ok(())
+    }
+
+    fn path(&self, ino: Ino) -> Result<Vec<u8>> {
+        self.inodes.lock().path(ino).ok_or_else(|| stale(ino))
+    }
+
+    fn dir_path(&self, ino: Ino) -> Result<Vec<u8>> {
+        let inodes = self.inodes.lock();
+        match inodes.kind(ino) {
+            None => return Err(stale(ino)),
+            Some(FileKind::Dir) => {}
+            Some(_) => return Err(Error::new(ErrorKind::NotDir, "not a directory")),
+        }
+        inodes.path(ino).ok_or_else(|| stale(ino))
+    }
+
+    fn attr(&self, ino: Ino, meta: &Metadata) -> Attr {
+        let (default, nlink) = match meta.kind {
+            FileKind::File => (0o644, 1),
+            FileKind::Dir => (0o755, 2),
+            FileKind::Symlink => (0o777, 1),
+        };
+        let size = match (&meta.kind, &meta.symlink_target) {
+            (FileKind::Symlink, Some(target)) => target.len() as u64,
+            _ => meta.size,
+        };
+        Attr {
+            ino,
+            kind: meta.kind,
+            size,
+            mtime: meta.mtime.unwrap_or(self.mounted_at),
+            perm: (meta.mode.unwrap_or(default) & 0o7777 & !self.config.umask) as u16,
+            nlink,
+            uid: self.config.uid,
+            gid: self.config.gid,
+        }
+    }
+
+    fn open_file(&self, ino: Ino) -> Option<Arc<OpenFile>> {
+        self.files.lock().get(&ino).cloned()
+    }
+
+    fn delete_remote(&self, path: &[u8]) -> Result<()> {
+        if let Err(e) = self.store.delete(path) {
+            if e.kind == crate::store::ErrorKind::NotFound {
+                self.cache.remove(path);
+            }
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    // ----- helpers: open files -----
+
+    fn new_spool(&self) -> Spool {
+        Spool::new(
+            self.config.spool_memory_limit,
+            self.config.spool_dir.clone(),
+            Arc::clone(&self.spool_stats),
+        )
+    }
+
+    fn handle(&self, fh: Fh) -> Result<Arc<Handle>> {
+        self.handles
+            .lock()
+            .get(&fh)
+            .cloned()
+            .ok_or_else(|| bad_handle(fh))
+    }
+
+    fn add_handle(&self, file: Arc<OpenFile>, flags: OpenFlags) -> Fh {
+        if flags.write {
+            file.writers.fetch_add(1, Ordering::SeqCst);
+        }
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles
+            .lock()
+            .insert(fh, Arc::new(Handle::new(file, flags)));
+        fh
+    }
+}

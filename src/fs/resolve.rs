@@ -1,0 +1,143 @@
+//! Where metadata answers come from: a file changed here first, then the
+//! cache, then the server (see the module comment of `fs` for the rules).
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::cache::{Cached, Source};
+use super::handle::OpenFile;
+use super::{show, writer, Error, ErrorKind, Fs, Ino, Result, STAT_MISSES};
+use crate::store::{join, split_parent, FileKind, Metadata};
+
+impl Fs {
+    /// Whether `parent/name` is a file that exists only here so far.
+    pub(super) fn pending(&self, parent: Ino, name: &[u8]) -> bool {
+        let ino = self.inodes.lock().find(parent, name);
+        ino.and_then(|i| self.open_file(i))
+            .is_some_and(|f| f.local_metadata().is_some())
+    }
+
+    /// Names of files in directory `dir` that exist only here so far.
+    pub(super) fn pending_children(&self, dir: Ino) -> Vec<Vec<u8>> {
+        let files: Vec<Arc<OpenFile>> = self.files.lock().values().cloned().collect();
+        let mut names = Vec::new();
+        for file in files {
+            if file.local_metadata().is_none() {
+                continue;
+            }
+            let location = self.inodes.lock().location(file.ino);
+            if let Some((parent, name)) = location {
+                if parent == dir {
+                    names.push(name);
+                }
+            }
+        }
+        names
+    }
+
+    /// ENOTEMPTY when a directory is known to have entries.
+    pub(super) fn check_empty(&self, ino: Option<Ino>, path: &[u8]) -> Result<()> {
+        let pending = ino.is_some_and(|i| !self.pending_children(i).is_empty());
+        if pending || self.cache.has_children(path) == Some(true) {
+            return Err(Error::new(
+                ErrorKind::Store(crate::store::ErrorKind::NotEmpty),
+                format!("{}: directory not empty", show(path)),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The metadata of `parent/name`: a file changed here first, then the
+    /// cache, then the server.
+    pub(super) fn child_meta(
+        &self,
+        parent: Ino,
+        ppath: &[u8],
+        name: &[u8],
+    ) -> Result<Option<(Metadata, Source)>> {
+        let ino = self.inodes.lock().find(parent, name);
+        if let Some(file) = ino.and_then(|i| self.open_file(i)) {
+            if let Some(meta) = file.local_metadata() {
+                return Ok(Some((meta, Source::Single)));
+            }
+        }
+        if writer::is_temp_name(name) {
+            return Ok(None);
+        }
+        self.resolve(&join(ppath, name))
+    }
+
+    /// The metadata of `path` from the cache or the server.
+    pub(super) fn resolve(&self, path: &[u8]) -> Result<Option<(Metadata, Source)>> {
+        match self.cache.get(path) {
+            Cached::Present(meta, source) => return Ok(Some((meta, source))),
+            Cached::Absent => return Ok(None),
+            Cached::Unknown => {}
+        }
+        if !path.is_empty() {
+            let parent = split_parent(path).0;
+            let list = !self.store.capabilities().exact_listing_mtime
+                || self.cache.note_miss(parent) > STAT_MISSES;
+            if list {
+                let name = split_parent(path).1;
+                return match self.fetch_listing(parent, false) {
+                    Ok(entries) => Ok(entries
+                        .into_iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, m)| (m, Source::Listing))),
+                    Err(e) if e.is_not_found() => {
+                        self.cache.fill(path, None, Instant::now());
+                        Ok(None)
+                    }
+                    Err(e) => Err(e),
+                };
+            }
+        }
+        let started = Instant::now();
+        match self.store.stat(path) {
+            Ok(meta) => Ok(self
+                .cache
+                .fill(path, Some(meta), started)
+                .map(|m| (m, Source::Single))),
+            Err(e) if e.kind == crate::store::ErrorKind::NotFound => {
+                self.cache.fill(path, None, started);
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub(super) fn fetch_listing(&self, dir: &[u8], scan: bool) -> Result<Vec<(Vec<u8>, Metadata)>> {
+        let started = Instant::now();
+        let entries = self
+            .store
+            .list(dir)?
+            .into_iter()
+            .filter(|e| !writer::is_temp_name(&e.name))
+            .map(|e| (e.name, e.meta))
+            .collect();
+        Ok(self.cache.fill_listing(dir, entries, started, scan))
+    }
+
+    /// The file's exact modification time where the listing rounded it
+    /// (one MDTM, remembered).
+    pub(super) fn with_exact_mtime(&self, path: &[u8], mut meta: Metadata) -> Metadata {
+        if meta.kind != FileKind::File || meta.mtime_exact || self.no_mdtm.load(Ordering::Relaxed) {
+            return meta;
+        }
+        match self.store.exact_mtime(path) {
+            Ok(t) => {
+                self.cache.set_exact_mtime(path, meta.size, t);
+                meta.mtime = Some(t);
+                meta.mtime_exact = true;
+            }
+            Err(e) => {
+                if e.kind == crate::store::ErrorKind::Unsupported {
+                    self.no_mdtm.store(true, Ordering::Relaxed);
+                }
+                log::debug!("exact time of {}: {e}", show(path));
+            }
+        }
+        meta
+    }
+}

@@ -1,0 +1,309 @@
+//! From parsed options to a live mount: log in, mount, serve, and unmount
+//! cleanly (pending writes uploaded first) on SIGINT, SIGTERM or an external
+//! `fusermount3 -u`.
+//!
+//! Without `--foreground` the process forks *before* any thread exists (a
+//! fork of a threaded process keeps only the calling thread), the child does
+//! all the work, and the parent waits on a pipe until the child says the mount
+//! is live — or why it is not — so the command's exit status tells the truth.
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use fuser::{Config, MountOption, SessionACL};
+
+use crate::cli::Options;
+use crate::fs::{Fs, FsConfig};
+use crate::ftp::{Connector, Pool};
+use crate::fuse::FuseAdapter;
+use crate::store::ftps::FtpsStore;
+
+/// The whole program after argument parsing.
+pub fn run(options: Options) -> ExitCode {
+    for warning in &options.warnings {
+        eprintln!("ftpsfs: warning: {warning}");
+    }
+    if options.foreground {
+        return match serve(&options, None) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("ftpsfs: {message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    match daemonize() {
+        Ok(Side::Parent(readiness)) => wait_for_child(readiness),
+        Ok(Side::Child(readiness)) => {
+            let mut readiness = Some(readiness);
+            let result = serve(&options, Some(&mut readiness));
+            if let (Err(message), Some(mut pipe)) = (&result, readiness) {
+                // Failed before the mount was live: the parent reports it.
+                let _ = writeln!(pipe, "{message}");
+            }
+            if result.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(message) => {
+            eprintln!("ftpsfs: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+enum Side {
+    Parent(File),
+    Child(File),
+}
+
+fn daemonize() -> Result<Side, String> {
+    let mut fds = [0i32; 2];
+    // Close-on-exec: fusermount3 (which stays alive with auto_unmount) must
+    // not inherit the write end, or the parent would never see it close.
+    // SAFETY: `fds` is a valid array of two ints for pipe2(2) to fill.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(format!("pipe: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: both descriptors were just returned by pipe(2) and are owned
+    // by nothing else.
+    let (read_end, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: no other thread exists yet (run() forks before creating any),
+    // so the child is a complete copy of this single-threaded process.
+    match unsafe { libc::fork() } {
+        -1 => Err(format!("fork: {}", std::io::Error::last_os_error())),
+        0 => {
+            drop(read_end);
+            // SAFETY: setsid(2) has no memory-safety preconditions; it detaches
+            // the child from the terminal's session so a closed terminal does
+            // not end the mount.
+            unsafe { libc::setsid() };
+            Ok(Side::Child(File::from(write_end)))
+        }
+        _ => {
+            drop(write_end);
+            Ok(Side::Parent(File::from(read_end)))
+        }
+    }
+}
+
+/// The parent's side: an empty message means the mount is live.
+fn wait_for_child(mut readiness: File) -> ExitCode {
+    let mut message = String::new();
+    let _ = readiness.read_to_string(&mut message);
+    let message = message.trim();
+    if message.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("ftpsfs: {message}");
+        ExitCode::FAILURE
+    }
+}
+
+/// Connects, mounts and serves until unmounted. `readiness` (background
+/// mode) is closed once the mount is live, which releases the parent.
+fn serve(options: &Options, readiness: Option<&mut Option<File>>) -> Result<(), String> {
+    let spool_dir = spool_dir(&options.cache_dir, &options.mountpoint);
+    let log_file = match (&options.log.file, readiness.is_some()) {
+        (Some(file), _) => Some(file.clone()),
+        // In the background stderr goes nowhere: keep the log beside the spool.
+        (None, true) => Some(options.cache_dir.join("ftpsfs.log")),
+        (None, false) => None,
+    };
+    if let Some(parent) = log_file.as_deref().and_then(Path::parent) {
+        // Only create what is missing: an existing directory (say /tmp) is
+        // the user's, and its permissions are not ours to change.
+        if !parent.exists() {
+            create_private_dir(parent)?;
+        }
+    }
+    crate::logging::init(options.log.level, log_file.as_deref())?;
+    for warning in &options.warnings {
+        log::warn!("{warning}");
+    }
+    // Signals go to one thread that waits for them; every thread created
+    // from here on inherits the block.
+    let signals = block_termination_signals()?;
+
+    let connector = Connector::new(options.ftp.clone()).map_err(|e| e.to_string())?;
+    let pool = Arc::new(Pool::new(connector, options.pool));
+    pool.warm_up(options.pool.max_sessions)
+        .map_err(|e| e.to_string())?;
+    let store =
+        FtpsStore::connect(Arc::clone(&pool), &options.remote_root).map_err(|e| e.to_string())?;
+    let fs = Arc::new(Fs::new(Arc::new(store), fs_config(options, spool_dir)?));
+
+    let config = fuse_config(options);
+    let adapter = FuseAdapter::new(Arc::clone(&fs), options.attr_ttl);
+    let mut session = fuser::Session::new(adapter, &options.mountpoint, &config)
+        .map_err(|e| format!("cannot mount on {}: {e}", options.mountpoint.display()))?;
+    log::info!(
+        "mounted {}:{} on {}",
+        options.ftp.host,
+        options.ftp.port,
+        options.mountpoint.display()
+    );
+    let unmounter = session.unmount_callable();
+    spawn_signal_thread(signals, Arc::clone(&fs), unmounter);
+    if let Some(readiness) = readiness {
+        // Closing the pipe without a message tells the parent "live".
+        readiness.take();
+        detach_stdio();
+    }
+    session
+        .run()
+        .map_err(|e| format!("FUSE session ended: {e}"))?;
+    log::info!("unmounted {}", options.mountpoint.display());
+    Ok(())
+}
+
+fn fs_config(options: &Options, spool_dir: PathBuf) -> Result<FsConfig, String> {
+    create_private_dir(&spool_dir)?;
+    // SAFETY: getuid(2)/getgid(2) cannot fail and have no preconditions.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    Ok(FsConfig {
+        attr_ttl: options.attr_ttl,
+        dir_ttl: options.dir_ttl,
+        spool_dir,
+        read_only: options.mount.read_only,
+        uid: options.mount.uid.unwrap_or(uid),
+        gid: options.mount.gid.unwrap_or(gid),
+        umask: options.mount.umask.unwrap_or(0),
+        ..FsConfig::default()
+    })
+}
+
+fn fuse_config(options: &Options) -> Config {
+    let mut config = Config::default();
+    let mut mount_options = vec![
+        MountOption::FSName(format!("ftpsfs#{}", options.ftp.host)),
+        MountOption::Subtype("ftpsfs".into()),
+        MountOption::NoDev,
+        MountOption::NoSuid,
+    ];
+    if options.mount.read_only {
+        mount_options.push(MountOption::RO);
+    }
+    if options.mount.default_permissions {
+        mount_options.push(MountOption::DefaultPermissions);
+    }
+    // SAFETY: geteuid(2) cannot fail and has no preconditions.
+    let is_root = unsafe { libc::geteuid() } == 0;
+    config.acl = if options.mount.allow_other {
+        SessionACL::All
+    } else if is_root {
+        // Same users as the default for root, and it lets fusermount3 unmount
+        // the mount if this process dies (auto_unmount needs allow_*).
+        SessionACL::RootAndOwner
+    } else {
+        SessionACL::Owner
+    };
+    if config.acl != SessionACL::Owner {
+        mount_options.push(MountOption::AutoUnmount);
+    }
+    config.mount_options = mount_options;
+    // Enough threads that requests waiting on the network (one per session)
+    // leave others free for `ls` and getattr.
+    config.n_threads = Some((options.pool.max_sessions * 2 + 4).max(8));
+    config
+}
+
+/// One spool directory per mountpoint, so two mounts never share one and a
+/// restart finds what an earlier run left.
+fn spool_dir(cache_dir: &Path, mountpoint: &Path) -> PathBuf {
+    let name: String = mountpoint
+        .to_string_lossy()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    cache_dir.join(format!("spool{name}"))
+}
+
+/// Creates `dir` (and missing parents) readable only by the user. Used for
+/// the spool, which is ftpsfs's own, and for directories that did not exist.
+fn create_private_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| format!("cannot make {} private: {e}", dir.display()))
+}
+
+/// Points stdin, stdout and stderr at /dev/null once the mount is live in
+/// the background, so nothing is written to a terminal that went away.
+fn detach_stdio() {
+    let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    else {
+        return;
+    };
+    use std::os::fd::AsRawFd;
+    for fd in 0..=2 {
+        // SAFETY: dup2(2) onto the standard descriptors, from a descriptor
+        // that stays open for the call.
+        unsafe { libc::dup2(null.as_raw_fd(), fd) };
+    }
+}
+
+fn block_termination_signals() -> Result<libc::sigset_t, String> {
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it before use,
+    // and pthread_sigmask only reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, signal);
+        }
+        if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+            return Err("cannot block termination signals".into());
+        }
+        Ok(set)
+    }
+}
+
+/// Waits for SIGINT/SIGTERM/SIGHUP; uploads pending writes, then unmounts,
+/// which ends the FUSE session and the program.
+fn spawn_signal_thread(
+    signals: libc::sigset_t,
+    fs: Arc<Fs>,
+    mut unmounter: fuser::SessionUnmounter,
+) {
+    let spawned = std::thread::Builder::new()
+        .name("ftpsfs-signals".into())
+        .spawn(move || loop {
+            let mut signal = 0;
+            // SAFETY: `signals` is an initialised set and `signal` a valid
+            // place for sigwait to store the signal number.
+            if unsafe { libc::sigwait(&signals, &mut signal) } != 0 {
+                continue;
+            }
+            log::info!("signal {signal}: uploading pending writes, then unmounting");
+            if let Err(e) = fs.shutdown() {
+                log::error!("pending writes could not be uploaded: {e}");
+            }
+            match unmounter.unmount() {
+                Ok(()) => return,
+                Err(e) => log::error!("unmount failed (is the mount busy?): {e}"),
+            }
+        });
+    if let Err(e) = spawned {
+        log::error!("no signal thread ({e}): SIGTERM will not unmount cleanly");
+    }
+}

@@ -1,0 +1,1430 @@
+//! The filesystem core against the in-memory store: what a user of the mount
+//! would see (bytes on the server, listings, errno), and operation counters
+//! proving that the cache saves round trips.
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ftpsfs::fs::{Fs, FsConfig, Ino, OpenFlags, SetAttr, ROOT_INO, UNKNOWN_INO};
+use ftpsfs::store::memory::{MemoryStore, Op};
+use ftpsfs::store::{Capabilities, ErrorKind, FileKind, RemoteStore};
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * 1024;
+
+struct Mount {
+    store: Arc<MemoryStore>,
+    fs: Fs,
+    spool: tempfile::TempDir,
+}
+
+fn config(spool: &tempfile::TempDir) -> FsConfig {
+    FsConfig {
+        attr_ttl: Duration::from_secs(60),
+        dir_ttl: Duration::from_secs(60),
+        spool_dir: spool.path().join("spool"),
+        spool_memory_limit: 8 * MIB,
+        read_only: false,
+        uid: 1000,
+        gid: 1000,
+        umask: 0o022,
+        read_ahead: 8 * MIB,
+    }
+}
+
+fn mount_with(store: MemoryStore, adjust: impl FnOnce(&mut FsConfig)) -> Mount {
+    let spool = tempfile::tempdir().expect("temp dir");
+    let mut cfg = config(&spool);
+    adjust(&mut cfg);
+    let store = Arc::new(store);
+    let fs = Fs::new(store.clone(), cfg);
+    Mount { store, fs, spool }
+}
+
+fn mount() -> Mount {
+    mount_with(MemoryStore::new(), |_| {})
+}
+
+/// A store whose listings give times as LIST lines do (vsftpd).
+fn list_server() -> MemoryStore {
+    MemoryStore::with_capabilities(Capabilities {
+        set_mtime: true,
+        chmod: true,
+        exact_listing_mtime: false,
+    })
+}
+
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) as u8
+        })
+        .collect()
+}
+
+const WRITE: OpenFlags = OpenFlags {
+    read: false,
+    write: true,
+    truncate: false,
+    append: false,
+    exclusive: false,
+};
+const READ: OpenFlags = OpenFlags {
+    read: true,
+    write: false,
+    truncate: false,
+    append: false,
+    exclusive: false,
+};
+const RDWR: OpenFlags = OpenFlags {
+    read: true,
+    write: true,
+    truncate: false,
+    append: false,
+    exclusive: false,
+};
+
+impl Mount {
+    /// The inode of a path, looked up component by component.
+    fn ino(&self, path: &str) -> Ino {
+        let mut ino = ROOT_INO;
+        for comp in path.split('/').filter(|c| !c.is_empty()) {
+            ino = self
+                .fs
+                .lookup(ino, comp.as_bytes())
+                .unwrap_or_else(|e| panic!("lookup {path}: {e}"))
+                .ino;
+        }
+        ino
+    }
+
+    /// `cp` of `data` to `parent/name`: create, write in 128 KiB pieces,
+    /// close. The first error, as the program would see it.
+    fn cp(&self, parent: Ino, name: &str, data: &[u8]) -> Result<Ino, ftpsfs::fs::Error> {
+        let flags = OpenFlags {
+            truncate: true,
+            ..WRITE
+        };
+        let (attr, fh) = self.fs.create(parent, name.as_bytes(), 0o644, flags)?;
+        let mut result = Ok(());
+        for (i, chunk) in data.chunks(128 * KIB).enumerate() {
+            if let Err(e) = self.fs.write(fh, (i * 128 * KIB) as u64, chunk) {
+                result = Err(e);
+                break;
+            }
+        }
+        let flushed = self.fs.flush(fh);
+        let released = self.fs.release(fh);
+        result.and(flushed).and(released).map(|()| attr.ino)
+    }
+
+    /// `cat`: reads the whole file in 128 KiB requests.
+    fn cat(&self, ino: Ino) -> Vec<u8> {
+        let fh = self.fs.open(ino, READ).expect("open for reading");
+        let mut out = Vec::new();
+        loop {
+            let chunk = self
+                .fs
+                .read(fh, out.len() as u64, 128 * KIB as u32)
+                .expect("read");
+            if chunk.is_empty() {
+                break;
+            }
+            out.extend_from_slice(&chunk);
+        }
+        self.fs.release(fh).expect("release");
+        out
+    }
+
+    fn count(&self, op: Op) -> u64 {
+        self.store.counters().get(op)
+    }
+
+    /// Every path on the server that is an upload's temporary file.
+    fn temp_files(&self) -> Vec<String> {
+        self.store
+            .paths()
+            .into_iter()
+            .map(|p| String::from_utf8_lossy(&p).into_owned())
+            .filter(|p| p.contains(".ftpsfs-"))
+            .collect()
+    }
+
+    /// `ls -lR`: readdir every directory, look up and stat every entry.
+    fn ls_lr(&self, dir: Ino) -> usize {
+        let mut seen = 0;
+        for item in self.fs.readdir(dir).expect("readdir") {
+            let attr = self.fs.lookup(dir, &item.name).expect("lookup");
+            self.fs.getattr(attr.ino).expect("getattr");
+            seen += 1;
+            if attr.kind == FileKind::Dir {
+                seen += self.ls_lr(attr.ino);
+            }
+        }
+        seen
+    }
+}
+
+// ----- reading and writing -----
+
+#[test]
+fn files_of_every_size_reach_the_server_and_read_back() {
+    let m = mount();
+    for (i, size) in [0, 1, 4095, 4096, 131073, 10 * MIB].into_iter().enumerate() {
+        let data = pattern(size, i as u64);
+        let name = format!("file-{size}");
+        let ino = m.cp(ROOT_INO, &name, &data).expect("cp");
+        assert_eq!(
+            m.store.file(name.as_bytes()).as_deref(),
+            Some(&data[..]),
+            "{name} on the server"
+        );
+        assert_eq!(m.fs.getattr(ino).expect("getattr").size, size as u64);
+        assert_eq!(m.cat(ino), data, "{name} read back");
+    }
+    assert!(m.temp_files().is_empty());
+}
+
+#[test]
+fn a_fresh_mount_reads_what_another_wrote() {
+    let m = mount();
+    let data = pattern(300 * KIB, 9);
+    m.store.put_file(b"dir/data.bin", &data);
+    let ino = m.ino("dir/data.bin");
+    assert_eq!(m.fs.getattr(ino).expect("getattr").size, data.len() as u64);
+    assert_eq!(m.cat(ino), data);
+}
+
+#[test]
+fn random_overwrites_change_only_those_bytes() {
+    let m = mount();
+    let mut expected = pattern(MIB, 1);
+    m.store.put_file(b"disk.img", &expected);
+    let ino = m.ino("disk.img");
+    let fh = m.fs.open(ino, WRITE).expect("open");
+    for (offset, len) in [(10usize, 100usize), (500_000, 4096), (MIB - 6, 20)] {
+        let patch = pattern(len, offset as u64);
+        assert_eq!(
+            m.fs.write(fh, offset as u64, &patch).expect("write"),
+            len as u32
+        );
+        if expected.len() < offset + len {
+            expected.resize(offset + len, 0);
+        }
+        expected[offset..offset + len].copy_from_slice(&patch);
+    }
+    m.fs.flush(fh).expect("flush");
+    m.fs.release(fh).expect("release");
+    assert_eq!(m.store.file(b"disk.img").expect("file"), expected);
+    assert_eq!(
+        m.fs.getattr(ino).expect("getattr").size,
+        expected.len() as u64
+    );
+    assert!(m.temp_files().is_empty());
+}
+
+#[test]
+fn append_adds_at_the_end() {
+    let m = mount();
+    m.store.put_file(b"log", b"first\n");
+    let ino = m.ino("log");
+    let flags = OpenFlags {
+        append: true,
+        ..WRITE
+    };
+    let fh = m.fs.open(ino, flags).expect("open");
+    // The kernel's idea of the offset may be stale; append goes to the end.
+    m.fs.write(fh, 0, b"second\n").expect("write");
+    m.fs.write(fh, 0, b"third\n").expect("write");
+    m.fs.flush(fh).expect("flush");
+    m.fs.release(fh).expect("release");
+    assert_eq!(
+        m.store.file(b"log").as_deref(),
+        Some(&b"first\nsecond\nthird\n"[..])
+    );
+}
+
+#[test]
+fn truncate_of_a_closed_file_reaches_the_server_at_once() {
+    let m = mount();
+    m.store.put_file(b"t", b"0123456789");
+    let ino = m.ino("t");
+    let size = |n| SetAttr {
+        size: Some(n),
+        ..SetAttr::default()
+    };
+    assert_eq!(m.fs.setattr(ino, None, size(4)).expect("shrink").size, 4);
+    assert_eq!(m.store.file(b"t").as_deref(), Some(&b"0123"[..]));
+    assert_eq!(m.fs.setattr(ino, None, size(6)).expect("grow").size, 6);
+    assert_eq!(m.store.file(b"t").as_deref(), Some(&b"0123\0\0"[..]));
+    assert_eq!(m.fs.setattr(ino, None, size(0)).expect("empty").size, 0);
+    assert_eq!(m.store.file(b"t").as_deref(), Some(&b""[..]));
+}
+
+#[test]
+fn ftruncate_of_an_open_file_is_uploaded_at_close() {
+    let m = mount();
+    m.store.put_file(b"t", b"0123456789");
+    let ino = m.ino("t");
+    let fh = m.fs.open(ino, RDWR).expect("open");
+    let attr =
+        m.fs.setattr(
+            ino,
+            Some(fh),
+            SetAttr {
+                size: Some(3),
+                ..SetAttr::default()
+            },
+        )
+        .expect("ftruncate");
+    assert_eq!(attr.size, 3);
+    m.fs.write(fh, 5, b"x").expect("write past the end");
+    assert_eq!(m.fs.read(fh, 0, 100).expect("read"), b"012\0\0x");
+    assert_eq!(
+        m.store.file(b"t").as_deref(),
+        Some(&b"0123456789"[..]),
+        "not before close"
+    );
+    m.fs.flush(fh).expect("flush");
+    m.fs.release(fh).expect("release");
+    assert_eq!(m.store.file(b"t").as_deref(), Some(&b"012\0\0x"[..]));
+}
+
+#[test]
+fn o_trunc_replaces_an_existing_file_and_keeps_it_until_close() {
+    let m = mount();
+    m.store.put_file(b"f", b"old content");
+    let ino = m.ino("f");
+    let fh =
+        m.fs.open(
+            ino,
+            OpenFlags {
+                truncate: true,
+                ..WRITE
+            },
+        )
+        .expect("open");
+    assert_eq!(m.fs.getattr(ino).expect("getattr").size, 0);
+    m.fs.write(fh, 0, b"new").expect("write");
+    assert_eq!(m.store.file(b"f").as_deref(), Some(&b"old content"[..]));
+    m.fs.flush(fh).expect("flush");
+    m.fs.release(fh).expect("release");
+    assert_eq!(m.store.file(b"f").as_deref(), Some(&b"new"[..]));
+    assert!(m.temp_files().is_empty());
+}
+
+#[test]
+fn a_file_being_written_reads_its_own_writes() {
+    let m = mount();
+    let (attr, fh) =
+        m.fs.create(ROOT_INO, b"notes", 0o644, RDWR)
+            .expect("create");
+    m.fs.write(fh, 0, b"hello world").expect("write");
+    assert_eq!(m.fs.read(fh, 6, 100).expect("read"), b"world");
+    assert_eq!(
+        m.store.file(b"notes"),
+        None,
+        "nothing on the server before close"
+    );
+    m.fs.release(fh).expect("release");
+    assert_eq!(m.store.file(b"notes").as_deref(), Some(&b"hello world"[..]));
+    assert_eq!(m.fs.getattr(attr.ino).expect("getattr").size, 11);
+}
+
+#[test]
+fn an_empty_new_file_is_created_at_close() {
+    let m = mount();
+    let (_, fh) =
+        m.fs.create(ROOT_INO, b"empty", 0o644, WRITE)
+            .expect("create");
+    m.fs.flush(fh).expect("flush");
+    m.fs.release(fh).expect("release");
+    assert_eq!(m.store.file(b"empty").as_deref(), Some(&b""[..]));
+}
+
+#[test]
+fn a_large_sequential_write_streams_with_bounded_memory() {
+    let m = mount();
+    let (_, fh) = m.fs.create(ROOT_INO, b"big", 0o644, WRITE).expect("create");
+    let total = 64 * MIB;
+    let chunk = MIB;
+    for i in 0..total / chunk {
+        let data = pattern(chunk, i as u64);
+        m.fs.write(fh, (i * chunk) as u64, &data).expect("write");
+        if i == 8 {
+            assert!(
+                m.store.counters().bytes_uploaded >= 4 * MIB as u64,
+                "bytes go to the server while the program writes"
+            );
+        }
+    }
+    m.fs.flush(fh).expect("flush");
+    m.fs.release(fh).expect("release");
+    let stats = m.fs.stats();
+    assert_eq!(stats.streamed_uploads, 1);
+    assert_eq!(stats.spool_files, 0, "no spool file was needed");
+    assert!(
+        stats.spool_peak_size <= MIB as u64,
+        "spool peak {}",
+        stats.spool_peak_size
+    );
+    let stored = m.store.file(b"big").expect("file");
+    assert_eq!(stored.len(), total);
+    for (i, piece) in stored.chunks(chunk).enumerate() {
+        assert!(piece == pattern(chunk, i as u64).as_slice(), "chunk {i}");
+    }
+    assert_eq!(m.count(Op::Upload), 1);
+    assert_eq!(
+        m.count(Op::Rename),
+        0,
+        "a new file goes straight to its name"
+    );
+}
+
+#[test]
+fn rewriting_an_existing_large_file_streams_through_a_temporary_name() {
+    let m = mount();
+    m.store.put_file(b"big", b"old");
+    let ino = m.ino("big");
+    let fh =
+        m.fs.open(
+            ino,
+            OpenFlags {
+                truncate: true,
+                ..WRITE
+            },
+        )
+        .expect("open");
+    let data = pattern(3 * MIB, 5);
+    for (i, c) in data.chunks(MIB).enumerate() {
+        m.fs.write(fh, (i * MIB) as u64, c).expect("write");
+    }
+    assert_eq!(
+        m.store.file(b"big").as_deref(),
+        Some(&b"old"[..]),
+        "the old file stays until done"
+    );
+    assert_eq!(
+        m.temp_files().len(),
+        1,
+        "the upload runs under a temporary name"
+    );
+    assert!(m
+        .fs
+        .readdir(ROOT_INO)
+        .expect("readdir")
+        .iter()
+        .all(|i| i.name == b"big"));
+    m.fs.flush(fh).expect("flush");
+    m.fs.release(fh).expect("release");
+    assert_eq!(m.store.file(b"big").expect("file"), data);
+    assert!(m.temp_files().is_empty());
+    assert_eq!(m.fs.stats().streamed_uploads, 1);
+}
+
+#[test]
+fn a_streamed_file_written_out_of_order_falls_back_without_losing_bytes() {
+    let m = mount();
+    let (_, fh) = m.fs.create(ROOT_INO, b"f", 0o644, WRITE).expect("create");
+    let mut expected = pattern(3 * MIB, 2);
+    for (i, c) in expected.chunks(MIB).enumerate() {
+        m.fs.write(fh, (i * MIB) as u64, c).expect("write");
+    }
+    // Slightly out of order (held and reordered), then back over sent bytes.
+    let tail_b = pattern(1000, 3);
+    let tail_a = pattern(1000, 4);
+    m.fs.write(fh, (3 * MIB + 1000) as u64, &tail_b)
+        .expect("write ahead");
+    m.fs.write(fh, (3 * MIB) as u64, &tail_a)
+        .expect("fill the gap");
+    expected.extend_from_slice(&tail_a);
+    expected.extend_from_slice(&tail_b);
+    assert_eq!(
+        m.fs.stats().stream_fallbacks,
+        0,
+        "a small reordering still streams"
+    );
+    m.fs.write(fh, 100, b"patched").expect("write back");
+    expected[100..107].copy_from_slice(b"patched");
+    m.fs.flush(fh).expect("flush");
+    m.fs.release(fh).expect("release");
+    assert_eq!(m.fs.stats().stream_fallbacks, 1);
+    assert_eq!(m.store.file(b"f").expect("file"), expected);
+    assert!(m.temp_files().is_empty());
+}
+
+#[test]
+fn sequential_reads_use_one_download_and_a_far_seek_reopens() {
+    let m = mount();
+    let data = pattern(20 * MIB, 7);
+    m.store.put_file(b"movie", &data);
+    let ino = m.ino("movie");
+    m.store.reset_counters();
+    let fh = m.fs.open(ino, READ).expect("open");
+    let mut offset = 0;
+    while offset < 12 * MIB {
+        let got =
+            m.fs.read(fh, offset as u64, 128 * KIB as u32)
+                .expect("read");
+        assert!(got == data[offset..offset + 128 * KIB], "at {offset}");
+        offset += 128 * KIB;
+    }
+    // The kernel's read-ahead can deliver a request a little behind the last.
+    let back =
+        m.fs.read(fh, (offset - 256 * KIB) as u64, 4096)
+            .expect("read behind");
+    assert!(back == data[offset - 256 * KIB..offset - 256 * KIB + 4096]);
+    assert_eq!(
+        m.count(Op::OpenRead),
+        1,
+        "one download for a sequential read"
+    );
+    let far = m.fs.read(fh, 2 * MIB as u64, 1000).expect("seek back");
+    assert!(far == data[2 * MIB..2 * MIB + 1000]);
+    assert_eq!(m.count(Op::OpenRead), 2, "a seek elsewhere reopens");
+    let end =
+        m.fs.read(fh, (20 * MIB - 10) as u64, 100)
+            .expect("near the end");
+    assert!(end == data[20 * MIB - 10..]);
+    assert!(m
+        .fs
+        .read(fh, (20 * MIB) as u64, 100)
+        .expect("at the end")
+        .is_empty());
+    m.fs.release(fh).expect("release");
+}
+
+#[test]
+fn two_handles_read_in_parallel() {
+    let m = Arc::new(mount());
+    let a = pattern(5 * MIB, 1);
+    let b = pattern(5 * MIB, 2);
+    m.store.put_file(b"a", &a);
+    m.store.put_file(b"b", &b);
+    let threads: Vec<_> = [("a", a), ("b", b)]
+        .into_iter()
+        .map(|(name, data)| {
+            let m = Arc::clone(&m);
+            std::thread::spawn(move || {
+                let ino = m.ino(name);
+                assert!(m.cat(ino) == data, "{name}");
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("reader thread");
+    }
+}
+
+#[test]
+fn eight_threads_write_different_files_at_once() {
+    let m = Arc::new(mount());
+    let dir = m.fs.mkdir(ROOT_INO, b"par", 0o755).expect("mkdir").ino;
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let m = Arc::clone(&m);
+            std::thread::spawn(move || {
+                let data = pattern(2 * MIB + i * 1000, i as u64);
+                m.cp(dir, &format!("f{i}"), &data).expect("cp");
+                data
+            })
+        })
+        .collect();
+    for (i, t) in threads.into_iter().enumerate() {
+        let data = t.join().expect("writer thread");
+        let stored = m.store.file(format!("par/f{i}").as_bytes()).expect("file");
+        assert!(stored == data, "f{i}");
+    }
+    assert_eq!(m.fs.readdir(dir).expect("readdir").len(), 8);
+}
+
+#[test]
+fn shutdown_uploads_what_is_still_open() {
+    let m = mount();
+    let (_, fh) =
+        m.fs.create(ROOT_INO, b"pending", 0o644, WRITE)
+            .expect("create");
+    m.fs.write(fh, 0, b"not yet closed").expect("write");
+    m.store.put_file(b"old", b"0123");
+    let ino = m.ino("old");
+    let fh2 = m.fs.open(ino, WRITE).expect("open");
+    m.fs.write(fh2, 2, b"XY").expect("write");
+    m.fs.shutdown().expect("shutdown");
+    assert_eq!(
+        m.store.file(b"pending").as_deref(),
+        Some(&b"not yet closed"[..])
+    );
+    assert_eq!(m.store.file(b"old").as_deref(), Some(&b"01XY"[..]));
+}
+
+// ----- upload failures -----
+
+#[test]
+fn a_broken_upload_fails_close_with_eio_and_keeps_the_old_file() {
+    let m = mount();
+    m.store.put_file(b"keep", b"precious");
+    let ino = m.ino("keep");
+    let fh =
+        m.fs.open(
+            ino,
+            OpenFlags {
+                truncate: true,
+                ..WRITE
+            },
+        )
+        .expect("open");
+    m.fs.write(fh, 0, &pattern(100 * KIB, 1))
+        .expect("write (staged)");
+    m.store.fail_upload_after(10 * KIB as u64);
+    let err = m.fs.flush(fh).expect_err("the upload broke");
+    assert_eq!(err.errno(), libc::EIO);
+    assert_eq!(m.fs.flush(fh).expect_err("sticky").errno(), libc::EIO);
+    assert_eq!(
+        m.fs.write(fh, 0, b"x").expect_err("sticky").errno(),
+        libc::EIO
+    );
+    assert_eq!(m.fs.release(fh).expect_err("sticky").errno(), libc::EIO);
+    assert_eq!(m.store.file(b"keep").as_deref(), Some(&b"precious"[..]));
+    assert!(m.temp_files().is_empty(), "{:?}", m.temp_files());
+    assert_eq!(
+        m.fs.getattr(ino).expect("getattr").size,
+        8,
+        "the mount shows the server's file"
+    );
+}
+
+#[test]
+fn a_full_server_fails_close_with_enospc() {
+    let m = mount();
+    m.store.put_file(b"keep", b"precious");
+    m.store.set_quota(Some(50 * KIB as u64));
+    let ino = m.ino("keep");
+    let fh = m.fs.open(ino, WRITE).expect("open");
+    m.fs.write(fh, 0, &pattern(200 * KIB, 1))
+        .expect("write (staged)");
+    assert_eq!(m.fs.flush(fh).expect_err("quota").errno(), libc::ENOSPC);
+    assert_eq!(m.fs.release(fh).expect_err("sticky").errno(), libc::ENOSPC);
+    assert_eq!(m.store.file(b"keep").as_deref(), Some(&b"precious"[..]));
+    assert!(m.temp_files().is_empty());
+}
+
+#[test]
+fn a_full_server_stops_a_streaming_copy_and_leaves_nothing() {
+    let m = mount();
+    m.store.set_quota(Some(3 * MIB as u64));
+    let err = m
+        .cp(ROOT_INO, "huge", &pattern(10 * MIB, 1))
+        .expect_err("quota");
+    assert_eq!(err.errno(), libc::ENOSPC);
+    assert_eq!(m.store.file(b"huge"), None, "no partial file");
+    assert!(m.store.paths().is_empty(), "{:?}", m.store.paths());
+    assert_eq!(
+        m.fs.lookup(ROOT_INO, b"huge").expect_err("gone").errno(),
+        libc::ENOENT
+    );
+}
+
+#[test]
+fn a_refused_write_fails_close_with_eacces() {
+    let m = mount();
+    m.store.put_file(b"ro/file", b"original");
+    m.store.deny_writes_under(b"ro");
+    let ino = m.ino("ro/file");
+    let fh = m.fs.open(ino, WRITE).expect("open");
+    m.fs.write(fh, 0, b"changed").expect("write (staged)");
+    assert_eq!(m.fs.flush(fh).expect_err("denied").errno(), libc::EACCES);
+    assert_eq!(m.fs.release(fh).expect_err("sticky").errno(), libc::EACCES);
+    assert_eq!(m.store.file(b"ro/file").as_deref(), Some(&b"original"[..]));
+    let dir = m.ino("ro");
+    assert_eq!(
+        m.cp(dir, "new", b"data").expect_err("denied").errno(),
+        libc::EACCES
+    );
+    assert!(!m.store.exists(b"ro/new"));
+}
+
+#[test]
+fn a_connection_lost_during_a_streaming_copy_is_eio_and_cleaned_up() {
+    let m = mount();
+    m.store.fail_upload_after(2 * MIB as u64);
+    let err = m
+        .cp(ROOT_INO, "f", &pattern(8 * MIB, 1))
+        .expect_err("broken");
+    assert_eq!(err.errno(), libc::EIO);
+    assert!(m.store.paths().is_empty(), "{:?}", m.store.paths());
+}
+
+// ----- names and directories -----
+
+#[test]
+fn rename_replaces_an_existing_file() {
+    let m = mount();
+    m.store.put_file(b"a", b"new content");
+    m.store.put_file(b"b", b"old");
+    let a = m.ino("a");
+    m.ino("b");
+    m.fs.rename(ROOT_INO, b"a", ROOT_INO, b"b", false)
+        .expect("rename");
+    assert_eq!(m.store.file(b"b").as_deref(), Some(&b"new content"[..]));
+    assert!(!m.store.exists(b"a"));
+    let b = m.fs.lookup(ROOT_INO, b"b").expect("lookup");
+    assert_eq!((b.ino, b.size), (a, 11));
+    assert_eq!(
+        m.fs.lookup(ROOT_INO, b"a").expect_err("gone").errno(),
+        libc::ENOENT
+    );
+    m.store.put_file(b"c", b"c");
+    m.ino("c");
+    let err =
+        m.fs.rename(ROOT_INO, b"b", ROOT_INO, b"c", true)
+            .expect_err("no replace");
+    assert_eq!(err.errno(), libc::EEXIST);
+}
+
+#[test]
+fn renaming_a_directory_moves_open_files_with_it() {
+    let m = mount();
+    m.store.put_file(b"d/old", b"0123456789");
+    let d = m.ino("d");
+    let (_, fh) = m.fs.create(d, b"new", 0o644, WRITE).expect("create");
+    m.fs.write(fh, 0, b"written in d").expect("write");
+    let old = m.ino("d/old");
+    let fh2 = m.fs.open(old, WRITE).expect("open");
+    m.fs.write(fh2, 0, b"AB").expect("write");
+    m.fs.rename(ROOT_INO, b"d", ROOT_INO, b"e", false)
+        .expect("rename");
+    m.fs.flush(fh).expect("flush");
+    m.fs.release(fh).expect("release");
+    m.fs.flush(fh2).expect("flush");
+    m.fs.release(fh2).expect("release");
+    assert_eq!(
+        m.store.file(b"e/new").as_deref(),
+        Some(&b"written in d"[..])
+    );
+    assert_eq!(m.store.file(b"e/old").as_deref(), Some(&b"AB23456789"[..]));
+    assert!(!m.store.exists(b"d"));
+    let names: Vec<Vec<u8>> =
+        m.fs.readdir(m.ino("e"))
+            .expect("readdir")
+            .into_iter()
+            .map(|i| i.name)
+            .collect();
+    assert_eq!(names, vec![b"new".to_vec(), b"old".to_vec()]);
+}
+
+#[test]
+fn renaming_a_file_still_being_written_uploads_to_the_new_name() {
+    let m = mount();
+    let (_, fh) = m.fs.create(ROOT_INO, b"tmp", 0o644, WRITE).expect("create");
+    let data = pattern(3 * MIB, 1);
+    for (i, c) in data.chunks(MIB).enumerate() {
+        m.fs.write(fh, (i * MIB) as u64, c).expect("write");
+    }
+    m.fs.rename(ROOT_INO, b"tmp", ROOT_INO, b"final", false)
+        .expect("rename");
+    m.fs.flush(fh).expect("flush");
+    m.fs.release(fh).expect("release");
+    assert_eq!(m.store.file(b"final").expect("final"), data);
+    assert!(!m.store.exists(b"tmp"));
+}
+
+#[test]
+fn rmdir_of_a_full_directory_is_enotempty() {
+    let m = mount();
+    m.store.put_file(b"full/x", b"x");
+    m.ino("full");
+    let err = m.fs.rmdir(ROOT_INO, b"full").expect_err("not empty");
+    assert_eq!(err.errno(), libc::ENOTEMPTY);
+    assert!(m.store.exists(b"full/x"));
+    m.fs.unlink(m.ino("full"), b"x").expect("unlink");
+    m.fs.rmdir(ROOT_INO, b"full").expect("rmdir");
+    assert!(m.store.paths().is_empty());
+    assert_eq!(
+        m.fs.lookup(ROOT_INO, b"full").expect_err("gone").errno(),
+        libc::ENOENT
+    );
+}
+
+#[test]
+fn existing_names_are_eexist() {
+    let m = mount();
+    m.store.put_file(b"f", b"x");
+    m.store.put_dir(b"d");
+    let excl = OpenFlags {
+        exclusive: true,
+        ..WRITE
+    };
+    assert_eq!(
+        m.fs.create(ROOT_INO, b"f", 0o644, excl)
+            .expect_err("exists")
+            .errno(),
+        libc::EEXIST
+    );
+    assert_eq!(
+        m.fs.mkdir(ROOT_INO, b"d", 0o755)
+            .expect_err("exists")
+            .errno(),
+        libc::EEXIST
+    );
+    // A file created here but not yet uploaded exists too.
+    let (_, fh) = m.fs.create(ROOT_INO, b"p", 0o644, WRITE).expect("create");
+    assert_eq!(
+        m.fs.create(ROOT_INO, b"p", 0o644, excl)
+            .expect_err("exists")
+            .errno(),
+        libc::EEXIST
+    );
+    m.fs.release(fh).expect("release");
+}
+
+#[test]
+fn names_that_would_inject_commands_never_reach_the_server() {
+    let m = mount();
+    m.store.put_dir(b"d");
+    let d = m.ino("d");
+    m.store.reset_counters();
+    for name in [&b"a\nb"[..], b"a\rb", b"a\0b", b"a/b"] {
+        assert_eq!(
+            m.fs.lookup(d, name).expect_err("lookup").errno(),
+            libc::EINVAL
+        );
+        assert_eq!(
+            m.fs.create(d, name, 0o644, WRITE)
+                .expect_err("create")
+                .errno(),
+            libc::EINVAL
+        );
+        assert_eq!(
+            m.fs.mkdir(d, name, 0o755).expect_err("mkdir").errno(),
+            libc::EINVAL
+        );
+        assert_eq!(
+            m.fs.unlink(d, name).expect_err("unlink").errno(),
+            libc::EINVAL
+        );
+        assert_eq!(
+            m.fs.rename(ROOT_INO, b"d", d, name, false)
+                .expect_err("rename")
+                .errno(),
+            libc::EINVAL
+        );
+    }
+    let long = vec![b'a'; 256];
+    assert_eq!(
+        m.fs.create(d, &long, 0o644, WRITE)
+            .expect_err("long")
+            .errno(),
+        libc::ENAMETOOLONG
+    );
+    assert_eq!(m.store.counters().total(), 0);
+}
+
+#[test]
+fn unicode_spaces_and_dot_files_are_listed() {
+    let m = mount();
+    for name in ["with space", "ünïcödé ✓", ".hidden"] {
+        m.cp(ROOT_INO, name, name.as_bytes()).expect("cp");
+    }
+    m.store
+        .put_file(b".old.ftpsfs-12ab.part", b"left by a crash");
+    let m2 = Fs::new(m.store.clone(), config(&m.spool));
+    let names: Vec<String> = m2
+        .readdir(ROOT_INO)
+        .expect("readdir")
+        .into_iter()
+        .map(|i| String::from_utf8_lossy(&i.name).into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        vec![".hidden", "with space", "ünïcödé ✓"],
+        "temporary names are hidden"
+    );
+}
+
+#[test]
+fn unlink_removes_from_server_and_listing() {
+    let m = mount();
+    m.store.put_file(b"a", b"1");
+    m.store.put_file(b"b", b"2");
+    assert_eq!(m.fs.readdir(ROOT_INO).expect("readdir").len(), 2);
+    m.ino("a");
+    m.fs.unlink(ROOT_INO, b"a").expect("unlink");
+    assert!(!m.store.exists(b"a"));
+    let names: Vec<Vec<u8>> =
+        m.fs.readdir(ROOT_INO)
+            .expect("readdir")
+            .into_iter()
+            .map(|i| i.name)
+            .collect();
+    assert_eq!(names, vec![b"b".to_vec()]);
+    assert_eq!(
+        m.fs.unlink(ROOT_INO, b"a").expect_err("twice").errno(),
+        libc::ENOENT
+    );
+    let d = m.fs.mkdir(ROOT_INO, b"d", 0o755).expect("mkdir").ino;
+    assert_eq!(
+        m.fs.unlink(ROOT_INO, b"d").expect_err("a dir").errno(),
+        libc::EISDIR
+    );
+    assert_eq!(
+        m.fs.rmdir(ROOT_INO, b"b").expect_err("a file").errno(),
+        libc::ENOTDIR
+    );
+    assert_eq!(
+        m.fs.readdir(m.ino("b")).expect_err("a file").errno(),
+        libc::ENOTDIR
+    );
+    assert!(m.fs.readdir(d).expect("empty").is_empty());
+}
+
+#[test]
+fn read_only_mounts_refuse_every_change() {
+    let m = mount_with(MemoryStore::new(), |c| c.read_only = true);
+    m.store.put_file(b"f", b"x");
+    let f = m.ino("f");
+    let rofs = libc::EROFS;
+    assert_eq!(
+        m.fs.create(ROOT_INO, b"n", 0o644, WRITE)
+            .expect_err("create")
+            .errno(),
+        rofs
+    );
+    assert_eq!(m.fs.open(f, WRITE).expect_err("open").errno(), rofs);
+    assert_eq!(
+        m.fs.mkdir(ROOT_INO, b"d", 0o755)
+            .expect_err("mkdir")
+            .errno(),
+        rofs
+    );
+    assert_eq!(
+        m.fs.unlink(ROOT_INO, b"f").expect_err("unlink").errno(),
+        rofs
+    );
+    assert_eq!(
+        m.fs.rename(ROOT_INO, b"f", ROOT_INO, b"g", false)
+            .expect_err("rename")
+            .errno(),
+        rofs
+    );
+    let chmod = SetAttr {
+        mode: Some(0o600),
+        ..SetAttr::default()
+    };
+    assert_eq!(
+        m.fs.setattr(f, None, chmod).expect_err("chmod").errno(),
+        rofs
+    );
+    assert_eq!(m.cat(f), b"x", "reading works");
+    assert_eq!(m.store.counters().upload + m.store.counters().delete, 0);
+}
+
+// ----- the cache -----
+
+#[test]
+fn a_missing_name_is_asked_once() {
+    let m = mount();
+    m.store.put_dir(b"d");
+    let d = m.ino("d");
+    m.store.reset_counters();
+    for _ in 0..2 {
+        assert_eq!(
+            m.fs.lookup(d, b"missing").expect_err("absent").errno(),
+            libc::ENOENT
+        );
+    }
+    assert_eq!(m.store.counters().total(), 1);
+}
+
+#[test]
+fn many_cold_lookups_in_one_directory_cost_one_listing() {
+    let m = mount();
+    for i in 0..50 {
+        m.store.put_file(format!("d/f{i}").as_bytes(), b"x");
+    }
+    let d = m.ino("d");
+    m.store.reset_counters();
+    for i in 0..50 {
+        m.fs.lookup(d, format!("f{i}").as_bytes()).expect("lookup");
+        m.fs.lookup(d, format!("g{i}").as_bytes())
+            .expect_err("absent");
+    }
+    let c = m.store.counters();
+    assert!(c.total() <= 3, "{c:?}");
+}
+
+#[test]
+fn a_warm_ls_lr_sends_nothing() {
+    for store in [MemoryStore::new(), list_server()] {
+        let m = mount_with(store, |_| {});
+        for d in 0..5 {
+            for f in 0..10 {
+                m.store
+                    .put_file(format!("d{d}/sub/f{f}").as_bytes(), b"content");
+                m.store.put_file(format!("d{d}/.dot{f}").as_bytes(), b"");
+            }
+        }
+        assert_eq!(m.ls_lr(ROOT_INO), 5 * (1 + 1 + 10 + 10));
+        let cold = m.store.counters();
+        assert_eq!(cold.list, 11, "one listing per directory: {cold:?}");
+        m.store.reset_counters();
+        assert_eq!(m.ls_lr(ROOT_INO), 110);
+        assert_eq!(m.store.counters().total(), 0, "{:?}", m.store.counters());
+    }
+}
+
+#[test]
+fn ls_l_of_a_list_server_sends_no_mdtm_per_file() {
+    let m = mount_with(list_server(), |_| {});
+    for f in 0..20 {
+        m.store.put_file(format!("d/f{f}").as_bytes(), b"x");
+    }
+    let d = m.ino("d");
+    m.store.reset_counters();
+    for item in m.fs.readdir(d).expect("readdir") {
+        m.fs.lookup(d, &item.name).expect("lookup");
+    }
+    assert_eq!(m.store.counters().total(), 1, "{:?}", m.store.counters());
+}
+
+#[test]
+fn ls_right_after_cp_shows_the_size_without_asking_the_server() {
+    let m = mount();
+    m.store.put_dir(b"d");
+    let d = m.ino("d");
+    m.fs.readdir(d).expect("readdir");
+    m.cp(d, "copied", &pattern(12345, 1)).expect("cp");
+    m.store.reset_counters();
+    let items = m.fs.readdir(d).expect("readdir");
+    assert_eq!(items.len(), 1);
+    assert_ne!(items[0].ino, UNKNOWN_INO, "the kernel knows it from create");
+    assert_eq!(m.fs.lookup(d, b"copied").expect("lookup").size, 12345);
+    assert_eq!(m.store.counters().total(), 0);
+}
+
+#[test]
+fn a_file_being_written_is_listed_with_its_size() {
+    let m = mount();
+    let (_, fh) =
+        m.fs.create(ROOT_INO, b"growing", 0o644, WRITE)
+            .expect("create");
+    m.fs.write(fh, 0, &pattern(5000, 1)).expect("write");
+    // Even a fresh listing from the server (which lacks it) shows it.
+    let other = Fs::new(m.store.clone(), config(&m.spool));
+    assert!(other.readdir(ROOT_INO).expect("readdir").is_empty());
+    let items = m.fs.readdir(ROOT_INO).expect("readdir");
+    assert_eq!(
+        items.iter().map(|i| i.name.as_slice()).collect::<Vec<_>>(),
+        vec![&b"growing"[..]]
+    );
+    assert_eq!(
+        m.fs.lookup(ROOT_INO, b"growing").expect("lookup").size,
+        5000
+    );
+    m.fs.release(fh).expect("release");
+}
+
+// ----- times and modes -----
+
+fn at(secs: u64, nanos: u32) -> SystemTime {
+    UNIX_EPOCH + Duration::new(secs, nanos)
+}
+
+#[test]
+fn cp_p_keeps_the_time_set_while_writing() {
+    let m = mount();
+    let (attr, fh) = m.fs.create(ROOT_INO, b"f", 0o644, WRITE).expect("create");
+    m.fs.write(fh, 0, b"data").expect("write");
+    let t = at(1_600_000_000, 123_456_789);
+    let mtime = SetAttr {
+        mtime: Some(t),
+        ..SetAttr::default()
+    };
+    assert_eq!(
+        m.fs.setattr(attr.ino, Some(fh), mtime)
+            .expect("futimens")
+            .mtime,
+        t
+    );
+    m.fs.flush(fh).expect("flush");
+    m.fs.release(fh).expect("release");
+    assert_eq!(m.store.metadata(b"f").and_then(|md| md.mtime), Some(t));
+    assert_eq!(m.fs.getattr(attr.ino).expect("getattr").mtime, t);
+}
+
+#[test]
+fn a_second_rsync_sees_the_times_it_set_without_mdtm() {
+    // A LIST server, and caches that expire at once: every lookup lists.
+    let m = mount_with(list_server(), |c| {
+        c.attr_ttl = Duration::ZERO;
+        c.dir_ttl = Duration::ZERO;
+    });
+    // Listed to the minute, and (years old) to the day.
+    let recent = SystemTime::now() - Duration::new(3600, 987_654_321);
+    let old = at(1_500_000_000, 123_456_789);
+    let times = [recent, old, recent, old, recent];
+    for (i, &t) in times.iter().enumerate() {
+        // rsync: write a temporary file, close it, set its time, rename it.
+        let tmp = format!(".f{i}.XXXXXX");
+        let ino = m.cp(ROOT_INO, &tmp, b"abc").expect("cp");
+        let mtime = SetAttr {
+            mtime: Some(t),
+            ..SetAttr::default()
+        };
+        m.fs.setattr(ino, None, mtime).expect("utimens");
+        let name = format!("f{i}");
+        m.fs.rename(ROOT_INO, tmp.as_bytes(), ROOT_INO, name.as_bytes(), false)
+            .expect("rename");
+    }
+    m.store.reset_counters();
+    for (i, &t) in times.iter().enumerate() {
+        let name = format!("f{i}");
+        let attr = m.fs.lookup(ROOT_INO, name.as_bytes()).expect("lookup");
+        assert_eq!(attr.mtime, t, "{name} to the nanosecond");
+    }
+    assert_eq!(m.count(Op::ExactMtime), 0);
+}
+
+#[test]
+fn a_fresh_mount_asks_the_exact_time_of_a_single_file_once() {
+    let m = mount_with(list_server(), |_| {});
+    m.store.put_file(b"f", b"x");
+    let t = at(1_700_000_037, 0);
+    m.store
+        .set_mtime(b"f", t)
+        .expect("set the time on the server");
+    m.store.reset_counters();
+    let attr = m.fs.lookup(ROOT_INO, b"f").expect("lookup");
+    assert_eq!(attr.mtime, t);
+    assert_eq!(m.fs.getattr(attr.ino).expect("getattr").mtime, t);
+    assert_eq!(m.count(Op::ExactMtime), 1);
+}
+
+#[test]
+fn touch_d_sets_the_server_time() {
+    let m = mount();
+    m.store.put_file(b"f", b"x");
+    let ino = m.ino("f");
+    let t = at(1_000_000_000, 0);
+    let attr =
+        m.fs.setattr(
+            ino,
+            None,
+            SetAttr {
+                mtime: Some(t),
+                ..SetAttr::default()
+            },
+        )
+        .expect("utimens");
+    assert_eq!(attr.mtime, t);
+    assert_eq!(m.store.metadata(b"f").and_then(|md| md.mtime), Some(t));
+}
+
+#[test]
+fn chmod_reaches_the_server_and_servers_without_it_are_not_an_error() {
+    let m = mount();
+    m.store.put_file(b"f", b"x");
+    let ino = m.ino("f");
+    let chmod = SetAttr {
+        mode: Some(0o100600),
+        ..SetAttr::default()
+    };
+    assert_eq!(m.fs.setattr(ino, None, chmod).expect("chmod").perm, 0o600);
+    assert_eq!(m.store.metadata(b"f").and_then(|md| md.mode), Some(0o600));
+
+    let no_chmod = MemoryStore::with_capabilities(Capabilities {
+        set_mtime: true,
+        chmod: false,
+        exact_listing_mtime: true,
+    });
+    let m = mount_with(no_chmod, |_| {});
+    m.store.put_file(b"f", b"x");
+    let ino = m.ino("f");
+    m.store.reset_counters();
+    let attr =
+        m.fs.setattr(ino, None, chmod)
+            .expect("chmod without SITE CHMOD");
+    assert_eq!(attr.perm, 0o644, "the mount shows what the server has");
+    assert_eq!(m.store.counters().chmod, 0);
+}
+
+#[test]
+fn an_executable_copied_in_stays_executable() {
+    let m = mount();
+    let (_, fh) =
+        m.fs.create(ROOT_INO, b"run.sh", 0o755, WRITE)
+            .expect("create");
+    m.fs.write(fh, 0, b"#!/bin/sh\n").expect("write");
+    m.fs.release(fh).expect("release");
+    assert_eq!(
+        m.store.metadata(b"run.sh").and_then(|md| md.mode),
+        Some(0o755)
+    );
+    // A plain file costs no SITE CHMOD.
+    m.store.reset_counters();
+    m.cp(ROOT_INO, "plain", b"x").expect("cp");
+    assert_eq!(m.store.counters().chmod, 0);
+}
+
+#[test]
+fn attributes_are_what_ls_expects() {
+    let m = mount_with(MemoryStore::new(), |c| c.umask = 0o027);
+    m.store.put_file(b"d/f", b"12345");
+    let d = m.fs.lookup(ROOT_INO, b"d").expect("lookup d");
+    assert_eq!(
+        (d.kind, d.perm, d.nlink, d.uid, d.gid),
+        (FileKind::Dir, 0o750, 2, 1000, 1000)
+    );
+    let f = m.fs.lookup(d.ino, b"f").expect("lookup f");
+    assert_eq!(
+        (f.kind, f.size, f.perm, f.nlink),
+        (FileKind::File, 5, 0o640, 1)
+    );
+    let root = m.fs.getattr(ROOT_INO).expect("root");
+    assert_eq!(root.kind, FileKind::Dir);
+    let s = m.fs.statfs();
+    assert_eq!((s.bsize, s.namelen), (4096, 255));
+    assert_eq!(
+        (s.blocks, s.bfree, s.bavail),
+        (0, 0, 0),
+        "unknown, not invented"
+    );
+}
+
+#[test]
+fn unreachable_servers_are_etimedout_and_bad_handles_ebadf() {
+    let m = mount();
+    m.store.fail_next(Op::Stat, ErrorKind::Unavailable);
+    m.store.fail_next(Op::List, ErrorKind::Unavailable);
+    let err = m.fs.lookup(ROOT_INO, b"x").expect_err("down");
+    assert_eq!(err.errno(), libc::ETIMEDOUT);
+    assert_eq!(
+        m.fs.read(999, 0, 10).expect_err("no handle").errno(),
+        libc::EBADF
+    );
+    assert_eq!(
+        m.fs.getattr(12345).expect_err("unknown inode").errno(),
+        libc::ENOENT
+    );
+}
+
+#[test]
+fn forgotten_inodes_are_forgotten() {
+    let m = mount();
+    m.store.put_file(b"f", b"x");
+    let ino = m.ino("f");
+    m.fs.forget(ino, 1);
+    assert_eq!(
+        m.fs.getattr(ino).expect_err("forgotten").errno(),
+        libc::ENOENT
+    );
+    let again = m.ino("f");
+    assert_eq!(m.fs.getattr(again).expect("getattr").size, 1);
+}
+
+// ----- more of what programs do -----
+
+#[test]
+fn a_server_that_refuses_renames_still_gets_the_file() {
+    let m = mount();
+    m.store.put_file(b"f", b"old");
+    m.store.put_file(b"g", b"old");
+    let f = m.ino("f");
+    let g = m.ino("g");
+    // The rename fails, and again after the old file was removed.
+    m.store.fail_next(Op::Rename, ErrorKind::PermissionDenied);
+    m.store.fail_next(Op::Rename, ErrorKind::PermissionDenied);
+    let fh = m.fs.open(f, WRITE).expect("open");
+    m.fs.write(fh, 0, b"NEW").expect("write");
+    m.fs.flush(fh).expect("flush: copied in place");
+    m.fs.release(fh).expect("release");
+    assert_eq!(m.store.file(b"f").as_deref(), Some(&b"NEW"[..]));
+    assert!(m.temp_files().is_empty(), "{:?}", m.temp_files());
+    // From then on, uploads go straight to the file.
+    m.store.reset_counters();
+    let fh = m.fs.open(g, WRITE).expect("open");
+    m.fs.write(fh, 0, b"NEW").expect("write");
+    m.fs.release(fh).expect("release");
+    assert_eq!(m.store.file(b"g").as_deref(), Some(&b"NEW"[..]));
+    assert_eq!(m.store.counters().rename, 0);
+}
+
+#[test]
+fn unlinking_an_open_file_discards_its_writes() {
+    let m = mount();
+    let (attr, fh) =
+        m.fs.create(ROOT_INO, b"scratch", 0o644, RDWR)
+            .expect("create");
+    m.fs.write(fh, 0, &pattern(3 * MIB, 1))
+        .expect("write (streaming)");
+    m.fs.unlink(ROOT_INO, b"scratch").expect("unlink");
+    assert_eq!(
+        m.fs.lookup(ROOT_INO, b"scratch").expect_err("gone").errno(),
+        libc::ENOENT
+    );
+    assert!(
+        m.fs.getattr(attr.ino).is_ok(),
+        "the open handle still has it"
+    );
+    m.fs.write(fh, 3 * MIB as u64, b"more")
+        .expect("write after unlink");
+    m.fs.flush(fh).expect("flush");
+    m.fs.release(fh).expect("release");
+    assert!(m.store.paths().is_empty(), "{:?}", m.store.paths());
+}
+
+#[test]
+fn fsync_uploads_and_writing_goes_on() {
+    let m = mount();
+    let (_, fh) = m.fs.create(ROOT_INO, b"db", 0o644, RDWR).expect("create");
+    m.fs.write(fh, 0, b"first").expect("write");
+    m.fs.fsync(fh).expect("fsync");
+    assert_eq!(m.store.file(b"db").as_deref(), Some(&b"first"[..]));
+    m.fs.write(fh, 5, b" second").expect("write");
+    m.fs.write(fh, 0, b"F").expect("write");
+    m.fs.flush(fh).expect("flush");
+    m.fs.release(fh).expect("release");
+    assert_eq!(m.store.file(b"db").as_deref(), Some(&b"First second"[..]));
+}
+
+#[test]
+fn a_large_staged_file_moves_to_a_private_spool_file() {
+    let m = mount_with(MemoryStore::new(), |c| c.spool_memory_limit = MIB);
+    let mut expected = pattern(3 * MIB, 1);
+    m.store.put_file(b"img", &expected);
+    let ino = m.ino("img");
+    let fh = m.fs.open(ino, WRITE).expect("open");
+    m.fs.write(fh, 2 * MIB as u64, b"patch").expect("write");
+    expected[2 * MIB..2 * MIB + 5].copy_from_slice(b"patch");
+    let stats = m.fs.stats();
+    assert_eq!(stats.spool_files, 1);
+    assert!(stats.spool_peak_memory <= MIB as u64);
+    let spool_dir = m.spool.path().join("spool");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&spool_dir)
+        .expect("spool dir")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
+    assert_eq!(
+        std::fs::read_dir(&spool_dir).expect("list").count(),
+        0,
+        "no file to leak"
+    );
+    m.fs.release(fh).expect("release");
+    assert_eq!(m.store.file(b"img").expect("file"), expected);
+}
+
+#[test]
+fn a_file_replaced_while_open_for_writing_is_not_uploaded_over_its_replacement() {
+    let m = mount();
+    m.store.put_file(b"a", b"AAAA");
+    m.store.put_file(b"b", b"BBBB");
+    let b = m.ino("b");
+    m.ino("a");
+    let fh = m.fs.open(b, WRITE).expect("open b");
+    m.fs.write(fh, 0, b"bb").expect("write b");
+    m.fs.rename(ROOT_INO, b"a", ROOT_INO, b"b", false)
+        .expect("mv a b");
+    m.fs.release(fh).expect("release");
+    assert_eq!(m.store.file(b"b").as_deref(), Some(&b"AAAA"[..]));
+    assert_eq!(m.store.paths(), vec![b"b".to_vec()]);
+}
+
+#[test]
+fn directories_rename_over_empty_ones_only() {
+    let m = mount();
+    m.store.put_file(b"src/x", b"x");
+    m.store.put_dir(b"empty");
+    m.store.put_file(b"full/y", b"y");
+    m.ino("src");
+    m.ino("empty");
+    m.ino("full");
+    let err =
+        m.fs.rename(ROOT_INO, b"src", ROOT_INO, b"full", false)
+            .expect_err("full");
+    assert_eq!(err.errno(), libc::ENOTEMPTY);
+    m.fs.rename(ROOT_INO, b"src", ROOT_INO, b"empty", false)
+        .expect("over empty");
+    assert_eq!(m.store.file(b"empty/x").as_deref(), Some(&b"x"[..]));
+    let err =
+        m.fs.rename(ROOT_INO, b"empty", m.ino("empty"), b"inside", false)
+            .expect_err("into itself");
+    assert_eq!(err.errno(), libc::EINVAL);
+    let f =
+        m.fs.rename(ROOT_INO, b"full", m.ino("empty"), b"x", false)
+            .expect_err("dir over file");
+    assert_eq!(f.errno(), libc::ENOTDIR);
+}
+
+#[test]
+fn copying_a_tree_in_asks_nothing_about_new_directories() {
+    let m = mount();
+    let d = m.fs.mkdir(ROOT_INO, b"new", 0o755).expect("mkdir").ino;
+    m.store.reset_counters();
+    for i in 0..10 {
+        let name = format!("f{i}");
+        assert_eq!(
+            m.fs.lookup(d, name.as_bytes()).expect_err("absent").errno(),
+            libc::ENOENT
+        );
+        m.cp(d, &name, b"content").expect("cp");
+    }
+    let c = m.store.counters();
+    assert_eq!(
+        (c.upload, c.total()),
+        (10, 10),
+        "one upload per file and nothing else: {c:?}"
+    );
+}
+
+#[test]
+fn the_core_can_be_shared_between_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Fs>();
+}
+
+#[test]
+fn cp_over_an_existing_file_truncated_by_setattr_still_streams() {
+    let m = mount();
+    m.store.put_file(b"f", &pattern(100, 1));
+    let ino = m.ino("f");
+    // The kernel turns O_TRUNC into open + setattr(size 0).
+    let fh = m.fs.open(ino, WRITE).expect("open");
+    let truncate = SetAttr {
+        size: Some(0),
+        ..SetAttr::default()
+    };
+    m.fs.setattr(ino, Some(fh), truncate).expect("ftruncate");
+    let data = pattern(4 * MIB, 2);
+    for (i, c) in data.chunks(128 * KIB).enumerate() {
+        m.fs.write(fh, (i * 128 * KIB) as u64, c).expect("write");
+    }
+    m.fs.flush(fh).expect("flush");
+    m.fs.release(fh).expect("release");
+    assert_eq!(m.fs.stats().streamed_uploads, 1);
+    assert_eq!(m.store.file(b"f").expect("file"), data);
+    assert!(m.temp_files().is_empty());
+}
+
+#[test]
+fn reading_a_file_while_it_streams_reads_what_was_written() {
+    let m = mount();
+    let (attr, fh) = m.fs.create(ROOT_INO, b"f", 0o644, WRITE).expect("create");
+    let data = pattern(3 * MIB, 3);
+    m.fs.write(fh, 0, &data[..2 * MIB]).expect("write");
+    let rh = m.fs.open(attr.ino, READ).expect("open for reading");
+    let got = m.fs.read(rh, MIB as u64 - 10, 20).expect("read");
+    assert_eq!(got, &data[MIB - 10..MIB + 10]);
+    m.fs.write(fh, 2 * MIB as u64, &data[2 * MIB..])
+        .expect("write on");
+    m.fs.release(rh).expect("release reader");
+    m.fs.flush(fh).expect("flush");
+    m.fs.release(fh).expect("release");
+    assert_eq!(m.store.file(b"f").expect("file"), data);
+    assert!(m.store.paths().len() == 1);
+}
