@@ -200,3 +200,61 @@ fn abort_without_answer_discards_the_session() {
         started.elapsed()
     );
 }
+
+#[test]
+fn mfmt_is_used_where_offered() {
+    let server = FakeServer::start(|c: &mut Conn| {
+        c.send("220 fake\r\n");
+        while let Some(line) = c.recv() {
+            let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
+            match verb.as_str() {
+                "USER" => c.send("331 pw\r\n"),
+                "PASS" => c.send("230 in\r\n"),
+                "TYPE" => c.send("200 ok\r\n"),
+                "FEAT" => c.send("211-Features:\r\n MFMT\r\n MDTM\r\n211 End\r\n"),
+                "MFMT" => c.send("213 Modify=20200102030405; f\r\n"),
+                _ => c.send("502 no\r\n"),
+            }
+        }
+    });
+    let mut session = plain_session(server.port, DataMode::default());
+    assert!(session.features().mfmt);
+    let when = std::time::UNIX_EPOCH + Duration::from_secs(1_577_934_245);
+    session.set_mtime(b"f", when).expect("MFMT accepted");
+    assert!(
+        server
+            .received()
+            .contains(&"MFMT 20200102030405 f".to_string()),
+        "{:?}",
+        server.received()
+    );
+}
+
+#[test]
+fn active_mode_advertises_the_given_address() {
+    let server = FakeServer::start(|c: &mut Conn| {
+        serve(
+            c,
+            Behaviour {
+                epsv: true,
+                eprt: true,
+                abor: AborReply::Pair,
+            },
+        )
+    });
+    // As behind NAT: advertise an address that is not the one we listen on.
+    // Nothing listens on 127.0.0.3, so the transfer fails; what matters is
+    // that EPRT named the advertised address, not the local one.
+    let active = DataMode::Active {
+        ports: Some(47400..=47450),
+        advertise: Some("127.0.0.3".parse().unwrap()),
+    };
+    let mut session = plain_session(server.port, active);
+    assert!(session.retr(b"f", 0, None).is_err());
+    let eprt = server
+        .received()
+        .into_iter()
+        .find(|l| l.starts_with("EPRT"))
+        .expect("EPRT sent");
+    assert!(eprt.starts_with("EPRT |1|127.0.0.3|474"), "{eprt}");
+}

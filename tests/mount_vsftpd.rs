@@ -6,7 +6,7 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use common::data;
 use common::mount::{ok, run, Mount};
@@ -318,22 +318,36 @@ fn a_refused_write_is_reported_by_the_writer() {
 
 #[test]
 fn ls_answers_while_a_big_copy_runs() {
-    let (_server, mount) = setup();
-    let big = local_file(&scratch("big"), "big", &data::bytes(200 * 1024 * 1024, 3));
-    let dest = mount.path_str("big");
-    let copy = std::thread::spawn(move || ok("cp", &[&big, &dest], 600));
-    std::thread::sleep(Duration::from_millis(500));
-    for _ in 0..5 {
-        let started = Instant::now();
-        ok("ls", &["-l", &mount.path_str("")], 30);
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "ls took {:?}",
-            started.elapsed()
-        );
-        std::thread::sleep(Duration::from_millis(200));
+    let (server, mount) = setup();
+    // 1 GiB of zeros: cheap to produce, seconds to upload over TLS.
+    let dest = format!("of={}", mount.path_str("big"));
+    let copy = std::thread::spawn(move || {
+        ok(
+            "dd",
+            &["if=/dev/zero", &dest, "bs=1M", "count=1024", "status=none"],
+            600,
+        )
+    });
+    // Not a timing test: every ls must finish (within run()'s deadline) and
+    // at least one must finish while the copy is still going, which it
+    // could not if requests waited behind the upload.
+    let mut answered_during_copy = 0;
+    while !copy.is_finished() {
+        ok("ls", &["-l", &mount.path_str("")], 20);
+        if !copy.is_finished() {
+            answered_during_copy += 1;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
     copy.join().expect("copy finished");
+    assert!(
+        answered_during_copy > 0,
+        "no ls completed while the copy ran"
+    );
+    let size = std::fs::metadata(server.info.root.join("big"))
+        .unwrap()
+        .len();
+    assert_eq!(size, 1024 * 1024 * 1024);
 }
 
 #[test]
