@@ -6,16 +6,18 @@
 //! `ls` from being answered on another.
 use std::collections::HashMap;
 use std::ffi::OsStr;
+use std::io;
 use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
-    INodeNo, KernelConfig, LockOwner, OpenFlags as FuseOpenFlags, RenameFlags, ReplyAttr,
-    ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
-    ReplyWrite, Request, TimeOrNow, WriteFlags,
+    AccessFlags, Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
+    INodeNo, KernelConfig, LockOwner, MountOption, OpenFlags as FuseOpenFlags, RenameFlags,
+    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyStatfs, ReplyWrite, Request, SessionACL, SessionUnmounter, TimeOrNow, WriteFlags,
 };
 use parking_lot::Mutex;
 
@@ -26,6 +28,87 @@ use crate::store::FileKind;
 const MAX_IO: u32 = 1024 * 1024;
 /// Preferred I/O size reported to programs (cp sizes its buffer by it).
 const BLOCK_SIZE: u32 = 1024 * 1024;
+
+/// The kernel-facing choices of the command line.
+pub struct MountSettings {
+    /// What `mount` shows as the source.
+    pub source: String,
+    pub read_only: bool,
+    pub allow_other: bool,
+    pub default_permissions: bool,
+    /// Threads answering kernel requests.
+    pub threads: usize,
+}
+
+/// A mounted filesystem, not yet serving requests.
+pub struct Mounted {
+    session: fuser::Session<FuseAdapter>,
+}
+
+/// Unmounts from another thread (the signal handler).
+pub struct Unmounter(SessionUnmounter);
+
+impl Unmounter {
+    pub fn unmount(&mut self) -> io::Result<()> {
+        self.0.unmount()
+    }
+}
+
+impl Mounted {
+    pub fn unmounter(&mut self) -> Unmounter {
+        Unmounter(self.session.unmount_callable())
+    }
+
+    /// Serves requests until the filesystem is unmounted.
+    pub fn run(self) -> io::Result<()> {
+        self.session.run()
+    }
+}
+
+/// Mounts `fs` on `mountpoint`. When this returns, the mount exists.
+pub fn mount(
+    fs: Arc<Fs>,
+    attr_ttl: Duration,
+    mountpoint: &Path,
+    settings: &MountSettings,
+) -> io::Result<Mounted> {
+    let config = fuse_config(settings);
+    let session = fuser::Session::new(FuseAdapter::new(fs, attr_ttl), mountpoint, &config)?;
+    Ok(Mounted { session })
+}
+
+fn fuse_config(settings: &MountSettings) -> Config {
+    let mut config = Config::default();
+    let mut mount_options = vec![
+        MountOption::FSName(settings.source.clone()),
+        MountOption::Subtype("ftpsfs".into()),
+        MountOption::NoDev,
+        MountOption::NoSuid,
+    ];
+    if settings.read_only {
+        mount_options.push(MountOption::RO);
+    }
+    if settings.default_permissions {
+        mount_options.push(MountOption::DefaultPermissions);
+    }
+    // SAFETY: geteuid(2) cannot fail and has no preconditions.
+    let is_root = unsafe { libc::geteuid() } == 0;
+    config.acl = if settings.allow_other {
+        SessionACL::All
+    } else if is_root {
+        // Same users as the default for root, and it lets fusermount3 unmount
+        // the mount if this process dies (auto_unmount needs allow_*).
+        SessionACL::RootAndOwner
+    } else {
+        SessionACL::Owner
+    };
+    if config.acl != SessionACL::Owner {
+        mount_options.push(MountOption::AutoUnmount);
+    }
+    config.mount_options = mount_options;
+    config.n_threads = Some(settings.threads);
+    config
+}
 
 pub struct FuseAdapter {
     fs: Arc<Fs>,

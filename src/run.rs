@@ -13,12 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use fuser::{Config, MountOption, SessionACL};
-
 use crate::cli::Options;
 use crate::fs::{Fs, FsConfig};
 use crate::ftp::{Connector, Pool};
-use crate::fuse::FuseAdapter;
+use crate::fuse::{self, MountSettings};
 use crate::store::ftps::FtpsStore;
 
 /// The whole program after argument parsing.
@@ -139,17 +137,29 @@ fn serve(options: &Options, readiness: Option<&mut Option<File>>) -> Result<(), 
         FtpsStore::connect(Arc::clone(&pool), &options.remote_root).map_err(|e| e.to_string())?;
     let fs = Arc::new(Fs::new(Arc::new(store), fs_config(options, spool_dir)?));
 
-    let config = fuse_config(options);
-    let adapter = FuseAdapter::new(Arc::clone(&fs), options.attr_ttl);
-    let mut session = fuser::Session::new(adapter, &options.mountpoint, &config)
-        .map_err(|e| format!("cannot mount on {}: {e}", options.mountpoint.display()))?;
+    let settings = MountSettings {
+        source: format!("ftpsfs#{}", options.ftp.host),
+        read_only: options.mount.read_only,
+        allow_other: options.mount.allow_other,
+        default_permissions: options.mount.default_permissions,
+        // Enough threads that requests waiting on the network (one per
+        // session) leave others free for `ls` and getattr.
+        threads: (options.pool.max_sessions * 2 + 4).max(8),
+    };
+    let mut session = fuse::mount(
+        Arc::clone(&fs),
+        options.attr_ttl,
+        &options.mountpoint,
+        &settings,
+    )
+    .map_err(|e| format!("cannot mount on {}: {e}", options.mountpoint.display()))?;
     log::info!(
         "mounted {}:{} on {}",
         options.ftp.host,
         options.ftp.port,
         options.mountpoint.display()
     );
-    let unmounter = session.unmount_callable();
+    let unmounter = session.unmounter();
     spawn_signal_thread(signals, Arc::clone(&fs), unmounter);
     if let Some(readiness) = readiness {
         // Closing the pipe without a message tells the parent "live".
@@ -177,41 +187,6 @@ fn fs_config(options: &Options, spool_dir: PathBuf) -> Result<FsConfig, String> 
         umask: options.mount.umask.unwrap_or(0),
         ..FsConfig::default()
     })
-}
-
-fn fuse_config(options: &Options) -> Config {
-    let mut config = Config::default();
-    let mut mount_options = vec![
-        MountOption::FSName(format!("ftpsfs#{}", options.ftp.host)),
-        MountOption::Subtype("ftpsfs".into()),
-        MountOption::NoDev,
-        MountOption::NoSuid,
-    ];
-    if options.mount.read_only {
-        mount_options.push(MountOption::RO);
-    }
-    if options.mount.default_permissions {
-        mount_options.push(MountOption::DefaultPermissions);
-    }
-    // SAFETY: geteuid(2) cannot fail and has no preconditions.
-    let is_root = unsafe { libc::geteuid() } == 0;
-    config.acl = if options.mount.allow_other {
-        SessionACL::All
-    } else if is_root {
-        // Same users as the default for root, and it lets fusermount3 unmount
-        // the mount if this process dies (auto_unmount needs allow_*).
-        SessionACL::RootAndOwner
-    } else {
-        SessionACL::Owner
-    };
-    if config.acl != SessionACL::Owner {
-        mount_options.push(MountOption::AutoUnmount);
-    }
-    config.mount_options = mount_options;
-    // Enough threads that requests waiting on the network (one per session)
-    // leave others free for `ls` and getattr.
-    config.n_threads = Some((options.pool.max_sessions * 2 + 4).max(8));
-    config
 }
 
 /// One spool directory per mountpoint, so two mounts never share one and a
@@ -280,11 +255,7 @@ fn block_termination_signals() -> Result<libc::sigset_t, String> {
 
 /// Waits for SIGINT/SIGTERM/SIGHUP; uploads pending writes, then unmounts,
 /// which ends the FUSE session and the program.
-fn spawn_signal_thread(
-    signals: libc::sigset_t,
-    fs: Arc<Fs>,
-    mut unmounter: fuser::SessionUnmounter,
-) {
+fn spawn_signal_thread(signals: libc::sigset_t, fs: Arc<Fs>, mut unmounter: fuse::Unmounter) {
     let spawned = std::thread::Builder::new()
         .name("ftpsfs-signals".into())
         .spawn(move || loop {
