@@ -173,6 +173,14 @@ fn errno(op: &str, err: &fs::Error) -> Errno {
     Errno::from_i32(code)
 }
 
+/// Answers a request whose success carries no data.
+fn reply_empty(reply: ReplyEmpty, op: &str, result: fs::Result<()>) {
+    match result {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(errno(op, &e)),
+    }
+}
+
 fn open_flags(flags: i32) -> OpenFlags {
     let access = flags & libc::O_ACCMODE;
     OpenFlags {
@@ -277,17 +285,11 @@ impl Filesystem for FuseAdapter {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.fs.unlink(parent.0, name.as_bytes()) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("unlink", &e)),
-        }
+        reply_empty(reply, "unlink", self.fs.unlink(parent.0, name.as_bytes()));
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.fs.rmdir(parent.0, name.as_bytes()) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("rmdir", &e)),
-        }
+        reply_empty(reply, "rmdir", self.fs.rmdir(parent.0, name.as_bytes()));
     }
 
     fn rename(
@@ -306,16 +308,17 @@ impl Filesystem for FuseAdapter {
             return;
         }
         let no_replace = flags.contains(RenameFlags::RENAME_NOREPLACE);
-        match self.fs.rename(
-            parent.0,
-            name.as_bytes(),
-            newparent.0,
-            newname.as_bytes(),
-            no_replace,
-        ) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("rename", &e)),
-        }
+        reply_empty(
+            reply,
+            "rename",
+            self.fs.rename(
+                parent.0,
+                name.as_bytes(),
+                newparent.0,
+                newname.as_bytes(),
+                no_replace,
+            ),
+        );
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: FuseOpenFlags, reply: ReplyOpen) {
@@ -368,10 +371,7 @@ impl Filesystem for FuseAdapter {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        match self.fs.flush(fh.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("close", &e)),
-        }
+        reply_empty(reply, "close", self.fs.flush(fh.0));
     }
 
     fn release(
@@ -384,10 +384,7 @@ impl Filesystem for FuseAdapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        match self.fs.release(fh.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("release", &e)),
-        }
+        reply_empty(reply, "release", self.fs.release(fh.0));
     }
 
     fn fsync(
@@ -398,10 +395,7 @@ impl Filesystem for FuseAdapter {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.fs.fsync(fh.0) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno("fsync", &e)),
-        }
+        reply_empty(reply, "fsync", self.fs.fsync(fh.0));
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: FuseOpenFlags, reply: ReplyOpen) {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::handle::{Data, LocalMeta, OpenFile};
+use super::spool::Spool;
 use super::{not_found, show, Error, ErrorKind, Fs, Ino, Result, FETCH_CHUNK, STREAM_AFTER};
 use crate::store::FileKind;
 
@@ -118,31 +119,37 @@ impl Fs {
     /// server, and what is written to it now is never uploaded.
     pub(super) fn stage(&self, file: &OpenFile, d: &mut Data) -> Result<()> {
         let path = self.inodes.lock().path(file.ino);
-        let mut spool = self.new_spool();
         let on_server = {
             let m = file.meta.lock();
             m.on_server && !m.unlinked
         };
-        if let (true, Some(path)) = (on_server, path) {
-            let mut stream = self.store.open_read(&path, 0)?;
-            let mut buf = vec![0u8; FETCH_CHUNK];
-            let mut offset = 0;
-            loop {
-                let n = stream.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                spool
-                    .write_at(offset, &buf[..n])
-                    .map_err(|e| Error::local(&e, "writing the spool"))?;
-                offset += n as u64;
-            }
-        }
+        let spool = match (on_server, path) {
+            (true, Some(path)) => self.fetch(&path)?,
+            _ => self.new_spool(),
+        };
         let mut m = file.meta.lock();
         m.size = spool.len();
         m.sequential = false;
         *d = Data::Staged(spool);
         Ok(())
+    }
+
+    /// A new spool holding the server's content of `path`.
+    pub(super) fn fetch(&self, path: &[u8]) -> Result<Spool> {
+        let mut spool = self.new_spool();
+        let mut stream = self.store.open_read(path, 0)?;
+        let mut buf = vec![0u8; FETCH_CHUNK];
+        let mut offset = 0;
+        loop {
+            let n = stream.read(&mut buf)?;
+            if n == 0 {
+                return Ok(spool);
+            }
+            spool
+                .write_at(offset, &buf[..n])
+                .map_err(|e| Error::local(&e, "writing the spool"))?;
+            offset += n as u64;
+        }
     }
 
     pub(super) fn truncate_file(&self, file: &OpenFile, size: u64) -> Result<()> {

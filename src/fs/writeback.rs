@@ -144,25 +144,12 @@ impl Fs {
             }
         };
         self.inodes.lock().unpin(dest.parent);
-        let fetched = s.finish().and_then(|()| {
-            let mut spool = self.new_spool();
-            let mut stream = self.store.open_read(&dest_path, 0)?;
-            let mut buf = vec![0u8; FETCH_CHUNK];
-            let mut offset = 0;
-            loop {
-                let n = stream.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                spool.write_at(offset, &buf[..n]).map_err(|e| {
-                    crate::store::Error::new(crate::store::ErrorKind::Failed, format!("spool: {e}"))
-                })?;
-                offset += n as u64;
-            }
+        let fetched = s.finish().map_err(Error::from).and_then(|()| {
+            let mut spool = self.fetch(&dest_path)?;
             for (off, chunk) in &ahead {
-                spool.write_at(*off, chunk).map_err(|e| {
-                    crate::store::Error::new(crate::store::ErrorKind::Failed, format!("spool: {e}"))
-                })?;
+                spool
+                    .write_at(*off, chunk)
+                    .map_err(|e| Error::local(&e, "writing the spool"))?;
             }
             Ok(spool)
         });
@@ -184,7 +171,7 @@ impl Fs {
             }
             Err(e) => {
                 writer::delete_quietly(&*self.store, &dest_path);
-                let err = Error::from(e).into_upload();
+                let err = e.into_upload();
                 log::warn!("upload of {} failed: {err}", show(&dest_path));
                 self.drop_local_changes(file, current.as_deref());
                 Err(err)
