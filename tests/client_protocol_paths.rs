@@ -45,6 +45,7 @@ fn epsv_refused_falls_back_to_pasv_once() {
                 epsv: false,
                 eprt: true,
                 abor: AborReply::Pair,
+                list_a: true,
             },
         )
     });
@@ -69,6 +70,7 @@ fn eprt_refused_falls_back_to_port() {
                 epsv: true,
                 eprt: false,
                 abor: AborReply::Pair,
+                list_a: true,
             },
         )
     });
@@ -103,6 +105,7 @@ fn abort_keeps_session(abor: AborReply) {
                     epsv: true,
                     eprt: true,
                     abor: AborReply::Pair,
+                    list_a: true,
                 },
             )
         }),
@@ -113,6 +116,7 @@ fn abort_keeps_session(abor: AborReply) {
                     epsv: true,
                     eprt: true,
                     abor: AborReply::Single226,
+                    list_a: true,
                 },
             )
         }),
@@ -123,6 +127,7 @@ fn abort_keeps_session(abor: AborReply) {
                     epsv: true,
                     eprt: true,
                     abor: AborReply::Local451,
+                    list_a: true,
                 },
             )
         }),
@@ -133,6 +138,7 @@ fn abort_keeps_session(abor: AborReply) {
                     epsv: true,
                     eprt: true,
                     abor: AborReply::LateTransferReply,
+                    list_a: true,
                 },
             )
         }),
@@ -181,6 +187,7 @@ fn abort_without_answer_discards_the_session() {
                 epsv: true,
                 eprt: true,
                 abor: AborReply::Silent,
+                list_a: true,
             },
         )
     });
@@ -239,6 +246,7 @@ fn active_mode_advertises_the_given_address() {
                 epsv: true,
                 eprt: true,
                 abor: AborReply::Pair,
+                list_a: true,
             },
         )
     });
@@ -257,4 +265,28 @@ fn active_mode_advertises_the_given_address() {
         .find(|l| l.starts_with("EPRT"))
         .expect("EPRT sent");
     assert!(eprt.starts_with("EPRT |1|127.0.0.3|474"), "{eprt}");
+}
+
+#[test]
+fn list_without_dash_a_is_remembered() {
+    let server = FakeServer::start(|c: &mut Conn| {
+        serve(
+            c,
+            Behaviour {
+                epsv: true,
+                eprt: true,
+                abor: AborReply::Pair,
+                list_a: false,
+            },
+        )
+    });
+    let mut session = plain_session(server.port, DataMode::default());
+    session.list_dir(b"").expect("falls back to LIST");
+    session.list_dir(b"d").expect("plain LIST again");
+    let lists: Vec<String> = server
+        .received()
+        .into_iter()
+        .filter(|l| l.starts_with("LIST"))
+        .collect();
+    assert_eq!(lists, vec!["LIST -a", "LIST", "LIST d"], "-a tried once");
 }

@@ -116,3 +116,10 @@ fn active_mode_in_a_port_range() {
     let server = Vsftpd::start(&["--no-pasv"]);
     suite::active_mode(&server.info, server.info.config(), 47000..=47100);
 }
+
+#[test]
+fn dot_files_are_listed_without_force_dot_files() {
+    // vsftpd's default hides dot files from a plain LIST.
+    let server = Vsftpd::start(&["--extra-conf", "force_dot_files=NO"]);
+    suite::listing_names(&server.info, server.info.config());
+}

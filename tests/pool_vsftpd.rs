@@ -109,6 +109,19 @@ fn lives_with_a_session_cap() {
 }
 
 #[test]
+fn warm_up_succeeds_against_a_session_cap() {
+    let server = Vsftpd::start(&["--max-per-ip", "2"]);
+    let settings = PoolSettings {
+        checkout_timeout: Duration::from_secs(20),
+        ..PoolSettings::default()
+    };
+    let pool = pool(&server, settings, None);
+    pool.warm_up(4).expect("start-up logins live with the cap");
+    assert_eq!(pool.session_limit(), 2);
+    pool.run(Retry::Idempotent, |s| s.noop()).unwrap();
+}
+
+#[test]
 fn idle_sessions_send_noop_and_expire() {
     let server = Vsftpd::start(&[]);
     let settings = PoolSettings {

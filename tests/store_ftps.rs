@@ -10,7 +10,7 @@ use common::store_contract;
 use common::vsftpd::Vsftpd;
 use ftpsfs::ftp::{Connector, FtpConfig, Pool, PoolSettings};
 use ftpsfs::store::ftps::FtpsStore;
-use ftpsfs::store::RemoteStore;
+use ftpsfs::store::{ErrorKind, RemoteStore};
 
 fn store(config: FtpConfig, root: &[u8]) -> FtpsStore {
     let pool = Arc::new(Pool::new(
@@ -84,4 +84,21 @@ fn large_download_reads_sequentially_on_one_transfer() {
     assert_eq!(store_contract::read_all(&store, b"big", 0), body);
     let after = store.pool().connector().stats().snapshot();
     assert_eq!(after.data_connections - before.data_connections, 1);
+}
+
+#[test]
+fn refusals_on_a_file_of_another_user_are_permission_errors() {
+    let server = Vsftpd::start(&[]);
+    // Written by root: the FTP user may read it but not change it.
+    std::fs::write(server.info.root.join("theirs"), b"x").unwrap();
+    let store = store(server.info.config(), b"");
+    let chmod = store.chmod(b"theirs", 0o600).expect_err("not the owner");
+    assert_eq!(chmod.kind, ErrorKind::PermissionDenied, "{chmod}");
+    let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    let mtime = store.set_mtime(b"theirs", when).expect_err("not the owner");
+    assert_eq!(mtime.kind, ErrorKind::PermissionDenied, "{mtime}");
+    assert!(
+        store.capabilities().set_mtime,
+        "one refused file does not make the server unable to set times"
+    );
 }

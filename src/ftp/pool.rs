@@ -113,8 +113,13 @@ impl Pool {
     /// not wait for logins one after another. Returns the first login error.
     pub fn warm_up(&self, count: usize) -> Result<()> {
         let count = count.min(self.shared.settings.max_sessions).max(1);
-        let results: Vec<Result<PooledSession>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..count).map(|_| scope.spawn(|| self.get())).collect();
+        // Each login gives its session back at once: a server that caps
+        // sessions (421) makes the others wait for one, which must not be
+        // held until every login is done.
+        let results: Vec<Result<()>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..count)
+                .map(|_| scope.spawn(|| self.get().map(drop)))
+                .collect();
             handles
                 .into_iter()
                 .map(|h| {

@@ -72,6 +72,8 @@ pub struct Connector {
     server_name: ServerName<'static>,
     /// Set once the server refused EPSV, so later transfers go straight to PASV.
     epsv_refused: AtomicBool,
+    /// Set once the server refused `LIST -a`, so later listings use plain LIST.
+    list_a_refused: AtomicBool,
     stats: Stats,
 }
 
@@ -92,6 +94,7 @@ impl Connector {
             tls_base,
             server_name,
             epsv_refused: AtomicBool::new(false),
+            list_a_refused: AtomicBool::new(false),
             stats: Stats::default(),
         }))
     }
@@ -403,9 +406,35 @@ impl Session {
 
     /// Lists a directory: MLSD where offered, LIST otherwise.
     pub fn list_dir(&mut self, path: &[u8]) -> Result<Vec<Entry>> {
-        let use_mlsd = self.features.mlsd;
-        let verb = if use_mlsd { "MLSD" } else { "LIST" };
-        let arg = (!path.is_empty()).then_some(path);
+        if self.features.mlsd {
+            let body = self.read_listing("MLSD", path)?;
+            return Ok(listing::mlsd::parse_mlsd(&body));
+        }
+        // A plain LIST hides dot files on many servers (vsftpd's default);
+        // `LIST -a` shows them where understood. A server that refuses it is
+        // remembered and gets plain LIST.
+        if !self.connector.list_a_refused.load(Ordering::Relaxed) {
+            let mut arg = b"-a".to_vec();
+            if !path.is_empty() {
+                arg.push(b' ');
+                arg.extend_from_slice(path);
+            }
+            match self.read_listing("LIST", &arg) {
+                Ok(body) => return Ok(listing::list::parse_list(&body, SystemTime::now())),
+                Err(e) if e.code().is_some_and(|c| (500..=504).contains(&c)) => {
+                    log::info!("server refused LIST -a ({e}); dot files may not be listed");
+                    self.connector.list_a_refused.store(true, Ordering::Relaxed);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let body = self.read_listing("LIST", path)?;
+        Ok(listing::list::parse_list(&body, SystemTime::now()))
+    }
+
+    /// The raw body of a listing command (`arg` empty: the current directory).
+    fn read_listing(&mut self, verb: &str, arg: &[u8]) -> Result<Vec<u8>> {
+        let arg = (!arg.is_empty()).then_some(arg);
         let mut body = Vec::new();
         let stream = self.open_transfer(verb, arg, 0)?;
         let mut download = Download::new(&mut *self, stream, None);
@@ -418,11 +447,7 @@ impl Session {
             return Err(Error::protocol(verb, "listing larger than 256 MiB"));
         }
         download.finish()?;
-        Ok(if use_mlsd {
-            listing::mlsd::parse_mlsd(&body)
-        } else {
-            listing::list::parse_list(&body, SystemTime::now())
-        })
+        Ok(body)
     }
 
     /// Starts reading `path` from byte `offset` (REST + RETR). `expected_size`,

@@ -264,6 +264,7 @@ impl RemoteStore for FtpsStore {
             path,
             |s, remote| s.chmod(remote, mode),
         )
+        .map_err(|e| self.explain_failure(e, path, Expectation::Present))
     }
 
     fn set_mtime(&self, path: &[u8], mtime: SystemTime) -> Result<()> {
@@ -288,17 +289,20 @@ impl RemoteStore for FtpsStore {
         ) {
             return Err(e);
         }
-        // The path exists, so the server refused to set its time. Many (vsftpd)
-        // set the times of files but not of directories: only a file's refusal
-        // says the server cannot do it at all.
+        // The path exists, so the server refused to set its time: because it
+        // cannot (500/502, or it read `MDTM time path` as a path and says "not
+        // found" of a file that is there), because it will not for
+        // directories (vsftpd), or because this user may not change this file.
+        let misread = e.kind == ErrorKind::Unsupported || mentions_missing(&e.message);
         match self.stat(path).map(|meta| meta.kind) {
-            Ok(FileKind::File) => {
+            Ok(FileKind::File) if misread => {
                 log::info!(
                     "the server cannot set modification times ({e}); times will not be kept"
                 );
                 self.set_mtime_refused.store(true, Ordering::Relaxed);
                 Err(Error::new(ErrorKind::Unsupported, e.message))
             }
+            Ok(FileKind::File) => Err(Error::new(ErrorKind::PermissionDenied, e.message)),
             Ok(_) => Err(Error::new(ErrorKind::Unsupported, e.message)),
             Err(_) => Err(e),
         }
@@ -463,6 +467,12 @@ fn metadata(entry: &Entry) -> Metadata {
         mode: entry.mode,
         symlink_target,
     }
+}
+
+/// Whether a server's refusal speaks of a missing file.
+fn mentions_missing(message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    lower.contains("not found") || lower.contains("no such file")
 }
 
 fn normalize_root(root: &[u8]) -> Vec<u8> {

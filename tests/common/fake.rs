@@ -123,6 +123,8 @@ pub struct Behaviour {
     pub epsv: bool,
     pub eprt: bool,
     pub abor: AborReply,
+    /// Understands `LIST -a` (refused with 501 otherwise).
+    pub list_a: bool,
 }
 
 /// A small plain-FTP server: passive (EPSV/PASV) and active (EPRT/PORT)
@@ -168,6 +170,7 @@ pub fn serve(c: &mut Conn, behaviour: Behaviour) {
                 active = Some(SocketAddr::new(ip.into(), n[4] << 8 | n[5]));
                 c.send("200 ok\r\n");
             }
+            "LIST" if !behaviour.list_a && arg.starts_with("-a") => c.send("501 bad option\r\n"),
             "RETR" | "STOR" | "LIST" => {
                 let mut data = match (passive.take(), active.take()) {
                     (Some(l), _) => l.accept().unwrap().0,
