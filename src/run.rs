@@ -189,8 +189,7 @@ fn fs_config(options: &Options, spool_dir: PathBuf) -> Result<FsConfig, String> 
     })
 }
 
-/// One spool directory per mountpoint, so two mounts never share one and a
-/// restart finds what an earlier run left.
+/// One spool directory per mountpoint, so two mounts never share one.
 fn spool_dir(cache_dir: &Path, mountpoint: &Path) -> PathBuf {
     let name: String = mountpoint
         .to_string_lossy()
