@@ -387,6 +387,26 @@ fn a_large_sequential_write_streams_with_bounded_memory() {
 }
 
 #[test]
+fn a_flush_before_the_first_write_does_not_stop_streaming() {
+    // `dd of=F` and a shell's `> F` open, dup2, and close the first
+    // descriptor: a flush of the new, empty file before any data comes.
+    let m = mount();
+    let (_, fh) = m.fs.create(ROOT_INO, b"dd", 0o644, WRITE).expect("create");
+    m.fs.flush(fh).expect("early flush");
+    let total = 16 * MIB;
+    for i in 0..total / MIB {
+        m.fs.write(fh, (i * MIB) as u64, &pattern(MIB, i as u64)).expect("write");
+    }
+    m.fs.flush(fh).expect("flush");
+    m.fs.release(fh).expect("release");
+    assert_eq!(m.fs.stats().streamed_uploads, 1, "the data streamed");
+    assert_eq!(m.count(Op::OpenRead), 0, "the empty file was not fetched back");
+    let stored = m.store.file(b"dd").expect("file");
+    assert_eq!(stored.len(), total);
+    assert!(stored[..MIB] == pattern(MIB, 0)[..]);
+}
+
+#[test]
 fn rewriting_an_existing_large_file_streams_through_a_temporary_name() {
     let m = mount();
     m.store.put_file(b"big", b"old");

@@ -210,6 +210,15 @@ impl Fs {
                 let r = self.upload_staged(file, &spool, &path);
                 if r.is_ok() {
                     self.staged.fetch_add(1, Ordering::Relaxed);
+                    // Shells and dd open a new file, dup2 it and close the
+                    // first descriptor: a flush before any data is written.
+                    // Keep the known (empty) content, so that the writes
+                    // which follow can still stream instead of fetching the
+                    // empty file back and uploading it whole at close.
+                    if spool.len() == 0 && file.writers.load(Ordering::SeqCst) > 0 {
+                        *d = Data::Staged(spool);
+                        file.meta.lock().sequential = true;
+                    }
                 }
                 r
             }
