@@ -395,12 +395,17 @@ fn a_flush_before_the_first_write_does_not_stop_streaming() {
     m.fs.flush(fh).expect("early flush");
     let total = 16 * MIB;
     for i in 0..total / MIB {
-        m.fs.write(fh, (i * MIB) as u64, &pattern(MIB, i as u64)).expect("write");
+        m.fs.write(fh, (i * MIB) as u64, &pattern(MIB, i as u64))
+            .expect("write");
     }
     m.fs.flush(fh).expect("flush");
     m.fs.release(fh).expect("release");
     assert_eq!(m.fs.stats().streamed_uploads, 1, "the data streamed");
-    assert_eq!(m.count(Op::OpenRead), 0, "the empty file was not fetched back");
+    assert_eq!(
+        m.count(Op::OpenRead),
+        0,
+        "the empty file was not fetched back"
+    );
     let stored = m.store.file(b"dd").expect("file");
     assert_eq!(stored.len(), total);
     assert!(stored[..MIB] == pattern(MIB, 0)[..]);
