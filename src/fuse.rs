@@ -17,7 +17,7 @@ use fuser::{
     AccessFlags, Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
     INodeNo, KernelConfig, LockOwner, MountOption, OpenFlags as FuseOpenFlags, RenameFlags,
     ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen,
-    ReplyStatfs, ReplyWrite, Request, SessionACL, SessionUnmounter, TimeOrNow, WriteFlags,
+    ReplyStatfs, ReplyWrite, Request, SessionACL, TimeOrNow, WriteFlags,
 };
 use parking_lot::Mutex;
 
@@ -45,20 +45,7 @@ pub struct Mounted {
     session: fuser::Session<FuseAdapter>,
 }
 
-/// Unmounts from another thread (the signal handler).
-pub struct Unmounter(SessionUnmounter);
-
-impl Unmounter {
-    pub fn unmount(&mut self) -> io::Result<()> {
-        self.0.unmount()
-    }
-}
-
 impl Mounted {
-    pub fn unmounter(&mut self) -> Unmounter {
-        Unmounter(self.session.unmount_callable())
-    }
-
     /// Serves requests until the filesystem is unmounted.
     pub fn run(self) -> io::Result<()> {
         self.session.run()

@@ -146,7 +146,7 @@ fn serve(options: &Options, readiness: Option<&mut Option<File>>) -> Result<(), 
         // session) leave others free for `ls` and getattr.
         threads: (options.pool.max_sessions * 2 + 4).max(8),
     };
-    let mut session = fuse::mount(
+    let session = fuse::mount(
         Arc::clone(&fs),
         options.attr_ttl,
         &options.mountpoint,
@@ -159,8 +159,7 @@ fn serve(options: &Options, readiness: Option<&mut Option<File>>) -> Result<(), 
         options.ftp.port,
         options.mountpoint.display()
     );
-    let unmounter = session.unmounter();
-    spawn_signal_thread(signals, Arc::clone(&fs), unmounter);
+    spawn_signal_thread(signals, Arc::clone(&fs), options.mountpoint.clone());
     if let Some(readiness) = readiness {
         // Closing the pipe without a message tells the parent "live".
         readiness.take();
@@ -253,8 +252,12 @@ fn block_termination_signals() -> Result<libc::sigset_t, String> {
 }
 
 /// Waits for SIGINT/SIGTERM/SIGHUP; uploads pending writes, then unmounts,
-/// which ends the FUSE session and the program.
-fn spawn_signal_thread(signals: libc::sigset_t, fs: Arc<Fs>, mut unmounter: fuse::Unmounter) {
+/// which ends the FUSE session and the program. The unmount is lazy: a
+/// program still using the mount keeps it until it lets go, and new opens
+/// fail at once. It goes through fusermount3 because with auto_unmount
+/// fuser's own unmounter only hangs up on fusermount3, which leaves a live
+/// daemon mounted.
+fn spawn_signal_thread(signals: libc::sigset_t, fs: Arc<Fs>, mountpoint: PathBuf) {
     let spawned = std::thread::Builder::new()
         .name("ftpsfs-signals".into())
         .spawn(move || loop {
@@ -268,9 +271,15 @@ fn spawn_signal_thread(signals: libc::sigset_t, fs: Arc<Fs>, mut unmounter: fuse
             if let Err(e) = fs.shutdown() {
                 log::error!("pending writes could not be uploaded: {e}");
             }
-            match unmounter.unmount() {
-                Ok(()) => return,
-                Err(e) => log::error!("unmount failed (is the mount busy?): {e}"),
+            let unmounted = std::process::Command::new("fusermount3")
+                .arg("-u")
+                .arg("-z")
+                .arg(&mountpoint)
+                .status();
+            match unmounted {
+                Ok(status) if status.success() => {}
+                Ok(status) => log::error!("fusermount3 -u failed ({status})"),
+                Err(e) => log::error!("cannot run fusermount3 to unmount: {e}"),
             }
         });
     if let Err(e) = spawned {

@@ -1,0 +1,878 @@
+//! More real mounts, driven with ordinary tools: termination by signal, the
+//! directory cache seen from the server's side (commands counted in vsftpd's
+//! protocol log), rsync and a 1 GiB copy at full size, the core cases
+//! against the in-process server (libunftp: MLSD, no way to set a time),
+//! read-only mounts, changes made on the server, and concurrent readers.
+//! Every test checks what a user would: the bytes on the server, the
+//! listing, the tool's exit status and message, whether the mount is gone.
+mod common;
+#[path = "support/inproc.rs"]
+mod inproc;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::data;
+use common::mount::{is_mounted, ok, run, Mount};
+use common::vsftpd::Vsftpd;
+use common::ServerInfo;
+use inproc::InProcServer;
+
+// ----- helpers -----
+
+/// A local scratch directory, removed when the test ends (pass or fail):
+/// the 1 GiB test must not leave gigabytes behind.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("ftpsfs-more-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    fn str(&self, name: &str) -> String {
+        self.path(name).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Polls `cond` every 50 ms for at most `secs` seconds; true once it holds.
+fn wait_until(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The PID of the ftpsfs process serving `mount`: a child of this test
+/// process whose command line names the mountpoint and whose executable is
+/// ftpsfs (other children, like a process holding a file open, also name
+/// the mountpoint).
+fn ftpsfs_pid(mount: &Mount) -> u32 {
+    let me = std::process::id().to_string();
+    let dir = mount.dir.to_string_lossy().into_owned();
+    let out = run("pgrep", &["-P", &me, "-f", &dir], 10);
+    let binary = std::fs::canonicalize(env!("CARGO_BIN_EXE_ftpsfs")).unwrap();
+    let pids: Vec<u32> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/exe"))
+                .map(|exe| exe == binary)
+                .unwrap_or(false)
+        })
+        .collect();
+    assert_eq!(pids.len(), 1, "one ftpsfs process for {dir}: {pids:?}");
+    pids[0]
+}
+
+/// A field of /proc/PID/status in KiB (VmHWM: peak resident set).
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+fn signal(pid: u32, name: &str) {
+    ok("kill", &[&format!("-{name}"), &pid.to_string()], 10);
+}
+
+/// Every FTP command in vsftpd's protocol log, in order (`"LIST d1"`, …).
+fn server_commands(info: &ServerInfo) -> Vec<String> {
+    const MARK: &str = "FTP command: Client \"";
+    info.log_text()
+        .lines()
+        .filter_map(|line| {
+            let rest = &line[line.find(MARK)? + MARK.len()..];
+            let cmd = &rest[rest.find("\", \"")? + 4..];
+            Some(cmd.strip_suffix('"').unwrap_or(cmd).to_string())
+        })
+        .collect()
+}
+
+fn count_verb(commands: &[String], verb: &str) -> usize {
+    commands
+        .iter()
+        .filter(|c| c.split(' ').next() == Some(verb))
+        .count()
+}
+
+/// Files that root puts on the server must belong to the FTP user, or it
+/// cannot change them.
+fn chown_to_ftp_user(server: &Vsftpd, path: &Path) {
+    let user = &server.env["FTPS_USER"];
+    ok(
+        "chown",
+        &["-R", &format!("{user}:"), &path.to_string_lossy()],
+        60,
+    );
+}
+
+fn sha256sum(path: &Path) -> String {
+    let out = ok("sha256sum", &[&path.to_string_lossy()], 600);
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("sha256sum printed a digest")
+        .to_string()
+}
+
+/// A process that opens files on the mount, writes to them and keeps them
+/// open (no close, so nothing is flushed) until it is killed or 120 s pass.
+/// Killed on drop.
+struct Holder(Child);
+
+impl Holder {
+    /// `script` is Perl run with the paths as @ARGV; it must print "ready".
+    fn start(script: &str, paths: &[&Path]) -> Holder {
+        let mut child = Command::new("perl")
+            .arg("-e")
+            .arg(format!("alarm 120; $| = 1; {script}"))
+            .args(paths)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start perl");
+        let mut line = String::new();
+        // Bounded: the alarm ends perl (and so this read) within 120 s.
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        if line.trim() != "ready" {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("holder failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Holder(child)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn inproc_info(server: &InProcServer) -> ServerInfo {
+    ServerInfo {
+        host: server.host().to_string(),
+        port: server.port(),
+        implicit_port: None,
+        user: server.user().to_string(),
+        password: server.password().to_string(),
+        ca_file: server.ca_file().to_path_buf(),
+        wrong_ca_file: server.wrong_ca_file().to_path_buf(),
+        server_cert: Some(server.server_cert_file().to_path_buf()),
+        root: server.root().to_path_buf(),
+        log: Some(server.log_file().to_path_buf()),
+    }
+}
+
+// ----- 1. termination by signal -----
+
+/// An append to an existing file is staged and uploaded at close; here the
+/// writer never closes, so only ftpsfs's SIGTERM handling can put the bytes
+/// on the server. A new file written sequentially (streamed to STOR) must
+/// be complete too.
+#[test]
+fn sigterm_uploads_writes_pending_in_files_still_open() {
+    let server = Vsftpd::start(&[]);
+    let root = server.info.root.clone();
+    std::fs::write(root.join("log.txt"), b"old\n").unwrap();
+    chown_to_ftp_user(&server, &root.join("log.txt"));
+    let mount = Mount::start(&server.info, &[]);
+    let fresh = data::bytes(3_000_000, 77);
+    let scratch = Scratch::new("sigterm-pending");
+    std::fs::write(scratch.path("fresh.src"), &fresh).unwrap();
+    let mut holder = Holder::start(
+        r#"open(my $a, ">>", $ARGV[0]) or die "append: $!";
+           syswrite($a, "new\n") == 4 or die "write: $!";
+           open(my $src, "<", $ARGV[2]) or die "src: $!"; binmode $src;
+           local $/; my $body = <$src>;
+           open(my $f, ">", $ARGV[1]) or die "create: $!";
+           syswrite($f, $body) == length($body) or die "write: $!";
+           print "ready\n"; sleep 110;"#,
+        &[
+            &mount.path("log.txt"),
+            &mount.path("fresh.bin"),
+            &scratch.path("fresh.src"),
+        ],
+    );
+    // The test proves nothing if the append were already on the server.
+    assert_eq!(
+        std::fs::read(root.join("log.txt")).unwrap(),
+        b"old\n",
+        "the append is still pending before the signal"
+    );
+    let pid = ftpsfs_pid(&mount);
+    signal(pid, "TERM");
+    let uploaded = wait_until(30, || {
+        std::fs::read(root.join("log.txt")).ok().as_deref() == Some(b"old\nnew\n")
+            && std::fs::read(root.join("fresh.bin"))
+                .map(|b| b == fresh)
+                .unwrap_or(false)
+    });
+    assert!(
+        uploaded,
+        "pending writes on the server after SIGTERM; log.txt = {:?}, fresh.bin {} bytes; log:\n{}",
+        String::from_utf8_lossy(&std::fs::read(root.join("log.txt")).unwrap_or_default()),
+        std::fs::metadata(root.join("fresh.bin"))
+            .map(|m| m.len())
+            .unwrap_or(0),
+        mount.log_text()
+    );
+    assert!(
+        mount.log_text().contains("uploading pending writes"),
+        "{}",
+        mount.log_text()
+    );
+    // No partial-upload temporaries left in the directory.
+    let names: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.contains(".part")),
+        "temporaries left on the server: {names:?}"
+    );
+    holder.stop();
+}
+
+#[test]
+fn sigterm_with_a_file_held_open_unmounts_and_exits_0() {
+    let server = Vsftpd::start(&[]);
+    let root = server.info.root.clone();
+    std::fs::write(root.join("log.txt"), b"old\n").unwrap();
+    chown_to_ftp_user(&server, &root.join("log.txt"));
+    let mut mount = Mount::start(&server.info, &[]);
+    let mut holder = Holder::start(
+        r#"open(my $a, ">>", $ARGV[0]) or die "append: $!";
+           syswrite($a, "new\n") == 4 or die "write: $!";
+           print "ready\n"; sleep 110;"#,
+        &[&mount.path("log.txt")],
+    );
+    let pid = ftpsfs_pid(&mount);
+    signal(pid, "TERM");
+    assert!(
+        wait_until(30, || std::fs::read(root.join("log.txt")).ok().as_deref()
+            == Some(b"old\nnew\n")),
+        "the pending append reaches the server"
+    );
+    // Whether ftpsfs detaches the mount at once (lazily) or once the last
+    // file is closed, with the writer gone the mount must be gone too.
+    holder.stop();
+    assert!(
+        wait_until(30, || !is_mounted(&mount.dir)),
+        "mount still there 30 s after SIGTERM (writer gone); log:\n{}",
+        mount.log_text()
+    );
+    assert!(
+        mount.unmount(),
+        "ftpsfs exits with status 0 after SIGTERM; log:\n{}",
+        mount.log_text()
+    );
+    assert_eq!(std::fs::read(root.join("log.txt")).unwrap(), b"old\nnew\n");
+}
+
+#[test]
+fn sigterm_with_nothing_pending_unmounts_and_exits_0() {
+    let server = Vsftpd::start(&[]);
+    let mut mount = Mount::start(&server.info, &[]);
+    std::fs::write(mount.path("done"), b"done").unwrap();
+    let pid = ftpsfs_pid(&mount);
+    signal(pid, "TERM");
+    let gone = wait_until(30, || !is_mounted(&mount.dir));
+    // A second signal must not be ignored either.
+    let gone_after_second = gone || {
+        signal(pid, "TERM");
+        wait_until(10, || !is_mounted(&mount.dir))
+    };
+    assert!(
+        gone,
+        "mount still there 30 s after SIGTERM (and 10 s after a second one: {}); log:\n{}",
+        if gone_after_second {
+            "then gone"
+        } else {
+            "still there"
+        },
+        mount.log_text()
+    );
+    assert!(
+        mount.unmount(),
+        "ftpsfs exits with status 0 after SIGTERM; log:\n{}",
+        mount.log_text()
+    );
+    assert_eq!(
+        std::fs::read(server.info.root.join("done")).unwrap(),
+        b"done"
+    );
+    assert!(
+        mount.log_text().contains("unmounted"),
+        "{}",
+        mount.log_text()
+    );
+}
+
+// ----- 2. the directory cache, counted on the server -----
+
+#[test]
+fn warm_ls_lr_sends_no_command() {
+    const DIRS: usize = 50;
+    const FILES: usize = 10;
+    let server = Vsftpd::start(&[]);
+    let tree = server.info.root.join("tree");
+    for d in 0..DIRS {
+        let dir = tree.join(format!("dir{d:02}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..FILES {
+            std::fs::write(dir.join(format!("file{f}")), data::bytes(d * 10 + f, 1)).unwrap();
+        }
+    }
+    chown_to_ftp_user(&server, &tree);
+    // A long keepalive: an idle session's NOOP is not a command ls caused.
+    let mount = Mount::start(
+        &server.info,
+        &["--attr-ttl", "60", "--dir-ttl", "60", "--keepalive", "3600"],
+    );
+    let target = mount.path_str("tree");
+    let before = server_commands(&server.info).len();
+    let cold = ok("ls", &["-lR", &target], 120).stdout;
+    let after_cold = server_commands(&server.info);
+    let cold_commands = &after_cold[before..];
+    let warm = ok("ls", &["-lR", &target], 120).stdout;
+    let after_warm = server_commands(&server.info);
+
+    let lists = count_verb(cold_commands, "LIST") + count_verb(cold_commands, "MLSD");
+    let mdtms = count_verb(cold_commands, "MDTM");
+    let sizes = count_verb(cold_commands, "SIZE");
+    eprintln!(
+        "cold ls -lR of {DIRS} dirs x {FILES} files: {} commands ({lists} listings, {mdtms} MDTM, \
+         {sizes} SIZE); warm: {}",
+        cold_commands.len(),
+        after_warm.len() - after_cold.len()
+    );
+    assert_eq!(
+        after_warm[after_cold.len()..].to_vec(),
+        Vec::<String>::new(),
+        "the warm ls -lR sent commands"
+    );
+    // What a user sees: every file, and the same listing both times.
+    let text = String::from_utf8_lossy(&cold);
+    let file_lines = text.lines().filter(|l| l.starts_with('-')).count();
+    assert_eq!(file_lines, DIRS * FILES, "{text}");
+    assert_eq!(
+        String::from_utf8_lossy(&warm),
+        text,
+        "warm listing differs from cold"
+    );
+    // About one listing per directory (tree + its 50 dirs + the root), not
+    // one per file, and no per-file MDTM/SIZE storm.
+    assert!(
+        lists <= DIRS + 4,
+        "{lists} listings for {} directories: {cold_commands:?}",
+        DIRS + 1
+    );
+    assert!(lists >= DIRS, "each directory listed: {cold_commands:?}");
+    assert!(
+        mdtms <= 5,
+        "{mdtms} MDTM for a cold ls -lR: {cold_commands:?}"
+    );
+    assert!(
+        sizes <= 5,
+        "{sizes} SIZE for a cold ls -lR: {cold_commands:?}"
+    );
+}
+
+// ----- 3. rsync at full size -----
+
+#[test]
+fn rsync_2000_files_in_50_dirs_then_nothing_to_transfer() {
+    let server = Vsftpd::start(&[]);
+    let mount = Mount::start(&server.info, &[]);
+    let scratch = Scratch::new("rsync2000");
+    let tree = scratch.path("tree");
+    for d in 0..50usize {
+        std::fs::create_dir_all(tree.join(format!("d{d:02}"))).unwrap();
+        for f in 0..40usize {
+            let n = d * 40 + f;
+            std::fs::write(
+                tree.join(format!("d{d:02}/f{f:02}.dat")),
+                data::bytes((n * 53) % 6000, n as u64),
+            )
+            .unwrap();
+        }
+    }
+    let src = format!("{}/", tree.display());
+    let dst = format!("{}/", mount.path_str("backup"));
+    ok("rsync", &["-a", &src, &dst], 900);
+    // Every byte of every file, and nothing else, on the server.
+    let on_server = server.info.root.join("backup");
+    let diff = run(
+        "diff",
+        &["-r", &tree.to_string_lossy(), &on_server.to_string_lossy()],
+        300,
+    );
+    assert!(
+        diff.status.success(),
+        "server tree differs: {}{}",
+        String::from_utf8_lossy(&diff.stdout),
+        String::from_utf8_lossy(&diff.stderr)
+    );
+    let count = ok("find", &[&on_server.to_string_lossy(), "-type", "f"], 60).stdout;
+    assert_eq!(String::from_utf8_lossy(&count).lines().count(), 2000);
+
+    let second = ok("rsync", &["-a", "--itemize-changes", &src, &dst], 900);
+    let changes = String::from_utf8_lossy(&second.stdout);
+    let transferred: Vec<&str> = changes.lines().filter(|l| l.starts_with('>')).collect();
+    assert!(
+        transferred.is_empty(),
+        "second rsync transferred {} files, e.g. {:?}",
+        transferred.len(),
+        &transferred[..transferred.len().min(10)]
+    );
+    // vsftpd sets files' times but refuses directories' (the mount then shows
+    // the server's), so rsync asks again for each directory: `.d..t......`.
+    // Anything else — a file's time, size, mode, a new entry — is a failure.
+    let other: Vec<&str> = changes
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with(".d..t......"))
+        .collect();
+    assert!(
+        other.is_empty(),
+        "second rsync changed something: {:?}",
+        &other[..other.len().min(10)]
+    );
+}
+
+// ----- 4. a 1 GiB file in and out -----
+
+#[test]
+fn one_gib_in_and_out_with_checksums_and_bounded_memory() {
+    const GIB: u64 = 1024 * 1024 * 1024;
+    let server = Vsftpd::start(&[]);
+    let mut mount = Mount::start(&server.info, &[]);
+    let scratch = Scratch::new("gib");
+    let src = scratch.path("big.src");
+    ok(
+        "dd",
+        &[
+            "if=/dev/urandom",
+            &format!("of={}", src.display()),
+            "bs=1M",
+            "count=1024",
+            "iflag=fullblock",
+            "status=none",
+        ],
+        300,
+    );
+    let want = sha256sum(&src);
+    ok(
+        "cp",
+        &[&src.to_string_lossy(), &mount.path_str("big")],
+        1200,
+    );
+    let on_server = server.info.root.join("big");
+    assert_eq!(std::fs::metadata(&on_server).unwrap().len(), GIB);
+    assert_eq!(sha256sum(&on_server), want, "the file on the server");
+    assert_eq!(std::fs::metadata(mount.path("big")).unwrap().len(), GIB);
+    let back = scratch.path("big.back");
+    ok(
+        "cp",
+        &[&mount.path_str("big"), &back.to_string_lossy()],
+        1200,
+    );
+    assert_eq!(sha256sum(&back), want, "the file copied back");
+
+    let pid = ftpsfs_pid(&mount);
+    let hwm = status_kib(pid, "VmHWM");
+    eprintln!(
+        "ftpsfs peak RSS (VmHWM) after 1 GiB in and out: {} KiB",
+        hwm
+    );
+    assert!(
+        hwm < 300 * 1024,
+        "ftpsfs peak RSS {hwm} KiB: a 1 GiB copy must not be buffered in memory"
+    );
+    assert!(mount.unmount(), "clean unmount; log:\n{}", mount.log_text());
+}
+
+// ----- 5. the core cases against the in-process server (libunftp) -----
+
+#[test]
+fn inproc_cp_in_and_out_keeps_every_byte() {
+    let server = InProcServer::start();
+    let info = inproc_info(&server);
+    // A file put on the server directly, read through the mount (MLSD).
+    let direct = data::bytes(700_000, 5);
+    std::fs::write(info.root.join("direct.bin"), &direct).unwrap();
+    let mount = Mount::start(&info, &[]);
+    let scratch = Scratch::new("inproc-cp");
+    for (i, size) in [0usize, 1, 4095, 4096, 131_073, 5 * 1024 * 1024]
+        .into_iter()
+        .enumerate()
+    {
+        let name = format!("f{size}.bin");
+        let body = data::bytes(size, 100 + i as u64);
+        std::fs::write(scratch.path(&name), &body).unwrap();
+        ok("cp", &[&scratch.str(&name), &mount.path_str(&name)], 120);
+        assert_eq!(
+            data::sha256(&std::fs::read(info.root.join(&name)).unwrap()),
+            data::sha256(&body),
+            "{name} on the server"
+        );
+        assert_eq!(
+            std::fs::metadata(mount.path(&name)).unwrap().len(),
+            size as u64,
+            "{name} size seen at once"
+        );
+        let back = scratch.str(&format!("{name}.back"));
+        ok("cp", &[&mount.path_str(&name), &back], 120);
+        assert_eq!(
+            data::sha256(&std::fs::read(&back).unwrap()),
+            data::sha256(&body),
+            "{name} read back"
+        );
+    }
+    assert_eq!(
+        data::sha256(&std::fs::read(mount.path("direct.bin")).unwrap()),
+        data::sha256(&direct)
+    );
+    let listing = String::from_utf8(ok("ls", &["-la", &mount.path_str("")], 30).stdout).unwrap();
+    assert!(
+        listing.contains("f131073.bin") && listing.contains("direct.bin"),
+        "{listing}"
+    );
+}
+
+#[test]
+fn inproc_directories_renames_and_removal() {
+    let server = InProcServer::start();
+    let info = inproc_info(&server);
+    let root = info.root.clone();
+    let mount = Mount::start(&info, &[]);
+    ok("mkdir", &["-p", &mount.path_str("a/b/c")], 30);
+    assert!(root.join("a/b/c").is_dir());
+    std::fs::write(mount.path("a/one.txt"), b"one").unwrap();
+    std::fs::write(mount.path("a/b/two.txt"), b"two").unwrap();
+    ok(
+        "mv",
+        &[
+            &mount.path_str("a/one.txt"),
+            &mount.path_str("a/b/c/uno.txt"),
+        ],
+        30,
+    );
+    assert_eq!(std::fs::read(root.join("a/b/c/uno.txt")).unwrap(), b"one");
+    assert!(!root.join("a/one.txt").exists());
+    ok(
+        "mv",
+        &[
+            &mount.path_str("a/b/c/uno.txt"),
+            &mount.path_str("a/b/two.txt"),
+        ],
+        30,
+    );
+    assert_eq!(
+        std::fs::read(root.join("a/b/two.txt")).unwrap(),
+        b"one",
+        "mv over an existing file"
+    );
+    ok(
+        "mv",
+        &[&mount.path_str("a/b"), &mount.path_str("moved")],
+        30,
+    );
+    assert_eq!(std::fs::read(root.join("moved/two.txt")).unwrap(), b"one");
+    assert_eq!(std::fs::read(mount.path("moved/two.txt")).unwrap(), b"one");
+    let not_empty = run("rmdir", &[&mount.path_str("moved")], 30);
+    assert!(
+        String::from_utf8_lossy(&not_empty.stderr).contains("not empty"),
+        "{not_empty:?}"
+    );
+    ok(
+        "rm",
+        &["-r", &mount.path_str("moved"), &mount.path_str("a")],
+        60,
+    );
+    assert!(!root.join("moved").exists() && !root.join("a").exists());
+    assert_eq!(std::fs::read_dir(&mount.dir).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
+}
+
+#[test]
+fn inproc_append_and_truncate() {
+    let server = InProcServer::start();
+    let info = inproc_info(&server);
+    let mount = Mount::start(&info, &[]);
+    let f = mount.path_str("f");
+    let original = data::bytes(200_000, 31);
+    std::fs::write(mount.path("f"), &original).unwrap();
+    assert_eq!(std::fs::read(info.root.join("f")).unwrap(), original);
+    ok("sh", &["-c", "printf 'tail' >> \"$1\"", "sh", &f], 30);
+    let mut expected = original.clone();
+    expected.extend_from_slice(b"tail");
+    assert_eq!(
+        std::fs::read(info.root.join("f")).unwrap(),
+        expected,
+        "append"
+    );
+    ok("truncate", &["-s", "1000", &f], 30);
+    assert_eq!(
+        std::fs::read(info.root.join("f")).unwrap(),
+        expected[..1000],
+        "truncate down"
+    );
+    ok("truncate", &["-s", "3000", &f], 30);
+    let grown = std::fs::read(info.root.join("f")).unwrap();
+    assert_eq!(grown.len(), 3000, "truncate up");
+    assert_eq!(grown[..1000], expected[..1000]);
+    assert!(grown[1000..].iter().all(|&b| b == 0));
+    assert_eq!(std::fs::metadata(mount.path("f")).unwrap().len(), 3000);
+    ok("truncate", &["-s", "0", &f], 30);
+    assert_eq!(std::fs::read(info.root.join("f")).unwrap().len(), 0);
+}
+
+#[test]
+fn inproc_names_with_spaces() {
+    let server = InProcServer::start();
+    let info = inproc_info(&server);
+    // Names put on the server directly are listed as they are.
+    std::fs::create_dir(info.root.join("from server")).unwrap();
+    std::fs::write(info.root.join("from server/a file"), b"s").unwrap();
+    let mount = Mount::start(&info, &[]);
+    assert_eq!(
+        std::fs::read(mount.path("from server/a file")).unwrap(),
+        b"s"
+    );
+    let names = ["with space", "two  spaces", " leading", "ünï cødé"];
+    ok("mkdir", &[&mount.path_str("a dir")], 30);
+    for name in names {
+        std::fs::write(mount.path(&format!("a dir/{name}")), name.as_bytes()).unwrap();
+        assert_eq!(
+            std::fs::read(info.root.join("a dir").join(name)).unwrap(),
+            name.as_bytes(),
+            "{name:?} on the server"
+        );
+    }
+    let listed: Vec<String> = std::fs::read_dir(mount.path("a dir"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for name in names {
+        assert!(listed.iter().any(|l| l == name), "{name:?} in {listed:?}");
+    }
+    ok(
+        "mv",
+        &[
+            &mount.path_str("a dir/with space"),
+            &mount.path_str("a dir/still spaced"),
+        ],
+        30,
+    );
+    assert_eq!(
+        std::fs::read(info.root.join("a dir/still spaced")).unwrap(),
+        b"with space"
+    );
+    ok(
+        "rm",
+        &[
+            "-r",
+            &mount.path_str("a dir"),
+            &mount.path_str("from server"),
+        ],
+        60,
+    );
+    assert_eq!(std::fs::read_dir(&info.root).unwrap().count(), 0);
+}
+
+// ----- 6. read-only mounts -----
+
+#[test]
+fn read_only_mount_reads_and_refuses_writes() {
+    let server = Vsftpd::start(&[]);
+    let root = server.info.root.clone();
+    let body = data::bytes(50_000, 61);
+    std::fs::create_dir(root.join("d")).unwrap();
+    std::fs::write(root.join("d/r.bin"), &body).unwrap();
+    chown_to_ftp_user(&server, &root.join("d"));
+    let mount = Mount::start(&server.info, &["--ro"]);
+    assert_eq!(
+        data::sha256(&std::fs::read(mount.path("d/r.bin")).unwrap()),
+        data::sha256(&body),
+        "reads work"
+    );
+    let listing = String::from_utf8(ok("ls", &["-l", &mount.path_str("d")], 30).stdout).unwrap();
+    assert!(listing.contains("r.bin"), "{listing}");
+    let scratch = Scratch::new("ro");
+    std::fs::write(scratch.path("src"), b"src").unwrap();
+    let r = mount.path_str("d/r.bin");
+    let attempts: Vec<(&str, Vec<String>)> = vec![
+        ("touch", vec![mount.path_str("new")]),
+        ("cp", vec![scratch.str("src"), mount.path_str("d/copy")]),
+        ("mkdir", vec![mount.path_str("nd")]),
+        ("rm", vec!["-f".into(), r.clone()]),
+        ("mv", vec![r.clone(), mount.path_str("d/moved")]),
+        ("truncate", vec!["-s".into(), "0".into(), r.clone()]),
+        ("chmod", vec!["600".into(), r.clone()]),
+        ("rmdir", vec![mount.path_str("d")]),
+        (
+            "sh",
+            vec![
+                "-c".into(),
+                "printf x >> \"$1\"".into(),
+                "sh".into(),
+                r.clone(),
+            ],
+        ),
+    ];
+    for (program, args) in &attempts {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run(program, &args, 30);
+        assert!(!out.status.success(), "{program} {args:?} must fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("Read-only file system"),
+            "{program} {args:?}: {err}"
+        );
+    }
+    assert_eq!(std::fs::read(root.join("d/r.bin")).unwrap(), body);
+    let names: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .chain(std::fs::read_dir(root.join("d")).unwrap())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "nothing created or removed: {names:?}");
+}
+
+// ----- 7. changes made on the server -----
+
+#[test]
+fn server_side_changes_show_after_the_ttl() {
+    let server = Vsftpd::start(&[]);
+    let root = server.info.root.clone();
+    std::fs::write(root.join("grow.txt"), b"version one").unwrap();
+    std::fs::write(root.join("same.txt"), b"AAAA").unwrap();
+    std::fs::write(root.join("gone.txt"), b"bye").unwrap();
+    chown_to_ftp_user(&server, &root);
+    let mount = Mount::start(&server.info, &["--attr-ttl", "1", "--dir-ttl", "1"]);
+    let ls = || {
+        let mut names: Vec<String> = std::fs::read_dir(&mount.dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(ls(), ["gone.txt", "grow.txt", "same.txt"]);
+    assert_eq!(
+        std::fs::read(mount.path("grow.txt")).unwrap(),
+        b"version one"
+    );
+    assert_eq!(std::fs::read(mount.path("same.txt")).unwrap(), b"AAAA");
+
+    // Changed behind the mount's back: a new size, the same size with new
+    // bytes (and an older time, as rsync -a to the server would leave),
+    // a new file, a deleted file.
+    std::fs::write(root.join("grow.txt"), b"version two, longer").unwrap();
+    std::fs::write(root.join("same.txt"), b"BBBB").unwrap();
+    ok(
+        "touch",
+        &[
+            "-d",
+            "2021-06-01 12:00:00 UTC",
+            &root.join("same.txt").to_string_lossy(),
+        ],
+        10,
+    );
+    std::fs::write(root.join("new.txt"), b"new").unwrap();
+    std::fs::remove_file(root.join("gone.txt")).unwrap();
+    chown_to_ftp_user(&server, &root);
+    std::thread::sleep(Duration::from_millis(2500));
+
+    assert_eq!(ls(), ["grow.txt", "new.txt", "same.txt"]);
+    assert_eq!(
+        std::fs::read(mount.path("grow.txt")).unwrap(),
+        b"version two, longer"
+    );
+    assert_eq!(std::fs::metadata(mount.path("grow.txt")).unwrap().len(), 19);
+    assert_eq!(std::fs::read(mount.path("new.txt")).unwrap(), b"new");
+    assert_eq!(std::fs::read(mount.path("same.txt")).unwrap(), b"BBBB");
+    let cat = run("cat", &[&mount.path_str("gone.txt")], 10);
+    assert!(
+        String::from_utf8_lossy(&cat.stderr).contains("No such file"),
+        "{cat:?}"
+    );
+}
+
+// ----- 8. concurrent readers -----
+
+#[test]
+fn two_readers_of_one_file_get_the_same_bytes() {
+    let server = Vsftpd::start(&[]);
+    let body = data::bytes(24 * 1024 * 1024 + 12345, 88);
+    std::fs::write(server.info.root.join("shared.bin"), &body).unwrap();
+    let want = data::sha256(&body);
+    let mount = Mount::start(&server.info, &[]);
+    let path = mount.path("shared.bin");
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let path = path.clone();
+            std::thread::spawn(move || sha256sum(&path))
+        })
+        .collect();
+    for reader in readers {
+        assert_eq!(reader.join().expect("reader"), want);
+    }
+    // And one reader seeking while another streams: dd of the middle.
+    let middle = {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            ok(
+                "dd",
+                &[
+                    &format!("if={}", path.display()),
+                    "bs=4096",
+                    "skip=1000",
+                    "count=100",
+                    "status=none",
+                ],
+                120,
+            )
+            .stdout
+        })
+    };
+    let whole = sha256sum(&path);
+    assert_eq!(whole, want);
+    assert_eq!(
+        middle.join().expect("dd"),
+        body[4096 * 1000..4096 * 1100].to_vec()
+    );
+}
