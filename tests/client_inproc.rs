@@ -92,6 +92,7 @@ fn certificate_checks() {
     let server = InProcServer::start();
     let info = info(&server);
     suite::wrong_ca_refused(&info);
+    suite::default_roots_refuse_a_private_ca(&info);
     suite::wrong_name_refused(&info);
     suite::wrong_password(&info);
     use rustls::pki_types::{pem::PemObject, CertificateDer};

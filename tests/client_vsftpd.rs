@@ -97,6 +97,7 @@ fn crlf_refused() {
 fn certificate_checks() {
     let server = Vsftpd::start(&[]);
     suite::wrong_ca_refused(&server.info);
+    suite::default_roots_refuse_a_private_ca(&server.info);
     suite::wrong_name_refused(&server.info);
     suite::wrong_password(&server.info);
     let cert_path = server.info.server_cert.clone().expect("FTPS_SERVER_CERT");

@@ -251,6 +251,20 @@ pub fn crlf_refused(config: FtpConfig) {
     session.noop().expect("session unaffected");
 }
 
+/// Without --ca-file the default roots (webpki-roots and the system store)
+/// apply, and a certificate from the test's own CA is refused by them.
+pub fn default_roots_refuse_a_private_ca(info: &ServerInfo) {
+    let mut config = info.config();
+    config.tls.ca_file = None;
+    let err = Connector::new(config)
+        .unwrap()
+        .connect()
+        .err()
+        .expect("refused");
+    assert_eq!(err.kind(), Kind::Tls, "{err}");
+    assert!(err.to_string().contains("unknown authority"), "{err}");
+}
+
 pub fn wrong_ca_refused(info: &ServerInfo) {
     let mut config = info.config();
     config.tls.ca_file = Some(info.wrong_ca_file.clone());
