@@ -7,30 +7,15 @@ mod inproc;
 
 use std::net::Ipv4Addr;
 
-use common::{suite, ServerInfo};
+use common::suite;
 use ftpsfs::ftp::listing::EntryKind;
 use ftpsfs::ftp::{Connector, Kind};
 use inproc::InProcServer;
 
-fn info(server: &InProcServer) -> ServerInfo {
-    ServerInfo {
-        host: server.host().to_string(),
-        port: server.port(),
-        implicit_port: None,
-        user: server.user().to_string(),
-        password: server.password().to_string(),
-        ca_file: server.ca_file().to_path_buf(),
-        wrong_ca_file: server.wrong_ca_file().to_path_buf(),
-        server_cert: Some(server.server_cert_file().to_path_buf()),
-        root: server.root().to_path_buf(),
-        log: Some(server.log_file().to_path_buf()),
-    }
-}
-
 #[test]
 fn round_trip_with_mlsd() {
     let server = InProcServer::start();
-    let info = info(&server);
+    let info = server.info();
     let (_, session) = suite::connect(info.config());
     assert!(session.features().mlsd, "libunftp offers MLSD");
     drop(session);
@@ -40,35 +25,35 @@ fn round_trip_with_mlsd() {
 #[test]
 fn ten_uploads_resume() {
     let server = InProcServer::start();
-    let info = info(&server);
+    let info = server.info();
     suite::ten_uploads_resume_tls(&info, info.config());
 }
 
 #[test]
 fn transfer_20_mib() {
     let server = InProcServer::start();
-    let info = info(&server);
+    let info = server.info();
     suite::large_transfer(&info, info.config(), 20 * 1024 * 1024);
 }
 
 #[test]
 fn ranged_reads_and_abort() {
     let server = InProcServer::start();
-    let info = info(&server);
+    let info = server.info();
     suite::ranged_reads(&info, info.config());
 }
 
 #[test]
 fn listing_names_through_mlsd() {
     let server = InProcServer::start();
-    let info = info(&server);
+    let info = server.info();
     suite::listing_names(&info, info.config());
 }
 
 #[test]
 fn mlst_of_a_file_and_a_directory() {
     let server = InProcServer::start();
-    let info = info(&server);
+    let info = server.info();
     std::fs::write(info.root.join("facts.txt"), b"12345").unwrap();
     std::fs::create_dir(info.root.join("d")).unwrap();
     let (_, mut session) = suite::connect(info.config());
@@ -84,13 +69,13 @@ fn mlst_of_a_file_and_a_directory() {
 #[test]
 fn crlf_refused() {
     let server = InProcServer::start();
-    suite::crlf_refused(info(&server).config());
+    suite::crlf_refused(server.info().config());
 }
 
 #[test]
 fn certificate_checks() {
     let server = InProcServer::start();
-    let info = info(&server);
+    let info = server.info();
     suite::wrong_ca_refused(&info);
     suite::default_roots_refuse_a_private_ca(&info);
     suite::wrong_name_refused(&info);
@@ -103,7 +88,7 @@ fn certificate_checks() {
 #[test]
 fn server_without_tls_is_refused() {
     let server = InProcServer::builder().tls(false).start();
-    let err = Connector::new(info(&server).config())
+    let err = Connector::new(server.info().config())
         .unwrap()
         .connect()
         .err()
@@ -125,6 +110,6 @@ fn pasv_address_pointing_elsewhere_is_ignored() {
     let server = InProcServer::builder()
         .passive_host(Ipv4Addr::new(127, 0, 0, 2))
         .start();
-    let info = info(&server);
+    let info = server.info();
     suite::pasv_address_ignored(&info, info.config());
 }

@@ -181,21 +181,6 @@ impl Drop for Holder {
     }
 }
 
-fn inproc_info(server: &InProcServer) -> ServerInfo {
-    ServerInfo {
-        host: server.host().to_string(),
-        port: server.port(),
-        implicit_port: None,
-        user: server.user().to_string(),
-        password: server.password().to_string(),
-        ca_file: server.ca_file().to_path_buf(),
-        wrong_ca_file: server.wrong_ca_file().to_path_buf(),
-        server_cert: Some(server.server_cert_file().to_path_buf()),
-        root: server.root().to_path_buf(),
-        log: Some(server.log_file().to_path_buf()),
-    }
-}
-
 // ----- 1. termination by signal -----
 
 /// An append to an existing file is staged and uploaded at close; here the
@@ -529,7 +514,7 @@ fn one_gib_in_and_out_with_checksums_and_bounded_memory() {
 #[test]
 fn inproc_cp_in_and_out_keeps_every_byte() {
     let server = InProcServer::start();
-    let info = inproc_info(&server);
+    let info = server.info();
     // A file put on the server directly, read through the mount (MLSD).
     let direct = data::bytes(700_000, 5);
     std::fs::write(info.root.join("direct.bin"), &direct).unwrap();
@@ -575,62 +560,15 @@ fn inproc_cp_in_and_out_keeps_every_byte() {
 #[test]
 fn inproc_directories_renames_and_removal() {
     let server = InProcServer::start();
-    let info = inproc_info(&server);
-    let root = info.root.clone();
+    let info = server.info();
     let mount = Mount::start(&info, &[]);
-    ok("mkdir", &["-p", &mount.path_str("a/b/c")], 30);
-    assert!(root.join("a/b/c").is_dir());
-    std::fs::write(mount.path("a/one.txt"), b"one").unwrap();
-    std::fs::write(mount.path("a/b/two.txt"), b"two").unwrap();
-    ok(
-        "mv",
-        &[
-            &mount.path_str("a/one.txt"),
-            &mount.path_str("a/b/c/uno.txt"),
-        ],
-        30,
-    );
-    assert_eq!(std::fs::read(root.join("a/b/c/uno.txt")).unwrap(), b"one");
-    assert!(!root.join("a/one.txt").exists());
-    ok(
-        "mv",
-        &[
-            &mount.path_str("a/b/c/uno.txt"),
-            &mount.path_str("a/b/two.txt"),
-        ],
-        30,
-    );
-    assert_eq!(
-        std::fs::read(root.join("a/b/two.txt")).unwrap(),
-        b"one",
-        "mv over an existing file"
-    );
-    ok(
-        "mv",
-        &[&mount.path_str("a/b"), &mount.path_str("moved")],
-        30,
-    );
-    assert_eq!(std::fs::read(root.join("moved/two.txt")).unwrap(), b"one");
-    assert_eq!(std::fs::read(mount.path("moved/two.txt")).unwrap(), b"one");
-    let not_empty = run("rmdir", &[&mount.path_str("moved")], 30);
-    assert!(
-        String::from_utf8_lossy(&not_empty.stderr).contains("not empty"),
-        "{not_empty:?}"
-    );
-    ok(
-        "rm",
-        &["-r", &mount.path_str("moved"), &mount.path_str("a")],
-        60,
-    );
-    assert!(!root.join("moved").exists() && !root.join("a").exists());
-    assert_eq!(std::fs::read_dir(&mount.dir).unwrap().count(), 0);
-    assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
+    common::mount::directories_renames_and_removal(&info.root, &mount);
 }
 
 #[test]
 fn inproc_append_and_truncate() {
     let server = InProcServer::start();
-    let info = inproc_info(&server);
+    let info = server.info();
     let mount = Mount::start(&info, &[]);
     let f = mount.path_str("f");
     let original = data::bytes(200_000, 31);
@@ -663,7 +601,7 @@ fn inproc_append_and_truncate() {
 #[test]
 fn inproc_names_with_spaces() {
     let server = InProcServer::start();
-    let info = inproc_info(&server);
+    let info = server.info();
     // Names put on the server directly are listed as they are.
     std::fs::create_dir(info.root.join("from server")).unwrap();
     std::fs::write(info.root.join("from server/a file"), b"s").unwrap();

@@ -73,54 +73,7 @@ fn cp_in_and_out_keeps_every_byte() {
 #[test]
 fn directories_renames_and_removal() {
     let (server, mount) = setup();
-    let root = &server.info.root;
-    ok("mkdir", &["-p", &mount.path_str("a/b/c")], 30);
-    assert!(root.join("a/b/c").is_dir());
-    std::fs::write(mount.path("a/one.txt"), b"one").unwrap();
-    std::fs::write(mount.path("a/b/two.txt"), b"two").unwrap();
-    ok(
-        "mv",
-        &[&mount.path_str("a/one.txt"), &mount.path_str("a/uno.txt")],
-        30,
-    );
-    ok(
-        "mv",
-        &[&mount.path_str("a/uno.txt"), &mount.path_str("a/b/c/")],
-        30,
-    );
-    assert_eq!(std::fs::read(root.join("a/b/c/uno.txt")).unwrap(), b"one");
-    ok(
-        "mv",
-        &[
-            &mount.path_str("a/b/c/uno.txt"),
-            &mount.path_str("a/b/two.txt"),
-        ],
-        30,
-    );
-    assert_eq!(
-        std::fs::read(root.join("a/b/two.txt")).unwrap(),
-        b"one",
-        "mv over an existing file"
-    );
-    ok(
-        "mv",
-        &[&mount.path_str("a/b"), &mount.path_str("moved")],
-        30,
-    );
-    assert_eq!(std::fs::read(root.join("moved/two.txt")).unwrap(), b"one");
-    assert_eq!(std::fs::read(mount.path("moved/two.txt")).unwrap(), b"one");
-    let not_empty = run("rmdir", &[&mount.path_str("moved")], 30);
-    assert!(
-        String::from_utf8_lossy(&not_empty.stderr).contains("not empty"),
-        "{not_empty:?}"
-    );
-    ok(
-        "rm",
-        &["-r", &mount.path_str("moved"), &mount.path_str("a")],
-        60,
-    );
-    assert!(!root.join("moved").exists() && !root.join("a").exists());
-    assert_eq!(std::fs::read_dir(&mount.dir).unwrap().count(), 0);
+    common::mount::directories_renames_and_removal(&server.info.root, &mount);
 }
 
 #[test]

@@ -38,15 +38,7 @@ fn vsftpd_meets_the_contract() {
 #[test]
 fn inproc_meets_the_contract() {
     let server = inproc::InProcServer::start();
-    let mut config = FtpConfig::new(
-        server.host(),
-        server.port(),
-        ftpsfs::ftp::Credentials {
-            user: server.user().into(),
-            password: ftpsfs::ftp::Password::new(server.password()),
-        },
-    );
-    config.tls.ca_file = Some(server.ca_file().to_path_buf());
+    let config = server.info().config();
     let store = store(config, b"");
     assert!(
         store.capabilities().exact_listing_mtime,

@@ -195,3 +195,58 @@ impl Drop for Mount {
         let _ = std::fs::remove_dir_all(&self.base);
     }
 }
+
+/// mkdir -p, mv within and across directories and over an existing file, mv
+/// of a directory, rmdir of a non-empty one, rm -r: checked on the server
+/// (`root`) and through the mount.
+pub fn directories_renames_and_removal(root: &Path, mount: &Mount) {
+    ok("mkdir", &["-p", &mount.path_str("a/b/c")], 30);
+    assert!(root.join("a/b/c").is_dir());
+    std::fs::write(mount.path("a/one.txt"), b"one").unwrap();
+    std::fs::write(mount.path("a/b/two.txt"), b"two").unwrap();
+    ok(
+        "mv",
+        &[&mount.path_str("a/one.txt"), &mount.path_str("a/uno.txt")],
+        30,
+    );
+    ok(
+        "mv",
+        &[&mount.path_str("a/uno.txt"), &mount.path_str("a/b/c/")],
+        30,
+    );
+    assert_eq!(std::fs::read(root.join("a/b/c/uno.txt")).unwrap(), b"one");
+    assert!(!root.join("a/one.txt").exists() && !root.join("a/uno.txt").exists());
+    ok(
+        "mv",
+        &[
+            &mount.path_str("a/b/c/uno.txt"),
+            &mount.path_str("a/b/two.txt"),
+        ],
+        30,
+    );
+    assert_eq!(
+        std::fs::read(root.join("a/b/two.txt")).unwrap(),
+        b"one",
+        "mv over an existing file"
+    );
+    ok(
+        "mv",
+        &[&mount.path_str("a/b"), &mount.path_str("moved")],
+        30,
+    );
+    assert_eq!(std::fs::read(root.join("moved/two.txt")).unwrap(), b"one");
+    assert_eq!(std::fs::read(mount.path("moved/two.txt")).unwrap(), b"one");
+    let not_empty = run("rmdir", &[&mount.path_str("moved")], 30);
+    assert!(
+        String::from_utf8_lossy(&not_empty.stderr).contains("not empty"),
+        "{not_empty:?}"
+    );
+    ok(
+        "rm",
+        &["-r", &mount.path_str("moved"), &mount.path_str("a")],
+        60,
+    );
+    assert!(!root.join("moved").exists() && !root.join("a").exists());
+    assert_eq!(std::fs::read_dir(&mount.dir).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(root).unwrap().count(), 0);
+}

@@ -299,6 +299,22 @@ impl InProcServer {
     }
 
     /// Stop now (same as dropping it).
+    /// What a client needs, in the form the shared test suites take.
+    pub fn info(&self) -> crate::common::ServerInfo {
+        crate::common::ServerInfo {
+            host: self.host().to_string(),
+            port: self.port(),
+            implicit_port: None,
+            user: self.user().to_string(),
+            password: self.password().to_string(),
+            ca_file: self.ca_file().to_path_buf(),
+            wrong_ca_file: self.wrong_ca_file().to_path_buf(),
+            server_cert: Some(self.server_cert_file().to_path_buf()),
+            root: self.root().to_path_buf(),
+            log: Some(self.log_file().to_path_buf()),
+        }
+    }
+
     pub fn stop(self) {}
 
     fn start_with(opts: InProcServerBuilder) -> InProcServer {
