@@ -207,6 +207,30 @@ fn self_signed_ca_true_certificate_works_as_its_own_ca_file() {
     assert_eq!(connector.stats().snapshot().resumed_handshakes, 1);
 }
 
+/// The fake server sends close_notify and then keeps the TCP connection open
+/// until the client closes it (read_to_end). The client waits for the
+/// server's TCP close after close_notify only briefly, so the transfer ends
+/// at once instead of when one side's 20 s timeout fires.
+#[test]
+fn a_server_that_closes_tcp_only_after_the_client_does_costs_no_timeout() {
+    use common::tls_fake::{DataEnd, TlsFake};
+    let server = TlsFake::start(DataEnd::CloseNotify);
+    let connector = Connector::new(tls_fake_config(&server)).unwrap();
+    let mut session = connector.connect().unwrap();
+    let started = std::time::Instant::now();
+    for _ in 0..3 {
+        let mut download = session.retr(b"f", 0, None).unwrap();
+        let mut body = Vec::new();
+        download.read_to_end(&mut body).unwrap();
+        assert_eq!(download.finish().unwrap(), 1000);
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "three downloads took {:?}",
+        started.elapsed()
+    );
+}
+
 #[test]
 fn download_ending_without_close_notify_is_an_error() {
     use common::tls_fake::{DataEnd, TlsFake};

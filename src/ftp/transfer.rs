@@ -55,6 +55,7 @@ impl<S: DerefMut<Target = Session>> Download<S> {
         }
         // Our close_notify; errors here do not change what was received.
         let _ = stream.close_write();
+        stream.await_tcp_eof();
         drop(stream);
         self.session.finish_transfer("download (RETR/LIST)")?;
         if let Some(expected) = self.expected {
