@@ -5,6 +5,7 @@
 pub mod data;
 pub mod fake;
 pub mod mount;
+pub mod proxy;
 pub mod server;
 pub mod store_contract;
 pub mod suite;
