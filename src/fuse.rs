@@ -78,23 +78,33 @@ fn fuse_config(settings: &MountSettings) -> Config {
     if settings.default_permissions {
         mount_options.push(MountOption::DefaultPermissions);
     }
-    // SAFETY: geteuid(2) cannot fail and has no preconditions.
-    let is_root = unsafe { libc::geteuid() } == 0;
     config.acl = if settings.allow_other {
         SessionACL::All
-    } else if is_root {
+    } else if is_root() {
         // Same users as the default for root, and it lets fusermount3 unmount
         // the mount if this process dies (auto_unmount needs allow_*).
         SessionACL::RootAndOwner
     } else {
         SessionACL::Owner
     };
-    if config.acl != SessionACL::Owner {
+    if fusermount_auto_unmount(settings.allow_other) {
         mount_options.push(MountOption::AutoUnmount);
     }
     config.mount_options = mount_options;
     config.n_threads = Some(settings.threads);
     config
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid(2) cannot fail and has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Whether fusermount3 unmounts the mount if this process dies
+/// (`auto_unmount`, which fuser allows only with allow_other or allow_root).
+/// Where it does not, run.rs starts its own guard (src/guard.rs).
+pub fn fusermount_auto_unmount(allow_other: bool) -> bool {
+    allow_other || is_root()
 }
 
 pub struct FuseAdapter {

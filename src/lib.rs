@@ -7,6 +7,7 @@ pub mod credentials;
 pub mod fs;
 pub mod ftp;
 pub mod fuse;
+pub mod guard;
 pub mod logging;
 pub mod run;
 pub mod store;

@@ -17,6 +17,7 @@ use crate::cli::Options;
 use crate::fs::{Fs, FsConfig};
 use crate::ftp::{Connector, Pool};
 use crate::fuse::{self, MountSettings};
+use crate::guard::Guard;
 use crate::store::ftps::FtpsStore;
 
 /// The whole program after argument parsing.
@@ -107,6 +108,26 @@ fn wait_for_child(mut readiness: File) -> ExitCode {
 /// Connects, mounts and serves until unmounted. `readiness` (background
 /// mode) is closed once the mount is live, which releases the parent.
 fn serve(options: &Options, readiness: Option<&mut Option<File>>) -> Result<(), String> {
+    // Forked first, while this process still has one thread. Told "done" on
+    // every return (the session's drop has unmounted by then, and after an
+    // early failure the mount on the mountpoint, if any, is not ours); only
+    // a process that dies without returning leaves the unmount to it.
+    let guard = if fuse::fusermount_auto_unmount(options.mount.allow_other) {
+        None
+    } else {
+        Some(Guard::start(&options.mountpoint)?)
+    };
+    let result = serve_until_unmounted(options, readiness);
+    if let Some(guard) = guard {
+        guard.done();
+    }
+    result
+}
+
+fn serve_until_unmounted(
+    options: &Options,
+    readiness: Option<&mut Option<File>>,
+) -> Result<(), String> {
     let spool_dir = spool_dir(&options.cache_dir, &options.mountpoint);
     let log_file = match (&options.log.file, readiness.is_some()) {
         (Some(file), _) => Some(file.clone()),
