@@ -1,53 +1,24 @@
 //! More real mounts, driven with ordinary tools: termination by signal, the
 //! directory cache seen from the server's side (commands counted in vsftpd's
-//! protocol log), rsync and a 1 GiB copy at full size, the core cases
-//! against the in-process server (libunftp: MLSD, no way to set a time),
-//! read-only mounts, changes made on the server, and concurrent readers.
+//! protocol log), rsync and a 1 GiB copy at full size, read-only mounts,
+//! changes made on the server, and concurrent readers. (The core cases run
+//! against every server, the in-process one included, in mount_matrix.rs.)
 //! Every test checks what a user would: the bytes on the server, the
 //! listing, the tool's exit status and message, whether the mount is gone.
 mod common;
-#[path = "support/inproc.rs"]
-mod inproc;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::data;
 use common::mount::{is_mounted, ok, run, Mount};
+use common::scratch::Scratch;
 use common::vsftpd::Vsftpd;
 use common::ServerInfo;
-use inproc::InProcServer;
 
 // ----- helpers -----
-
-/// A local scratch directory, removed when the test ends (pass or fail):
-/// the 1 GiB test must not leave gigabytes behind.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("ftpsfs-more-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    fn str(&self, name: &str) -> String {
-        self.path(name).to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Polls `cond` every 50 ms for at most `secs` seconds; true once it holds.
 fn wait_until(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
@@ -509,149 +480,7 @@ fn one_gib_in_and_out_with_checksums_and_bounded_memory() {
     assert!(mount.unmount(), "clean unmount; log:\n{}", mount.log_text());
 }
 
-// ----- 5. the core cases against the in-process server (libunftp) -----
-
-#[test]
-fn inproc_cp_in_and_out_keeps_every_byte() {
-    let server = InProcServer::start();
-    let info = server.info();
-    // A file put on the server directly, read through the mount (MLSD).
-    let direct = data::bytes(700_000, 5);
-    std::fs::write(info.root.join("direct.bin"), &direct).unwrap();
-    let mount = Mount::start(&info, &[]);
-    let scratch = Scratch::new("inproc-cp");
-    for (i, size) in [0usize, 1, 4095, 4096, 131_073, 5 * 1024 * 1024]
-        .into_iter()
-        .enumerate()
-    {
-        let name = format!("f{size}.bin");
-        let body = data::bytes(size, 100 + i as u64);
-        std::fs::write(scratch.path(&name), &body).unwrap();
-        ok("cp", &[&scratch.str(&name), &mount.path_str(&name)], 120);
-        assert_eq!(
-            data::sha256(&std::fs::read(info.root.join(&name)).unwrap()),
-            data::sha256(&body),
-            "{name} on the server"
-        );
-        assert_eq!(
-            std::fs::metadata(mount.path(&name)).unwrap().len(),
-            size as u64,
-            "{name} size seen at once"
-        );
-        let back = scratch.str(&format!("{name}.back"));
-        ok("cp", &[&mount.path_str(&name), &back], 120);
-        assert_eq!(
-            data::sha256(&std::fs::read(&back).unwrap()),
-            data::sha256(&body),
-            "{name} read back"
-        );
-    }
-    assert_eq!(
-        data::sha256(&std::fs::read(mount.path("direct.bin")).unwrap()),
-        data::sha256(&direct)
-    );
-    let listing = String::from_utf8(ok("ls", &["-la", &mount.path_str("")], 30).stdout).unwrap();
-    assert!(
-        listing.contains("f131073.bin") && listing.contains("direct.bin"),
-        "{listing}"
-    );
-}
-
-#[test]
-fn inproc_directories_renames_and_removal() {
-    let server = InProcServer::start();
-    let info = server.info();
-    let mount = Mount::start(&info, &[]);
-    common::mount::directories_renames_and_removal(&info.root, &mount);
-}
-
-#[test]
-fn inproc_append_and_truncate() {
-    let server = InProcServer::start();
-    let info = server.info();
-    let mount = Mount::start(&info, &[]);
-    let f = mount.path_str("f");
-    let original = data::bytes(200_000, 31);
-    std::fs::write(mount.path("f"), &original).unwrap();
-    assert_eq!(std::fs::read(info.root.join("f")).unwrap(), original);
-    ok("sh", &["-c", "printf 'tail' >> \"$1\"", "sh", &f], 30);
-    let mut expected = original.clone();
-    expected.extend_from_slice(b"tail");
-    assert_eq!(
-        std::fs::read(info.root.join("f")).unwrap(),
-        expected,
-        "append"
-    );
-    ok("truncate", &["-s", "1000", &f], 30);
-    assert_eq!(
-        std::fs::read(info.root.join("f")).unwrap(),
-        expected[..1000],
-        "truncate down"
-    );
-    ok("truncate", &["-s", "3000", &f], 30);
-    let grown = std::fs::read(info.root.join("f")).unwrap();
-    assert_eq!(grown.len(), 3000, "truncate up");
-    assert_eq!(grown[..1000], expected[..1000]);
-    assert!(grown[1000..].iter().all(|&b| b == 0));
-    assert_eq!(std::fs::metadata(mount.path("f")).unwrap().len(), 3000);
-    ok("truncate", &["-s", "0", &f], 30);
-    assert_eq!(std::fs::read(info.root.join("f")).unwrap().len(), 0);
-}
-
-#[test]
-fn inproc_names_with_spaces() {
-    let server = InProcServer::start();
-    let info = server.info();
-    // Names put on the server directly are listed as they are.
-    std::fs::create_dir(info.root.join("from server")).unwrap();
-    std::fs::write(info.root.join("from server/a file"), b"s").unwrap();
-    let mount = Mount::start(&info, &[]);
-    assert_eq!(
-        std::fs::read(mount.path("from server/a file")).unwrap(),
-        b"s"
-    );
-    let names = ["with space", "two  spaces", " leading", "ünï cødé"];
-    ok("mkdir", &[&mount.path_str("a dir")], 30);
-    for name in names {
-        std::fs::write(mount.path(&format!("a dir/{name}")), name.as_bytes()).unwrap();
-        assert_eq!(
-            std::fs::read(info.root.join("a dir").join(name)).unwrap(),
-            name.as_bytes(),
-            "{name:?} on the server"
-        );
-    }
-    let listed: Vec<String> = std::fs::read_dir(mount.path("a dir"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    for name in names {
-        assert!(listed.iter().any(|l| l == name), "{name:?} in {listed:?}");
-    }
-    ok(
-        "mv",
-        &[
-            &mount.path_str("a dir/with space"),
-            &mount.path_str("a dir/still spaced"),
-        ],
-        30,
-    );
-    assert_eq!(
-        std::fs::read(info.root.join("a dir/still spaced")).unwrap(),
-        b"with space"
-    );
-    ok(
-        "rm",
-        &[
-            "-r",
-            &mount.path_str("a dir"),
-            &mount.path_str("from server"),
-        ],
-        60,
-    );
-    assert_eq!(std::fs::read_dir(&info.root).unwrap().count(), 0);
-}
-
-// ----- 6. read-only mounts -----
+// ----- 5. read-only mounts -----
 
 #[test]
 fn read_only_mount_reads_and_refuses_writes() {
@@ -710,7 +539,7 @@ fn read_only_mount_reads_and_refuses_writes() {
     assert_eq!(names.len(), 2, "nothing created or removed: {names:?}");
 }
 
-// ----- 7. changes made on the server -----
+// ----- 6. changes made on the server -----
 
 #[test]
 fn server_side_changes_show_after_the_ttl() {
@@ -770,7 +599,7 @@ fn server_side_changes_show_after_the_ttl() {
     );
 }
 
-// ----- 8. concurrent readers -----
+// ----- 7. concurrent readers -----
 
 #[test]
 fn two_readers_of_one_file_get_the_same_bytes() {

@@ -53,6 +53,14 @@ impl Control {
         self.stream.as_ref().is_some_and(Stream::is_tls)
     }
 
+    /// The TLS version negotiated on this connection (None before TLS).
+    pub fn tls_version(&self) -> Option<rustls::ProtocolVersion> {
+        match self.stream.as_ref()? {
+            Stream::Tls(tls) => tls.conn.protocol_version(),
+            Stream::Plain(_) => None,
+        }
+    }
+
     pub fn tcp(&self) -> Option<&TcpStream> {
         self.stream.as_ref().map(Stream::tcp)
     }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, HandshakeKind};
+use rustls::{ClientConfig, HandshakeKind, ProtocolVersion};
 
 use super::address;
 use super::config::{DataMode, FtpConfig, Security};
@@ -25,6 +25,7 @@ use super::net;
 use super::reply::Reply;
 use super::stream::Stream;
 use super::time;
+use super::tls::SessionStore;
 use super::transfer::{Download, Upload};
 
 /// How long to wait after an ABOR for a transfer reply that an asynchronous
@@ -69,6 +70,15 @@ impl Stats {
 pub struct Connector {
     config: FtpConfig,
     tls_base: Option<Arc<ClientConfig>>,
+    /// `tls_base` capped at TLS 1.2, used by new sessions once
+    /// `tls12_for_data_reuse` is set.
+    tls12_base: Option<Arc<ClientConfig>>,
+    /// Set once a TLS 1.3 session ran out of tickets for its data connections
+    /// (see `Session::keep_data_resumable`).
+    tls12_for_data_reuse: AtomicBool,
+    /// Set when logging in with TLS 1.2 failed: the server is TLS 1.3 only,
+    /// and data connections make full handshakes when out of tickets.
+    tls12_refused: AtomicBool,
     server_name: ServerName<'static>,
     /// Set once the server refused EPSV, so later transfers go straight to PASV.
     epsv_refused: AtomicBool,
@@ -79,11 +89,12 @@ pub struct Connector {
 
 impl Connector {
     pub fn new(config: FtpConfig) -> Result<Arc<Connector>> {
-        let tls_base = match config.security {
-            Security::InsecurePlain => None,
-            Security::Explicit | Security::Implicit => {
-                Some(super::tls::client_config(&config.tls)?)
-            }
+        let (tls_base, tls12_base) = match config.security {
+            Security::InsecurePlain => (None, None),
+            Security::Explicit | Security::Implicit => (
+                Some(super::tls::client_config(&config.tls)?),
+                Some(super::tls::capped_at_tls12(&config.tls)?),
+            ),
         };
         let bare_host = config.host.trim_start_matches('[').trim_end_matches(']');
         let name = config.tls.server_name.as_deref().unwrap_or(bare_host);
@@ -92,6 +103,9 @@ impl Connector {
         Ok(Arc::new(Connector {
             config,
             tls_base,
+            tls12_base,
+            tls12_for_data_reuse: AtomicBool::new(false),
+            tls12_refused: AtomicBool::new(false),
             server_name,
             epsv_refused: AtomicBool::new(false),
             list_a_refused: AtomicBool::new(false),
@@ -113,10 +127,17 @@ impl Connector {
         let timeouts = config.timeouts;
         let tcp = net::connect("control connection", &config.address(), timeouts.connect)?;
         net::tune(&tcp, timeouts.connect, &config.keepalive)?;
+        let base = if self.tls12_for_data_reuse.load(Ordering::Relaxed) {
+            &self.tls12_base
+        } else {
+            &self.tls_base
+        };
+        let (tls, tickets) = base.as_ref().map(super::tls::for_session).unzip();
         let mut session = Session {
             control: Control::new(tcp, timeouts.connect)?,
             connector: Arc::clone(self),
-            tls: self.tls_base.as_ref().map(super::tls::for_session),
+            tls,
+            tickets,
             features: Features::default(),
             broken: false,
             error_seen: false,
@@ -133,6 +154,8 @@ pub struct Session {
     connector: Arc<Connector>,
     /// This session's TLS configuration, with its own resumption store.
     tls: Option<Arc<ClientConfig>>,
+    /// That store, which counts the TLS 1.3 tickets left.
+    tickets: Option<Arc<SessionStore>>,
     features: Features,
     broken: bool,
     /// Set by any failed command; the pool probes such a session before reuse.
@@ -489,6 +512,7 @@ impl Session {
         arg: Option<&[u8]>,
         offset: u64,
     ) -> Result<Stream> {
+        self.keep_data_resumable()?;
         let endpoint = self.open_endpoint()?;
         if offset > 0 {
             let rest = offset.to_string();
@@ -549,6 +573,50 @@ impl Session {
             control_tcp,
             self.config().timeouts.connect,
         )
+    }
+
+    /// Makes sure the next data connection can resume this session's TLS
+    /// session. Under TLS 1.3 each data connection uses up one ticket; when
+    /// none is left (ProFTPD gives two per login and none on data
+    /// connections, see `SessionStore`), the next one would be a full
+    /// handshake, which servers requiring session reuse refuse. Then this
+    /// session logs in again, and it and all later sessions use TLS 1.2,
+    /// whose session any number of data connections resume.
+    fn keep_data_resumable(&mut self) -> Result<()> {
+        let out_of_tickets = self.control.tls_version() == Some(ProtocolVersion::TLSv1_3)
+            && self
+                .tickets
+                .as_ref()
+                .is_some_and(|store| store.tls13_tickets() == 0);
+        let connector = Arc::clone(&self.connector);
+        if !out_of_tickets || connector.tls12_refused.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let first = !connector.tls12_for_data_reuse.swap(true, Ordering::Relaxed);
+        match connector.connect() {
+            Ok(fresh) => {
+                if first {
+                    log::info!(
+                        "the server gives no new TLS 1.3 session tickets on data connections, \
+                         so they could not resume the control connection's session; using \
+                         TLS 1.2 with this server"
+                    );
+                }
+                std::mem::replace(self, fresh).quit();
+            }
+            Err(e @ Error::Tls { .. }) => {
+                log::info!(
+                    "logging in with TLS 1.2 failed ({e}); staying with TLS 1.3, where data \
+                     connections beyond the session's tickets make full handshakes"
+                );
+                connector.tls12_refused.store(true, Ordering::Relaxed);
+                connector
+                    .tls12_for_data_reuse
+                    .store(false, Ordering::Relaxed);
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(())
     }
 
     fn count_handshake(&self, kind: HandshakeKind, shown: &str) {

@@ -5,15 +5,20 @@
 //! session store (`for_session`): its data connections resume *its* TLS
 //! session, as vsftpd (`require_ssl_reuse`), ProFTPD and FileZilla Server
 //! demand. A shared store would let sessions overwrite each other's tickets.
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::{ClientSessionMemoryCache, Resumption, WebPkiServerVerifier};
+use rustls::client::{
+    ClientSessionMemoryCache, ClientSessionStore, Resumption, Tls12ClientSessionValue,
+    Tls13ClientSessionValue, WebPkiServerVerifier,
+};
 use rustls::crypto::{ring, CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+    CertificateError, ClientConfig, DigitallySignedStruct, NamedGroup, RootCertStore,
+    SignatureScheme,
 };
 
 use super::config::{TlsOptions, TlsVersion};
@@ -37,19 +42,116 @@ pub fn client_config(options: &TlsOptions) -> Result<Arc<ClientConfig>> {
 }
 
 /// A copy of `base` with a session store of its own, for one control session
-/// and the data connections it opens.
-pub fn for_session(base: &Arc<ClientConfig>) -> Arc<ClientConfig> {
+/// and the data connections it opens; and that store, which says how many
+/// TLS 1.3 tickets are left.
+pub fn for_session(base: &Arc<ClientConfig>) -> (Arc<ClientConfig>, Arc<SessionStore>) {
     let mut config = ClientConfig::clone(base);
-    // One server, but the size must be well above 8: rustls divides it by 8
-    // (tickets per server) to size its map of servers, and a map sized for one
-    // server evicts each entry as soon as it is inserted (rustls 0.23), so
-    // `new(8)` silently stores nothing and no data connection resumes.
-    config.resumption = Resumption::store(session_store());
-    Arc::new(config)
+    let store = Arc::new(SessionStore::new());
+    config.resumption = Resumption::store(store.clone());
+    (Arc::new(config), store)
 }
 
-fn session_store() -> Arc<ClientSessionMemoryCache> {
-    Arc::new(ClientSessionMemoryCache::new(32))
+/// The TLS 1.2 variant of a configuration: for servers whose TLS 1.3 session
+/// cannot be resumed by every data connection (see `SessionStore`).
+pub fn capped_at_tls12(options: &TlsOptions) -> Result<Arc<ClientConfig>> {
+    client_config(&TlsOptions {
+        max_version: Some(TlsVersion::Tls12),
+        ..options.clone()
+    })
+}
+
+/// rustls's memory store, counting the TLS 1.3 tickets it holds.
+///
+/// Why count: rustls uses a TLS 1.3 ticket once (RFC 8446 advice), while an
+/// FTPS server that requires session reuse refuses a data connection that
+/// does not resume. vsftpd hands out a new ticket on every data connection,
+/// but ProFTPD (mod_tls) gives two per login and none on data connections, so
+/// a session's third data connection would be refused (425). The session
+/// looks here before opening a data connection and acts while it still can.
+pub struct SessionStore {
+    inner: ClientSessionMemoryCache,
+    tls13_tickets: AtomicUsize,
+}
+
+/// rustls keeps at most this many TLS 1.3 tickets per server, dropping the
+/// oldest (rustls 0.23, `MAX_TLS13_TICKETS_PER_SERVER`).
+const TICKETS_KEPT: usize = 8;
+
+impl SessionStore {
+    fn new() -> SessionStore {
+        SessionStore {
+            // One server, but the size must be well above 8: rustls divides
+            // it by 8 (tickets per server) to size its map of servers, and a
+            // map sized for one server evicts each entry as soon as it is
+            // inserted (rustls 0.23), so `new(8)` silently stores nothing and
+            // no data connection resumes.
+            inner: ClientSessionMemoryCache::new(32),
+            tls13_tickets: AtomicUsize::new(0),
+        }
+    }
+
+    /// TLS 1.3 tickets not used yet (expired ones included).
+    pub fn tls13_tickets(&self) -> usize {
+        self.tls13_tickets.load(Ordering::Relaxed)
+    }
+}
+
+impl std::fmt::Debug for SessionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionStore")
+            .field("tls13_tickets", &self.tls13_tickets())
+            .finish()
+    }
+}
+
+impl ClientSessionStore for SessionStore {
+    fn set_kx_hint(&self, server_name: ServerName<'static>, group: NamedGroup) {
+        self.inner.set_kx_hint(server_name, group)
+    }
+
+    fn kx_hint(&self, server_name: &ServerName<'_>) -> Option<NamedGroup> {
+        self.inner.kx_hint(server_name)
+    }
+
+    fn set_tls12_session(&self, server_name: ServerName<'static>, value: Tls12ClientSessionValue) {
+        self.inner.set_tls12_session(server_name, value)
+    }
+
+    fn tls12_session(&self, server_name: &ServerName<'_>) -> Option<Tls12ClientSessionValue> {
+        self.inner.tls12_session(server_name)
+    }
+
+    fn remove_tls12_session(&self, server_name: &ServerName<'static>) {
+        self.inner.remove_tls12_session(server_name)
+    }
+
+    fn insert_tls13_ticket(
+        &self,
+        server_name: ServerName<'static>,
+        value: Tls13ClientSessionValue,
+    ) {
+        self.inner.insert_tls13_ticket(server_name, value);
+        let _ = self
+            .tls13_tickets
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some((n + 1).min(TICKETS_KEPT))
+            });
+    }
+
+    fn take_tls13_ticket(
+        &self,
+        server_name: &ServerName<'static>,
+    ) -> Option<Tls13ClientSessionValue> {
+        let ticket = self.inner.take_tls13_ticket(server_name);
+        if ticket.is_some() {
+            let _ = self
+                .tls13_tickets
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    Some(n.saturating_sub(1))
+                });
+        }
+        ticket
+    }
 }
 
 /// The SHA-256 fingerprint of a DER certificate, as colon-separated hex.
@@ -310,8 +412,7 @@ mod tests {
 
     #[test]
     fn session_store_keeps_what_it_is_given() {
-        use rustls::client::ClientSessionStore;
-        let store = session_store();
+        let store = SessionStore::new();
         let name = ServerName::try_from("127.0.0.1").unwrap();
         store.set_kx_hint(name.clone(), rustls::NamedGroup::X25519);
         assert_eq!(store.kx_hint(&name), Some(rustls::NamedGroup::X25519));

@@ -5,7 +5,10 @@
 pub mod data;
 pub mod fake;
 pub mod mount;
+pub mod mount_suite;
 pub mod proxy;
+pub mod scratch;
+pub mod script_server;
 pub mod server;
 pub mod store_contract;
 pub mod suite;

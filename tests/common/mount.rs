@@ -59,8 +59,24 @@ pub fn is_mounted(dir: &Path) -> bool {
 }
 
 impl Mount {
-    /// Mounts the server's root with extra command-line options.
+    /// Mounts the server's root with extra command-line options, over
+    /// explicit TLS (`ftpes://`).
     pub fn start(info: &ServerInfo, extra: &[&str]) -> Mount {
+        let url = format!("ftpes://{}@{}:{}/", info.user, info.host, info.port);
+        Mount::start_url(info, &url, extra)
+    }
+
+    /// Mounts the server's root over implicit TLS (`ftps://`, TLS from the
+    /// first byte), on the server's implicit port.
+    pub fn start_implicit(info: &ServerInfo, extra: &[&str]) -> Mount {
+        let port = info
+            .implicit_port
+            .expect("this server has no implicit-TLS port");
+        let url = format!("ftps://{}@{}:{port}/", info.user, info.host);
+        Mount::start_url(info, &url, extra)
+    }
+
+    fn start_url(info: &ServerInfo, url: &str, extra: &[&str]) -> Mount {
         let base = std::env::temp_dir().join(format!(
             "ftpsfs-mount-{}-{}",
             std::process::id(),
@@ -70,7 +86,6 @@ impl Mount {
         let cache = base.join("cache");
         std::fs::create_dir_all(&dir).unwrap();
         let log = base.join("ftpsfs.log");
-        let url = format!("ftpes://{}@{}:{}/", info.user, info.host, info.port);
         let child = Command::new(binary())
             .arg("-f")
             .arg("--ca-file")
@@ -84,7 +99,7 @@ impl Mount {
             .arg("--timeout")
             .arg("20")
             .args(extra)
-            .arg(&url)
+            .arg(url)
             .arg(&dir)
             .env("FTPSFS_PASSWORD", &info.password)
             .stdin(Stdio::null())
