@@ -122,7 +122,7 @@ impl Default for FsConfig {
             uid: 0,
             gid: 0,
             umask: 0o022,
-            read_ahead: 8 * 1024 * 1024,
+            read_ahead: 4 * 1024 * 1024,
         }
     }
 }

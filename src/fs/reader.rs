@@ -16,6 +16,9 @@ use crate::store::{self, ReadStream};
 
 /// Bytes asked of the stream per read.
 const CHUNK: usize = 256 * 1024;
+/// The largest read the kernel sends (fuse.rs sets max_readahead and
+/// max_read to 1 MiB).
+const MAX_READ: usize = 1024 * 1024;
 
 struct Buffer {
     /// File offset of `data[0]`.
@@ -51,10 +54,15 @@ impl ReadAhead {
     /// wants it), keeping up to `window` bytes ahead of the reader.
     pub fn start(stream: Box<dyn ReadStream>, window: usize) -> std::io::Result<ReadAhead> {
         let window = window.max(CHUNK) as u64;
+        let history = (window / 4).max(CHUNK as u64);
+        // All the buffer will hold: history, the window ahead of the newest
+        // read, that read, and one chunk. Reserved once, because a VecDeque
+        // that grows doubles — to 16 MiB per reader for an 8 MiB window.
+        let capacity = (history + window) as usize + MAX_READ + CHUNK;
         let shared = Arc::new(Shared {
             buffer: Mutex::new(Buffer {
                 start: stream.position(),
-                data: VecDeque::new(),
+                data: VecDeque::with_capacity(capacity),
                 wanted: stream.position(),
                 eof: false,
                 error: None,
@@ -69,7 +77,7 @@ impl ReadAhead {
         Ok(ReadAhead {
             shared,
             window,
-            history: (window / 4).max(CHUNK as u64),
+            history,
         })
     }
 
