@@ -14,19 +14,13 @@ use common::script_server::ScriptServer;
 use common::vsftpd::Vsftpd;
 use inproc::InProcServer;
 
-/// Debian's vsftpd 3.0.3: no MFMT, but `MDTM time path`; SITE CHMOD; LIST
-/// (no MLSD) with `-a` for dot files.
-const VSFTPD: Expect = Expect {
+/// A server that does all the suite asks: vsftpd (`MDTM time path`, LIST
+/// with `-a`), ProFTPD and pyftpdlib (MLSD, MFMT); all do SITE CHMOD.
+const EVERYTHING: Expect = Expect {
     sets_mtime: true,
     chmod: true,
     dot_files: true,
-};
-
-/// ProFTPD 1.3.8 with mod_tls: MLSD, MFMT, SITE CHMOD.
-const PROFTPD: Expect = Expect {
-    sets_mtime: true,
-    chmod: true,
-    dot_files: true,
+    trailing_spaces: true,
 };
 
 /// The core suite on explicit-TLS mounts of `server`.
@@ -42,35 +36,39 @@ fn explicit(server: &ScriptServer, expect: Expect) {
 fn vsftpd_tls13_explicit() {
     let server = Vsftpd::start(&[]);
     assert_eq!(server.env["FTPS_TLS_MAX"], "1.3");
-    explicit(&server, VSFTPD);
+    explicit(&server, EVERYTHING);
 }
 
 #[test]
 fn vsftpd_tls12_only() {
     let server = Vsftpd::start(&["--tls12-only"]);
     assert_eq!(server.env["FTPS_TLS_MAX"], "1.2");
-    explicit(&server, VSFTPD);
+    explicit(&server, EVERYTHING);
 }
 
 #[test]
 fn vsftpd_implicit_tls() {
     let server = Vsftpd::start(&[]);
     let root = &server.info.root;
-    core_suite(root, || Mount::start_implicit(&server.info, &[]), VSFTPD);
+    core_suite(
+        root,
+        || Mount::start_implicit(&server.info, &[]),
+        EVERYTHING,
+    );
 }
 
 #[test]
 fn proftpd_session_reuse_required() {
     let server = ScriptServer::start("proftpd-test-server", &[]);
     assert_eq!(server.env["FTPS_SESSION_REUSE_REQUIRED"], "yes");
-    explicit(&server, PROFTPD);
+    explicit(&server, EVERYTHING);
 }
 
 #[test]
 fn proftpd_no_session_reuse_required() {
     let server = ScriptServer::start("proftpd-test-server", &["--no-session-reuse-required"]);
     assert_eq!(server.env["FTPS_SESSION_REUSE_REQUIRED"], "no");
-    explicit(&server, PROFTPD);
+    explicit(&server, EVERYTHING);
 }
 
 /// The in-process libunftp server that `cargo test` runs everywhere: MLSD,
@@ -81,8 +79,27 @@ fn inproc_libunftp() {
     let info = server.info();
     let expect = Expect {
         sets_mtime: false,
-        chmod: true,
-        dot_files: true,
+        ..EVERYTHING
     };
     core_suite(&info.root, || Mount::start(&info, &[]), expect);
+}
+
+/// pyftpdlib's TLS_FTPHandler: MLSD, MFMT, SITE CHMOD; data connections
+/// need not resume the control session.
+#[test]
+fn pyftpdlib_tls() {
+    let server = ScriptServer::start("pyftpdlib-test-server", &[]);
+    explicit(&server, EVERYTHING);
+}
+
+/// Pure-FTPd 1.0.50 with --tls=2: MLSD, MFMT, SITE CHMOD; stores a name
+/// ending in a space with an underscore instead.
+#[test]
+fn pure_ftpd_tls() {
+    let server = ScriptServer::start("pure-ftpd-test-server", &[]);
+    let expect = Expect {
+        trailing_spaces: false,
+        ..EVERYTHING
+    };
+    explicit(&server, expect);
 }

@@ -205,6 +205,7 @@ launch_in_session() {
     [[ -z $sid || $sid == "$pid" ]] && return 0
     sleep 0.02
   done
+  kill "$pid" 2>/dev/null || true
   die "$name: setsid did not make pid $pid a session leader"
 }
 
@@ -323,19 +324,68 @@ curl_self_check() {
     --user "$USER_NAME:$PASSWORD" "ftp://$HOST:$port/" 2>&1
 }
 
-# parse_stop_args ARGS...: the --dir of `stop` (into STOP_DIR).
-parse_stop_args() {
-  STOP_DIR=""
+# stop_session_server NAME ARGS...: `stop --dir DIR` for a server started by
+# launch_in_session NAME, whose executable start wrote to DIR/server-binary:
+# end its processes, forget its port block, remove DIR.
+stop_session_server() {
+  local name=$1 dir="" exe
+  shift
   while (($#)); do
     case $1 in
-      --dir) STOP_DIR=${2:?--dir needs a value}; shift 2 ;;
-      --dir=*) STOP_DIR=${1#--dir=}; shift ;;
+      --dir) dir=${2:?--dir needs a value}; shift 2 ;;
+      --dir=*) dir=${1#--dir=}; shift ;;
       -h|--help) usage; exit 0 ;;
       *) die "stop: unknown argument: $1 (see --help)" ;;
     esac
   done
   need_root
-  [[ -n $STOP_DIR ]] || die "stop: --dir DIR is required"
+  [[ -n $dir ]] || die "stop: --dir DIR is required"
+  dir=$(checked_state_dir "$dir")
+  [[ -n $dir ]] || return 0
+  if [[ -f $dir/server-binary ]]; then
+    exe=$(<"$dir/server-binary")
+    kill_session "$dir/$name.pid" "$exe"
+  fi
+  release_block "$dir"
+  rm -rf -- "$dir"
+}
+
+# fail_session_start NAME MESSAGE: stop what start began, keep DIR, exit 1.
+fail_session_start() {
+  local name=$1
+  shift
+  note "start failed: $*"
+  if [[ -f $DIR/server-binary ]]; then
+    kill_session "$DIR/$name.pid" "$(<"$DIR/server-binary")" || true
+  fi
+  release_block "$DIR"
+  note "state kept for inspection in $DIR (remove it with: $PROG stop --dir $DIR)"
+  exit 1
+}
+
+# record_server_binary PATH: the executable stop looks for (as /proc/PID/exe
+# names it: symlinks resolved).
+record_server_binary() {
+  readlink -f "$1" >"$DIR/server-binary"
+}
+
+# server_running_in NAME: the server of DIR/NAME.pid still runs.
+server_running_in() {
+  [[ -f $DIR/$1.pid && -f $DIR/server-binary ]] \
+    && [[ -n $(session_pids "$(<"$DIR/$1.pid")" "$(<"$DIR/server-binary")") ]]
+}
+
+# dispatch ARGS...: the scripts' command line (start|stop|--help).
+dispatch() {
+  local cmd=${1:-}
+  (($#)) && shift
+  case $cmd in
+    start) cmd_start "$@" ;;
+    stop) cmd_stop "$@" ;;
+    -h|--help|help) usage ;;
+    "") usage >&2; exit 2 ;;
+    *) usage >&2; die "unknown command: $cmd" ;;
+  esac
 }
 
 # print_env KEY=VALUE...: write the lines to DIR/env and stdout.

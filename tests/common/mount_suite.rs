@@ -23,6 +23,9 @@ pub struct Expect {
     pub chmod: bool,
     /// Names starting with a dot are listed.
     pub dot_files: bool,
+    /// A name ending in a space is stored as it is (Pure-FTPd stores
+    /// `name ` as `name_`).
+    pub trailing_spaces: bool,
 }
 
 /// Every step. `mount` mounts the server directory `root`, which starts
@@ -35,7 +38,7 @@ pub fn core_suite(root: &Path, mount: impl Fn() -> Mount, expect: Expect) {
     let mount = mount();
     cp_in_and_out_keeps_every_byte(root, &mount);
     overwrite_append_and_truncate_in_place(root, &mount);
-    names_with_spaces_unicode_and_dots(root, &mount, expect.dot_files);
+    names_with_spaces_unicode_and_dots(root, &mount, expect);
     touch_and_chmod_reach_the_server(root, &mount, expect);
     rsync_twice(root, &mount, expect.sets_mtime);
 }
@@ -151,7 +154,8 @@ pub fn overwrite_append_and_truncate_in_place(root: &Path, mount: &Mount) {
 /// listed when the server lists dot files (what the server's listing
 /// says: that directory was made behind the mount's back); a name with a line
 /// feed is refused with EINVAL (it would inject a command).
-pub fn names_with_spaces_unicode_and_dots(root: &Path, mount: &Mount, dot_files: bool) {
+pub fn names_with_spaces_unicode_and_dots(root: &Path, mount: &Mount, expect: Expect) {
+    let dot_files = expect.dot_files;
     ok("mkdir", &["-p", &mount.path_str("names/a dir")], 30);
     assert_eq!(
         std::fs::read(mount.path("from server/a file")).unwrap(),
@@ -172,7 +176,6 @@ pub fn names_with_spaces_unicode_and_dots(root: &Path, mount: &Mount, dot_files:
         "with space",
         "two  spaces",
         " leading",
-        "trailing ",
         "ünïcødé ✓",
         ".hidden",
         "..dots",
@@ -212,6 +215,22 @@ pub fn names_with_spaces_unicode_and_dots(root: &Path, mount: &Mount, dot_files:
         !root.join("names/a dir").exists(),
         "rm -r of the named files"
     );
+    trailing_space(root, mount, expect.trailing_spaces);
+}
+
+/// A name ending in a space: kept, or (Pure-FTPd) the server stores the
+/// file as `name_`, and the write still succeeds with every byte there.
+fn trailing_space(root: &Path, mount: &Mount, kept: bool) {
+    ok("mkdir", &[&mount.path_str("names/trailing")], 30);
+    std::fs::write(mount.path("names/trailing/space "), b"t").unwrap();
+    let on_server = root.join("names/trailing/space ");
+    let renamed = root.join("names/trailing/space_");
+    if kept {
+        assert_eq!(std::fs::read(on_server).unwrap(), b"t");
+    } else {
+        assert!(!on_server.exists(), "the server keeps trailing spaces");
+        assert_eq!(std::fs::read(renamed).unwrap(), b"t");
+    }
 }
 
 fn list(mount: &Mount, dir: &str) -> Vec<String> {
