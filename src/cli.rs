@@ -119,7 +119,7 @@ pub struct Args {
     )]
     active_address: Option<IpAddr>,
 
-    /// Connect to the address in the PASV reply instead of the control connection's peer
+    /// Connect to the address in the PASV reply instead of the control connection's peer (implies PASV: an EPSV reply has no address)
     #[arg(long, help_heading = "Connection")]
     trust_pasv_address: bool,
 
@@ -607,7 +607,8 @@ fn data_mode(args: &Args) -> DataMode {
     } else {
         DataMode::Passive {
             trust_pasv_address: args.trust_pasv_address,
-            epsv: !args.no_epsv,
+            // Only a PASV reply has an address to trust.
+            epsv: !args.no_epsv && !args.trust_pasv_address,
         }
     }
 }

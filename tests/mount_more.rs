@@ -16,7 +16,6 @@ use common::data;
 use common::mount::{is_mounted, ok, run, Mount};
 use common::scratch::Scratch;
 use common::vsftpd::Vsftpd;
-use common::ServerInfo;
 
 // ----- helpers -----
 
@@ -71,18 +70,6 @@ fn signal(pid: u32, name: &str) {
 }
 
 /// Every FTP command in vsftpd's protocol log, in order (`"LIST d1"`, …).
-fn server_commands(info: &ServerInfo) -> Vec<String> {
-    const MARK: &str = "FTP command: Client \"";
-    info.log_text()
-        .lines()
-        .filter_map(|line| {
-            let rest = &line[line.find(MARK)? + MARK.len()..];
-            let cmd = &rest[rest.find("\", \"")? + 4..];
-            Some(cmd.strip_suffix('"').unwrap_or(cmd).to_string())
-        })
-        .collect()
-}
-
 fn count_verb(commands: &[String], verb: &str) -> usize {
     commands
         .iter()
@@ -319,12 +306,12 @@ fn warm_ls_lr_sends_no_command() {
         &["--attr-ttl", "60", "--dir-ttl", "60", "--keepalive", "3600"],
     );
     let target = mount.path_str("tree");
-    let before = server_commands(&server.info).len();
+    let before = server.commands().len();
     let cold = ok("ls", &["-lR", &target], 120).stdout;
-    let after_cold = server_commands(&server.info);
+    let after_cold = server.commands();
     let cold_commands = &after_cold[before..];
     let warm = ok("ls", &["-lR", &target], 120).stdout;
-    let after_warm = server_commands(&server.info);
+    let after_warm = server.commands();
 
     let lists = count_verb(cold_commands, "LIST") + count_verb(cold_commands, "MLSD");
     let mdtms = count_verb(cold_commands, "MDTM");

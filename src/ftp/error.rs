@@ -106,6 +106,11 @@ impl Error {
             Error::Connect { .. } | Error::Timeout { .. } | Error::Closed { .. } => Kind::Transient,
             Error::Io { .. } => Kind::Transient,
             Error::Tls { .. } => Kind::Tls,
+            // "550 Permission denied" to EPSV is about passive mode, not a
+            // file: reported as a refused request (EIO), not EACCES.
+            Error::Reply { command, code, .. } if opens_data(command) && *code >= 500 => {
+                Kind::Refused
+            }
             Error::Reply { code, text, .. } => classify_reply(*code, text),
             Error::Protocol { .. } => Kind::Protocol,
             Error::InvalidInput(_) | Error::Config(_) => Kind::InvalidInput,
@@ -133,6 +138,11 @@ impl Error {
             _ => true,
         }
     }
+}
+
+/// Commands that set up a data connection rather than name a file.
+fn opens_data(command: &str) -> bool {
+    matches!(command, "EPSV" | "PASV" | "EPRT" | "PORT")
 }
 
 /// Classifies a negative reply. 550 is used by servers for "no such file" and
@@ -278,6 +288,16 @@ mod tests {
             Kind::Unsupported
         );
         assert_eq!(reply(501, "Syntax error").kind(), Kind::Refused);
+        let passive_refused = Error::Reply {
+            command: "EPSV".into(),
+            code: 550,
+            text: "Permission denied.".into(),
+        };
+        assert_eq!(
+            passive_refused.kind(),
+            Kind::Refused,
+            "not a file's permission"
+        );
     }
 
     #[test]

@@ -32,6 +32,22 @@ impl Vsftpd {
         }
     }
 
+    /// Every FTP command the explicit-TLS server logged, in order (vsftpd's
+    /// `log_ftp_protocol`), e.g. `"STOR /a.txt"`; the password is logged as
+    /// `<password>`.
+    pub fn commands(&self) -> Vec<String> {
+        const MARK: &str = "FTP command: Client \"";
+        self.info
+            .log_text()
+            .lines()
+            .filter_map(|line| {
+                let rest = &line[line.find(MARK)? + MARK.len()..];
+                let cmd = &rest[rest.find("\", \"")? + 4..];
+                Some(cmd.strip_suffix('"').unwrap_or(cmd).to_string())
+            })
+            .collect()
+    }
+
     /// Kills every session process (each session is a privileged parent and
     /// an unprivileged child) but not the listener: every control connection
     /// drops, as when a server restarts.
