@@ -1,7 +1,8 @@
 //! The mount across the network conditions FTP is known for, against vsftpd:
-//! a server behind NAT that advertises a wrong address in its PASV reply, and
-//! a firewall that blocks the passive ports (active mode, a port range, an
-//! advertised NAT address). The fault proxy stands in for "another host".
+//! a server behind NAT that advertises a wrong address in its PASV reply, a
+//! firewall that blocks the passive ports (active mode, a port range, an
+//! advertised NAT address), and IPv6. The fault proxy stands in for
+//! "another host".
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -162,4 +163,36 @@ fn active_mode_advertises_the_nat_address() {
         assert!(ports.contains(port), "port {port} outside the range");
     }
     assert!(proxy.stats(Kind::Data).accepted >= 2);
+}
+
+#[test]
+fn ipv6_passive_and_active() {
+    let server = Vsftpd::start(&["--ipv6"]);
+    assert_eq!(server.info.host, "::1");
+    let mount = Mount::start(&server.info, &[]);
+    round_trip(&server, &mount, "v6.bin");
+    ok("mkdir", &[&mount.path_str("v6 dir")], 30);
+    ok(
+        "mv",
+        &[&mount.path_str("v6.bin"), &mount.path_str("v6 dir/v6.bin")],
+        30,
+    );
+    let listing = ok("ls", &[&mount.path_str("v6 dir")], 30);
+    assert!(String::from_utf8_lossy(&listing.stdout).contains("v6.bin"));
+    let commands = server.commands();
+    assert!(commands.iter().any(|c| c == "EPSV"), "{commands:?}");
+    assert!(!commands.iter().any(|c| c == "PASV"), "{commands:?}");
+    drop(mount);
+
+    let mount = Mount::start(&server.info, &["--active", "--active-ports", "40300-40320"]);
+    round_trip(&server, &mount, "v6-active.bin");
+    let eprt: Vec<String> = server
+        .commands()
+        .into_iter()
+        .filter(|c| c.starts_with("EPRT "))
+        .collect();
+    assert!(!eprt.is_empty());
+    for c in &eprt {
+        assert!(c.starts_with("EPRT |2|::1|"), "{c}");
+    }
 }

@@ -12,6 +12,8 @@
 # kill_session, wait_banner, tls_version_ok.
 
 HOST=127.0.0.1
+# HOST as it goes into a URL or host:port (IPv6 addresses in brackets).
+HOST_URL=$HOST
 LOCK_FILE=/run/lock/ftpsfs-test-server.lock
 REGISTRY=/run/ftpsfs-test-server/blocks   # one file per reserved port block
 VARLIB=/var/lib/ftpsfs-test-server
@@ -166,7 +168,7 @@ EOF
 tls_version_ok() {
   local port=$1 v=$2 opt
   case $v in 1.2) opt=-tls1_2 ;; 1.3) opt=-tls1_3 ;; esac
-  timeout 5 openssl s_client -starttls ftp -connect "$HOST:$port" "$opt" \
+  timeout 5 openssl s_client -starttls ftp -connect "$HOST_URL:$port" "$opt" \
     -CAfile "$DIR/ca.pem" -verify_return_error </dev/null >"$DIR/tlscheck.out" 2>&1 || true
   grep -q "^New, TLSv$v," "$DIR/tlscheck.out"
 }
@@ -321,7 +323,7 @@ release_block() {
 curl_self_check() {
   local port=$1
   curl -sS --max-time 10 --ssl-reqd --cacert "$DIR/ca.pem" \
-    --user "$USER_NAME:$PASSWORD" "ftp://$HOST:$port/" 2>&1
+    --user "$USER_NAME:$PASSWORD" "ftp://$HOST_URL:$port/" 2>&1
 }
 
 # stop_session_server NAME ARGS...: `stop --dir DIR` for a server started by

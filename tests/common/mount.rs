@@ -62,7 +62,7 @@ impl Mount {
     /// Mounts the server's root with extra command-line options, over
     /// explicit TLS (`ftpes://`).
     pub fn start(info: &ServerInfo, extra: &[&str]) -> Mount {
-        let url = format!("ftpes://{}@{}:{}/", info.user, info.host, info.port);
+        let url = format!("ftpes://{}@{}:{}/", info.user, info.url_host(), info.port);
         Mount::start_url(info, &url, extra)
     }
 
@@ -72,7 +72,7 @@ impl Mount {
         let port = info
             .implicit_port
             .expect("this server has no implicit-TLS port");
-        let url = format!("ftps://{}@{}:{port}/", info.user, info.host);
+        let url = format!("ftps://{}@{}:{port}/", info.user, info.url_host());
         Mount::start_url(info, &url, extra)
     }
 

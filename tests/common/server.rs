@@ -55,6 +55,15 @@ impl ServerInfo {
         Some(config)
     }
 
+    /// The host as it goes into a URL: an IPv6 address in brackets.
+    pub fn url_host(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        }
+    }
+
     /// The server's protocol log as text (empty when it keeps none).
     pub fn log_text(&self) -> String {
         self.log
