@@ -10,6 +10,13 @@ use ftpsfs::ftp::config::Timeouts;
 use ftpsfs::ftp::{Connector, Credentials, DataMode, FtpConfig, Password, Security, Session};
 
 fn plain_session(port: u16, data_mode: DataMode) -> Session {
+    Connector::new(plain_config(port, data_mode))
+        .unwrap()
+        .connect()
+        .expect("login")
+}
+
+fn plain_config(port: u16, data_mode: DataMode) -> FtpConfig {
     let mut config = FtpConfig::new(
         "127.0.0.1",
         port,
@@ -25,7 +32,7 @@ fn plain_session(port: u16, data_mode: DataMode) -> Session {
         reply: Duration::from_secs(2),
         data_idle: Duration::from_secs(2),
     };
-    Connector::new(config).unwrap().connect().expect("login")
+    config
 }
 
 fn read_all(session: &mut Session) -> usize {
@@ -289,4 +296,62 @@ fn list_without_dash_a_is_remembered() {
         .filter(|l| l.starts_with("LIST"))
         .collect();
     assert_eq!(lists, vec!["LIST -a", "LIST", "LIST d"], "-a tried once");
+}
+
+static LOGGING_IN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static MOST_LOGGING_IN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A server whose USER takes 300 ms, and which counts the logins under way.
+fn slow_login(c: &mut Conn) {
+    use std::sync::atomic::Ordering::SeqCst;
+    c.send("220 slow to log in\r\n");
+    while let Some(line) = c.recv() {
+        let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
+        let reply = match verb.as_str() {
+            "USER" => {
+                let now = LOGGING_IN.fetch_add(1, SeqCst) + 1;
+                MOST_LOGGING_IN.fetch_max(now, SeqCst);
+                std::thread::sleep(Duration::from_millis(300));
+                LOGGING_IN.fetch_sub(1, SeqCst);
+                "331 password\r\n"
+            }
+            "PASS" => "230 in\r\n",
+            "FEAT" => "211 no features\r\n",
+            "TYPE" | "NOOP" => "200 ok\r\n",
+            "QUIT" => {
+                c.send("221 bye\r\n");
+                return;
+            }
+            _ => "502 not here\r\n",
+        };
+        c.send(reply);
+    }
+}
+
+/// Start-up logs every session in at once: over a slow link, four logins
+/// in a row would take four times as long before the mount is live.
+#[test]
+fn the_pool_logs_its_sessions_in_concurrently_at_start_up() {
+    use ftpsfs::ftp::{Pool, PoolSettings};
+    let server = FakeServer::start(slow_login);
+    let settings = PoolSettings {
+        max_sessions: 4,
+        ..PoolSettings::default()
+    };
+    let pool = Pool::new(
+        Connector::new(plain_config(server.port, DataMode::default())).unwrap(),
+        settings,
+    );
+    pool.warm_up(4).expect("logins");
+    assert_eq!(
+        MOST_LOGGING_IN.load(std::sync::atomic::Ordering::SeqCst),
+        4,
+        "logins under way at the same time"
+    );
+    let users = server
+        .received()
+        .iter()
+        .filter(|l| l.starts_with("USER"))
+        .count();
+    assert_eq!(users, 4, "one login per session");
 }
