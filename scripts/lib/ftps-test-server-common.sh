@@ -377,13 +377,20 @@ server_running_in() {
     && [[ -n $(session_pids "$(<"$DIR/$1.pid")" "$(<"$DIR/server-binary")") ]]
 }
 
-# dispatch ARGS...: the scripts' command line (start|stop|--help).
+# dispatch ARGS...: the scripts' command line (start|stop|prepare|--help);
+# `prepare` (unpack the server, check its libraries: what CI does before the
+# tests) is for the scripts that define cmd_prepare.
 dispatch() {
   local cmd=${1:-}
   (($#)) && shift
   case $cmd in
     start) cmd_start "$@" ;;
     stop) cmd_stop "$@" ;;
+    prepare)
+      need_root
+      declare -F cmd_prepare >/dev/null || die "prepare: nothing to prepare for this server"
+      cmd_prepare
+      ;;
     -h|--help|help) usage ;;
     "") usage >&2; exit 2 ;;
     *) usage >&2; die "unknown command: $cmd" ;;
@@ -409,17 +416,26 @@ extracted_package() {
   local name=$1 root=$SERVER_CACHE/$1 pkg deb
   shift
   if [[ -f $root/.complete ]]; then echo "$root"; return 0; fi
-  mkdir -p "$SERVER_CACHE/debs" "$root"
-  for pkg in "$@"; do
-    deb=$(compgen -G "$SERVER_CACHE/debs/${pkg}_*.deb" | head -n 1 || true)
-    if [[ -z $deb ]]; then
-      (cd "$SERVER_CACHE/debs" && timeout 300 apt-get download -q "$pkg" >&2) \
-        || die "apt-get download $pkg failed (needs the Debian archive once; then $SERVER_CACHE is reused)"
-      deb=$(compgen -G "$SERVER_CACHE/debs/${pkg}_*.deb" | head -n 1)
-    fi
-    dpkg -x "$deb" "$root" || die "dpkg -x $deb failed"
-  done
-  : >"$root/.complete"
+  mkdir -p "$SERVER_CACHE/debs"
+  # two servers starting at once on a fresh machine: one unpacks, one waits
+  exec 8>"$SERVER_CACHE/.lock"
+  flock -w 300 8 || die "could not lock $SERVER_CACHE/.lock"
+  if [[ ! -f $root/.complete ]]; then
+    rm -rf "$root"
+    mkdir -p "$root"
+    for pkg in "$@"; do
+      deb=$(compgen -G "$SERVER_CACHE/debs/${pkg}_*.deb" | head -n 1 || true)
+      if [[ -z $deb ]]; then
+        (cd "$SERVER_CACHE/debs" \
+          && timeout 300 apt-get download -q -o APT::Sandbox::User=root "$pkg" >&2) \
+          || die "apt-get download $pkg failed (needs the Debian archive once; then $SERVER_CACHE is reused)"
+        deb=$(compgen -G "$SERVER_CACHE/debs/${pkg}_*.deb" | head -n 1)
+      fi
+      dpkg -x "$deb" "$root" || die "dpkg -x $deb failed"
+    done
+    : >"$root/.complete"
+  fi
+  exec 8>&-
   echo "$root"
 }
 
