@@ -6,6 +6,7 @@ pub mod data;
 pub mod fake;
 pub mod mount;
 pub mod mount_suite;
+pub mod proxied;
 pub mod proxy;
 pub mod scratch;
 pub mod script_server;

@@ -1,0 +1,74 @@
+//! vsftpd behind the fault proxy: the proxy listens on 127.0.0.2 on the
+//! server's control port and passive ports and forwards to 127.0.0.1, and
+//! mounts go through it. The certificate names 127.0.0.1, not the proxy's
+//! address, so mounts pin it instead.
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+
+use super::mount::{ok, Mount};
+use super::proxy::FaultProxy;
+use super::vsftpd::Vsftpd;
+use super::ServerInfo;
+
+pub const SERVER_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+pub const PROXY_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+
+pub struct Proxied {
+    pub proxy: FaultProxy,
+    /// Host and port of the proxy; root and log of the real server.
+    pub info: ServerInfo,
+    /// The server certificate's SHA-256 fingerprint, for --pin-sha256.
+    pub pin: String,
+    pub server: Vsftpd,
+}
+
+impl Proxied {
+    pub fn start(server_options: &[&str]) -> Proxied {
+        let server = Vsftpd::start(server_options);
+        let port = |key: &str| -> u16 {
+            server.env[key]
+                .parse()
+                .unwrap_or_else(|_| panic!("{key} is not a port"))
+        };
+        let data_ports = port("FTPS_PASV_MIN")..=port("FTPS_PASV_MAX");
+        let proxy = FaultProxy::start(PROXY_IP, SERVER_IP, server.info.port, data_ports);
+        let mut info = server.info.clone();
+        info.host = PROXY_IP.to_string();
+        let pin = fingerprint(info.server_cert.as_deref().expect("server certificate"));
+        Proxied {
+            proxy,
+            info,
+            pin,
+            server,
+        }
+    }
+
+    /// Mounts through the proxy with `extra` options.
+    pub fn mount(&self, extra: &[&str]) -> Mount {
+        let mut args = vec!["--pin-sha256", self.pin.as_str()];
+        args.extend_from_slice(extra);
+        Mount::start(&self.info, &args)
+    }
+}
+
+/// The SHA-256 fingerprint of a PEM certificate, for --pin-sha256.
+pub fn fingerprint(pem: &Path) -> String {
+    let out = ok(
+        "openssl",
+        &[
+            "x509",
+            "-in",
+            &pem.to_string_lossy(),
+            "-noout",
+            "-fingerprint",
+            "-sha256",
+        ],
+        10,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .rsplit('=')
+        .next()
+        .expect("openssl printed a fingerprint")
+        .to_string()
+}
