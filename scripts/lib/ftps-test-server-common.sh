@@ -439,10 +439,12 @@ extracted_package() {
   echo "$root"
 }
 
-# check_libraries BINARY...: every shared library the BINARYs need is there
-# (the extracted packages' dependencies are not installed by dpkg -x).
+# check_libraries PACKAGES BINARY...: every shared library the BINARYs need
+# is there (dpkg -x does not install the unpacked packages' dependencies);
+# else fail naming the Debian PACKAGES that provide them.
 check_libraries() {
-  local missing
+  local packages=$1 missing
+  shift
   missing=$(ldd "$@" 2>/dev/null | awk '/not found/ { print $1 }' | sort -u | tr '\n' ' ')
-  [[ -z $missing ]] || die "missing libraries: $missing(install them with apt-get; .ci/run does)"
+  [[ -z $missing ]] || die "missing libraries: $missing(apt-get install -y $packages; .ci/run does)"
 }
