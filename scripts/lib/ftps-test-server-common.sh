@@ -198,6 +198,9 @@ launch_in_session() {
   setsid "$@" </dev/null >>"$DIR/$name.out" 2>&1 &
   pid=$!
   echo "$pid" >"$DIR/$name.pid"
+  # whatever ends start before print_env (an unexpected error under set -e
+  # included) must not leave the server running
+  trap "[[ \${START_DONE:-0} == 1 ]] || kill_session '$DIR/$name.pid' \"\$(<'$DIR/server-binary')\"" EXIT
   # setsid forks (and $! is not the leader) only if it was a group leader,
   # which a background job of a script is not; check rather than assume (the
   # child is in our session until it has run setsid: wait for that, briefly)
@@ -401,6 +404,7 @@ dispatch() {
 print_env() {
   printf '%s\n' "$@" >"$DIR/env"
   cat "$DIR/env"
+  START_DONE=1
 }
 
 # ---------------------------------------------------------------- extracted Debian packages
