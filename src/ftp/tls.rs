@@ -418,6 +418,68 @@ mod tests {
         assert_eq!(store.kx_hint(&name), Some(rustls::NamedGroup::X25519));
     }
 
+    /// A TLS 1.3 server like ProFTPD: two tickets after a full handshake,
+    /// none after a resumed one. The store counts them in and out, so the
+    /// session knows before its third data connection that it cannot resume.
+    #[test]
+    fn session_store_counts_tls13_tickets_in_and_out() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let provider = Arc::new(ring::default_provider());
+        let mut server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        server.send_tls13_tickets = 2;
+        let full_handshake_server = Arc::new(server.clone());
+        server.send_tls13_tickets = 0;
+        let resuming_server = Arc::new(server);
+
+        let base = client_config(&TlsOptions {
+            insecure: true,
+            ..TlsOptions::default()
+        })
+        .unwrap();
+        let (client, store) = for_session(&base);
+        let connect = |server: &Arc<rustls::ServerConfig>| {
+            let name = ServerName::try_from("localhost").unwrap();
+            let mut c = rustls::ClientConnection::new(client.clone(), name).unwrap();
+            let mut s = rustls::ServerConnection::new(server.clone()).unwrap();
+            // Shuttle bytes both ways until neither side has any to send:
+            // the client has then read the tickets sent after the handshake.
+            loop {
+                let mut moved = 0;
+                let mut buf = Vec::new();
+                moved += c.write_tls(&mut buf).unwrap();
+                s.read_tls(&mut buf.as_slice()).unwrap();
+                s.process_new_packets().unwrap();
+                buf.clear();
+                moved += s.write_tls(&mut buf).unwrap();
+                c.read_tls(&mut buf.as_slice()).unwrap();
+                c.process_new_packets().unwrap();
+                if moved == 0 && !c.is_handshaking() && !s.is_handshaking() {
+                    return c.handshake_kind();
+                }
+            }
+        };
+        use rustls::HandshakeKind::{Full, Resumed};
+        assert_eq!(connect(&full_handshake_server), Some(Full));
+        assert_eq!(store.tls13_tickets(), 2);
+        assert_eq!(connect(&resuming_server), Some(Resumed));
+        assert_eq!(store.tls13_tickets(), 1);
+        assert_eq!(connect(&resuming_server), Some(Resumed));
+        assert_eq!(store.tls13_tickets(), 0);
+        assert_eq!(connect(&resuming_server), Some(Full), "no ticket left");
+    }
+
     #[test]
     fn fingerprint_format() {
         let fp = fingerprint(b"abc");
