@@ -208,7 +208,13 @@ impl Pool {
                 Ok(value) => return Ok(value),
                 Err(e) => e,
             };
+            // A new connection that got no answer in time (connect, TLS,
+            // greeting) means the server is unreachable or hangs: another
+            // attempt would only make the program wait another timeout. A
+            // refused connect fails fast and is tried again.
+            let unanswered = !command_sent && matches!(err, Error::Timeout { .. });
             let may_retry = err.is_transient()
+                && !unanswered
                 && attempt < settings.retries
                 && (retry == Retry::Idempotent || !command_sent);
             if !may_retry {
@@ -250,7 +256,11 @@ impl Pool {
         if idle.needs_probe || session.idle_for() >= probe_after {
             if let Err(e) = session.noop() {
                 log::debug!("dropping a pooled session that failed its probe: {e}");
-                self.shared.forget(session);
+                if session.is_broken() {
+                    self.shared.lost(session);
+                } else {
+                    self.shared.forget(session);
+                }
                 return None;
             }
         }
@@ -265,6 +275,31 @@ impl Shared {
         let mut state = self.state.lock();
         state.open = state.open.saturating_sub(1);
         self.available.notify_one();
+    }
+
+    /// Closes a session whose connection failed, and the idle ones with it:
+    /// they have most likely met the same fate (a server restart, a NAT or
+    /// firewall that forgot every connection). Kept, they would be handed
+    /// out one after another, each costing a retry or, when the network
+    /// swallows packets, a whole reply timeout; a new login costs a round
+    /// trip or two. They are closed without QUIT, which could wait on a
+    /// server that no longer answers.
+    fn lost(&self, session: Session) {
+        let idle = {
+            let mut state = self.state.lock();
+            let idle = std::mem::take(&mut state.idle);
+            state.open = state.open.saturating_sub(1 + idle.len());
+            self.available.notify_all();
+            idle
+        };
+        if !idle.is_empty() {
+            log::info!(
+                "a session's connection failed; closing the {} idle ones too",
+                idle.len()
+            );
+        }
+        session.quit();
+        drop(idle);
     }
 
     fn give_back(&self, session: Session, needs_probe: bool) {
@@ -336,7 +371,7 @@ impl Drop for PooledSession {
     fn drop(&mut self) {
         if let Some(mut session) = self.session.take() {
             if session.is_broken() {
-                self.shared.forget(session);
+                self.shared.lost(session);
             } else {
                 let needs_probe = session.take_error_seen();
                 self.shared.give_back(session, needs_probe);
