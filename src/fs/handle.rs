@@ -134,9 +134,35 @@ impl OpenFile {
 pub struct Handle {
     pub file: Arc<OpenFile>,
     pub flags: OpenFlags,
-    /// The download of this handle, with the file version it reads.
-    pub reader: Mutex<Option<(u64, ReadAhead)>>,
+    pub reader: Mutex<ReadSlot>,
+    /// Incremented (under the `reader` lock) each time a download of this
+    /// handle fails; read before waiting for the lock, it tells a read
+    /// whether the download failed while it waited.
+    pub read_failures: AtomicU64,
     pub error: Mutex<Option<Error>>,
+}
+
+/// The download of a handle, and the error of its last failure.
+///
+/// The kernel sends several read requests of one file at once; they queue
+/// here. When the download fails, the requests that were waiting get its
+/// error instead of each opening a new download and waiting for its own
+/// timeouts, which would multiply the time a program waits for an error
+/// by the number of requests queued.
+#[derive(Default)]
+pub struct ReadSlot {
+    /// The download, with the file version it reads.
+    pub current: Option<(u64, ReadAhead)>,
+    pub last_error: Option<Error>,
+}
+
+impl ReadSlot {
+    /// Ends the download after it failed with `err`.
+    pub fn fail(&mut self, failures: &AtomicU64, err: &Error) {
+        self.current = None;
+        self.last_error = Some(err.clone());
+        failures.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl Handle {
@@ -144,7 +170,8 @@ impl Handle {
         Handle {
             file,
             flags,
-            reader: Mutex::new(None),
+            reader: Mutex::new(ReadSlot::default()),
+            read_failures: AtomicU64::new(0),
             error: Mutex::new(None),
         }
     }

@@ -507,28 +507,42 @@ impl Fs {
         }
         let path = self.path(file.ino)?;
         let version = file.version.load(Ordering::SeqCst);
+        let failures_before = h.read_failures.load(Ordering::SeqCst);
         let mut slot = h.reader.lock();
-        if let Some((v, r)) = &*slot {
-            if *v != version || !r.covers(offset) {
-                *slot = None;
+        if h.read_failures.load(Ordering::SeqCst) != failures_before {
+            if let Some(e) = &slot.last_error {
+                return Err(e.clone());
             }
         }
-        let reader = match &mut *slot {
-            Some((_, r)) => r,
-            None => {
-                let stream = self.store.open_read(&path, offset)?;
-                let r = ReadAhead::start(stream, self.config.read_ahead)
-                    .map_err(|e| Error::local(&e, "starting a download thread"))?;
-                &mut slot.insert((version, r)).1
+        if let Some((v, r)) = &slot.current {
+            if *v != version || !r.covers(offset) {
+                slot.current = None;
             }
+        }
+        let reader = match &mut slot.current {
+            Some((_, r)) => r,
+            None => match self.start_download(&path, offset) {
+                Ok(r) => &mut slot.current.insert((version, r)).1,
+                Err(e) => {
+                    slot.fail(&h.read_failures, &e);
+                    return Err(e);
+                }
+            },
         };
         match reader.read(offset, size as usize) {
             Ok(data) => Ok(data),
             Err(e) => {
-                *slot = None;
-                Err(e.into())
+                let e = Error::from(e);
+                slot.fail(&h.read_failures, &e);
+                Err(e)
             }
         }
+    }
+
+    fn start_download(&self, path: &[u8], offset: u64) -> Result<ReadAhead> {
+        let stream = self.store.open_read(path, offset)?;
+        ReadAhead::start(stream, self.config.read_ahead)
+            .map_err(|e| Error::local(&e, "starting a download thread"))
     }
 
     pub fn write(&self, fh: Fh, offset: u64, data: &[u8]) -> Result<u32> {
@@ -592,7 +606,7 @@ impl Fs {
         if result.is_ok() && h.flags.write {
             result = self.save(&h.file);
         }
-        *h.reader.lock() = None;
+        h.reader.lock().current = None;
         if h.flags.write {
             h.file.writers.fetch_sub(1, Ordering::SeqCst);
         }
