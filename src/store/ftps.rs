@@ -7,7 +7,7 @@
 //! says it is complete.
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use crate::ftp::listing::{Entry, EntryKind};
 use crate::ftp::session::{retr_on, upload_on};
@@ -329,16 +329,42 @@ impl FtpsStore {
     }
 }
 
+/// Opens a download at `offset`. A transient failure is tried again when it
+/// came fast (a pooled session that had died, a data port refused), but not
+/// once a try has taken as long as the connect timeout: a stalled network
+/// fails every try by a timeout, and the program should hear of it after
+/// one, not after each of them.
 fn open_download(pool: &Pool, remote: &[u8], offset: u64) -> Result<Download<PooledSession>> {
     let describe = |e: ftp::Error| from_ftp(e, &format!("reading {}", show(remote)));
+    let patience = pool.connector().config().timeouts.connect;
+    let started = Instant::now();
     let mut attempts = 0;
     loop {
         let session = pool.get().map_err(describe)?;
         match retr_on(session, remote, offset, None) {
             Ok(download) => return Ok(download),
-            Err(e) if e.is_transient() && attempts < DOWNLOAD_RESUMES => attempts += 1,
+            Err(e)
+                if e.is_transient()
+                    && attempts < DOWNLOAD_RESUMES
+                    && started.elapsed() < patience =>
+            {
+                attempts += 1
+            }
             Err(e) => return Err(describe(e)),
         }
+    }
+}
+
+/// Lets go of a download that broke. Dropping it aborts the transfer (ABOR,
+/// then waiting for the server's replies, up to the reply timeout when the
+/// server is stuck behind a stalled data connection); that happens on its
+/// own thread, so the reader can resume or fail at once.
+fn abandon(download: Download<PooledSession>) {
+    let spawned = std::thread::Builder::new()
+        .name("ftpsfs-abort".into())
+        .spawn(move || drop(download));
+    if let Err(e) = spawned {
+        log::debug!("aborting a broken download in place: {e}");
     }
 }
 
@@ -378,7 +404,9 @@ impl ReadStream for FtpsReader {
                         self.position
                     );
                     self.resumes_left -= 1;
-                    self.download = None;
+                    if let Some(broken) = self.download.take() {
+                        abandon(broken);
+                    }
                     self.download = Some(open_download(&self.pool, &self.remote, self.position)?);
                 }
                 Err(e) => {
