@@ -139,6 +139,11 @@ impl Mount {
         self.path(name).to_string_lossy().into_owned()
     }
 
+    /// The ftpsfs process serving the mount, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
