@@ -14,7 +14,9 @@ Usage:
   bench-smallfiles.py list HOST PORT USER CAFILE REMOTE_DIR
       Recursive LIST of REMOTE_DIR on one connection (the raw cost of a cold ls -lR).
 
-The password comes from $FTPS_PASSWORD. Prints one line of key=value pairs:
+The password comes from $FTPS_PASSWORD. $FTPS_TLS_NAME, when set, is the name
+the server certificate is checked against instead of HOST (for a proxy in
+between, as in scripts/bench-latency). Prints one line of key=value pairs:
 seconds=S files=N bytes=B dirs=D commands=C tls=TLSv1.x
 """
 import ftplib
@@ -51,6 +53,9 @@ def connect(host, port, user, cafile):
     ctx = ssl.create_default_context(cafile=cafile)
     ftp = ReuseFTP_TLS(context=ctx, timeout=60)
     ftp.connect(host, int(port))
+    # TLS checks the certificate against ftp.host; connections (data ones
+    # included) go to the control connection's peer either way.
+    ftp.host = os.environ.get("FTPS_TLS_NAME", host)
     ftp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     ftp.login(user, os.environ["FTPS_PASSWORD"])  # sends AUTH TLS first
     ftp.prot_p()
