@@ -5,34 +5,13 @@ mod common;
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use common::fake::{serve, AborReply, Behaviour, Conn, FakeServer};
-use ftpsfs::ftp::config::Timeouts;
-use ftpsfs::ftp::{Connector, Credentials, DataMode, FtpConfig, Password, Security, Session};
+use common::fake::{plain_config, serve, AborReply, Behaviour, Conn, FakeServer};
+use ftpsfs::ftp::{Connector, DataMode, Session};
 
 fn plain_session(port: u16, data_mode: DataMode) -> Session {
-    Connector::new(plain_config(port, data_mode))
-        .unwrap()
-        .connect()
-        .expect("login")
-}
-
-fn plain_config(port: u16, data_mode: DataMode) -> FtpConfig {
-    let mut config = FtpConfig::new(
-        "127.0.0.1",
-        port,
-        Credentials {
-            user: "u".into(),
-            password: Password::new("p"),
-        },
-    );
-    config.security = Security::InsecurePlain;
+    let mut config = plain_config(port);
     config.data_mode = data_mode;
-    config.timeouts = Timeouts {
-        connect: Duration::from_secs(2),
-        reply: Duration::from_secs(2),
-        data_idle: Duration::from_secs(2),
-    };
-    config
+    Connector::new(config).unwrap().connect().expect("login")
 }
 
 fn read_all(session: &mut Session) -> usize {
@@ -338,10 +317,7 @@ fn the_pool_logs_its_sessions_in_concurrently_at_start_up() {
         max_sessions: 4,
         ..PoolSettings::default()
     };
-    let pool = Pool::new(
-        Connector::new(plain_config(server.port, DataMode::default())).unwrap(),
-        settings,
-    );
+    let pool = Pool::new(Connector::new(plain_config(server.port)).unwrap(), settings);
     pool.warm_up(4).expect("logins");
     assert_eq!(
         MOST_LOGGING_IN.load(std::sync::atomic::Ordering::SeqCst),

@@ -474,6 +474,15 @@ fn dir_entry(entry: Entry) -> Option<DirEntry> {
         );
         return None;
     }
+    // A size beyond what a file offset can hold would reach programs as a
+    // negative size.
+    if entry.size.is_some_and(|size| size > i64::MAX as u64) {
+        log::warn!(
+            "ignoring listing entry {:?} with an impossible size",
+            show(&entry.name)
+        );
+        return None;
+    }
     let meta = metadata(&entry);
     Some(DirEntry {
         name: entry.name,

@@ -6,6 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use ftpsfs::ftp::config::Timeouts;
+use ftpsfs::ftp::{Credentials, FtpConfig, Password, Security};
+
 pub struct FakeServer {
     pub port: u16,
     /// Every command line the client sent, in order.
@@ -67,6 +70,26 @@ impl Conn {
             }
         }
     }
+}
+
+/// Plain FTP to a fake server on `port`, with timeouts short enough that a
+/// test never waits long.
+pub fn plain_config(port: u16) -> FtpConfig {
+    let mut config = FtpConfig::new(
+        "127.0.0.1",
+        port,
+        Credentials {
+            user: "u".into(),
+            password: Password::new("p"),
+        },
+    );
+    config.security = Security::InsecurePlain;
+    config.timeouts = Timeouts {
+        connect: Duration::from_secs(2),
+        reply: Duration::from_secs(2),
+        data_idle: Duration::from_secs(2),
+    };
+    config
 }
 
 impl FakeServer {
