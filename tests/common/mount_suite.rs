@@ -11,11 +11,17 @@ use std::time::{Duration, UNIX_EPOCH};
 use super::data;
 use super::mount::{directories_renames_and_removal, ok, run, Mount};
 use super::scratch::Scratch;
+use super::suite;
+use super::ServerInfo;
 
 /// What the server can do, as the matrix found it; the README's "Servers"
 /// table is filled from these.
 #[derive(Debug, Clone, Copy)]
 pub struct Expect {
+    /// FEAT offers MLSD (else the mount lists with `LIST -a`).
+    pub mlsd: bool,
+    /// FEAT offers MFMT (else times are set with `MDTM time path`).
+    pub mfmt: bool,
     /// MFMT or `MDTM time path` works: `touch -d` and `rsync -a` keep times,
     /// and a second `rsync -a` transfers nothing.
     pub sets_mtime: bool,
@@ -28,11 +34,13 @@ pub struct Expect {
     pub trailing_spaces: bool,
 }
 
-/// Every step. `mount` mounts the server directory `root`, which starts
+/// Every step. `mount` mounts the server directory `info.root`, which starts
 /// empty: once for the directory checks (which end with it empty again),
 /// then again after files are put on the server directly, so that the
 /// second mount sees them through the server's listing.
-pub fn core_suite(root: &Path, mount: impl Fn() -> Mount, expect: Expect) {
+pub fn core_suite(info: &ServerInfo, mount: impl Fn() -> Mount, expect: Expect) {
+    let root = &info.root;
+    features_offered(info, expect);
     directories_renames_and_removal(root, &mount());
     put_on_the_server(root);
     let mount = mount();
@@ -41,6 +49,19 @@ pub fn core_suite(root: &Path, mount: impl Fn() -> Mount, expect: Expect) {
     names_with_spaces_unicode_and_dots(root, &mount, expect);
     touch_and_chmod_reach_the_server(root, &mount, expect);
     rsync_twice(root, &mount, expect.sets_mtime);
+}
+
+/// What the server's FEAT says, as the mount's own client reads it.
+fn features_offered(info: &ServerInfo, expect: Expect) {
+    let (_, session) = suite::connect(info.config());
+    let features = session.features();
+    assert_eq!(
+        (features.mlsd, features.mfmt),
+        (expect.mlsd, expect.mfmt),
+        "(MLSD, MFMT) offered; FEAT: {:?}",
+        features.raw
+    );
+    session.quit();
 }
 
 const DIRECT_BIN_LEN: usize = 700_000;
