@@ -7,9 +7,11 @@
 #
 # Provides: die, note, need_root; port blocks (pick_block, port_free) under a
 # lock shared by all the scripts; make_certs (CA, server certificate, wrong
-# CA); ensure_user (system user, PAM service, kept password); and for servers
-# that run as one process group: launch_in_session, session_pids,
-# kill_session, wait_banner, tls_version_ok.
+# CA); ensure_user (system user, PAM service, kept password); tls_version_ok,
+# tls_max; and for the servers that run in a session of their own (ProFTPD,
+# Pure-FTPd, pyftpdlib): launch_in_session, kill_session, wait_banner,
+# prepare_state_dir, stop_session_server, fail_session_start, print_env,
+# dispatch, and extracted_package (Debian packages unpacked, not installed).
 
 HOST=127.0.0.1
 # HOST as it goes into a URL or host:port (IPv6 addresses in brackets).
