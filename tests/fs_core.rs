@@ -28,6 +28,7 @@ fn config(spool: &tempfile::TempDir) -> FsConfig {
         gid: 1000,
         umask: 0o022,
         read_ahead: 8 * MIB,
+        listing_prefetch: 0,
     }
 }
 
@@ -1452,4 +1453,57 @@ fn reading_a_file_while_it_streams_reads_what_was_written() {
     m.fs.release(fh).expect("release");
     assert_eq!(m.store.file(b"f").expect("file"), data);
     assert!(m.store.paths().len() == 1);
+}
+
+/// Reading a directory lists its subdirectories ahead, in the background,
+/// once each: a walk that follows (here at once, racing the prefetch) finds
+/// them listed or being listed, and no directory is listed twice.
+#[test]
+fn subdirectories_are_listed_ahead_of_a_walk_once_each() {
+    let m = mount_with(MemoryStore::new(), |c| c.listing_prefetch = 3);
+    for d in 0..20 {
+        m.store.put_dir(format!("d{d:02}").as_bytes());
+        m.store.put_dir(format!("d{d:02}/sub").as_bytes());
+        m.store.put_file(format!("d{d:02}/sub/f").as_bytes(), b"x");
+    }
+    m.store.reset_counters();
+    let mut dirs = vec![ROOT_INO];
+    let mut walked = 0;
+    while let Some(dir) = dirs.pop() {
+        walked += 1;
+        for item in m.fs.readdir(dir).unwrap() {
+            if item.kind == FileKind::Dir {
+                dirs.push(m.fs.lookup(dir, &item.name).unwrap().ino);
+            }
+        }
+    }
+    assert_eq!(walked, 41);
+    assert_eq!(m.store.counters().list, 41, "one listing per directory");
+    assert_eq!(m.store.counters().stat, 0);
+}
+
+#[test]
+fn without_a_walk_nothing_is_listed_ahead_twice() {
+    let m = mount_with(MemoryStore::new(), |c| c.listing_prefetch = 2);
+    for d in 0..10 {
+        m.store.put_dir(format!("d{d}").as_bytes());
+    }
+    m.store.reset_counters();
+    m.fs.readdir(ROOT_INO).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while m.store.counters().list < 11 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        m.store.counters().list,
+        11,
+        "the root and its 10 subdirectories"
+    );
+    m.fs.readdir(ROOT_INO).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        m.store.counters().list,
+        11,
+        "cached subdirectories are not listed again"
+    );
 }

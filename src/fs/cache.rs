@@ -187,14 +187,25 @@ impl Cache {
         }
     }
 
-    /// The fresh listing of `dir`, sorted by name.
+    /// The fresh listing of `dir`, sorted by name, for a readdir: lookups in
+    /// it now count as part of a scan.
     pub fn listing(&self, dir: &[u8]) -> Option<Vec<(Vec<u8>, Metadata)>> {
+        self.fresh_listing(dir, true)
+    }
+
+    /// The fresh listing of `dir`, sorted by name, without marking it read
+    /// for a readdir.
+    pub fn listing_unscanned(&self, dir: &[u8]) -> Option<Vec<(Vec<u8>, Metadata)>> {
+        self.fresh_listing(dir, false)
+    }
+
+    fn fresh_listing(&self, dir: &[u8], scan: bool) -> Option<Vec<(Vec<u8>, Metadata)>> {
         let mut inner = self.inner.lock();
         let listing = inner.listings.get_mut(dir)?;
         if listing.at.elapsed() >= self.dir_ttl {
             return None;
         }
-        listing.scan = true;
+        listing.scan |= scan;
         Some(
             listing
                 .children

@@ -9,7 +9,8 @@
 //! does not stop `ls` or the other files.
 //!
 //! Modules: `inode` (inode numbers and paths), `cache` (metadata LRU),
-//! `resolve` (cache or server), `handle` (open files and handles),
+//! `resolve` (cache or server), `lister` (each directory listed by one
+//! request at a time), `prefetch` (subdirectories listed ahead of a walk), `handle` (open files and handles),
 //! `content` (opening, writing, staging, truncating), `writeback` (when
 //! changes go to the server), `writer` (uploads, temporary names, streaming),
 //! `spool` (local copies), `reader` (read-ahead), `attrs` (chmod, utimens),
@@ -60,6 +61,8 @@ mod content;
 mod errno;
 mod handle;
 mod inode;
+mod lister;
+mod prefetch;
 mod reader;
 mod resolve;
 mod spool;
@@ -80,6 +83,8 @@ pub use errno::{Error, ErrorKind, Result};
 use handle::{Data, Handle, LocalMeta, OpenFile};
 use inode::InodeTable;
 pub use inode::{Ino, ROOT_INO, UNKNOWN_INO};
+use lister::Lister;
+use prefetch::Prefetcher;
 use reader::ReadAhead;
 use spool::{Spool, SpoolStats};
 
@@ -109,6 +114,9 @@ pub struct FsConfig {
     pub umask: u32,
     /// Bytes read ahead of a sequential reader.
     pub read_ahead: usize,
+    /// Subdirectory listings fetched at once ahead of a program walking a
+    /// tree (0: none). Each holds a server session while it runs.
+    pub listing_prefetch: usize,
 }
 
 impl Default for FsConfig {
@@ -123,6 +131,7 @@ impl Default for FsConfig {
             gid: 0,
             umask: 0o022,
             read_ahead: 4 * 1024 * 1024,
+            listing_prefetch: 0,
         }
     }
 }
@@ -199,7 +208,10 @@ pub struct Fs {
     config: FsConfig,
     mounted_at: SystemTime,
     inodes: Mutex<InodeTable>,
-    cache: Cache,
+    cache: Arc<Cache>,
+    lister: Arc<Lister>,
+    /// Lists subdirectories ahead of a walk (None: off).
+    prefetch: Option<Arc<Prefetcher>>,
     files: Mutex<HashMap<Ino, Arc<OpenFile>>>,
     handles: Mutex<HashMap<Fh, Arc<Handle>>>,
     next_fh: AtomicU64,
@@ -268,8 +280,14 @@ fn is_under(path: &[u8], dir: &[u8]) -> bool {
 
 impl Fs {
     pub fn new(store: Arc<dyn RemoteStore>, config: FsConfig) -> Fs {
+        let cache = Arc::new(Cache::new(config.attr_ttl, config.dir_ttl));
+        let lister = Arc::new(Lister::new(Arc::clone(&store), Arc::clone(&cache)));
+        let prefetch = (config.listing_prefetch > 0)
+            .then(|| Prefetcher::new(Arc::clone(&lister), config.listing_prefetch));
         Fs {
-            cache: Cache::new(config.attr_ttl, config.dir_ttl),
+            cache,
+            lister,
+            prefetch,
             store,
             config,
             mounted_at: SystemTime::now(),
@@ -349,6 +367,13 @@ impl Fs {
             Some(entries) => entries,
             None => self.fetch_listing(&path, true)?,
         };
+        if let Some(prefetch) = &self.prefetch {
+            let subdirs = entries
+                .iter()
+                .filter(|(_, meta)| meta.kind == FileKind::Dir)
+                .map(|(name, _)| name.clone());
+            prefetch.ahead(&path, subdirs);
+        }
         let mut items: BTreeMap<Vec<u8>, FileKind> = entries
             .into_iter()
             .map(|(name, meta)| (name, meta.kind))

@@ -108,15 +108,7 @@ impl Fs {
     }
 
     pub(super) fn fetch_listing(&self, dir: &[u8], scan: bool) -> Result<Vec<(Vec<u8>, Metadata)>> {
-        let started = Instant::now();
-        let entries = self
-            .store
-            .list(dir)?
-            .into_iter()
-            .filter(|e| !writer::is_temp_name(&e.name))
-            .map(|e| (e.name, e.meta))
-            .collect();
-        Ok(self.cache.fill_listing(dir, entries, started, scan))
+        self.lister.fetch(dir, scan)
     }
 
     /// The file's exact modification time where the listing rounded it

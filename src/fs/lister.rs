@@ -1,0 +1,127 @@
+//! Directory listings fetched from the server, each directory by one request
+//! at a time: a request for a directory that is being listed already waits
+//! for that listing instead of sending another (a program walking a tree and
+//! the prefetcher ahead of it ask for the same directories).
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::{Condvar, Mutex};
+
+use super::cache::Cache;
+use super::{writer, Result};
+use crate::store::{Metadata, RemoteStore};
+
+pub(super) type Entries = Vec<(Vec<u8>, Metadata)>;
+
+pub(super) struct Lister {
+    store: Arc<dyn RemoteStore>,
+    cache: Arc<Cache>,
+    /// Directories being listed now.
+    in_flight: Mutex<HashMap<Vec<u8>, Arc<Flight>>>,
+}
+
+#[derive(Default)]
+struct Flight {
+    done: Mutex<bool>,
+    finished: Condvar,
+}
+
+impl Flight {
+    fn wait(&self) {
+        let mut done = self.done.lock();
+        while !*done {
+            self.finished.wait(&mut done);
+        }
+    }
+}
+
+impl Lister {
+    pub(super) fn new(store: Arc<dyn RemoteStore>, cache: Arc<Cache>) -> Lister {
+        Lister {
+            store,
+            cache,
+            in_flight: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Lists `dir` on the server and caches it (`scan`: for a readdir). When
+    /// it is being listed already, waits for that and uses its result if it
+    /// was cached (else lists it again, and a failure is this call's own).
+    pub(super) fn fetch(&self, dir: &[u8], scan: bool) -> Result<Entries> {
+        let cached = |scan: bool| {
+            if scan {
+                self.cache.listing(dir)
+            } else {
+                self.cache.listing_unscanned(dir)
+            }
+        };
+        let mine = {
+            let mut in_flight = self.in_flight.lock();
+            match in_flight.get(dir) {
+                Some(theirs) => Err(Arc::clone(theirs)),
+                // Listed by someone else since the caller looked in the cache.
+                None if let Some(entries) = cached(scan) => return Ok(entries),
+                None => {
+                    let mine = Arc::new(Flight::default());
+                    in_flight.insert(dir.to_vec(), Arc::clone(&mine));
+                    Ok(mine)
+                }
+            }
+        };
+        match mine {
+            Ok(mine) => {
+                let result = self.list_and_cache(dir, scan);
+                self.land(dir, &mine);
+                result
+            }
+            Err(theirs) => {
+                theirs.wait();
+                match cached(scan) {
+                    Some(entries) => Ok(entries),
+                    None => self.list_and_cache(dir, scan),
+                }
+            }
+        }
+    }
+
+    /// Whether a fresh listing of `dir` is cached.
+    pub(super) fn is_cached(&self, dir: &[u8]) -> bool {
+        self.cache.has_children(dir).is_some()
+    }
+
+    /// Lists `dir` for the prefetcher: nothing is sent when it is cached or
+    /// being listed already.
+    pub(super) fn prefetch(&self, dir: &[u8]) {
+        let flight = Arc::new(Flight::default());
+        {
+            let mut in_flight = self.in_flight.lock();
+            if in_flight.contains_key(dir) || self.is_cached(dir) {
+                return;
+            }
+            in_flight.insert(dir.to_vec(), Arc::clone(&flight));
+        }
+        if let Err(e) = self.list_and_cache(dir, false) {
+            log::debug!("listing ahead of a walk: {e}");
+        }
+        self.land(dir, &flight);
+    }
+
+    fn land(&self, dir: &[u8], flight: &Flight) {
+        self.in_flight.lock().remove(dir);
+        *flight.done.lock() = true;
+        flight.finished.notify_all();
+    }
+
+    fn list_and_cache(&self, dir: &[u8], scan: bool) -> Result<Entries> {
+        let started = Instant::now();
+        let entries = self
+            .store
+            .list(dir)?
+            .into_iter()
+            .filter(|e| !writer::is_temp_name(&e.name))
+            .map(|e| (e.name, e.meta))
+            .collect();
+        Ok(self.cache.fill_listing(dir, entries, started, scan))
+    }
+}
