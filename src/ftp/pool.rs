@@ -152,7 +152,7 @@ impl Pool {
             if let Some(idle) = state.idle.pop() {
                 drop(state);
                 if let Some(session) = self.ready(idle) {
-                    return Ok(self.guard(session));
+                    return Ok(self.guard(session, false));
                 }
                 continue;
             }
@@ -160,7 +160,7 @@ impl Pool {
                 state.open += 1;
                 drop(state);
                 match shared.connector.connect() {
-                    Ok(session) => return Ok(self.guard(session)),
+                    Ok(session) => return Ok(self.guard(session, true)),
                     Err(e) => {
                         let mut state = shared.state.lock();
                         state.open -= 1;
@@ -200,19 +200,26 @@ impl Pool {
         let mut backoff = settings.backoff_initial;
         let mut attempt = 0;
         loop {
-            let (result, command_sent) = match self.get() {
-                Ok(mut session) => (op(&mut session), true),
-                Err(e) => (Err(e), false),
+            // Whether a command went out, and on a session just logged in.
+            let (result, command_sent, fresh) = match self.get() {
+                Ok(mut session) => {
+                    let fresh = session.fresh;
+                    (op(&mut session), true, fresh)
+                }
+                Err(e) => (Err(e), false, false),
             };
             let err = match result {
                 Ok(value) => return Ok(value),
                 Err(e) => e,
             };
             // A new connection that got no answer in time (connect, TLS,
-            // greeting) means the server is unreachable or hangs: another
-            // attempt would only make the program wait another timeout. A
-            // refused connect fails fast and is tried again.
-            let unanswered = !command_sent && matches!(err, Error::Timeout { .. });
+            // greeting, or a data connection of a session just logged in)
+            // means the server or the network hangs: another attempt would
+            // only make the program wait another timeout. A session that sat
+            // in the pool may have been forgotten by a firewall, so its
+            // timeout is tried again on a new one; a refused connect fails
+            // fast and is tried again too.
+            let unanswered = (!command_sent || fresh) && matches!(err, Error::Timeout { .. });
             let may_retry = err.is_transient()
                 && !unanswered
                 && attempt < settings.retries
@@ -241,10 +248,11 @@ impl Pool {
         self.shared.state.lock().open
     }
 
-    fn guard(&self, session: Session) -> PooledSession {
+    fn guard(&self, session: Session, fresh: bool) -> PooledSession {
         PooledSession {
             session: Some(session),
             shared: Arc::clone(&self.shared),
+            fresh,
         }
     }
 
@@ -342,6 +350,8 @@ impl Drop for Pool {
 pub struct PooledSession {
     session: Option<Session>,
     shared: Arc<Shared>,
+    /// Logged in for this checkout, not taken from the idle ones.
+    pub fresh: bool,
 }
 
 impl PooledSession {

@@ -325,7 +325,10 @@ impl FtpsStore {
         // (e.g. 553) is reported as is.
         let session = self.pool.get().map_err(describe)?;
         let upload = upload_on(session, verb, &remote).map_err(describe)?;
-        Ok(Box::new(FtpsUpload { upload, remote }))
+        Ok(Box::new(FtpsUpload {
+            upload: Some(upload),
+            remote,
+        }))
     }
 }
 
@@ -355,16 +358,16 @@ fn open_download(pool: &Pool, remote: &[u8], offset: u64) -> Result<Download<Poo
     }
 }
 
-/// Lets go of a download that broke. Dropping it aborts the transfer (ABOR,
+/// Lets go of a transfer that broke. Dropping it aborts the transfer (ABOR,
 /// then waiting for the server's replies, up to the reply timeout when the
 /// server is stuck behind a stalled data connection); that happens on its
-/// own thread, so the reader can resume or fail at once.
-fn abandon(download: Download<PooledSession>) {
+/// own thread, so the caller can resume or report the failure at once.
+fn abandon<T: Send + 'static>(transfer: T) {
     let spawned = std::thread::Builder::new()
         .name("ftpsfs-abort".into())
-        .spawn(move || drop(download));
+        .spawn(move || drop(transfer));
     if let Err(e) = spawned {
-        log::debug!("aborting a broken download in place: {e}");
+        log::debug!("aborting a broken transfer in place: {e}");
     }
 }
 
@@ -425,24 +428,41 @@ impl ReadStream for FtpsReader {
 }
 
 struct FtpsUpload {
-    upload: Upload<PooledSession>,
+    /// `None` once a write failed and the transfer was abandoned.
+    upload: Option<Upload<PooledSession>>,
     remote: Vec<u8>,
+}
+
+impl FtpsUpload {
+    fn broken(&self, reason: &str) -> Error {
+        Error::new(
+            ErrorKind::Unavailable,
+            format!("uploading {}: {reason}", show(&self.remote)),
+        )
+    }
 }
 
 impl UploadStream for FtpsUpload {
     fn write(&mut self, data: &[u8]) -> Result<()> {
         use std::io::Write;
-        self.upload.write_all(data).map_err(|e| {
-            Error::new(
-                ErrorKind::Unavailable,
-                format!("uploading {}: {e}", show(&self.remote)),
-            )
+        let Some(upload) = self.upload.as_mut() else {
+            return Err(self.broken("the upload failed before"));
+        };
+        let result = upload.write_all(data);
+        result.map_err(|e| {
+            if let Some(broken) = self.upload.take() {
+                abandon(broken);
+            }
+            self.broken(&e.to_string())
         })
     }
 
     fn finish(self: Box<Self>) -> Result<()> {
+        let Some(upload) = self.upload else {
+            return Err(self.broken("the upload failed before"));
+        };
         let remote = self.remote;
-        self.upload
+        upload
             .finish()
             .map(drop)
             .map_err(|e| from_ftp(e, &format!("completing the upload of {}", show(&remote))))
