@@ -306,3 +306,35 @@ fn dropping_the_proxy_ends_every_connection_and_thread() {
     assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
     drop(data);
 }
+
+#[test]
+fn a_stall_pushes_back_on_the_sender() {
+    let (_control, data, proxy) = setup();
+    let mut d = connect(data.port);
+    d.set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    proxy.set_stall(Kind::Data, true);
+    let block = vec![0u8; 256 * 1024];
+    let started = Instant::now();
+    let mut sent = 0usize;
+    let err = loop {
+        match d.write(&block) {
+            Ok(n) => sent += n,
+            Err(e) => break e,
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still writing after {sent} bytes"
+        );
+    };
+    assert!(matches!(
+        err.kind(),
+        ErrorKind::WouldBlock | ErrorKind::TimedOut
+    ));
+    eprintln!(
+        "blocked after {} MiB in {:?}",
+        sent >> 20,
+        started.elapsed()
+    );
+    assert!(sent < 64 << 20, "{sent} bytes went into a stalled proxy");
+}
