@@ -812,3 +812,26 @@ fn a_listing_over_a_stalled_data_path_fails_after_two_handshake_timeouts() {
     rig.proxy.set_stall(Kind::Data, false);
     works_again(&rig, &mount, "after.bin");
 }
+
+#[test]
+fn four_readers_of_one_file_through_a_data_reset_get_the_same_bytes() {
+    let (rig, mount, body) = with_file("shared.bin", 40 * MIB, 40, &[]);
+    let want = data::sha256(&body);
+    rig.proxy.set_bandwidth(Kind::Data, Some(40 * MIB as u64));
+    // About a quarter into one of the four downloads.
+    rig.proxy.reset_after(Kind::Data, 10 * MIB as u64);
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let path = mount.path_str("shared.bin");
+            std::thread::spawn(move || sha256sum(&path, 120))
+        })
+        .collect();
+    for reader in readers {
+        let digest = reader
+            .join()
+            .unwrap()
+            .unwrap_or_else(|out| panic!("{}\n{}", stderr(&out), mount.log_text()));
+        assert_eq!(digest, want);
+    }
+    assert!(rig.proxy.reset_fired(Kind::Data));
+}
