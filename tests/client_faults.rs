@@ -248,3 +248,22 @@ fn download_ending_without_close_notify_is_an_error() {
     );
     download.abort();
 }
+
+#[test]
+fn a_data_connection_without_tls_is_refused() {
+    use common::tls_fake::{DataEnd, TlsFake};
+    let server = TlsFake::start(DataEnd::Plaintext);
+    let connector = Connector::new(tls_fake_config(&server)).unwrap();
+    let mut session = connector.connect().unwrap();
+    let started = Instant::now();
+    let err = session
+        .retr(b"f", 0, None)
+        .err()
+        .expect("plaintext data is never taken for the file");
+    assert!(err.to_string().contains("TLS"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -26,6 +26,9 @@ pub enum DataEnd {
     CloseNotify,
     /// TCP FIN without close_notify: a truncation attacker, or a broken server.
     BareClose,
+    /// No TLS on the data connection at all: the file is sent in clear
+    /// before (instead of) a handshake.
+    Plaintext,
 }
 
 struct TempDir(PathBuf);
@@ -146,7 +149,13 @@ fn serve(mut tcp: TcpStream, config: Arc<ServerConfig>, data_end: DataEnd) {
             "RETR" => {
                 let Some(l) = passive.take() else { return };
                 let _ = control.write_all(b"150 data\r\n");
-                let (tcp, _) = l.accept().unwrap();
+                let (mut tcp, _) = l.accept().unwrap();
+                if let DataEnd::Plaintext = data_end {
+                    let _ = tcp.write_all(&[7u8; 1000]);
+                    let _ = tcp.shutdown(Shutdown::Both);
+                    let _ = control.write_all(b"226 done\r\n");
+                    continue;
+                }
                 let mut data = tls_accept(tcp, &config);
                 let _ = data.write_all(&[7u8; 1000]);
                 let _ = data.flush();
@@ -157,7 +166,7 @@ fn serve(mut tcp: TcpStream, config: Arc<ServerConfig>, data_end: DataEnd) {
                         let mut rest = Vec::new();
                         let _ = data.read_to_end(&mut rest);
                     }
-                    DataEnd::BareClose => {
+                    DataEnd::BareClose | DataEnd::Plaintext => {
                         let _ = data.sock.shutdown(Shutdown::Both);
                     }
                 }
