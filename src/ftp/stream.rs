@@ -149,10 +149,37 @@ impl Read for Stream {
 }
 
 impl Write for Stream {
+    /// For TLS, not rustls's `StreamOwned::write`: that one ignores a failed
+    /// socket write and reports it only at the next call, so a stalled
+    /// connection cost one write timeout per call before anything failed.
+    /// Here the records are pushed out before the call returns, and a
+    /// socket error (a write timeout included) is this call's error.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Stream::Plain(tcp) => tcp.write(buf),
-            Stream::Tls(tls) => tls.write(buf),
+            Stream::Tls(tls) => {
+                let (conn, sock) = (&mut tls.conn, &mut tls.sock);
+                let limit = sock.write_timeout().ok().flatten();
+                let mut push = |conn: &mut ClientConnection| {
+                    while conn.wants_write() {
+                        let started = Instant::now();
+                        if conn.write_tls(sock)? == 0 {
+                            return Err(io::Error::from(io::ErrorKind::WriteZero));
+                        }
+                        // A socket write that hits its timeout after taking
+                        // part of the bytes returns that part, not an error:
+                        // the next one would wait the timeout again.
+                        if limit.is_some_and(|limit| started.elapsed() >= limit) {
+                            return Err(io::Error::from(io::ErrorKind::TimedOut));
+                        }
+                    }
+                    Ok::<(), io::Error>(())
+                };
+                push(conn)?;
+                let n = conn.writer().write(buf)?;
+                push(conn)?;
+                Ok(n)
+            }
         }
     }
 

@@ -189,7 +189,23 @@ impl<S: DerefMut<Target = Session>> Write for Upload<S> {
                 "upload already finished",
             ));
         };
-        let n = stream.write(buf)?;
+        let n = stream.write(buf).map_err(|e| {
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) {
+                let idle = self.session.session_timeouts().data_idle;
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "the server took no data for {:.1} s on the data connection",
+                        idle.as_secs_f64()
+                    ),
+                )
+            } else {
+                e
+            }
+        })?;
         self.sent += n as u64;
         Ok(n)
     }
