@@ -1507,3 +1507,30 @@ fn without_a_walk_nothing_is_listed_ahead_twice() {
         "cached subdirectories are not listed again"
     );
 }
+
+/// Temporary upload files are never listed; one left over by an interrupted
+/// upload (older than an hour) is deleted when its directory is listed, and
+/// a recent one (an upload that may be in progress elsewhere) is left alone.
+#[test]
+fn leftover_temporary_uploads_are_removed_when_listed() {
+    let m = mount();
+    let old = b".report.pdf.ftpsfs-1a2b3c.part";
+    let recent = b".notes.txt.ftpsfs-4d5e6f.part";
+    m.store.put_file(old, b"partial");
+    m.store.put_file(recent, b"partial");
+    m.store.put_file(b"report.pdf", b"the old version");
+    let two_hours_ago = SystemTime::now() - Duration::from_secs(7200);
+    m.store.set_mtime(old, two_hours_ago).unwrap();
+    m.store.reset_counters();
+    let names: Vec<Vec<u8>> =
+        m.fs.readdir(ROOT_INO)
+            .unwrap()
+            .into_iter()
+            .map(|i| i.name)
+            .collect();
+    assert_eq!(names, vec![b"report.pdf".to_vec()]);
+    assert_eq!(m.store.file(old), None, "the leftover is gone");
+    assert!(m.store.file(recent).is_some(), "a recent one is kept");
+    assert_eq!(m.store.file(b"report.pdf").unwrap(), b"the old version");
+    assert_eq!(m.store.counters().delete, 1);
+}

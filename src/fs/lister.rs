@@ -1,16 +1,17 @@
 //! Directory listings fetched from the server, each directory by one request
 //! at a time: a request for a directory that is being listed already waits
 //! for that listing instead of sending another (a program walking a tree and
-//! the prefetcher ahead of it ask for the same directories).
-use std::collections::HashMap;
+//! the prefetcher ahead of it ask for the same directories). Temporary
+//! upload files are left out of listings, and removed when left over.
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use parking_lot::{Condvar, Mutex};
 
 use super::cache::Cache;
 use super::{writer, Result};
-use crate::store::{Metadata, RemoteStore};
+use crate::store::{join, DirEntry, Metadata, RemoteStore};
 
 pub(super) type Entries = Vec<(Vec<u8>, Metadata)>;
 
@@ -19,6 +20,8 @@ pub(super) struct Lister {
     cache: Arc<Cache>,
     /// Directories being listed now.
     in_flight: Mutex<HashMap<Vec<u8>, Arc<Flight>>>,
+    /// Leftover temporary files this mount tried to delete.
+    stale_tried: Mutex<HashSet<Vec<u8>>>,
 }
 
 #[derive(Default)]
@@ -42,6 +45,7 @@ impl Lister {
             store,
             cache,
             in_flight: Mutex::new(HashMap::new()),
+            stale_tried: Mutex::new(HashSet::new()),
         }
     }
 
@@ -115,13 +119,36 @@ impl Lister {
 
     fn list_and_cache(&self, dir: &[u8], scan: bool) -> Result<Entries> {
         let started = Instant::now();
-        let entries = self
+        let (temps, entries): (Vec<_>, Vec<_>) = self
             .store
             .list(dir)?
             .into_iter()
-            .filter(|e| !writer::is_temp_name(&e.name))
-            .map(|e| (e.name, e.meta))
-            .collect();
+            .partition(|e| writer::is_temp_name(&e.name));
+        self.remove_stale_temps(dir, temps);
+        let entries = entries.into_iter().map(|e| (e.name, e.meta)).collect();
         Ok(self.cache.fill_listing(dir, entries, started, scan))
+    }
+
+    /// Temporary upload files are never shown; those left over by an upload
+    /// that was interrupted (see `writer::STALE_TEMP_AGE`) are deleted when
+    /// their directory is listed, each tried once.
+    fn remove_stale_temps(&self, dir: &[u8], temps: Vec<DirEntry>) {
+        let now = SystemTime::now();
+        for temp in temps {
+            if !writer::is_stale_temp(&temp.name, temp.meta.mtime, now) {
+                continue;
+            }
+            let path = join(dir, &temp.name);
+            if !self.stale_tried.lock().insert(path.clone()) {
+                continue;
+            }
+            match self.store.delete(&path) {
+                Ok(()) => log::info!(
+                    "removed {}, left by an interrupted upload",
+                    String::from_utf8_lossy(&path)
+                ),
+                Err(e) => log::warn!("could not remove a leftover temporary file: {e}"),
+            }
+        }
     }
 }

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
@@ -66,6 +66,19 @@ pub fn is_temp_name(name: &[u8]) -> bool {
     name.first() == Some(&b'.')
         && name.ends_with(b".part")
         && name.windows(8).any(|w| w == b".ftpsfs-")
+}
+
+/// A temporary upload name (see `temp_name`) older than this is left over
+/// from an upload that was interrupted (crash, kill -9, lost connection
+/// while cleaning up): an upload in progress keeps its file's time current,
+/// and one that makes no progress fails long before this.
+pub const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
+
+/// Whether a listed entry is a temporary upload left over (see
+/// `STALE_TEMP_AGE`). An entry without a time is not judged stale.
+pub fn is_stale_temp(name: &[u8], mtime: Option<SystemTime>, now: SystemTime) -> bool {
+    is_temp_name(name)
+        && mtime.is_some_and(|t| now.duration_since(t).is_ok_and(|age| age > STALE_TEMP_AGE))
 }
 
 /// Deletes `path`, for cleaning up after a failure; a failure to clean up is
