@@ -835,3 +835,80 @@ fn four_readers_of_one_file_through_a_data_reset_get_the_same_bytes() {
     }
     assert!(rig.proxy.reset_fired(Kind::Data));
 }
+
+/// A program that appends `src` to `target` through the mount, says so by
+/// creating `ready`, and keeps the file open without closing it.
+struct OpenWriter(std::process::Child);
+
+impl OpenWriter {
+    fn start(target: &str, src: &str, ready: &str) -> OpenWriter {
+        let script = r#"open(my $f, ">>", $ARGV[0]) or die "append: $!";
+            open(my $s, "<", $ARGV[1]) or die "src: $!"; binmode $s; binmode $f;
+            my $buf; while (my $n = sysread($s, $buf, 1 << 20)) {
+                syswrite($f, $buf, $n) == $n or die "write: $!"; }
+            open(my $r, ">", $ARGV[2]) or die "ready: $!"; close $r; sleep 170;"#;
+        // perl itself (not under `timeout`), so that dropping this kills the
+        // process that holds the file; it gives up by itself after 170 s.
+        let child = std::process::Command::new("perl")
+            .args(["-e", script, target, src, ready])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("perl");
+        OpenWriter(child)
+    }
+}
+
+impl Drop for OpenWriter {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn sigterm_uploads_100_mib_pending_over_a_slow_link_before_exiting() {
+    let (rig, mut mount, old) = with_file("big.log", 10 * MIB, 50, &[]);
+    let local = Local::new("sigterm");
+    let more = data::bytes(100 * MIB, 51);
+    let src = local.file("more.bin", &more);
+    let ready = local.0.join("ready").to_string_lossy().into_owned();
+    let writer = OpenWriter::start(&mount.path_str("big.log"), &src, &ready);
+    assert!(
+        wait_until(120, || Path::new(&ready).exists()),
+        "the append was written\n{}",
+        mount.log_text()
+    );
+    assert_eq!(
+        std::fs::metadata(rig.root().join("big.log")).unwrap().len(),
+        old.len() as u64,
+        "the append is still pending before the signal"
+    );
+    rig.proxy.set_bandwidth(Kind::Data, Some(40 * MIB as u64));
+    let pid = mount.pid().expect("ftpsfs runs");
+    let started = Instant::now();
+    ok("kill", &["-TERM", &pid.to_string()], 10);
+    let mut want = old.clone();
+    want.extend_from_slice(&more);
+    let want = data::sha256(&want);
+    let uploaded = wait_until(120, || {
+        std::fs::read(rig.root().join("big.log")).is_ok_and(|b| data::sha256(&b) == want)
+    });
+    let took = started.elapsed();
+    eprintln!("110 MiB on the server {took:?} after SIGTERM");
+    assert!(
+        uploaded,
+        "the pending append reached the server\n{}",
+        mount.log_text()
+    );
+    drop(writer);
+    assert!(
+        mount.unmount(),
+        "ftpsfs exits with status 0\n{}",
+        mount.log_text()
+    );
+    assert_eq!(
+        others_on_server(&rig, &["big.log"]),
+        Vec::<String>::new(),
+        "no temporaries left"
+    );
+}
