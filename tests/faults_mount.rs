@@ -5,19 +5,15 @@
 //! afterwards without remounting.
 mod common;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::ops::Deref;
 use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::data;
 use common::mount::{ok, run, Mount};
-use common::proxy::{FaultProxy, Kind};
-use common::vsftpd::Vsftpd;
-use common::ServerInfo;
-
-const SERVER_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
-const PROXY_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+use common::proxied::Proxied;
+use common::proxy::Kind;
 
 /// Timeouts short enough that no scenario waits long (seconds).
 const REPLY_TIMEOUT: u64 = 5;
@@ -26,38 +22,22 @@ const DATA_TIMEOUT: u64 = 5;
 
 const MIB: usize = 1024 * 1024;
 
-/// vsftpd, the proxy in front of it, and the server as seen through it.
-struct Rig {
-    proxy: FaultProxy,
-    /// Host and port of the proxy; root and log of the real server.
-    info: ServerInfo,
-    pin: String,
-    server: Vsftpd,
+/// vsftpd behind the fault proxy, mounted with short timeouts.
+struct Rig(Proxied);
+
+impl Deref for Rig {
+    type Target = Proxied;
+    fn deref(&self) -> &Proxied {
+        &self.0
+    }
 }
 
 impl Rig {
     fn start(server_options: &[&str]) -> Rig {
-        let server = Vsftpd::start(server_options);
-        let port = |key: &str| -> u16 {
-            server.env[key]
-                .parse()
-                .unwrap_or_else(|_| panic!("{key} is not a port"))
-        };
-        let data_ports = port("FTPS_PASV_MIN")..=port("FTPS_PASV_MAX");
-        let proxy = FaultProxy::start(PROXY_IP, SERVER_IP, server.info.port, data_ports);
-        let mut info = server.info.clone();
-        info.host = PROXY_IP.to_string();
-        let pin = fingerprint(info.server_cert.as_deref().expect("server certificate"));
-        Rig {
-            proxy,
-            info,
-            pin,
-            server,
-        }
+        Rig(Proxied::start(server_options))
     }
 
-    /// Mounts through the proxy with short timeouts. The certificate names
-    /// 127.0.0.1, not the proxy's address, so it is pinned instead.
+    /// Mounts through the proxy with short timeouts and `extra` options.
     fn mount(&self, extra: &[&str]) -> Mount {
         let timeouts = [
             "--timeout".to_string(),
@@ -66,12 +46,10 @@ impl Rig {
             CONNECT_TIMEOUT.to_string(),
             "--data-timeout".to_string(),
             DATA_TIMEOUT.to_string(),
-            "--pin-sha256".to_string(),
-            self.pin.clone(),
         ];
         let mut args: Vec<&str> = timeouts.iter().map(String::as_str).collect();
         args.extend_from_slice(extra);
-        Mount::start(&self.info, &args)
+        self.0.mount(&args)
     }
 
     fn root(&self) -> &Path {
@@ -102,28 +80,6 @@ fn with_file(name: &str, size: usize, seed: u64, extra: &[&str]) -> (Rig, Mount,
     let mount = rig.mount(extra);
     ok("ls", &[&mount.path_str("")], 30);
     (rig, mount, body)
-}
-
-/// The SHA-256 fingerprint of a PEM certificate, for --pin-sha256.
-fn fingerprint(pem: &Path) -> String {
-    let out = ok(
-        "openssl",
-        &[
-            "x509",
-            "-in",
-            &pem.to_string_lossy(),
-            "-noout",
-            "-fingerprint",
-            "-sha256",
-        ],
-        10,
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.trim()
-        .rsplit('=')
-        .next()
-        .expect("openssl printed a fingerprint")
-        .to_string()
 }
 
 /// The digest sha256sum prints for a file (through the mount).
