@@ -11,6 +11,7 @@ use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::cli::Options;
@@ -180,7 +181,13 @@ fn serve_until_unmounted(
         options.ftp.port,
         options.mountpoint.display()
     );
-    spawn_signal_thread(signals, Arc::clone(&fs), options.mountpoint.clone());
+    let unsaved = Arc::new(AtomicBool::new(false));
+    spawn_signal_thread(
+        signals,
+        Arc::clone(&fs),
+        options.mountpoint.clone(),
+        Arc::clone(&unsaved),
+    );
     if let Some(readiness) = readiness {
         // Closing the pipe without a message tells the parent "live".
         readiness.take();
@@ -190,6 +197,10 @@ fn serve_until_unmounted(
         .run()
         .map_err(|e| format!("FUSE session ended: {e}"))?;
     log::info!("unmounted {}", options.mountpoint.display());
+    if unsaved.load(Ordering::SeqCst) {
+        // The exit status tells a service manager that something was lost.
+        return Err("pending writes could not be uploaded before unmounting (see the log)".into());
+    }
     Ok(())
 }
 
@@ -280,7 +291,12 @@ fn block_termination_signals() -> Result<libc::sigset_t, String> {
 /// fail at once. It goes through fusermount3 because with auto_unmount
 /// fuser's own unmounter only hangs up on fusermount3, which leaves a live
 /// daemon mounted.
-fn spawn_signal_thread(signals: libc::sigset_t, fs: Arc<Fs>, mountpoint: PathBuf) {
+fn spawn_signal_thread(
+    signals: libc::sigset_t,
+    fs: Arc<Fs>,
+    mountpoint: PathBuf,
+    unsaved: Arc<AtomicBool>,
+) {
     let spawned = std::thread::Builder::new()
         .name("ftpsfs-signals".into())
         .spawn(move || loop {
@@ -293,6 +309,7 @@ fn spawn_signal_thread(signals: libc::sigset_t, fs: Arc<Fs>, mountpoint: PathBuf
             log::info!("signal {signal}: uploading pending writes, then unmounting");
             if let Err(e) = fs.shutdown() {
                 log::error!("pending writes could not be uploaded: {e}");
+                unsaved.store(true, Ordering::SeqCst);
             }
             let unmounted = std::process::Command::new("fusermount3")
                 .arg("-u")

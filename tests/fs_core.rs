@@ -1534,3 +1534,40 @@ fn leftover_temporary_uploads_are_removed_when_listed() {
     assert_eq!(m.store.file(b"report.pdf").unwrap(), b"the old version");
     assert_eq!(m.store.counters().delete, 1);
 }
+
+/// At shutdown (SIGTERM) the pending changes are uploaded; one that cannot
+/// be (the server is gone) is kept in a private file under the spool
+/// directory, not dropped with the spool: the program was told its writes
+/// succeeded.
+#[test]
+fn an_upload_that_fails_at_shutdown_keeps_its_content_locally() {
+    use std::os::unix::fs::PermissionsExt;
+    let m = mount();
+    m.store.put_dir(b"docs");
+    m.store.put_file(b"docs/report.txt", b"old version");
+    let dir = m.fs.lookup(ROOT_INO, b"docs").unwrap();
+    let file = m.fs.lookup(dir.ino, b"report.txt").unwrap();
+    let fh = m.fs.open(file.ino, WRITE).unwrap();
+    m.fs.write(fh, 0, b"NEW").unwrap();
+    for _ in 0..3 {
+        m.store.fail_next(Op::Upload, ErrorKind::Unavailable);
+    }
+    let err = m.fs.shutdown().expect_err("the upload failed");
+    assert!(err.message.contains("could not be uploaded"), "{err:?}");
+    assert_eq!(m.store.file(b"docs/report.txt").unwrap(), b"old version");
+    let spool = m.spool.path().join("spool");
+    let kept_dir = std::fs::read_dir(&spool)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("unsaved-")
+        })
+        .expect("a directory of unsaved files");
+    let kept = kept_dir.join("docs/report.txt");
+    assert_eq!(std::fs::read(&kept).unwrap(), b"NEW version");
+    let mode = std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "readable by the user only");
+}

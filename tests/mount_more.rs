@@ -69,7 +69,7 @@ fn signal(pid: u32, name: &str) {
     ok("kill", &[&format!("-{name}"), &pid.to_string()], 10);
 }
 
-/// Every FTP command in vsftpd's protocol log, in order (`"LIST d1"`, …).
+/// How many of `commands` (see `Vsftpd::commands`) use `verb`.
 fn count_verb(commands: &[String], verb: &str) -> usize {
     commands
         .iter()
@@ -207,6 +207,107 @@ fn sigterm_uploads_writes_pending_in_files_still_open() {
         "temporaries left on the server: {names:?}"
     );
     holder.stop();
+}
+
+/// Perl for `Holder`: overwrites the existing file $ARGV[0] in place
+/// (staged, not streamed: it is not a new file) with the content of
+/// $ARGV[1], 1 MiB at a time, and keeps it open.
+const OVERWRITE_AND_HOLD: &str = r#"open(my $f, "+<", $ARGV[0]) or die "open: $!";
+    open(my $src, "<", $ARGV[1]) or die "src: $!"; binmode $src;
+    while (my $n = sysread($src, my $buf, 1048576)) {
+        syswrite($f, $buf) == $n or die "write: $!";
+    }
+    print "ready\n"; sleep 110;"#;
+
+#[test]
+fn sigterm_uploads_100_mib_of_pending_writes() {
+    let server = Vsftpd::start(&[]);
+    let root = server.info.root.clone();
+    std::fs::write(root.join("big.bin"), data::bytes(1024 * 1024, 5)).unwrap();
+    chown_to_ftp_user(&server, &root.join("big.bin"));
+    let mut mount = Mount::start(&server.info, &[]);
+    let scratch = Scratch::new("sigterm-100");
+    let body = data::bytes(100 * 1024 * 1024, 6);
+    std::fs::write(scratch.path("src"), &body).unwrap();
+    let mut holder = Holder::start(
+        OVERWRITE_AND_HOLD,
+        &[&mount.path("big.bin"), &scratch.path("src")],
+    );
+    assert_eq!(
+        std::fs::metadata(root.join("big.bin")).unwrap().len(),
+        1024 * 1024,
+        "still pending before the signal"
+    );
+    signal(ftpsfs_pid(&mount), "TERM");
+    let want = data::sha256(&body);
+    assert!(
+        wait_until(120, || std::fs::metadata(root.join("big.bin"))
+            .is_ok_and(|m| m.len() == body.len() as u64)
+            && sha256sum(&root.join("big.bin")) == want),
+        "the 100 MiB reach the server after SIGTERM; log:\n{}",
+        mount.log_text()
+    );
+    // The lazily unmounted mount goes once the writer lets go.
+    holder.stop();
+    assert!(
+        mount.unmount(),
+        "ftpsfs exits 0 after SIGTERM: {}",
+        mount.log_text()
+    );
+}
+
+/// SIGTERM while the server is unreachable: the pending writes cannot be
+/// uploaded; ftpsfs says so in its log and keeps them in a private file,
+/// and the server's file is the old one, intact.
+#[test]
+fn sigterm_with_the_server_unreachable_keeps_pending_writes_locally() {
+    use common::proxied::Proxied;
+    use common::proxy::Kind;
+    let rig = Proxied::start(&[]);
+    let root = rig.info.root.clone();
+    let old = data::bytes(1024 * 1024, 7);
+    std::fs::write(root.join("doc.bin"), &old).unwrap();
+    chown_to_ftp_user(&rig.server, &root.join("doc.bin"));
+    let mut mount = rig.mount(&["--connect-timeout", "2", "--timeout", "3"]);
+    let scratch = Scratch::new("sigterm-unreachable");
+    let body = data::bytes(20 * 1024 * 1024, 8);
+    std::fs::write(scratch.path("src"), &body).unwrap();
+    let mut holder = Holder::start(
+        OVERWRITE_AND_HOLD,
+        &[&mount.path("doc.bin"), &scratch.path("src")],
+    );
+    for kind in [Kind::Control, Kind::Data] {
+        rig.proxy.set_refuse(kind, true);
+        rig.proxy.reset_all(kind);
+    }
+    signal(ftpsfs_pid(&mount), "TERM");
+    let signalled = Instant::now();
+    let reported = wait_until(120, || mount.log_text().contains("its content is kept in"));
+    eprintln!("reported {:?} after SIGTERM", signalled.elapsed());
+    let log = mount.log_text();
+    assert!(reported, "no report 120 s after SIGTERM:\n{log}");
+    holder.stop();
+    assert!(wait_until(30, || !is_mounted(&mount.dir)), "{log}");
+    assert!(
+        !mount.unmount(),
+        "ftpsfs exits non-zero when pending writes could not be uploaded"
+    );
+    let kept = log
+        .lines()
+        .find_map(|l| l.split("its content is kept in ").nth(1))
+        .unwrap_or_else(|| panic!("the log names where the content is kept:\n{log}"))
+        .trim()
+        .to_string();
+    assert!(kept.ends_with("/doc.bin"), "{kept}");
+    assert_eq!(
+        data::sha256(&std::fs::read(&kept).unwrap()),
+        data::sha256(&body)
+    );
+    assert_eq!(
+        std::fs::read(root.join("doc.bin")).unwrap(),
+        old,
+        "the old file is intact"
+    );
 }
 
 #[test]

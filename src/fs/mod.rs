@@ -64,6 +64,7 @@ mod inode;
 mod lister;
 mod prefetch;
 mod reader;
+mod rescue;
 mod resolve;
 mod spool;
 mod writeback;
@@ -221,6 +222,9 @@ pub struct Fs {
     streamed: AtomicU64,
     staged: AtomicU64,
     fallbacks: AtomicU64,
+    /// Set by `shutdown`: uploads that fail from then on keep their content
+    /// locally (see `rescue`).
+    shutting_down: AtomicBool,
 }
 
 fn show(path: &[u8]) -> String {
@@ -301,6 +305,7 @@ impl Fs {
             streamed: AtomicU64::new(0),
             staged: AtomicU64::new(0),
             fallbacks: AtomicU64::new(0),
+            shutting_down: AtomicBool::new(false),
         }
     }
 
@@ -879,6 +884,7 @@ impl Fs {
 
     /// Uploads every pending write (at unmount); says which failed.
     pub fn shutdown(&self) -> Result<()> {
+        self.shutting_down.store(true, Ordering::SeqCst);
         let files: Vec<Arc<OpenFile>> = self.files.lock().values().cloned().collect();
         let mut failures = Vec::new();
         for file in files {

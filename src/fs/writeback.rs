@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::handle::{Data, OpenFile};
+use super::rescue;
 use super::spool::Spool;
 use super::writer::{self, Dest, Streamer};
 use super::{show, Error, ErrorKind, Fs, Result, FETCH_CHUNK};
@@ -219,6 +220,8 @@ impl Fs {
                         *d = Data::Staged(spool);
                         file.meta.lock().sequential = true;
                     }
+                } else if self.shutting_down.load(Ordering::SeqCst) {
+                    self.keep_locally(&spool, &path);
                 }
                 r
             }
@@ -239,6 +242,22 @@ impl Fs {
                 }
                 Err(e)
             }
+        }
+    }
+
+    /// The mount is ending and `path` could not be uploaded: its content
+    /// goes to the spool directory rather than away with the spool.
+    fn keep_locally(&self, spool: &Spool, path: &[u8]) {
+        match rescue::keep(spool, &self.config.spool_dir, path) {
+            Ok(kept) => log::error!(
+                "{} was not uploaded; its content is kept in {}",
+                show(path),
+                kept.display()
+            ),
+            Err(e) => log::error!(
+                "{} was not uploaded, and keeping its content locally failed too: {e}",
+                show(path)
+            ),
         }
     }
 
