@@ -2,6 +2,15 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Before the password is read: this process holds it, and file
+    // contents in its spool, for as long as the mount lives. Not dumpable:
+    // no core dump of it, and no other process of the user may ptrace it
+    // or read its /proc memory and environment.
+    // SAFETY: prctl(2) with PR_SET_DUMPABLE and a plain integer argument
+    // touches no memory of ours.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
     match ftpsfs::cli::parse_args(std::env::args_os()) {
         Ok(options) => ftpsfs::run::run(options),
         Err(e) => e.exit(),

@@ -139,6 +139,12 @@ fn a_killed_user_mount_is_unmounted_and_a_clean_one_leaves_no_guard() {
 
     // Killed: SIGKILL leaves ftpsfs no chance to unmount.
     let mut mount = UserMount::start(&server);
+    // Not dumpable (no core dump holding the password, no ptrace or /proc
+    // reading by the user's other processes): the kernel then gives its
+    // /proc files to root.
+    use std::os::unix::fs::MetadataExt;
+    let environ = std::fs::metadata(format!("/proc/{}/environ", mount.child.id())).unwrap();
+    assert_eq!(environ.uid(), 0, "ftpsfs running as nobody is not dumpable");
     let file = mount.dir.join("f.txt");
     as_user(&["cp", "/etc/hostname", &file.to_string_lossy()]);
     assert!(
