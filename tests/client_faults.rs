@@ -267,3 +267,66 @@ fn a_data_connection_without_tls_is_refused() {
         started.elapsed()
     );
 }
+
+/// A server that speaks nothing newer than TLS 1.1 (Python's ssl, told to):
+/// refused at the handshake with a TLS error naming the version, before
+/// USER; there is no fallback to an older TLS or to plain FTP.
+#[test]
+fn a_server_below_tls_1_2_is_refused() {
+    let dir = std::env::temp_dir().join(format!("ftpsfs-tls11-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = common::tls_fake::self_signed(&dir);
+    let script = r#"
+import socket, ssl, sys, warnings
+warnings.simplefilter("ignore")
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+ctx.minimum_version = ssl.TLSVersion.TLSv1
+ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(1)
+s.settimeout(20)
+print(s.getsockname()[1], flush=True)
+c, _ = s.accept()
+c.settimeout(10)
+c.sendall(b"220 old server\r\n")
+c.recv(100)
+c.sendall(b"234 go ahead\r\n")
+try:
+    t = ctx.wrap_socket(c, server_side=True)
+    print("handshake completed", t.version(), flush=True)
+    print("after handshake:", t.recv(100), flush=True)
+except Exception as e:
+    print("handshake failed", flush=True)
+"#;
+    let mut server = std::process::Command::new("timeout")
+        .args(["30", "python3", "-c", script])
+        .arg(&cert)
+        .arg(&key)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut out = std::io::BufReader::new(server.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    let port: u16 = line.trim().parse().expect("the server's port");
+    let mut config = config(port);
+    config.security = Security::Explicit;
+    config.tls.ca_file = Some(cert.clone());
+    let Err(err) = Connector::new(config).unwrap().connect() else {
+        panic!("a TLS 1.1 server was accepted");
+    };
+    assert_eq!(err.kind(), Kind::Tls, "{err}");
+    assert!(err.to_string().to_lowercase().contains("version"), "{err}");
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let _ = server.wait();
+    assert_eq!(
+        rest.trim(),
+        "handshake failed",
+        "nothing after the handshake"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

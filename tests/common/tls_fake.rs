@@ -38,7 +38,7 @@ impl Drop for TempDir {
     }
 }
 
-fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let status = Command::new("openssl")
         .args([
