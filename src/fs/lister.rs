@@ -39,6 +39,19 @@ impl Flight {
     }
 }
 
+/// Ends a listing in flight when dropped, however the listing ended: its
+/// waiters must never wait for ever.
+struct Landing<'a>(&'a Lister, &'a [u8], Arc<Flight>);
+
+impl Drop for Landing<'_> {
+    fn drop(&mut self) {
+        let Landing(lister, dir, flight) = self;
+        lister.in_flight.lock().remove(*dir);
+        *flight.done.lock() = true;
+        flight.finished.notify_all();
+    }
+}
+
 impl Lister {
     pub(super) fn new(store: Arc<dyn RemoteStore>, cache: Arc<Cache>) -> Lister {
         Lister {
@@ -53,7 +66,7 @@ impl Lister {
     /// it is being listed already, waits for that and uses its result if it
     /// was cached (else lists it again, and a failure is this call's own).
     pub(super) fn fetch(&self, dir: &[u8], scan: bool) -> Result<Entries> {
-        let cached = |scan: bool| {
+        let cached = || {
             if scan {
                 self.cache.listing(dir)
             } else {
@@ -65,7 +78,7 @@ impl Lister {
             match in_flight.get(dir) {
                 Some(theirs) => Err(Arc::clone(theirs)),
                 // Listed by someone else since the caller looked in the cache.
-                None if let Some(entries) = cached(scan) => return Ok(entries),
+                None if let Some(entries) = cached() => return Ok(entries),
                 None => {
                     let mine = Arc::new(Flight::default());
                     in_flight.insert(dir.to_vec(), Arc::clone(&mine));
@@ -75,13 +88,12 @@ impl Lister {
         };
         match mine {
             Ok(mine) => {
-                let result = self.list_and_cache(dir, scan);
-                self.land(dir, &mine);
-                result
+                let _landing = Landing(self, dir, mine);
+                self.list_and_cache(dir, scan)
             }
             Err(theirs) => {
                 theirs.wait();
-                match cached(scan) {
+                match cached() {
                     Some(entries) => Ok(entries),
                     None => self.list_and_cache(dir, scan),
                 }
@@ -105,16 +117,10 @@ impl Lister {
             }
             in_flight.insert(dir.to_vec(), Arc::clone(&flight));
         }
+        let _landing = Landing(self, dir, flight);
         if let Err(e) = self.list_and_cache(dir, false) {
             log::debug!("listing ahead of a walk: {e}");
         }
-        self.land(dir, &flight);
-    }
-
-    fn land(&self, dir: &[u8], flight: &Flight) {
-        self.in_flight.lock().remove(dir);
-        *flight.done.lock() = true;
-        flight.finished.notify_all();
     }
 
     fn list_and_cache(&self, dir: &[u8], scan: bool) -> Result<Entries> {
