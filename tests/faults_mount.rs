@@ -707,8 +707,6 @@ fn rsync_rerun_completes_a_copy_broken_by_a_data_reset() {
 }
 
 #[test]
-#[ignore = "fails after 47 s: src/ftp/stream.rs's TLS write (rustls StreamOwned::write) swallows \
-            a timed-out socket write, so writes wait a data timeout again and again (being fixed there)"]
 fn stalled_upload_fails_close_after_the_data_timeout() {
     let (rig, mount, old) = with_file("doc.bin", 3 * MIB, 23, &[]);
     let local = Local::new("stalled-upload");
