@@ -139,7 +139,7 @@ pub struct Args {
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = positive_seconds, help_heading = "Connection")]
     data_timeout: Duration,
 
-    /// Send NOOP on a session idle for this long, before the server drops it
+    /// Send NOOP on a session idle for this long, before the server or a firewall drops it (TCP keepalive probes too, at most 15 s apart)
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = positive_seconds, help_heading = "Connection")]
     keepalive: Duration,
 
@@ -508,6 +508,10 @@ fn build_options(args: Args, env: &dyn Environment) -> Result<Options, CliError>
     };
     ftp.data_mode = data_mode(&args);
     ftp.keepalive.noop_after = args.keepalive;
+    // A firewall that forgets idle connections sooner than the default
+    // probes come needs them sooner too: --keepalive sets both.
+    ftp.keepalive.tcp_idle = ftp.keepalive.tcp_idle.min(args.keepalive);
+    ftp.keepalive.tcp_interval = ftp.keepalive.tcp_interval.min(args.keepalive);
     Ok(Options {
         ftp,
         pool: PoolSettings {

@@ -623,6 +623,7 @@ fn defaults() {
     assert_eq!(options.ftp.timeouts.reply, Duration::from_secs(30));
     assert_eq!(options.ftp.timeouts.data_idle, Duration::from_secs(60));
     assert_eq!(options.ftp.keepalive.noop_after, Duration::from_secs(60));
+    assert_eq!(options.ftp.keepalive.tcp_idle, Duration::from_secs(15));
     assert_eq!(options.attr_ttl, Duration::from_secs(60));
     assert_eq!(options.dir_ttl, Duration::from_secs(60));
     assert_eq!(options.log.level, log::LevelFilter::Warn);
@@ -663,6 +664,8 @@ fn timeouts_and_ttls() {
     assert_eq!(options.ftp.timeouts.reply, secs(4));
     assert_eq!(options.ftp.timeouts.data_idle, secs(5));
     assert_eq!(options.ftp.keepalive.noop_after, secs(6));
+    assert_eq!(options.ftp.keepalive.tcp_idle, secs(6), "probes as soon");
+    assert_eq!(options.ftp.keepalive.tcp_interval, secs(6));
     assert_eq!(options.attr_ttl, Duration::ZERO);
     assert_eq!(options.dir_ttl, secs(8));
     assert!(options.foreground);
