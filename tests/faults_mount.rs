@@ -253,15 +253,15 @@ fn control_reset_while_idle_is_invisible() {
 
 #[test]
 fn control_reset_during_a_download_gives_the_bytes_or_eio() {
-    let (rig, mount, body) = with_file("big.bin", 100 * MIB, 4, &[]);
+    let (rig, mount, body) = with_file("big.bin", 200 * MIB, 4, &[]);
     // About 4 s for the whole file, so the reset lands in the middle.
-    rig.proxy.set_bandwidth(Kind::Data, Some(25 * MIB as u64));
+    rig.proxy.set_bandwidth(Kind::Data, Some(50 * MIB as u64));
     let reader = {
         let path = mount.path_str("big.bin");
         std::thread::spawn(move || (sha256sum(&path, 120), Instant::now()))
     };
     assert!(wait_until(30, || rig.proxy.stats(Kind::Data).to_client
-        > 30 * MIB as u64));
+        > 60 * MIB as u64));
     let reset_at = Instant::now();
     assert!(rig.proxy.reset_all(Kind::Control) >= 1);
     let (result, ended) = reader.join().unwrap();
@@ -281,12 +281,15 @@ fn control_reset_during_a_download_gives_the_bytes_or_eio() {
     eprintln!("works again within {recovery:?}");
 }
 
-/// Refuse: the server's host answers every connect with RST. Hang: it
-/// accepts connections and then says nothing.
-fn outage(rig: &Rig, mount: &Mount, how: &str) {
+/// Refuse: the server's host answers every connect with RST (a stopped
+/// server). Hang: it accepts connections and then says nothing. The outage
+/// lasts `lasting`; the tools keep trying during it, and each try must fail
+/// within the timeouts.
+fn outage(rig: &Rig, mount: &Mount, how: &str, lasting: Duration) {
     let body = data::bytes(MIB, 5);
     rig.put(&format!("{how}.bin"), &body);
     ok("ls", &[&mount.path_str("")], 30);
+    let began = Instant::now();
     for kind in [Kind::Control, Kind::Data] {
         match how {
             "refuse" => rig.proxy.set_refuse(kind, true),
@@ -295,30 +298,44 @@ fn outage(rig: &Rig, mount: &Mount, how: &str) {
         rig.proxy.close_all(kind);
     }
     let mut worst = Duration::ZERO;
-    for (tool, args) in [
-        ("ls", vec![mount.path_str("")]),
-        ("cat", vec![mount.path_str(&format!("{how}.bin"))]),
-        ("mkdir", vec![mount.path_str("new-dir")]),
-    ] {
-        let started = Instant::now();
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = run(tool, &args, 120);
-        let took = started.elapsed();
-        worst = worst.max(took);
-        eprintln!(
-            "{how}: {tool} failed after {took:?}: {}",
-            stderr(&out).trim()
-        );
-        assert!(
-            !out.status.success(),
-            "{tool} cannot work during the outage"
-        );
-        assert!(
-            matches!(errno_of(&out), "ETIMEDOUT" | "EIO"),
-            "{tool}: {}",
-            stderr(&out)
-        );
+    let mut tries = 0;
+    loop {
+        for (tool, args) in [
+            ("ls", vec![mount.path_str("")]),
+            ("cat", vec![mount.path_str(&format!("{how}.bin"))]),
+            ("mkdir", vec![mount.path_str("new-dir")]),
+        ] {
+            let started = Instant::now();
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = run(tool, &args, 120);
+            let took = started.elapsed();
+            worst = worst.max(took);
+            tries += 1;
+            if tries <= 3 {
+                eprintln!(
+                    "{how}: {tool} failed after {took:?}: {}",
+                    stderr(&out).trim()
+                );
+            }
+            assert!(
+                !out.status.success(),
+                "{tool} cannot work during the outage"
+            );
+            assert!(
+                matches!(errno_of(&out), "ETIMEDOUT" | "EIO"),
+                "{tool}: {}",
+                stderr(&out)
+            );
+        }
+        if began.elapsed() >= lasting {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
     }
+    eprintln!(
+        "{how}: {tries} operations over {:?} of outage, the slowest failed after {worst:?}",
+        began.elapsed()
+    );
     let limit = Duration::from_secs(REPLY_TIMEOUT + CONNECT_TIMEOUT + 5);
     assert!(
         worst < limit,
@@ -338,14 +355,14 @@ fn outage(rig: &Rig, mount: &Mount, how: &str) {
 fn unreachable_server_fails_operations_in_time_and_the_mount_recovers() {
     let rig = Rig::start(&[]);
     let mount = rig.mount(&["--attr-ttl", "0", "--dir-ttl", "0"]);
-    outage(&rig, &mount, "refuse");
+    outage(&rig, &mount, "refuse", Duration::from_secs(30));
 }
 
 #[test]
 fn silent_server_fails_operations_in_time_and_the_mount_recovers() {
     let rig = Rig::start(&[]);
     let mount = rig.mount(&["--attr-ttl", "0", "--dir-ttl", "0"]);
-    outage(&rig, &mount, "hang");
+    outage(&rig, &mount, "hang", Duration::ZERO);
 }
 
 #[test]
