@@ -731,3 +731,29 @@ fn two_readers_of_one_file_get_the_same_bytes() {
         body[4096 * 1000..4096 * 1100].to_vec()
     );
 }
+
+/// The server dropped every session while the mount was idle (a restart):
+/// the next upload finds its pooled session dead before any byte was sent,
+/// and opens it again on a new one instead of failing the program.
+#[test]
+fn an_upload_after_the_server_dropped_every_session_succeeds() {
+    let server = Vsftpd::start(&[]);
+    let mount = Mount::start(&server.info, &["--attr-ttl", "60", "--dir-ttl", "60"]);
+    ok("cp", &["/etc/hostname", &mount.path_str("first")], 30);
+    server.kill_sessions();
+    std::thread::sleep(Duration::from_millis(300));
+    let body = data::bytes(200_000, 31);
+    let scratch = Scratch::new("after-restart");
+    std::fs::write(scratch.path("second"), &body).unwrap();
+    ok(
+        "cp",
+        &[&scratch.str("second"), &mount.path_str("second")],
+        30,
+    );
+    assert_eq!(
+        std::fs::read(server.info.root.join("second")).unwrap(),
+        body
+    );
+    let read = ok("cat", &[&mount.path_str("second")], 30).stdout;
+    assert_eq!(read, body);
+}

@@ -21,6 +21,9 @@ use super::{
 
 /// How often a broken download is reopened at the byte it reached.
 const DOWNLOAD_RESUMES: u32 = 3;
+/// How often opening a transfer is tried again after a fast transient
+/// failure (see `open_transfer`).
+const TRANSFER_OPEN_RETRIES: u32 = 3;
 
 pub struct FtpsStore {
     pool: Arc<Pool>,
@@ -321,10 +324,11 @@ impl FtpsStore {
     fn start_upload(&self, verb: &'static str, path: &[u8]) -> Result<Box<dyn UploadStream>> {
         let remote = self.remote(path);
         let describe = |e: ftp::Error| from_ftp(e, &format!("uploading {}", show(&remote)));
-        // Nothing has been sent when a session cannot be had; a refused STOR
-        // (e.g. 553) is reported as is.
-        let session = self.pool.get().map_err(describe)?;
-        let upload = upload_on(session, verb, &remote).map_err(describe)?;
+        // Trying again is safe: no byte of the file has been sent yet. A
+        // refused STOR (e.g. 553) is permanent and reported as is.
+        let upload = open_transfer(&self.pool, describe, |session| {
+            upload_on(session, verb, &remote)
+        })?;
         Ok(Box::new(FtpsUpload {
             upload: Some(upload),
             remote,
@@ -332,23 +336,34 @@ impl FtpsStore {
     }
 }
 
-/// Opens a download at `offset`. A transient failure is tried again when it
-/// came fast (a pooled session that had died, a data port refused), but not
-/// once a try has taken as long as the connect timeout: a stalled network
-/// fails every try by a timeout, and the program should hear of it after
-/// one, not after each of them.
+/// Opens a download at `offset`.
 fn open_download(pool: &Pool, remote: &[u8], offset: u64) -> Result<Download<PooledSession>> {
     let describe = |e: ftp::Error| from_ftp(e, &format!("reading {}", show(remote)));
+    open_transfer(pool, describe, |session| {
+        retr_on(session, remote, offset, None)
+    })
+}
+
+/// Opens a transfer on a pooled session. A transient failure is tried again
+/// when it came fast (a pooled session that had died while idle, a data
+/// port refused), but not once a try has taken as long as the connect
+/// timeout: a stalled network fails every try by a timeout, and the program
+/// should hear of it after one, not after each of them.
+fn open_transfer<T>(
+    pool: &Pool,
+    describe: impl Fn(ftp::Error) -> Error,
+    open: impl Fn(PooledSession) -> ftp::Result<T>,
+) -> Result<T> {
     let patience = pool.connector().config().timeouts.connect;
     let started = Instant::now();
     let mut attempts = 0;
     loop {
-        let session = pool.get().map_err(describe)?;
-        match retr_on(session, remote, offset, None) {
-            Ok(download) => return Ok(download),
+        let session = pool.get().map_err(&describe)?;
+        match open(session) {
+            Ok(transfer) => return Ok(transfer),
             Err(e)
                 if e.is_transient()
-                    && attempts < DOWNLOAD_RESUMES
+                    && attempts < TRANSFER_OPEN_RETRIES
                     && started.elapsed() < patience =>
             {
                 attempts += 1
