@@ -280,22 +280,23 @@ fn list_without_dash_a_is_remembered() {
 static LOGGING_IN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 static MOST_LOGGING_IN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// A server whose USER takes 300 ms, and which counts the logins under way.
+/// A server whose FEAT (the last step of a login) takes 300 ms, and which
+/// counts the logins under way.
 fn slow_login(c: &mut Conn) {
     use std::sync::atomic::Ordering::SeqCst;
     c.send("220 slow to log in\r\n");
     while let Some(line) = c.recv() {
         let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
         let reply = match verb.as_str() {
-            "USER" => {
+            "USER" => "331 password\r\n",
+            "PASS" => "230 in\r\n",
+            "FEAT" => {
                 let now = LOGGING_IN.fetch_add(1, SeqCst) + 1;
                 MOST_LOGGING_IN.fetch_max(now, SeqCst);
                 std::thread::sleep(Duration::from_millis(300));
                 LOGGING_IN.fetch_sub(1, SeqCst);
-                "331 password\r\n"
+                "211 no features\r\n"
             }
-            "PASS" => "230 in\r\n",
-            "FEAT" => "211 no features\r\n",
             "TYPE" | "NOOP" => "200 ok\r\n",
             "QUIT" => {
                 c.send("221 bye\r\n");
@@ -307,17 +308,21 @@ fn slow_login(c: &mut Conn) {
     }
 }
 
-/// Start-up logs every session in at once: over a slow link, four logins
-/// in a row would take four times as long before the mount is live.
-#[test]
-fn the_pool_logs_its_sessions_in_concurrently_at_start_up() {
+fn pool_of_four(port: u16) -> ftpsfs::ftp::Pool {
     use ftpsfs::ftp::{Pool, PoolSettings};
-    let server = FakeServer::start(slow_login);
     let settings = PoolSettings {
         max_sessions: 4,
         ..PoolSettings::default()
     };
-    let pool = Pool::new(Connector::new(plain_config(server.port)).unwrap(), settings);
+    Pool::new(Connector::new(plain_config(port)).unwrap(), settings)
+}
+
+/// Start-up logs every session in at once: over a slow link, four logins
+/// in a row would take four times as long before the mount is live.
+#[test]
+fn the_pool_logs_its_sessions_in_concurrently_at_start_up() {
+    let server = FakeServer::start(slow_login);
+    let pool = pool_of_four(server.port);
     pool.warm_up(4).expect("logins");
     assert_eq!(
         MOST_LOGGING_IN.load(std::sync::atomic::Ordering::SeqCst),
@@ -330,4 +335,38 @@ fn the_pool_logs_its_sessions_in_concurrently_at_start_up() {
         .filter(|l| l.starts_with("USER"))
         .count();
     assert_eq!(users, 4, "one login per session");
+}
+
+/// A server that refuses every password.
+fn refuses_the_password(c: &mut Conn) {
+    c.send("220 hello\r\n");
+    while let Some(line) = c.recv() {
+        let reply = match line.split(' ').next().unwrap_or("") {
+            "USER" => "331 password\r\n",
+            "PASS" => "530 Login incorrect.\r\n",
+            _ => "503 log in first\r\n",
+        };
+        c.send(reply);
+    }
+}
+
+/// Servers lock accounts after a few failed logins: the sessions that log in
+/// at once at start-up must not each send a wrong password.
+#[test]
+fn a_wrong_password_is_sent_once_at_start_up() {
+    let server = FakeServer::start(refuses_the_password);
+    let pool = pool_of_four(server.port);
+    let err = pool.warm_up(4).expect_err("refused");
+    assert_eq!(err.code(), Some(530), "{err}");
+    let received = server.received();
+    let passwords = received.iter().filter(|l| l.starts_with("PASS")).count();
+    assert_eq!(passwords, 1, "{received:?}");
+    let err = pool.get().map(drop).expect_err("still refused");
+    assert_eq!(err.code(), Some(530), "{err}");
+    let passwords = server
+        .received()
+        .iter()
+        .filter(|l| l.starts_with("PASS"))
+        .count();
+    assert_eq!(passwords, 2, "a later try sends it again, once");
 }

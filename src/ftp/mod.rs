@@ -8,6 +8,7 @@ pub mod data;
 pub mod error;
 pub mod features;
 pub mod listing;
+mod login_gate;
 pub mod net;
 pub mod pool;
 pub mod reply;

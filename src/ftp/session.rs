@@ -21,6 +21,7 @@ use super::data::{self, Endpoint, Ready};
 use super::error::{Error, Result};
 use super::features::Features;
 use super::listing::{self, Entry};
+use super::login_gate::LoginGate;
 use super::net;
 use super::reply::Reply;
 use super::stream::Stream;
@@ -84,6 +85,8 @@ pub struct Connector {
     epsv_refused: AtomicBool,
     /// Set once the server refused `LIST -a`, so later listings use plain LIST.
     list_a_refused: AtomicBool,
+    /// Until the credentials were accepted once, one session sends them.
+    login_gate: LoginGate,
     stats: Stats,
 }
 
@@ -109,6 +112,7 @@ impl Connector {
             server_name,
             epsv_refused: AtomicBool::new(false),
             list_a_refused: AtomicBool::new(false),
+            login_gate: LoginGate::default(),
             stats: Stats::default(),
         }))
     }
@@ -214,7 +218,12 @@ impl Session {
             self.start_tls()?;
         }
         self.control.set_reply_timeout(timeouts.reply)?;
-        self.send_credentials()?;
+        // USER and PASS each wait at most one reply timeout.
+        let connector = Arc::clone(&self.connector);
+        let pass = connector.login_gate.enter(timeouts.reply * 2)?;
+        let outcome = self.send_credentials();
+        pass.settle(&outcome);
+        outcome?;
         if self.tls.is_some() {
             // Never transfer data in plaintext: PROT P refused is an error.
             self.expect("PBSZ", Some(b"0"), |c| c == 200)?;

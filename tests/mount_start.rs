@@ -1,0 +1,255 @@
+//! What the `ftpsfs` command does when it starts, run as a user runs it (in
+//! the background, the default), against vsftpd: it returns 0 once the mount
+//! is live, and when it cannot connect, log in, verify the certificate or
+//! mount, it exits non-zero with one line that says why, and leaves neither
+//! a mount nor a process behind.
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::mount::{is_mounted, ok, run};
+use common::scratch::Scratch;
+use common::vsftpd::Vsftpd;
+use common::ServerInfo;
+
+/// A mountpoint and a cache directory of the test's own.
+struct Place {
+    scratch: Scratch,
+}
+
+impl Place {
+    fn new(name: &str) -> Place {
+        let scratch = Scratch::new(name);
+        std::fs::create_dir_all(scratch.0.join("mnt")).unwrap();
+        Place { scratch }
+    }
+
+    fn mountpoint(&self) -> PathBuf {
+        self.scratch.0.join("mnt")
+    }
+
+    fn cache(&self) -> PathBuf {
+        self.scratch.0.join("cache")
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        if is_mounted(&self.mountpoint()) {
+            let _ = run(
+                "fusermount3",
+                &["-uz", &self.mountpoint().to_string_lossy()],
+                30,
+            );
+        }
+    }
+}
+
+fn url(info: &ServerInfo, port: u16) -> String {
+    format!("ftpes://{}@{}:{port}/", info.user, info.url_host())
+}
+
+/// Runs `ftpsfs` without `-f`, as a user does, with a deadline.
+fn ftpsfs(args: &[&str], password: &str) -> (Output, Duration) {
+    let started = Instant::now();
+    let out = Command::new("timeout")
+        .args(["-k", "5", "90"])
+        .arg(env!("CARGO_BIN_EXE_ftpsfs"))
+        .args(["--connect-timeout", "5", "--timeout", "10"])
+        .args(args)
+        .env("FTPSFS_PASSWORD", password)
+        .output()
+        .expect("run ftpsfs");
+    assert_ne!(out.status.code(), Some(124), "ftpsfs did not return");
+    (out, started.elapsed())
+}
+
+/// The processes whose command line names `mountpoint` (ftpsfs, and a
+/// fusermount3 or guard it may have started), as their executables.
+fn processes_naming(mountpoint: &Path) -> Vec<PathBuf> {
+    // Not through `run`: its `timeout` process would name the mountpoint too.
+    let out = Command::new("pgrep")
+        .arg("-f")
+        .arg(mountpoint)
+        .output()
+        .expect("pgrep");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).ok())
+        .collect()
+}
+
+/// How many ftpsfs daemons serve `mountpoint`.
+fn serving(mountpoint: &Path) -> usize {
+    let binary = std::fs::canonicalize(env!("CARGO_BIN_EXE_ftpsfs")).unwrap();
+    processes_naming(mountpoint)
+        .iter()
+        .filter(|exe| **exe == binary)
+        .count()
+}
+
+/// The command failed with one line on stderr that contains each of
+/// `reasons` (in any case), and
+/// left nothing behind.
+fn failed_with(out: &Output, took: Duration, reasons: &[&str], place: &Place, password: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("after {took:?}, exit {:?}: {stderr}", out.status.code());
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    assert!(lines[0].starts_with("ftpsfs: "), "{stderr}");
+    for reason in reasons {
+        assert!(
+            lines[0].to_lowercase().contains(reason),
+            "names {reason:?}: {stderr}"
+        );
+    }
+    assert!(!stderr.contains(password), "the password is not shown");
+    assert!(!is_mounted(&place.mountpoint()), "no mount left behind");
+    assert_eq!(
+        processes_naming(&place.mountpoint()),
+        Vec::<PathBuf>::new(),
+        "no process left behind"
+    );
+    assert_eq!(
+        std::fs::read_dir(place.mountpoint()).unwrap().count(),
+        0,
+        "the mountpoint is a plain empty directory again"
+    );
+}
+
+fn common_args(place: &Place) -> Vec<String> {
+    vec![
+        "--cache-dir".into(),
+        place.cache().to_string_lossy().into_owned(),
+    ]
+}
+
+fn with_ca(info: &ServerInfo, place: &Place) -> Vec<String> {
+    let mut args = common_args(place);
+    args.push("--ca-file".into());
+    args.push(info.ca_file.to_string_lossy().into_owned());
+    args
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn returns_once_the_mount_is_live_and_serves_in_the_background() {
+    let server = Vsftpd::start(&[]);
+    let place = Place::new("start-ok");
+    std::fs::write(server.info.root.join("there.txt"), b"hello").unwrap();
+    let mut args = with_ca(&server.info, &place);
+    args.push(url(&server.info, server.info.port));
+    args.push(place.mountpoint().to_string_lossy().into_owned());
+    let (out, took) = ftpsfs(&strs(&args), &server.info.password);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("mounted in the background in {took:?}");
+    // No waiting: the command's return is the promise that the mount is live.
+    assert!(is_mounted(&place.mountpoint()));
+    assert_eq!(
+        std::fs::read(place.mountpoint().join("there.txt")).unwrap(),
+        b"hello"
+    );
+    std::fs::write(place.mountpoint().join("new.txt"), b"written").unwrap();
+    assert_eq!(serving(&place.mountpoint()), 1, "one daemon serves it");
+    ok(
+        "fusermount3",
+        &["-u", &place.mountpoint().to_string_lossy()],
+        30,
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while serving(&place.mountpoint()) > 0 {
+        assert!(Instant::now() < deadline, "the daemon exits after unmount");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        std::fs::read(server.info.root.join("new.txt")).unwrap(),
+        b"written"
+    );
+    assert!(
+        place.cache().join("ftpsfs.log").is_file(),
+        "in the background the log goes beside the spool"
+    );
+}
+
+#[test]
+fn a_server_that_refuses_connections_is_one_line_and_no_mount() {
+    let server = Vsftpd::start(&[]);
+    let place = Place::new("start-refused");
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut args = with_ca(&server.info, &place);
+    args.push(url(&server.info, port));
+    args.push(place.mountpoint().to_string_lossy().into_owned());
+    let (out, took) = ftpsfs(&strs(&args), &server.info.password);
+    failed_with(&out, took, &["connect"], &place, &server.info.password);
+    assert!(took < Duration::from_secs(5), "refused at once: {took:?}");
+}
+
+#[test]
+fn a_wrong_password_is_one_line_and_no_mount() {
+    let server = Vsftpd::start(&[]);
+    let place = Place::new("start-password");
+    let mut args = with_ca(&server.info, &place);
+    args.push(url(&server.info, server.info.port));
+    args.push(place.mountpoint().to_string_lossy().into_owned());
+    let wrong = "not-the-password-4711";
+    let (out, took) = ftpsfs(&strs(&args), wrong);
+    failed_with(&out, took, &["login", "530"], &place, wrong);
+    let passwords = server
+        .commands()
+        .iter()
+        .filter(|c| c.starts_with("PASS"))
+        .count();
+    assert_eq!(
+        passwords, 1,
+        "a wrong password is sent once, not per session"
+    );
+}
+
+#[test]
+fn an_unverifiable_certificate_is_one_line_and_no_mount() {
+    let server = Vsftpd::start(&[]);
+    let place = Place::new("start-cert");
+    // The system's roots, not the test CA: the server's certificate is
+    // issued by an authority nobody trusts here.
+    let mut args = common_args(&place);
+    args.push(url(&server.info, server.info.port));
+    args.push(place.mountpoint().to_string_lossy().into_owned());
+    let (out, took) = ftpsfs(&strs(&args), &server.info.password);
+    failed_with(&out, took, &["certificate"], &place, &server.info.password);
+    assert!(
+        !server.commands().iter().any(|c| c.starts_with("USER")),
+        "nothing is sent before the certificate is verified"
+    );
+}
+
+#[test]
+fn a_mountpoint_that_is_no_directory_is_one_line_and_no_mount() {
+    let server = Vsftpd::start(&[]);
+    let place = Place::new("start-mountpoint");
+    let missing = place.mountpoint().join("missing");
+    let mut args = with_ca(&server.info, &place);
+    args.push(url(&server.info, server.info.port));
+    args.push(missing.to_string_lossy().into_owned());
+    let (out, took) = ftpsfs(&strs(&args), &server.info.password);
+    failed_with(
+        &out,
+        took,
+        &["cannot mount", "no such file"],
+        &place,
+        &server.info.password,
+    );
+    assert!(!missing.exists(), "not created behind the user's back");
+}
