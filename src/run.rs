@@ -158,6 +158,7 @@ fn serve_until_unmounted(
     let store =
         FtpsStore::connect(Arc::clone(&pool), &options.remote_root).map_err(|e| e.to_string())?;
     let fs = Arc::new(Fs::new(Arc::new(store), fs_config(options, spool_dir)?));
+    remind_of_unsaved_files(&fs.kept_by_earlier_mounts());
 
     let settings = MountSettings {
         source: format!("ftpsfs#{}", options.ftp.host),
@@ -223,6 +224,30 @@ fn fs_config(options: &Options, spool_dir: PathBuf) -> Result<FsConfig, String> 
 }
 
 /// One spool directory per mountpoint, so two mounts never share one.
+/// Warns, at every start until the user has dealt with them, of the files an
+/// earlier mount could not upload: the programs that wrote them were told
+/// they were written.
+fn remind_of_unsaved_files(kept: &[PathBuf]) {
+    const SHOWN: usize = 5;
+    if kept.is_empty() {
+        return;
+    }
+    let mut names: Vec<String> = kept
+        .iter()
+        .take(SHOWN)
+        .map(|p| p.display().to_string())
+        .collect();
+    if kept.len() > SHOWN {
+        names.push(format!("and {} more", kept.len() - SHOWN));
+    }
+    log::warn!(
+        "{} file(s) that an earlier mount could not upload are kept locally: {}; \
+         copy them into the mount (or delete them) once you have checked them",
+        kept.len(),
+        names.join(", ")
+    );
+}
+
 fn spool_dir(cache_dir: &Path, mountpoint: &Path) -> PathBuf {
     let name: String = mountpoint
         .to_string_lossy()

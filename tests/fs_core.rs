@@ -1570,4 +1570,10 @@ fn an_upload_that_fails_at_shutdown_keeps_its_content_locally() {
     assert_eq!(std::fs::read(&kept).unwrap(), b"NEW version");
     let mode = std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "readable by the user only");
+    let next_start = Fs::new(m.store.clone(), config(&m.spool));
+    assert_eq!(
+        next_start.kept_by_earlier_mounts(),
+        vec![kept],
+        "the next mount with this spool finds what was kept"
+    );
 }

@@ -882,6 +882,12 @@ impl Fs {
         Ok(())
     }
 
+    /// Files that earlier mounts with this spool directory could not upload
+    /// and kept locally instead (see `rescue`), for the start-up log.
+    pub fn kept_by_earlier_mounts(&self) -> Vec<std::path::PathBuf> {
+        rescue::kept_earlier(&self.config.spool_dir)
+    }
+
     /// Uploads every pending write (at unmount); says which failed.
     pub fn shutdown(&self) -> Result<()> {
         self.shutting_down.store(true, Ordering::SeqCst);

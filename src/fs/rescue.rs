@@ -55,3 +55,34 @@ pub(super) fn keep(spool: &Spool, dir: &Path, remote: &[u8]) -> io::Result<PathB
     out.sync_all()?;
     Ok(target)
 }
+
+/// The files that earlier mounts kept in `dir` (by [`keep`]), so that a new
+/// mount can remind the user of them: they exist because an upload failed,
+/// and nobody else will ever look in the spool directory.
+pub(super) fn kept_earlier(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        if entry.file_name().as_bytes().starts_with(b"unsaved-") {
+            collect_files(&entry.path(), &mut found);
+        }
+    }
+    found.sort();
+    found
+}
+
+fn collect_files(dir: &Path, found: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        // file_type() does not follow symlinks: nothing outside `dir` is listed.
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => collect_files(&entry.path(), found),
+            Ok(t) if t.is_file() => found.push(entry.path()),
+            _ => {}
+        }
+    }
+}
