@@ -6,6 +6,7 @@
 mod common;
 
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -252,4 +253,71 @@ fn a_mountpoint_that_is_no_directory_is_one_line_and_no_mount() {
         &server.info.password,
     );
     assert!(!missing.exists(), "not created behind the user's back");
+}
+
+/// `mount` and `/etc/fstab` run ftpsfs through mount.fuse3, which passes
+/// every option with `-o`. The source `PROGRAM#URL` of type `fuse` names the
+/// program by its path; `-t fuse.ftpsfs` differs only in finding `ftpsfs` on
+/// the system PATH, which a test cannot set without installing it.
+#[test]
+fn mount_and_an_fstab_line_mount_it_with_o_options() {
+    let server = Vsftpd::start(&[]);
+    let place = Place::new("start-fstab");
+    let password_file = place.scratch.path("password");
+    std::fs::write(&password_file, format!("{}\n", server.info.password)).unwrap();
+    std::fs::set_permissions(&password_file, PermissionsExt::from_mode(0o600)).unwrap();
+    let source = format!(
+        "{}#{}",
+        env!("CARGO_BIN_EXE_ftpsfs"),
+        url(&server.info, server.info.port)
+    );
+    let options = format!(
+        "_netdev,noauto,password_file={},ca_file={},cache_dir={},sessions=2,ro",
+        password_file.display(),
+        server.info.ca_file.display(),
+        place.cache().display()
+    );
+    let mountpoint = place.mountpoint().to_string_lossy().into_owned();
+    std::fs::write(server.info.root.join("f.txt"), b"via mount").unwrap();
+
+    ok(
+        "mount",
+        &["-t", "fuse", &source, &mountpoint, "-o", &options],
+        60,
+    );
+    assert!(
+        is_mounted(&place.mountpoint()),
+        "mounted when mount returns"
+    );
+    assert_eq!(
+        std::fs::read(place.mountpoint().join("f.txt")).unwrap(),
+        b"via mount"
+    );
+    let refused = std::fs::write(place.mountpoint().join("g.txt"), b"x").expect_err("ro");
+    assert_eq!(
+        refused.raw_os_error(),
+        Some(libc::EROFS),
+        "-o ro is honoured"
+    );
+    ok("umount", &[&mountpoint], 30);
+
+    let fstab = place.scratch.path("fstab");
+    let options = options.replace(",ro", "");
+    std::fs::write(
+        &fstab,
+        format!("{source} {mountpoint} fuse {options} 0 0\n"),
+    )
+    .unwrap();
+    ok("mount", &["-T", &fstab.to_string_lossy(), &mountpoint], 60);
+    std::fs::write(place.mountpoint().join("g.txt"), b"via fstab").unwrap();
+    ok("umount", &[&mountpoint], 30);
+    assert_eq!(
+        std::fs::read(server.info.root.join("g.txt")).unwrap(),
+        b"via fstab"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while serving(&place.mountpoint()) > 0 {
+        assert!(Instant::now() < deadline, "the daemon exits after umount");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
