@@ -138,3 +138,38 @@ fn unmount_is_clean() {
     );
     assert!(!common::mount::is_mounted(&mount.dir));
 }
+
+#[test]
+fn symbolic_links_on_the_server_are_links_in_the_mount() {
+    let server = Vsftpd::start(&[]);
+    let root = &server.info.root;
+    std::fs::write(root.join("target.txt"), b"pointed at").unwrap();
+    std::fs::create_dir(root.join("sub")).unwrap();
+    std::fs::write(root.join("sub/inner"), b"inside").unwrap();
+    std::os::unix::fs::symlink("target.txt", root.join("link")).unwrap();
+    std::os::unix::fs::symlink("sub", root.join("dirlink")).unwrap();
+    std::os::unix::fs::symlink("nowhere", root.join("dangling")).unwrap();
+    let mount = Mount::start(&server.info, &[]);
+    for (name, target) in [
+        ("link", "target.txt"),
+        ("dirlink", "sub"),
+        ("dangling", "nowhere"),
+    ] {
+        let meta = std::fs::symlink_metadata(mount.path(name)).unwrap();
+        assert!(meta.file_type().is_symlink(), "{name}: {meta:?}");
+        assert_eq!(
+            std::fs::read_link(mount.path(name)).unwrap(),
+            Path::new(target)
+        );
+    }
+    assert_eq!(std::fs::read(mount.path("link")).unwrap(), b"pointed at");
+    assert_eq!(
+        std::fs::read(mount.path("dirlink/inner")).unwrap(),
+        b"inside"
+    );
+    let err = std::fs::read(mount.path("dangling")).expect_err("nothing there");
+    assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+    // Not followed by a walk: find sees three links.
+    let found = ok("find", &[&mount.path_str(""), "-type", "l"], 30);
+    assert_eq!(String::from_utf8_lossy(&found.stdout).lines().count(), 3);
+}
