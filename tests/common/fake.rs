@@ -195,13 +195,18 @@ pub fn serve(c: &mut Conn, behaviour: Behaviour) {
             }
             "LIST" if !behaviour.list_a && arg.starts_with("-a") => c.send("501 bad option\r\n"),
             "RETR" | "STOR" | "LIST" => {
-                let mut data = match (passive.take(), active.take()) {
-                    (Some(l), _) => l.accept().unwrap().0,
-                    (None, Some(addr)) => TcpStream::connect(addr).unwrap(),
+                let connected = match (passive.take(), active.take()) {
+                    (Some(l), _) => l.accept().map(|(stream, _)| stream),
+                    (None, Some(addr)) => TcpStream::connect(addr),
                     _ => {
                         c.send("425 use PASV or PORT first\r\n");
                         continue;
                     }
+                };
+                // The client may have given up on the transfer already.
+                let Ok(mut data) = connected else {
+                    c.send("425 no data connection\r\n");
+                    continue;
                 };
                 c.send("150 go\r\n");
                 if verb.eq_ignore_ascii_case("STOR") {
