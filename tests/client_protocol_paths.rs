@@ -361,12 +361,16 @@ fn a_wrong_password_is_sent_once_at_start_up() {
     let received = server.received();
     let passwords = received.iter().filter(|l| l.starts_with("PASS")).count();
     assert_eq!(passwords, 1, "{received:?}");
-    let err = pool.get().map(drop).expect_err("still refused");
-    assert_eq!(err.code(), Some(530), "{err}");
+    // Operations right after it (a program retrying) get the same refusal
+    // without another wrong password reaching the server.
+    for _ in 0..3 {
+        let err = pool.get().map(drop).expect_err("still refused");
+        assert_eq!(err.code(), Some(530), "{err}");
+    }
     let passwords = server
         .received()
         .iter()
         .filter(|l| l.starts_with("PASS"))
         .count();
-    assert_eq!(passwords, 2, "a later try sends it again, once");
+    assert_eq!(passwords, 1, "{:?}", server.received());
 }

@@ -2,6 +2,10 @@
 //! time sends them; the others wait (their TCP and TLS handshakes done) for
 //! its answer, and a refusal ends them all with the same error.
 //!
+//! A refusal also stands, without asking the server, for [`REFUSAL_HOLDS`]
+//! after it: a mount whose password was changed on the server sends one
+//! wrong password per that time, not one per operation a program tries.
+//!
 //! Why: servers lock an account, or ban the address, after a few failed
 //! logins (Pure-FTPd, FileZilla Server, fail2ban on vsftpd's log). Start-up
 //! logs its sessions in at once, so a wrong password would otherwise count
@@ -12,10 +16,19 @@ use parking_lot::{Condvar, Mutex};
 
 use super::error::{Error, Result};
 
-#[derive(Default)]
+/// How long a refusal answers for the server.
+pub(super) const REFUSAL_HOLDS: Duration = Duration::from_secs(5);
+
 pub(super) struct LoginGate {
     state: Mutex<State>,
     settled: Condvar,
+    refusal_holds: Duration,
+}
+
+impl Default for LoginGate {
+    fn default() -> LoginGate {
+        LoginGate::holding_refusals_for(REFUSAL_HOLDS)
+    }
 }
 
 #[derive(Default)]
@@ -34,30 +47,49 @@ struct Refusal {
     command: String,
     code: u16,
     text: String,
+    at: Instant,
 }
 
 impl LoginGate {
+    pub(super) fn holding_refusals_for(refusal_holds: Duration) -> LoginGate {
+        LoginGate {
+            state: Mutex::default(),
+            settled: Condvar::new(),
+            refusal_holds,
+        }
+    }
+
+    /// How many refusals so far: taken when a session starts connecting, and
+    /// given to [`LoginGate::enter`].
+    pub(super) fn refusals(&self) -> u64 {
+        self.state.lock().refusals
+    }
+
     /// Waits until this session may send the credentials: at once when they
     /// were accepted before, else when no other session is trying them. A
-    /// refusal that another session got meanwhile is returned as this
-    /// session's error. The wait is bounded by `at_most` (the other login
-    /// should have ended by then); after it, this session goes ahead.
-    pub(super) fn enter(&self, at_most: Duration) -> Result<Pass<'_>> {
+    /// refusal that another session got since `refusals_before` (while this
+    /// one connected or waited), or less than the hold time ago, is
+    /// returned as this session's error. The
+    /// wait is bounded by `at_most` (the other login should have ended by
+    /// then); after it, this session goes ahead.
+    pub(super) fn enter(&self, refusals_before: u64, at_most: Duration) -> Result<Pass<'_>> {
         let deadline = Instant::now() + at_most;
         let mut state = self.state.lock();
-        let refusals_before = state.refusals;
-        while state.trying && !state.accepted {
-            if self.settled.wait_until(&mut state, deadline).timed_out() {
-                return Ok(Pass::waiter(self));
-            }
-            if state.refusals != refusals_before {
-                if let Some(refusal) = &state.last_refusal {
+        loop {
+            if let Some(refusal) = &state.last_refusal {
+                if state.refusals != refusals_before || refusal.at.elapsed() < self.refusal_holds {
                     return Err(Error::Reply {
                         command: refusal.command.clone(),
                         code: refusal.code,
                         text: refusal.text.clone(),
                     });
                 }
+            }
+            if !state.trying || state.accepted {
+                break;
+            }
+            if self.settled.wait_until(&mut state, deadline).timed_out() {
+                return Ok(Pass::waiter(self));
             }
         }
         if state.accepted {
@@ -90,6 +122,7 @@ impl LoginGate {
                     command: command.clone(),
                     code: *code,
                     text: text.clone(),
+                    at: Instant::now(),
                 });
             }
             // The connection failed or the server said "later": the next
@@ -144,37 +177,51 @@ mod tests {
 
     #[test]
     fn a_refusal_ends_the_sessions_that_waited_for_it() {
-        let gate = Arc::new(LoginGate::default());
-        let first = gate.enter(Duration::from_secs(5)).unwrap();
+        let gate = Arc::new(LoginGate::holding_refusals_for(Duration::from_millis(300)));
+        let first = gate.enter(0, Duration::from_secs(5)).unwrap();
         let waiter = {
             let gate = Arc::clone(&gate);
-            std::thread::spawn(move || gate.enter(Duration::from_secs(5)).map(drop))
+            std::thread::spawn(move || gate.enter(0, Duration::from_secs(5)).map(drop))
         };
         std::thread::sleep(Duration::from_millis(100));
         first.settle(&refused());
         let err = waiter.join().unwrap().expect_err("the same refusal");
         assert_eq!(err.code(), Some(530));
-        // A later attempt (the user fixed the password file) may try again.
-        let again = gate.enter(Duration::from_millis(10)).unwrap();
+        // A session that started connecting before the refusal and comes
+        // to the gate after it is refused too, without trying.
+        let late = gate.enter(0, Duration::from_secs(5)).map(drop);
+        assert_eq!(late.expect_err("refused").code(), Some(530));
+        // So is a new one right after it.
+        let soon = gate
+            .enter(gate.refusals(), Duration::from_secs(5))
+            .map(drop);
+        assert_eq!(soon.expect_err("refused").code(), Some(530));
+        // Once the refusal no longer holds, the server is asked again.
+        std::thread::sleep(Duration::from_millis(400));
+        let again = gate
+            .enter(gate.refusals(), Duration::from_millis(10))
+            .unwrap();
         assert!(again.trying);
     }
 
     #[test]
     fn once_accepted_nobody_waits() {
         let gate = LoginGate::default();
-        gate.enter(Duration::from_secs(5)).unwrap().settle(&Ok(()));
-        let a = gate.enter(Duration::from_secs(5)).unwrap();
-        let b = gate.enter(Duration::from_secs(5)).unwrap();
+        gate.enter(0, Duration::from_secs(5))
+            .unwrap()
+            .settle(&Ok(()));
+        let a = gate.enter(0, Duration::from_secs(5)).unwrap();
+        let b = gate.enter(0, Duration::from_secs(5)).unwrap();
         assert!(!a.trying && !b.trying);
     }
 
     #[test]
     fn a_try_that_ends_without_an_answer_lets_the_next_one_try() {
         let gate = Arc::new(LoginGate::default());
-        let first = gate.enter(Duration::from_secs(5)).unwrap();
+        let first = gate.enter(0, Duration::from_secs(5)).unwrap();
         let next = {
             let gate = Arc::clone(&gate);
-            std::thread::spawn(move || gate.enter(Duration::from_secs(5)).map(|p| p.trying))
+            std::thread::spawn(move || gate.enter(0, Duration::from_secs(5)).map(|p| p.trying))
         };
         std::thread::sleep(Duration::from_millis(100));
         drop(first); // connection lost before the server answered
@@ -184,9 +231,9 @@ mod tests {
     #[test]
     fn a_try_that_never_ends_does_not_block_for_ever() {
         let gate = LoginGate::default();
-        let _stuck = gate.enter(Duration::from_secs(5)).unwrap();
+        let _stuck = gate.enter(0, Duration::from_secs(5)).unwrap();
         let started = Instant::now();
-        let pass = gate.enter(Duration::from_millis(200)).unwrap();
+        let pass = gate.enter(0, Duration::from_millis(200)).unwrap();
         assert!(!pass.trying);
         assert!(started.elapsed() < Duration::from_secs(2));
     }

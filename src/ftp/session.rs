@@ -127,6 +127,9 @@ impl Connector {
 
     /// Opens a control connection and logs in.
     pub fn connect(self: &Arc<Self>) -> Result<Session> {
+        // Taken before connecting: a refusal that comes while this session
+        // connects ends it too, instead of letting it try the password again.
+        let refusals_before = self.login_gate.refusals();
         let config = &self.config;
         let timeouts = config.timeouts;
         let tcp = net::connect("control connection", &config.address(), timeouts.connect)?;
@@ -147,7 +150,7 @@ impl Connector {
             error_seen: false,
             last_used: Instant::now(),
         };
-        session.log_in()?;
+        session.log_in(refusals_before)?;
         self.stats.logins.fetch_add(1, Ordering::Relaxed);
         Ok(session)
     }
@@ -196,7 +199,7 @@ impl Session {
 
     // ---- login -------------------------------------------------------------
 
-    fn log_in(&mut self) -> Result<()> {
+    fn log_in(&mut self, refusals_before: u64) -> Result<()> {
         let timeouts = self.config().timeouts;
         let security = self.config().security;
         if security == Security::Implicit {
@@ -220,7 +223,9 @@ impl Session {
         self.control.set_reply_timeout(timeouts.reply)?;
         // USER and PASS each wait at most one reply timeout.
         let connector = Arc::clone(&self.connector);
-        let pass = connector.login_gate.enter(timeouts.reply * 2)?;
+        let pass = connector
+            .login_gate
+            .enter(refusals_before, timeouts.reply * 2)?;
         let outcome = self.send_credentials();
         pass.settle(&outcome);
         outcome?;
