@@ -757,3 +757,33 @@ fn an_upload_after_the_server_dropped_every_session_succeeds() {
     let read = ok("cat", &[&mount.path_str("second")], 30).stdout;
     assert_eq!(read, body);
 }
+
+/// Run as root, a crash is cleaned up by fusermount3's auto_unmount (an
+/// ordinary user's mount by the guard: tests/mount_guard.rs). A mount whose
+/// daemon died must not be left behind for `ls` to hang or fail on.
+#[test]
+fn a_killed_mount_of_root_goes_away_and_what_was_closed_is_on_the_server() {
+    let server = Vsftpd::start(&[]);
+    let mut mount = Mount::start(&server.info, &[]);
+    std::fs::write(mount.path("closed.txt"), b"closed before the crash").unwrap();
+    signal(ftpsfs_pid(&mount), "KILL");
+    let killed = Instant::now();
+    assert!(
+        wait_until(10, || !is_mounted(&mount.dir)),
+        "the mount of a killed ftpsfs is still there"
+    );
+    eprintln!("unmounted {:?} after SIGKILL", killed.elapsed());
+    let listing = ok("ls", &["-a", &mount.dir.to_string_lossy()], 10);
+    assert_eq!(
+        String::from_utf8_lossy(&listing.stdout)
+            .split_whitespace()
+            .count(),
+        2,
+        "a plain empty directory again (. and ..)"
+    );
+    assert!(!mount.unmount(), "killed, so not a clean exit");
+    assert_eq!(
+        std::fs::read(server.info.root.join("closed.txt")).unwrap(),
+        b"closed before the crash"
+    );
+}

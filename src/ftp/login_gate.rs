@@ -42,7 +42,6 @@ struct State {
     last_refusal: Option<Refusal>,
 }
 
-#[derive(Clone)]
 struct Refusal {
     command: String,
     code: u16,
@@ -67,11 +66,10 @@ impl LoginGate {
 
     /// Waits until this session may send the credentials: at once when they
     /// were accepted before, else when no other session is trying them. A
-    /// refusal that another session got since `refusals_before` (while this
-    /// one connected or waited), or less than the hold time ago, is
-    /// returned as this session's error. The
-    /// wait is bounded by `at_most` (the other login should have ended by
-    /// then); after it, this session goes ahead.
+    /// refusal that came since `refusals_before` (while this session
+    /// connected or waited), or less than the hold time ago, is returned as
+    /// this session's error. The wait is bounded by `at_most` (the other
+    /// login should have ended by then); after it, this session goes ahead.
     pub(super) fn enter(&self, refusals_before: u64, at_most: Duration) -> Result<Pass<'_>> {
         let deadline = Instant::now() + at_most;
         let mut state = self.state.lock();
