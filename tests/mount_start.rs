@@ -93,8 +93,7 @@ fn serving(mountpoint: &Path) -> usize {
 }
 
 /// The command failed with one line on stderr that contains each of
-/// `reasons` (in any case), and
-/// left nothing behind.
+/// `reasons` (in lower case), and left nothing behind.
 fn failed_with(out: &Output, took: Duration, reasons: &[&str], place: &Place, password: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("after {took:?}, exit {:?}: {stderr}", out.status.code());
