@@ -223,7 +223,6 @@ fn fs_config(options: &Options, spool_dir: PathBuf) -> Result<FsConfig, String> 
     })
 }
 
-/// One spool directory per mountpoint, so two mounts never share one.
 /// Warns, at every start until the user has dealt with them, of the files an
 /// earlier mount could not upload: the programs that wrote them were told
 /// they were written.
@@ -248,6 +247,7 @@ fn remind_of_unsaved_files(kept: &[PathBuf]) {
     );
 }
 
+/// One spool directory per mountpoint, so two mounts never share one.
 fn spool_dir(cache_dir: &Path, mountpoint: &Path) -> PathBuf {
     let name: String = mountpoint
         .to_string_lossy()

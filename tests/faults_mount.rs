@@ -11,7 +11,7 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::data;
-use common::mount::{ok, run, Mount};
+use common::mount::{ok, run, wait_until, Mount};
 use common::proxied::Proxied;
 use common::proxy::Kind;
 
@@ -109,18 +109,6 @@ fn errno_of(out: &Output) -> &'static str {
     .into_iter()
     .find(|(text, _)| stderr.contains(text))
     .map_or("unknown", |(_, name)| name)
-}
-
-/// Waits until `cond` holds, up to `secs`; true when it did.
-fn wait_until(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    cond()
 }
 
 /// The mount answers a listing and a small round trip within a few

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::mount::{is_mounted, ok, run};
+use common::mount::{is_mounted, ok, run, wait_until};
 use common::vsftpd::Vsftpd;
 
 /// The user the mount runs as: `nobody`.
@@ -105,17 +105,6 @@ impl Drop for UserMount {
     }
 }
 
-fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    done()
-}
-
 /// Runs a command as `nobody`: without allow_other, only the user who
 /// mounted may enter the mount, root included.
 fn as_user(args: &[&str]) -> std::process::Output {
@@ -154,7 +143,7 @@ fn a_killed_user_mount_is_unmounted_and_a_clean_one_leaves_no_guard() {
     let _ = mount.child.kill();
     let _ = mount.child.wait();
     assert!(
-        wait_until(Duration::from_secs(10), || !is_mounted(&mount.dir)),
+        wait_until(10, || !is_mounted(&mount.dir)),
         "the dead mount is still there 10 s after ftpsfs was killed"
     );
     let listing = run("ls", &["-a", &mount.dir.to_string_lossy()], 10);
@@ -164,8 +153,7 @@ fn a_killed_user_mount_is_unmounted_and_a_clean_one_leaves_no_guard() {
         String::from_utf8_lossy(&listing.stderr)
     );
     assert!(Path::new(&server.info.root).join("f.txt").exists());
-    assert!(wait_until(Duration::from_secs(10), || guard_processes()
-        == guards_before));
+    assert!(wait_until(10, || guard_processes() == guards_before));
     drop(mount);
 
     // Unmounted the normal way: the guard leaves without a trace.
@@ -173,7 +161,6 @@ fn a_killed_user_mount_is_unmounted_and_a_clean_one_leaves_no_guard() {
     as_user(&["fusermount3", "-u", &mount.dir.to_string_lossy()]);
     let status = mount.child.wait().unwrap();
     assert!(status.success(), "ftpsfs after fusermount3 -u: {status}");
-    assert!(wait_until(Duration::from_secs(10), || guard_processes()
-        == guards_before));
+    assert!(wait_until(10, || guard_processes() == guards_before));
     assert!(!is_mounted(&mount.dir));
 }

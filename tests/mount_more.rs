@@ -13,25 +13,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::data;
-use common::mount::{is_mounted, ok, run, Mount};
+use common::mount::{is_mounted, ok, run, wait_until, Mount};
 use common::scratch::Scratch;
 use common::vsftpd::Vsftpd;
 
 // ----- helpers -----
-
-/// Polls `cond` every 50 ms for at most `secs` seconds; true once it holds.
-fn wait_until(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// The PID of the ftpsfs process serving `mount`: a child of this test
 /// process whose command line names the mountpoint and whose executable is

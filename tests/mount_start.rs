@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::mount::{is_mounted, ok, run};
+use common::mount::{is_mounted, ok, run, wait_until};
 use common::scratch::Scratch;
 use common::vsftpd::Vsftpd;
 use common::ServerInfo;
@@ -167,11 +167,10 @@ fn returns_once_the_mount_is_live_and_serves_in_the_background() {
         &["-u", &place.mountpoint().to_string_lossy()],
         30,
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while serving(&place.mountpoint()) > 0 {
-        assert!(Instant::now() < deadline, "the daemon exits after unmount");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        wait_until(30, || serving(&place.mountpoint()) == 0),
+        "the daemon exits after unmounting"
+    );
     assert_eq!(
         std::fs::read(server.info.root.join("new.txt")).unwrap(),
         b"written"
@@ -314,9 +313,8 @@ fn mount_and_an_fstab_line_mount_it_with_o_options() {
         std::fs::read(server.info.root.join("g.txt")).unwrap(),
         b"via fstab"
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while serving(&place.mountpoint()) > 0 {
-        assert!(Instant::now() < deadline, "the daemon exits after umount");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        wait_until(30, || serving(&place.mountpoint()) == 0),
+        "the daemon exits after unmounting"
+    );
 }

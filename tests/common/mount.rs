@@ -50,6 +50,18 @@ pub fn ok(program: &str, args: &[&str], timeout_secs: u32) -> Output {
     out
 }
 
+/// Waits until `cond` holds, up to `secs` seconds; true when it did.
+pub fn wait_until(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
+
 pub fn is_mounted(dir: &Path) -> bool {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let dir = dir.to_string_lossy();
