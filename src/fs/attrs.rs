@@ -9,10 +9,10 @@ impl Fs {
     pub(super) fn chmod(&self, ino: Ino, mode: u32) -> Result<()> {
         let file = self.open_file(ino);
         if let Some(f) = &file {
-            let mut m = f.meta.lock();
-            if m.dirty {
-                m.pending_mode = Some(mode);
-                m.mode = Some(mode);
+            let mut state = f.state();
+            if let Some(pending) = state.pending_mut() {
+                pending.mode = Some(mode);
+                state.view().mode = Some(mode);
                 return Ok(());
             }
         }
@@ -23,7 +23,7 @@ impl Fs {
                 self.cache.update(&path, meta);
             }
             if let Some(f) = &file {
-                f.meta.lock().mode = Some(mode);
+                f.view().mode = Some(mode);
             }
         }
         Ok(())
@@ -32,10 +32,10 @@ impl Fs {
     pub(super) fn utimens(&self, ino: Ino, kind: FileKind, mtime: SystemTime) -> Result<()> {
         let file = self.open_file(ino);
         if let Some(f) = &file {
-            let mut m = f.meta.lock();
-            if m.dirty {
-                m.pending_mtime = Some(mtime);
-                m.mtime = mtime;
+            let mut state = f.state();
+            if let Some(pending) = state.pending_mut() {
+                pending.mtime = Some(mtime);
+                state.view().mtime = mtime;
                 return Ok(());
             }
         }
@@ -52,7 +52,7 @@ impl Fs {
                 self.cache.update(&path, meta);
             }
             if let Some(f) = &file {
-                f.meta.lock().mtime = mtime;
+                f.view().mtime = mtime;
             }
         }
         Ok(())

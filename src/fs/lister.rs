@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime};
 use parking_lot::{Condvar, Mutex};
 
 use super::cache::Cache;
-use super::{writer, Result};
+use super::{replace, Result};
 use crate::store::{join, DirEntry, Metadata, RemoteStore};
 
 pub(super) type Entries = Vec<(Vec<u8>, Metadata)>;
@@ -129,19 +129,19 @@ impl Lister {
             .store
             .list(dir)?
             .into_iter()
-            .partition(|e| writer::is_temp_name(&e.name));
+            .partition(|e| replace::is_temp_name(&e.name));
         self.remove_stale_temps(dir, temps);
         let entries = entries.into_iter().map(|e| (e.name, e.meta)).collect();
         Ok(self.cache.fill_listing(dir, entries, started, scan))
     }
 
     /// Temporary upload files are never shown; those left over by an upload
-    /// that was interrupted (see `writer::STALE_TEMP_AGE`) are deleted when
+    /// that was interrupted (see `replace::STALE_TEMP_AGE`) are deleted when
     /// their directory is listed, each tried once.
     fn remove_stale_temps(&self, dir: &[u8], temps: Vec<DirEntry>) {
         let now = SystemTime::now();
         for temp in temps {
-            if !writer::is_stale_temp(&temp.name, temp.meta.mtime, now) {
+            if !replace::is_stale_temp(&temp.name, temp.meta.mtime, now) {
                 continue;
             }
             let path = join(dir, &temp.name);

@@ -4,17 +4,27 @@
 //! does that); it is tested against the in-memory store.
 //!
 //! Every method takes `&self` and may run on many threads at once. Locks are
-//! short and never held across a store call, except one file's own content
+//! short and never held across a store call, except one file's own state
 //! lock while that file is uploaded or fetched: a slow upload of one file
 //! does not stop `ls` or the other files.
 //!
-//! Modules: `inode` (inode numbers and paths), `cache` (metadata LRU),
-//! `resolve` (cache or server), `lister` (each directory listed by one
-//! request at a time), `prefetch` (subdirectories listed ahead of a walk), `handle` (open files and handles),
-//! `content` (opening, writing, staging, truncating), `writeback` (when
-//! changes go to the server), `writer` (uploads, temporary names, streaming),
-//! `spool` (local copies), `reader` (read-ahead), `attrs` (chmod, utimens),
-//! `errno` (the one errno table).
+//! This file answers the kernel's requests; the work is in modules named
+//! for what they hold:
+//! - names and metadata: `inode` (inode numbers and paths), `cache`
+//!   (metadata LRU), `resolve` (cache or server), `lister` (each directory
+//!   listed by one request at a time), `prefetch` (subdirectories listed
+//!   ahead of a walk), `namespace` (mkdir, unlink, rmdir, rename), `attrs`
+//!   (chmod, utimens);
+//! - open files: `open_file` (THE lifecycle of an open file: its states and
+//!   transitions), `handles` (descriptors and the table of open files),
+//!   `local_changes` (writes, staging, truncation), `upload` (where an
+//!   upload is decided, and what follows it), `streamer` (an upload fed
+//!   while the program writes), `replace` (temporary names and putting an
+//!   upload in place), `spool` (local copies), `rescue` (what could not be
+//!   uploaded at unmount);
+//! - reads: `download` (local copy or download), `read_ahead` (a download
+//!   kept open and read ahead);
+//! - `errno` (the one errno table).
 //!
 //! Metadata (see `cache.rs`): lookups are answered from the parent's listing
 //! (one `list` per directory per directory TTL) or from single entries
@@ -57,18 +67,22 @@
 //! create), with the mode chmod-ed only when it has execute bits.
 mod attrs;
 mod cache;
-mod content;
+mod download;
 mod errno;
-mod handle;
+mod handles;
 mod inode;
 mod lister;
+mod local_changes;
+mod namespace;
+mod open_file;
 mod prefetch;
-mod reader;
+mod read_ahead;
+mod replace;
 mod rescue;
 mod resolve;
 mod spool;
-mod writeback;
-mod writer;
+mod streamer;
+mod upload;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -81,13 +95,13 @@ use parking_lot::Mutex;
 use crate::store::{join, FileKind, Metadata, RemoteStore};
 use cache::{Cache, Source};
 pub use errno::{Error, ErrorKind, Result};
-use handle::{Data, Handle, LocalMeta, OpenFile};
+use handles::{Handle, OpenFiles};
 use inode::InodeTable;
 pub use inode::{Ino, ROOT_INO, UNKNOWN_INO};
 use lister::Lister;
+use open_file::OpenFile;
 use prefetch::Prefetcher;
-use reader::ReadAhead;
-use spool::{Spool, SpoolStats};
+use spool::SpoolStats;
 
 pub type Fh = u64;
 
@@ -213,7 +227,7 @@ pub struct Fs {
     lister: Arc<Lister>,
     /// Lists subdirectories ahead of a walk (None: off).
     prefetch: Option<Arc<Prefetcher>>,
-    files: Mutex<HashMap<Ino, Arc<OpenFile>>>,
+    files: Mutex<OpenFiles>,
     handles: Mutex<HashMap<Fh, Arc<Handle>>>,
     next_fh: AtomicU64,
     renames_refused: AtomicBool,
@@ -296,7 +310,7 @@ impl Fs {
             config,
             mounted_at: SystemTime::now(),
             inodes: Mutex::new(InodeTable::new()),
-            files: Mutex::new(HashMap::new()),
+            files: Mutex::new(OpenFiles::default()),
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             renames_refused: AtomicBool::new(false),
@@ -352,7 +366,7 @@ impl Fs {
             // Unlinked or replaced while open: what the handle still sees.
             return match file {
                 Some(f) => {
-                    let meta = f.meta.lock().metadata();
+                    let meta = f.view().metadata();
                     Ok(self.attr(ino, &meta))
                 }
                 None => Err(stale(ino)),
@@ -501,14 +515,12 @@ impl Fs {
         let now = SystemTime::now();
         let mode = mode & 0o7777;
         let ino = self.inodes.lock().lookup(parent, name, FileKind::File);
-        let mut local = LocalMeta::new_file(mode, now);
-        if mode & 0o111 != 0 {
-            local.pending_mode = Some(mode);
-        }
-        let meta = local.metadata();
-        let file = Arc::new(OpenFile::new(ino, Data::Staged(self.new_spool()), local));
-        file.users.store(1, Ordering::SeqCst);
-        self.files.lock().insert(ino, Arc::clone(&file));
+        let spool = self.new_spool();
+        let file = self
+            .files
+            .lock()
+            .acquire(ino, || OpenFile::created(ino, spool, mode, now));
+        let meta = file.view().metadata();
         self.inodes.lock().pin(ino);
         self.cache.update(&path, meta.clone());
         let fh = self.add_handle(file, flags);
@@ -520,59 +532,7 @@ impl Fs {
         if !h.flags.read {
             return Err(Error::new(ErrorKind::BadHandle, "not open for reading"));
         }
-        let file = &h.file;
-        {
-            let mut data = file.data.lock();
-            if matches!(&*data, Data::Streaming(_)) {
-                self.unstream(file, &mut data)?;
-            }
-            if let Data::Staged(spool) = &*data {
-                let mut buf = vec![0u8; size as usize];
-                let n = spool
-                    .read_at(offset, &mut buf)
-                    .map_err(|e| Error::local(&e, "reading the write spool"))?;
-                buf.truncate(n);
-                return Ok(buf);
-            }
-        }
-        let path = self.path(file.ino)?;
-        let version = file.version.load(Ordering::SeqCst);
-        let failures_before = h.read_failures.load(Ordering::SeqCst);
-        let mut slot = h.reader.lock();
-        if h.read_failures.load(Ordering::SeqCst) != failures_before {
-            if let Some(e) = &slot.last_error {
-                return Err(e.clone());
-            }
-        }
-        if let Some((v, r)) = &slot.current {
-            if *v != version || !r.covers(offset) {
-                slot.current = None;
-            }
-        }
-        let reader = match &mut slot.current {
-            Some((_, r)) => r,
-            None => match self.start_download(&path, offset) {
-                Ok(r) => &mut slot.current.insert((version, r)).1,
-                Err(e) => {
-                    slot.fail(&h.read_failures, &e);
-                    return Err(e);
-                }
-            },
-        };
-        match reader.read(offset, size as usize) {
-            Ok(data) => Ok(data),
-            Err(e) => {
-                let e = Error::from(e);
-                slot.fail(&h.read_failures, &e);
-                Err(e)
-            }
-        }
-    }
-
-    fn start_download(&self, path: &[u8], offset: u64) -> Result<ReadAhead> {
-        let stream = self.store.open_read(path, offset)?;
-        ReadAhead::start(stream, self.config.read_ahead)
-            .map_err(|e| Error::local(&e, "starting a download thread"))
+        self.read_handle(&h, offset, size)
     }
 
     pub fn write(&self, fh: Fh, offset: u64, data: &[u8]) -> Result<u32> {
@@ -585,13 +545,13 @@ impl Fs {
             return Err(e);
         }
         let file = &h.file;
-        let mut d = file.data.lock();
+        let mut state = file.state();
         let offset = if h.flags.append {
-            file.meta.lock().size
+            state.local_len().unwrap_or_else(|| file.view().size)
         } else {
             offset
         };
-        if let Err(e) = self.write_locked(file, &mut d, offset, data) {
+        if let Err(e) = self.write_locked(file, &mut state, offset, data) {
             if matches!(e.kind, ErrorKind::Upload(_)) {
                 h.fail(&e);
             }
@@ -605,9 +565,11 @@ impl Fs {
         if let Some(e) = h.sticky() {
             return Err(e);
         }
+        // A read-only descriptor's close still uploads a new file that is
+        // not on the server yet (`touch`).
         let wants_upload = h.flags.write || {
-            let m = h.file.meta.lock();
-            m.dirty && !m.on_server
+            let state = h.file.state();
+            state.has_changes() && !state.server_has_file()
         };
         if !wants_upload {
             return Ok(());
@@ -638,7 +600,7 @@ impl Fs {
         }
         h.reader.lock().current = None;
         if h.flags.write {
-            h.file.writers.fetch_sub(1, Ordering::SeqCst);
+            self.files.lock().remove_writer(h.file.ino);
         }
         self.release_file(&h.file);
         result
@@ -661,7 +623,7 @@ impl Fs {
             }
             let file = self.acquire(ino)?;
             let mut result = self.truncate_file(&file, size);
-            if result.is_ok() && file.writers.load(Ordering::SeqCst) == 0 {
+            if result.is_ok() && self.files.lock().writers(ino) == 0 {
                 // No close will come to upload it: truncate(1) of a closed file.
                 result = self.save(&file);
             }
@@ -677,211 +639,6 @@ impl Fs {
         self.getattr(ino)
     }
 
-    // ----- directories and names -----
-
-    pub fn mkdir(&self, parent: Ino, name: &[u8], mode: u32) -> Result<Attr> {
-        self.writable()?;
-        check_name(name)?;
-        let ppath = self.dir_path(parent)?;
-        let path = join(&ppath, name);
-        if self.pending(parent, name) {
-            return Err(Error::new(
-                ErrorKind::Store(crate::store::ErrorKind::AlreadyExists),
-                format!("{}: exists", show(&path)),
-            ));
-        }
-        self.store.mkdir(&path)?;
-        let mode = mode & 0o7777;
-        let mut shown = None;
-        if mode & 0o777 == 0o755 {
-            shown = Some(mode);
-        } else {
-            match self.apply_chmod(&path, mode) {
-                Ok(true) => shown = Some(mode),
-                Ok(false) => {}
-                Err(e) => log::warn!("setting the mode of {}: {e}", show(&path)),
-            }
-        }
-        let meta = Metadata {
-            kind: FileKind::Dir,
-            size: 0,
-            mtime: Some(SystemTime::now()),
-            mtime_exact: true,
-            mode: shown,
-            symlink_target: None,
-        };
-        self.cache.update(&path, meta.clone());
-        self.cache.set_empty_dir(&path);
-        let ino = self.inodes.lock().lookup(parent, name, FileKind::Dir);
-        Ok(self.attr(ino, &meta))
-    }
-
-    pub fn unlink(&self, parent: Ino, name: &[u8]) -> Result<()> {
-        self.writable()?;
-        check_name(name)?;
-        let ppath = self.dir_path(parent)?;
-        let path = join(&ppath, name);
-        let (meta, _) = self
-            .child_meta(parent, &ppath, name)?
-            .ok_or_else(|| not_found(&path))?;
-        if meta.kind == FileKind::Dir {
-            return Err(Error::new(
-                ErrorKind::IsDir,
-                format!("{}: is a directory", show(&path)),
-            ));
-        }
-        let ino = self.inodes.lock().find(parent, name);
-        match ino.and_then(|i| self.open_file(i)) {
-            Some(file) => {
-                let mut d = file.data.lock();
-                let on_server = file.meta.lock().on_server;
-                if on_server {
-                    self.delete_remote(&path)?;
-                }
-                if let Data::Streaming(s) = std::mem::replace(&mut *d, Data::Remote) {
-                    self.abandon_stream(s);
-                }
-                let mut m = file.meta.lock();
-                m.unlinked = true;
-                m.dirty = false;
-                m.on_server = false;
-            }
-            None => self.delete_remote(&path)?,
-        }
-        self.cache.remove(&path);
-        self.inodes.lock().detach(parent, name);
-        Ok(())
-    }
-
-    pub fn rmdir(&self, parent: Ino, name: &[u8]) -> Result<()> {
-        self.writable()?;
-        check_name(name)?;
-        let ppath = self.dir_path(parent)?;
-        let path = join(&ppath, name);
-        let (meta, _) = self
-            .child_meta(parent, &ppath, name)?
-            .ok_or_else(|| not_found(&path))?;
-        if meta.kind != FileKind::Dir {
-            return Err(Error::new(
-                ErrorKind::NotDir,
-                format!("{}: not a directory", show(&path)),
-            ));
-        }
-        let ino = self.inodes.lock().find(parent, name);
-        self.check_empty(ino, &path)?;
-        if let Err(e) = self.store.rmdir(&path) {
-            if e.kind == crate::store::ErrorKind::NotFound {
-                self.cache.remove(&path);
-            }
-            return Err(e.into());
-        }
-        self.cache.remove(&path);
-        self.inodes.lock().detach(parent, name);
-        Ok(())
-    }
-
-    pub fn rename(
-        &self,
-        parent: Ino,
-        name: &[u8],
-        new_parent: Ino,
-        new_name: &[u8],
-        no_replace: bool,
-    ) -> Result<()> {
-        self.writable()?;
-        check_name(name)?;
-        check_name(new_name)?;
-        let ppath = self.dir_path(parent)?;
-        let npath = self.dir_path(new_parent)?;
-        let from = join(&ppath, name);
-        let to = join(&npath, new_name);
-        let (src, _) = self
-            .child_meta(parent, &ppath, name)?
-            .ok_or_else(|| not_found(&from))?;
-        if from == to {
-            return Ok(());
-        }
-        if src.kind == FileKind::Dir && is_under(&to, &from) {
-            return Err(Error::new(
-                ErrorKind::Invalid,
-                format!("{} cannot move into itself", show(&from)),
-            ));
-        }
-        let dst = self.child_meta(new_parent, &npath, new_name)?;
-        if let Some((d, _)) = &dst {
-            if no_replace {
-                return Err(Error::new(
-                    ErrorKind::Store(crate::store::ErrorKind::AlreadyExists),
-                    format!("{}: exists", show(&to)),
-                ));
-            }
-            match (src.kind == FileKind::Dir, d.kind == FileKind::Dir) {
-                (true, false) => {
-                    return Err(Error::new(
-                        ErrorKind::NotDir,
-                        format!("{}: not a directory", show(&to)),
-                    ))
-                }
-                (false, true) => {
-                    return Err(Error::new(
-                        ErrorKind::IsDir,
-                        format!("{}: is a directory", show(&to)),
-                    ))
-                }
-                (true, true) => {
-                    let dino = self.inodes.lock().find(new_parent, new_name);
-                    self.check_empty(dino, &to)?;
-                }
-                (false, false) => {}
-            }
-        }
-        let src_ino = self.inodes.lock().find(parent, name);
-        let src_file = src_ino.and_then(|i| self.open_file(i));
-        // A file not yet on the server moves only here; its upload goes to
-        // the new name.
-        let local_only = src_file.as_ref().is_some_and(|f| {
-            let m = f.meta.lock();
-            m.dirty && !m.on_server
-        });
-        if !local_only {
-            let moved = if dst.is_some() {
-                writer::rename_replacing(&*self.store, &from, &to)
-            } else {
-                self.store.rename(&from, &to)
-            };
-            if let Err(e) = moved {
-                if e.kind == crate::store::ErrorKind::NotFound {
-                    self.cache.invalidate(&from);
-                }
-                return Err(e.into());
-            }
-        }
-        // A replaced file that is open keeps its handles, but its changes go
-        // nowhere now.
-        let replaced = self.inodes.lock().find(new_parent, new_name);
-        if let Some(file) = replaced.and_then(|i| self.open_file(i)) {
-            let mut d = file.data.lock();
-            if let Data::Streaming(s) = std::mem::replace(&mut *d, Data::Remote) {
-                // A new file streaming under its own name: that name now
-                // holds what replaced it, which must not be deleted.
-                let delete = s.dest.temp;
-                self.drop_stream(s, delete);
-            }
-            let mut m = file.meta.lock();
-            m.unlinked = true;
-            m.dirty = false;
-        }
-        self.inodes
-            .lock()
-            .rename(parent, name, new_parent, new_name);
-        let meta = src_file
-            .as_ref()
-            .and_then(|f| f.local_metadata())
-            .unwrap_or(src);
-        self.cache.rename(&from, &to, meta);
-        Ok(())
-    }
-
     /// Files that earlier mounts with this spool directory could not upload
     /// and kept locally instead (see `rescue`), for the start-up log.
     pub fn kept_by_earlier_mounts(&self) -> Vec<std::path::PathBuf> {
@@ -891,14 +648,11 @@ impl Fs {
     /// Uploads every pending write (at unmount); says which failed.
     pub fn shutdown(&self) -> Result<()> {
         self.shutting_down.store(true, Ordering::SeqCst);
-        let files: Vec<Arc<OpenFile>> = self.files.lock().values().cloned().collect();
+        let files = self.files.lock().all();
         let mut failures = Vec::new();
         for file in files {
-            let dirty = file.meta.lock().dirty;
-            if dirty {
-                if let Err(e) = self.save(&file) {
-                    failures.push(e);
-                }
+            if let Err(e) = self.save(&file) {
+                failures.push(e);
             }
         }
         match failures.first() {
@@ -964,7 +718,7 @@ impl Fs {
     }
 
     fn open_file(&self, ino: Ino) -> Option<Arc<OpenFile>> {
-        self.files.lock().get(&ino).cloned()
+        self.files.lock().get(ino)
     }
 
     fn delete_remote(&self, path: &[u8]) -> Result<()> {
@@ -979,14 +733,6 @@ impl Fs {
 
     // ----- helpers: open files -----
 
-    fn new_spool(&self) -> Spool {
-        Spool::new(
-            self.config.spool_memory_limit,
-            self.config.spool_dir.clone(),
-            Arc::clone(&self.spool_stats),
-        )
-    }
-
     fn handle(&self, fh: Fh) -> Result<Arc<Handle>> {
         self.handles
             .lock()
@@ -997,7 +743,7 @@ impl Fs {
 
     fn add_handle(&self, file: Arc<OpenFile>, flags: OpenFlags) -> Fh {
         if flags.write {
-            file.writers.fetch_add(1, Ordering::SeqCst);
+            self.files.lock().add_writer(file.ino);
         }
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.handles

@@ -1,12 +1,12 @@
 //! Where metadata answers come from: a file changed here first, then the
 //! cache, then the server (see the module comment of `fs` for the rules).
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+
 use std::time::Instant;
 
 use super::cache::{Cached, Source};
-use super::handle::OpenFile;
-use super::{show, writer, Error, ErrorKind, Fs, Ino, Result, STAT_MISSES};
+
+use super::{replace, show, Error, ErrorKind, Fs, Ino, Result, STAT_MISSES};
 use crate::store::{join, split_parent, FileKind, Metadata};
 
 impl Fs {
@@ -19,7 +19,7 @@ impl Fs {
 
     /// Names of files in directory `dir` that exist only here so far.
     pub(super) fn pending_children(&self, dir: Ino) -> Vec<Vec<u8>> {
-        let files: Vec<Arc<OpenFile>> = self.files.lock().values().cloned().collect();
+        let files = self.files.lock().all();
         let mut names = Vec::new();
         for file in files {
             if file.local_metadata().is_none() {
@@ -61,7 +61,7 @@ impl Fs {
                 return Ok(Some((meta, Source::Single)));
             }
         }
-        if writer::is_temp_name(name) {
+        if replace::is_temp_name(name) {
             return Ok(None);
         }
         self.resolve(&join(ppath, name))

@@ -1,15 +1,17 @@
-//! When local changes go to the server: starting a streaming upload,
-//! falling back to staging, the upload at flush, and what happens after it
-//! succeeded (times and modes applied, cache updated) or failed (changes
-//! dropped, handles told).
+//! Where an upload is decided: when local changes go to the server (a
+//! file filled in order starts streaming, a stream that cannot go on falls
+//! back to staging, flush uploads what is left), and what follows an upload
+//! that succeeded (times and modes applied, cache updated) or failed
+//! (changes dropped, handles told).
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::handle::{Data, OpenFile};
+use super::open_file::{FileState, LocalCopy, OpenFile, PendingAttrs, Streaming};
+use super::replace;
 use super::rescue;
 use super::spool::Spool;
-use super::writer::{self, Dest, Streamer};
+use super::streamer::{Dest, Streamer};
 use super::{show, Error, ErrorKind, Fs, Result, FETCH_CHUNK};
 use crate::store::{join, split_parent, FileKind, Metadata};
 
@@ -34,34 +36,43 @@ impl Fs {
         s.abandon();
         if delete {
             if let Ok(path) = self.dest_path(&dest) {
-                writer::delete_quietly(&*self.store, &path);
+                replace::delete_quietly(&*self.store, &path);
             }
         }
         self.inodes.lock().unpin(dest.parent);
     }
 
-    /// Moves a staged file, written in order from its start, to a streaming
-    /// upload. If the upload cannot start for a reason that may pass, the
-    /// file stays staged (and is uploaded at flush).
-    pub(super) fn start_stream(&self, file: &OpenFile, d: &mut Data) -> Result<()> {
+    /// Filling → Streaming, once a file written in order from its start is
+    /// big enough. If the upload cannot start for a reason that may pass,
+    /// the file is staged instead (and uploaded at flush).
+    pub(super) fn start_stream(&self, file: &OpenFile, state: &mut FileState) -> Result<()> {
+        let FileState::Filling(copy) = &*state else {
+            return Ok(());
+        };
         let location = self.inodes.lock().location(file.ino);
         let Some((parent, name)) = location else {
+            state.stop_filling();
             return Ok(());
         };
         let Ok(dir) = self.path(parent) else {
+            state.stop_filling();
             return Ok(());
         };
-        let temp = file.meta.lock().on_server && !self.renames_refused.load(Ordering::Relaxed);
+        let temp = copy.replaces && !self.renames_refused.load(Ordering::Relaxed);
         let dest = Dest {
             parent,
-            name: if temp { writer::temp_name(&name) } else { name },
+            name: if temp {
+                replace::temp_name(&name)
+            } else {
+                name
+            },
             temp,
         };
         let up_path = join(&dir, &dest.name);
         let upload = match self.store.upload(&up_path) {
             Ok(u) => u,
             Err(e) => {
-                file.meta.lock().sequential = false;
+                state.stop_filling();
                 if matches!(
                     e.kind,
                     crate::store::ErrorKind::PermissionDenied | crate::store::ErrorKind::NoSpace
@@ -72,66 +83,86 @@ impl Fs {
                 return Ok(());
             }
         };
-        let mut s = match Streamer::start(upload, dest) {
+        let mut upload = match Streamer::start(upload, dest) {
             Ok(s) => s,
             Err(e) => {
-                file.meta.lock().sequential = false;
-                writer::delete_quietly(&*self.store, &up_path);
+                state.stop_filling();
+                replace::delete_quietly(&*self.store, &up_path);
                 log::debug!("{}: staying staged: {e}", show(&up_path));
                 return Ok(());
             }
         };
         self.inodes.lock().pin(parent);
-        let Data::Staged(spool) = std::mem::replace(d, Data::Remote) else {
+        let FileState::Filling(copy) = state.take() else {
             return Ok(());
         };
         let mut buf = vec![0u8; FETCH_CHUNK];
         let mut offset = 0;
-        while offset < spool.len() {
-            let n = match spool.read_at(offset, &mut buf) {
+        while offset < copy.spool.len() {
+            let n = match copy.spool.read_at(offset, &mut buf) {
                 Ok(n) => n,
                 Err(e) => {
-                    self.abandon_stream(s);
-                    *d = Data::Staged(spool);
+                    self.abandon_stream(upload);
+                    *state = FileState::Staged(copy);
                     return Err(Error::local(&e, "reading the write spool"));
                 }
             };
             if n == 0 {
                 break;
             }
-            match s.write(offset, &buf[..n]) {
-                Ok(_) => {}
-                Err(e) => {
-                    *d = Data::Streaming(s);
-                    return Err(self.stream_failed(file, d, e.into()));
-                }
+            if let Err(e) = upload.write(offset, &buf[..n]) {
+                *state = FileState::Streaming(Streaming {
+                    upload,
+                    pending: copy.pending,
+                });
+                return Err(self.stream_failed(file, state, e.into()));
             }
             offset += n as u64;
         }
-        *d = Data::Streaming(s);
+        *state = FileState::Streaming(Streaming {
+            upload,
+            pending: copy.pending,
+        });
         Ok(())
     }
 
     /// A streaming upload broke: its bytes are lost. The file is what the
     /// server has again; returns the error to report.
-    pub(super) fn stream_failed(&self, file: &OpenFile, d: &mut Data, err: Error) -> Error {
-        if let Data::Streaming(s) = std::mem::replace(d, Data::Remote) {
-            self.abandon_stream(s);
-        }
+    pub(super) fn stream_failed(
+        &self,
+        file: &OpenFile,
+        state: &mut FileState,
+        err: Error,
+    ) -> Error {
+        let had_file = match state.take() {
+            FileState::Streaming(s) => {
+                let had_file = s.upload.dest.temp;
+                self.abandon_stream(s.upload);
+                had_file
+            }
+            other => {
+                *state = other;
+                return err.into_upload();
+            }
+        };
         let err = err.into_upload();
         let path = self.inodes.lock().path(file.ino);
         log::warn!(
             "upload of {} failed: {err}",
             path.as_deref().map(show).unwrap_or_default()
         );
-        self.drop_local_changes(file, path.as_deref());
+        self.drop_local_changes(file, state, path.as_deref(), had_file);
         err
     }
 
-    /// Back from streaming to staging: finishes the upload, fetches what it
-    /// stored, and adds the writes held ahead of it.
-    pub(super) fn unstream(&self, file: &OpenFile, d: &mut Data) -> Result<()> {
-        let Data::Streaming(mut s) = std::mem::replace(d, Data::Remote) else {
+    /// Streaming → Staged: finishes the upload, fetches what it stored, and
+    /// adds the writes held ahead of it.
+    pub(super) fn unstream(&self, file: &OpenFile, state: &mut FileState) -> Result<()> {
+        let FileState::Streaming(Streaming {
+            upload: mut s,
+            pending,
+        }) = state.take()
+        else {
             return Ok(());
         };
         self.fallbacks.fetch_add(1, Ordering::Relaxed);
@@ -140,8 +171,8 @@ impl Fs {
         let dest_path = match self.dest_path(&dest) {
             Ok(p) => p,
             Err(e) => {
-                *d = Data::Streaming(s);
-                return Err(self.stream_failed(file, d, e));
+                *state = FileState::Streaming(Streaming { upload: s, pending });
+                return Err(self.stream_failed(file, state, e));
             }
         };
         self.inodes.lock().unpin(dest.parent);
@@ -157,24 +188,24 @@ impl Fs {
         let current = self.inodes.lock().path(file.ino);
         match fetched {
             Ok(spool) => {
-                if dest.temp || current.as_deref() != Some(&dest_path[..]) {
-                    writer::delete_quietly(&*self.store, &dest_path);
-                } else {
-                    // A new file's partial upload is there now: replace it
-                    // through a temporary name from here on.
-                    file.meta.lock().on_server = true;
+                let in_place = !dest.temp && current.as_deref() == Some(&dest_path[..]);
+                if !in_place {
+                    replace::delete_quietly(&*self.store, &dest_path);
                 }
-                let mut m = file.meta.lock();
-                m.size = spool.len();
-                m.sequential = false;
-                *d = Data::Staged(spool);
+                // A new file's partial upload under its own name is on the
+                // server now: replace it through a temporary name from here on.
+                *state = FileState::Staged(LocalCopy {
+                    spool,
+                    replaces: dest.temp || in_place,
+                    pending,
+                });
                 Ok(())
             }
             Err(e) => {
-                writer::delete_quietly(&*self.store, &dest_path);
+                replace::delete_quietly(&*self.store, &dest_path);
                 let err = e.into_upload();
                 log::warn!("upload of {} failed: {err}", show(&dest_path));
-                self.drop_local_changes(file, current.as_deref());
+                self.drop_local_changes(file, state, current.as_deref(), dest.temp);
                 Err(err)
             }
         }
@@ -184,31 +215,27 @@ impl Fs {
     /// dropped, every writing handle of the file is told, and the error is
     /// returned.
     pub(super) fn save(&self, file: &Arc<OpenFile>) -> Result<()> {
-        let mut d = file.data.lock();
-        let (dirty, unlinked) = {
-            let m = file.meta.lock();
-            (m.dirty, m.unlinked)
-        };
-        if unlinked {
-            if let Data::Streaming(s) = std::mem::replace(&mut *d, Data::Remote) {
-                self.abandon_stream(s);
-            }
-            return Ok(());
-        }
-        if !dirty {
+        let mut state = file.state();
+        if !state.has_changes() {
             return Ok(());
         }
         let Some(path) = self.inodes.lock().path(file.ino) else {
             return Ok(());
         };
-        if matches!(&*d, Data::Streaming(s) if s.has_ahead()) {
-            self.unstream(file, &mut d)?;
+        if matches!(&*state, FileState::Streaming(s) if s.upload.has_ahead()) {
+            self.unstream(file, &mut state)?;
         }
-        let result = match std::mem::replace(&mut *d, Data::Remote) {
-            Data::Remote => Ok(()),
-            Data::Streaming(s) => self.finish_stream(s, &path),
-            Data::Staged(spool) => {
-                let r = self.upload_staged(file, &spool, &path);
+        let size = state.local_len().unwrap_or(0);
+        let (result, had_file) = match state.take() {
+            FileState::Streaming(s) => {
+                let had_file = s.upload.dest.temp;
+                (
+                    self.finish_stream(s.upload, &path).map(|()| s.pending),
+                    had_file,
+                )
+            }
+            FileState::Filling(copy) | FileState::Staged(copy) => {
+                let r = self.upload_staged(&copy, &path);
                 if r.is_ok() {
                     self.staged.fetch_add(1, Ordering::Relaxed);
                     // Shells and dd open a new file, dup2 it and close the
@@ -216,25 +243,29 @@ impl Fs {
                     // Keep the known (empty) content, so that the writes
                     // which follow can still stream instead of fetching the
                     // empty file back and uploading it whole at close.
-                    if spool.len() == 0 && file.writers.load(Ordering::SeqCst) > 0 {
-                        *d = Data::Staged(spool);
-                        file.meta.lock().sequential = true;
+                    if copy.spool.len() == 0 && self.files.lock().writers(file.ino) > 0 {
+                        *state = FileState::SavedEmpty;
                     }
                 } else if self.shutting_down.load(Ordering::SeqCst) {
-                    self.keep_locally(&spool, &path);
+                    self.keep_locally(&copy.spool, &path);
                 }
-                r
+                (r.map(|()| copy.pending), copy.replaces)
+            }
+            other => {
+                *state = other;
+                return Ok(());
             }
         };
         match result {
-            Ok(()) => {
-                self.saved(file, &path);
+            Ok(pending) => {
+                self.saved(file, &path, size, pending);
                 Ok(())
             }
             Err(e) => {
                 let e = e.into_upload();
                 log::warn!("upload of {} failed: {e}", show(&path));
-                self.drop_local_changes(file, Some(&path));
+                self.drop_local_changes(file, &mut state, Some(&path), had_file);
+                drop(state);
                 for h in self.handles.lock().values() {
                     if Arc::ptr_eq(&h.file, file) && h.flags.write {
                         h.fail(&e);
@@ -273,14 +304,14 @@ impl Fs {
             }
         };
         if let Err(e) = s.finish() {
-            writer::delete_quietly(&*self.store, &dest_path);
+            replace::delete_quietly(&*self.store, &dest_path);
             return Err(e.into());
         }
         if dest.temp {
-            writer::commit(&*self.store, &dest_path, path, &self.renames_refused)?;
+            replace::commit(&*self.store, &dest_path, path, &self.renames_refused)?;
         } else if dest_path != path {
-            if let Err(e) = writer::rename_replacing(&*self.store, &dest_path, path) {
-                writer::delete_quietly(&*self.store, &dest_path);
+            if let Err(e) = replace::rename_replacing(&*self.store, &dest_path, path) {
+                replace::delete_quietly(&*self.store, &dest_path);
                 return Err(e.into());
             }
         }
@@ -288,44 +319,34 @@ impl Fs {
         Ok(())
     }
 
-    pub(super) fn upload_staged(&self, file: &OpenFile, spool: &Spool, path: &[u8]) -> Result<()> {
-        let on_server = file.meta.lock().on_server;
-        if on_server && !self.renames_refused.load(Ordering::Relaxed) {
+    /// Uploads a whole local copy: through a temporary name when it replaces
+    /// a file on the server (and the server can rename), else in place.
+    fn upload_staged(&self, copy: &LocalCopy, path: &[u8]) -> Result<()> {
+        if copy.replaces && !self.renames_refused.load(Ordering::Relaxed) {
             let (dir, name) = split_parent(path);
-            let temp = join(dir, &writer::temp_name(name));
-            writer::upload_spool(&*self.store, &temp, spool)?;
-            writer::commit(&*self.store, &temp, path, &self.renames_refused)?;
+            let temp = join(dir, &replace::temp_name(name));
+            replace::upload_spool(&*self.store, &temp, &copy.spool)?;
+            replace::commit(&*self.store, &temp, path, &self.renames_refused)?;
         } else {
-            writer::upload_spool(&*self.store, path, spool)?;
+            replace::upload_spool(&*self.store, path, &copy.spool)?;
         }
         Ok(())
     }
 
-    /// After a successful upload: the file is what the server has; times and
-    /// modes set meanwhile are applied now.
-    pub(super) fn saved(&self, file: &OpenFile, path: &[u8]) {
-        let (size, mode, pending_mode, pending_mtime) = {
-            let mut m = file.meta.lock();
-            m.dirty = false;
-            m.on_server = true;
-            (
-                m.size,
-                m.mode,
-                m.pending_mode.take(),
-                m.pending_mtime.take(),
-            )
-        };
-        file.version.fetch_add(1, Ordering::SeqCst);
+    /// After a successful upload of `size` bytes: the file is what the
+    /// server has; times and modes set meanwhile are applied now.
+    fn saved(&self, file: &OpenFile, path: &[u8], size: u64, pending: PendingAttrs) {
+        file.bump_version();
         self.cache.forget_exact_mtime(path);
         let mut meta = Metadata {
             kind: FileKind::File,
             size,
             mtime: Some(SystemTime::now()),
             mtime_exact: true,
-            mode,
+            mode: file.view().mode,
             symlink_target: None,
         };
-        if let Some(mode) = pending_mode {
+        if let Some(mode) = pending.mode {
             match self.apply_chmod(path, mode) {
                 Ok(true) => {}
                 Ok(false) => meta.mode = None,
@@ -336,7 +357,7 @@ impl Fs {
             }
         }
         let mut exact = None;
-        if let Some(t) = pending_mtime {
+        if let Some(t) = pending.mtime {
             match self.apply_mtime(path, t) {
                 Ok(true) => exact = Some(t),
                 Ok(false) => {}
@@ -346,7 +367,11 @@ impl Fs {
         if let Some(t) = exact {
             meta.mtime = Some(t);
         }
-        file.meta.lock().mtime = meta.mtime.unwrap_or(self.mounted_at);
+        {
+            let mut view = file.view();
+            view.size = size;
+            view.mtime = meta.mtime.unwrap_or(self.mounted_at);
+        }
         self.cache.update(path, meta);
         if let Some(t) = exact {
             self.cache.set_exact_mtime(path, size, t);
@@ -354,31 +379,39 @@ impl Fs {
     }
 
     /// Forgets the local changes of a file after a failed upload: from now
-    /// on it is what the server has.
-    pub(super) fn drop_local_changes(&self, file: &OpenFile, path: Option<&[u8]>) {
-        file.version.fetch_add(1, Ordering::SeqCst);
+    /// on it is what the server has (Remote), or nothing (NotOnServer).
+    /// `had_file`: the server had a file at this path before, so if the
+    /// server cannot be asked now, it is still assumed there (a later write
+    /// then fetches it, rather than replacing it with only the new bytes).
+    pub(super) fn drop_local_changes(
+        &self,
+        file: &OpenFile,
+        state: &mut FileState,
+        path: Option<&[u8]>,
+        had_file: bool,
+    ) {
+        file.bump_version();
         let server = match path {
             Some(p) => {
                 self.cache.invalidate(p);
-                self.resolve(p).ok().flatten()
+                self.resolve(p).map_err(|e| {
+                    log::debug!("{} after a failed upload: {e}", show(p));
+                })
             }
-            None => None,
+            None => Ok(None),
         };
-        let mut m = file.meta.lock();
-        m.dirty = false;
-        m.pending_mode = None;
-        m.pending_mtime = None;
-        m.sequential = false;
+        let mut view = file.view();
         match server {
-            Some((meta, _)) => {
-                m.size = meta.size;
-                m.mtime = meta.mtime.unwrap_or(self.mounted_at);
-                m.mode = meta.mode;
-                m.on_server = true;
+            Ok(Some((meta, _))) => {
+                view.size = meta.size;
+                view.mtime = meta.mtime.unwrap_or(self.mounted_at);
+                view.mode = meta.mode;
+                *state = FileState::Remote;
             }
-            None => {
-                m.size = 0;
-                m.on_server = false;
+            Err(()) if had_file => *state = FileState::Remote,
+            Ok(None) | Err(()) => {
+                view.size = 0;
+                *state = FileState::NotOnServer;
             }
         }
     }

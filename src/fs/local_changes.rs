@@ -1,0 +1,205 @@
+//! Changing an open file's content: opening and closing it, writes wherever
+//! its bytes are (server, spool, streaming upload), staging (fetching the
+//! server's copy into a spool) and truncation. Uploads are decided in
+//! `upload`.
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::open_file::{FileState, LocalCopy, OpenFile};
+use super::spool::Spool;
+use super::{not_found, show, Error, ErrorKind, Fs, Ino, Result, FETCH_CHUNK, STREAM_AFTER};
+use crate::store::FileKind;
+
+impl Fs {
+    /// The open file of `ino`, opened if it is not, with one more user.
+    pub(super) fn acquire(&self, ino: Ino) -> Result<Arc<OpenFile>> {
+        let existing = self.files.lock().acquire_if_open(ino);
+        let file = match existing {
+            Some(f) => f,
+            None => {
+                let path = self.path(ino)?;
+                let (meta, _) = self.resolve(&path)?.ok_or_else(|| not_found(&path))?;
+                if meta.kind == FileKind::Dir {
+                    return Err(Error::new(
+                        ErrorKind::IsDir,
+                        format!("{}: is a directory", show(&path)),
+                    ));
+                }
+                let now = SystemTime::now();
+                self.files
+                    .lock()
+                    .acquire(ino, || OpenFile::opened(ino, &meta, now))
+            }
+        };
+        self.inodes.lock().pin(ino);
+        Ok(file)
+    }
+
+    /// One user less; the last one closes the file (uploading what is left).
+    pub(super) fn release_file(&self, file: &Arc<OpenFile>) {
+        let last = self.files.lock().release(file);
+        if last && file.state().has_changes() {
+            if let Err(e) = self.save(file) {
+                log::error!("changes were lost at close: {e}");
+            }
+        }
+        self.inodes.lock().unpin(file.ino);
+    }
+
+    pub(super) fn new_spool(&self) -> Spool {
+        Spool::new(
+            self.config.spool_memory_limit,
+            self.config.spool_dir.clone(),
+            Arc::clone(&self.spool_stats),
+        )
+    }
+
+    fn empty_copy(&self, replaces: bool) -> LocalCopy {
+        LocalCopy {
+            spool: self.new_spool(),
+            replaces,
+            pending: Default::default(),
+        }
+    }
+
+    /// The file changed here now: its time is now, and a time set before is
+    /// overridden.
+    fn touched(file: &OpenFile, state: &mut FileState) {
+        file.view().mtime = SystemTime::now();
+        if let Some(pending) = state.pending_mut() {
+            pending.mtime = None;
+        }
+    }
+
+    /// Writes into the file's content wherever it is (state lock held).
+    pub(super) fn write_locked(
+        &self,
+        file: &OpenFile,
+        state: &mut FileState,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<()> {
+        let spool_error = |e: std::io::Error| Error::local(&e, "writing the spool");
+        loop {
+            match state {
+                // The server's content is the base (even when the cache
+                // says it is empty: it may not be any more).
+                FileState::Remote => self.stage(file, state)?,
+                FileState::NotOnServer => *state = FileState::Filling(self.empty_copy(false)),
+                FileState::SavedEmpty => *state = FileState::Filling(self.empty_copy(true)),
+                FileState::Orphaned(spool) => {
+                    spool
+                        .get_or_insert_with(|| self.new_spool())
+                        .write_at(offset, data)
+                        .map_err(spool_error)?;
+                    Self::touched(file, state);
+                    return Ok(());
+                }
+                FileState::Staged(copy) => {
+                    copy.spool.write_at(offset, data).map_err(spool_error)?;
+                    Self::touched(file, state);
+                    return Ok(());
+                }
+                FileState::Filling(copy) => {
+                    let in_order = offset == copy.spool.len();
+                    copy.spool.write_at(offset, data).map_err(spool_error)?;
+                    let big =
+                        copy.spool.len() >= self.config.spool_memory_limit.min(STREAM_AFTER) as u64;
+                    Self::touched(file, state);
+                    if !in_order {
+                        state.stop_filling();
+                    } else if big {
+                        self.start_stream(file, state)?;
+                    }
+                    return Ok(());
+                }
+                FileState::Streaming(s) => match s.upload.write(offset, data) {
+                    Ok(true) => {
+                        Self::touched(file, state);
+                        return Ok(());
+                    }
+                    Ok(false) => self.unstream(file, state)?,
+                    Err(e) => return Err(self.stream_failed(file, state, e.into())),
+                },
+            }
+        }
+    }
+
+    /// Fetches the server's content of the file into a spool (state lock
+    /// held): Remote → Staged. A file the server has empty, or does not
+    /// have, or whose path is gone, starts from empty.
+    pub(super) fn stage(&self, file: &OpenFile, state: &mut FileState) -> Result<()> {
+        let path = self.inodes.lock().path(file.ino);
+        let spool = match (&*state, path) {
+            (FileState::Remote, Some(path)) => self.fetch(&path)?,
+            _ => self.new_spool(),
+        };
+        let replaces = matches!(state, FileState::Remote | FileState::SavedEmpty);
+        *state = FileState::Staged(LocalCopy {
+            spool,
+            replaces,
+            pending: Default::default(),
+        });
+        Ok(())
+    }
+
+    /// A new spool holding the server's content of `path`.
+    pub(super) fn fetch(&self, path: &[u8]) -> Result<Spool> {
+        let mut spool = self.new_spool();
+        let mut stream = self.store.open_read(path, 0)?;
+        let mut buf = vec![0u8; FETCH_CHUNK];
+        let mut offset = 0;
+        loop {
+            let n = stream.read(&mut buf)?;
+            if n == 0 {
+                return Ok(spool);
+            }
+            spool
+                .write_at(offset, &buf[..n])
+                .map_err(|e| Error::local(&e, "writing the spool"))?;
+            offset += n as u64;
+        }
+    }
+
+    pub(super) fn truncate_file(&self, file: &OpenFile, size: u64) -> Result<()> {
+        let mut state = file.state();
+        if let FileState::Streaming(s) = &*state {
+            if s.upload.size() == size {
+                return Ok(());
+            }
+            self.unstream(file, &mut state)?;
+        }
+        let server_side = matches!(
+            &*state,
+            FileState::Remote | FileState::NotOnServer | FileState::SavedEmpty
+        );
+        if server_side {
+            if matches!(&*state, FileState::Remote) && size != 0 && file.view().size == size {
+                return Ok(());
+            }
+            if size == 0 {
+                let replaces = !matches!(&*state, FileState::NotOnServer);
+                *state = FileState::Filling(self.empty_copy(replaces));
+            } else {
+                self.stage(file, &mut state)?;
+            }
+        }
+        let spool = match &mut *state {
+            FileState::Filling(c) | FileState::Staged(c) => &mut c.spool,
+            FileState::Orphaned(spool) => spool.get_or_insert_with(|| self.new_spool()),
+            // Every other state became one of those above.
+            _ => return Ok(()),
+        };
+        let was = spool.len();
+        spool
+            .set_len(size)
+            .map_err(|e| Error::local(&e, "truncating the spool"))?;
+        Self::touched(file, &mut state);
+        // Cut back to nothing, or left as it was, a file being filled in
+        // order can still stream; anything else is staged.
+        if matches!(&*state, FileState::Filling(_)) && size != 0 && size != was {
+            state.stop_filling();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,211 @@
+//! Requests on names: mkdir, unlink, rmdir, rename. FTP's MKD, DELE, RMD
+//! and RNFR/RNTO are not conditional, so the checks POSIX asks for
+//! (ENOTEMPTY, EISDIR, EEXIST…) are made against the cache first; an open
+//! file that loses its name keeps working for its handles (`orphan`).
+use std::time::SystemTime;
+
+use super::{
+    check_name, is_under, not_found, replace, show, Attr, Error, ErrorKind, Fs, Ino, Result,
+};
+use crate::store::{join, FileKind, Metadata};
+
+impl Fs {
+    pub fn mkdir(&self, parent: Ino, name: &[u8], mode: u32) -> Result<Attr> {
+        self.writable()?;
+        check_name(name)?;
+        let ppath = self.dir_path(parent)?;
+        let path = join(&ppath, name);
+        if self.pending(parent, name) {
+            return Err(Error::new(
+                ErrorKind::Store(crate::store::ErrorKind::AlreadyExists),
+                format!("{}: exists", show(&path)),
+            ));
+        }
+        self.store.mkdir(&path)?;
+        let mode = mode & 0o7777;
+        let mut shown = None;
+        if mode & 0o777 == 0o755 {
+            shown = Some(mode);
+        } else {
+            match self.apply_chmod(&path, mode) {
+                Ok(true) => shown = Some(mode),
+                Ok(false) => {}
+                Err(e) => log::warn!("setting the mode of {}: {e}", show(&path)),
+            }
+        }
+        let meta = Metadata {
+            kind: FileKind::Dir,
+            size: 0,
+            mtime: Some(SystemTime::now()),
+            mtime_exact: true,
+            mode: shown,
+            symlink_target: None,
+        };
+        self.cache.update(&path, meta.clone());
+        self.cache.set_empty_dir(&path);
+        let ino = self.inodes.lock().lookup(parent, name, FileKind::Dir);
+        Ok(self.attr(ino, &meta))
+    }
+
+    pub fn unlink(&self, parent: Ino, name: &[u8]) -> Result<()> {
+        self.writable()?;
+        check_name(name)?;
+        let ppath = self.dir_path(parent)?;
+        let path = join(&ppath, name);
+        let (meta, _) = self
+            .child_meta(parent, &ppath, name)?
+            .ok_or_else(|| not_found(&path))?;
+        if meta.kind == FileKind::Dir {
+            return Err(Error::new(
+                ErrorKind::IsDir,
+                format!("{}: is a directory", show(&path)),
+            ));
+        }
+        let ino = self.inodes.lock().find(parent, name);
+        match ino.and_then(|i| self.open_file(i)) {
+            Some(file) => {
+                let mut state = file.state();
+                if state.server_has_file() {
+                    self.delete_remote(&path)?;
+                }
+                if let Some(stream) = state.orphan() {
+                    self.abandon_stream(stream.upload);
+                }
+            }
+            None => self.delete_remote(&path)?,
+        }
+        self.cache.remove(&path);
+        self.inodes.lock().detach(parent, name);
+        Ok(())
+    }
+
+    pub fn rmdir(&self, parent: Ino, name: &[u8]) -> Result<()> {
+        self.writable()?;
+        check_name(name)?;
+        let ppath = self.dir_path(parent)?;
+        let path = join(&ppath, name);
+        let (meta, _) = self
+            .child_meta(parent, &ppath, name)?
+            .ok_or_else(|| not_found(&path))?;
+        if meta.kind != FileKind::Dir {
+            return Err(Error::new(
+                ErrorKind::NotDir,
+                format!("{}: not a directory", show(&path)),
+            ));
+        }
+        let ino = self.inodes.lock().find(parent, name);
+        self.check_empty(ino, &path)?;
+        if let Err(e) = self.store.rmdir(&path) {
+            if e.kind == crate::store::ErrorKind::NotFound {
+                self.cache.remove(&path);
+            }
+            return Err(e.into());
+        }
+        self.cache.remove(&path);
+        self.inodes.lock().detach(parent, name);
+        Ok(())
+    }
+
+    pub fn rename(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        new_parent: Ino,
+        new_name: &[u8],
+        no_replace: bool,
+    ) -> Result<()> {
+        self.writable()?;
+        check_name(name)?;
+        check_name(new_name)?;
+        let ppath = self.dir_path(parent)?;
+        let npath = self.dir_path(new_parent)?;
+        let from = join(&ppath, name);
+        let to = join(&npath, new_name);
+        let (src, _) = self
+            .child_meta(parent, &ppath, name)?
+            .ok_or_else(|| not_found(&from))?;
+        if from == to {
+            return Ok(());
+        }
+        if src.kind == FileKind::Dir && is_under(&to, &from) {
+            return Err(Error::new(
+                ErrorKind::Invalid,
+                format!("{} cannot move into itself", show(&from)),
+            ));
+        }
+        let dst = self.child_meta(new_parent, &npath, new_name)?;
+        if let Some((d, _)) = &dst {
+            if no_replace {
+                return Err(Error::new(
+                    ErrorKind::Store(crate::store::ErrorKind::AlreadyExists),
+                    format!("{}: exists", show(&to)),
+                ));
+            }
+            match (src.kind == FileKind::Dir, d.kind == FileKind::Dir) {
+                (true, false) => {
+                    return Err(Error::new(
+                        ErrorKind::NotDir,
+                        format!("{}: not a directory", show(&to)),
+                    ))
+                }
+                (false, true) => {
+                    return Err(Error::new(
+                        ErrorKind::IsDir,
+                        format!("{}: is a directory", show(&to)),
+                    ))
+                }
+                (true, true) => {
+                    let dino = self.inodes.lock().find(new_parent, new_name);
+                    self.check_empty(dino, &to)?;
+                }
+                (false, false) => {}
+            }
+        }
+        let src_ino = self.inodes.lock().find(parent, name);
+        let src_file = src_ino.and_then(|i| self.open_file(i));
+        // Held until the inode moves, so that no upload of it starts under
+        // the old name meanwhile. Renames of the same names are serialized
+        // by the kernel, so taking the replaced file's lock below cannot
+        // deadlock with another rename.
+        let src_state = src_file.as_ref().map(|f| f.state());
+        // A file not yet on the server moves only here; its upload goes to
+        // the new name.
+        let local_only = src_state
+            .as_ref()
+            .is_some_and(|s| s.has_changes() && !s.server_has_file());
+        if !local_only {
+            let moved = if dst.is_some() {
+                replace::rename_replacing(&*self.store, &from, &to)
+            } else {
+                self.store.rename(&from, &to)
+            };
+            if let Err(e) = moved {
+                if e.kind == crate::store::ErrorKind::NotFound {
+                    self.cache.invalidate(&from);
+                }
+                return Err(e.into());
+            }
+        }
+        // A replaced file that is open keeps its handles, but its changes go
+        // nowhere now.
+        let replaced = self.inodes.lock().find(new_parent, new_name);
+        if let Some(file) = replaced.and_then(|i| self.open_file(i)) {
+            if let Some(stream) = file.state().orphan() {
+                // A new file streaming under its own name: that name now
+                // holds what replaced it, which must not be deleted.
+                let delete = stream.upload.dest.temp;
+                self.drop_stream(stream.upload, delete);
+            }
+        }
+        self.inodes
+            .lock()
+            .rename(parent, name, new_parent, new_name);
+        drop(src_state);
+        let meta = src_file
+            .as_ref()
+            .and_then(|f| f.local_metadata())
+            .unwrap_or(src);
+        self.cache.rename(&from, &to, meta);
+        Ok(())
+    }
+}
