@@ -18,7 +18,8 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{ArgAction, CommandFactory, Parser, ValueEnum};
 
 use crate::credentials::{self, Sources, PASSWORD_ENV};
-use crate::ftp::config::{parse_port_range, parse_sha256_hex, Timeouts};
+use crate::fs::FsConfig;
+use crate::ftp::config::{parse_port_range, parse_sha256_hex, Keepalive, Timeouts};
 use crate::ftp::{DataMode, FtpConfig, Password, PoolSettings, Security, TlsOptions, TlsVersion};
 
 const SESSIONS_MAX: u16 = 64;
@@ -90,7 +91,7 @@ pub struct Args {
     #[arg(
         long,
         value_name = "N",
-        default_value_t = 4,
+        default_value_t = PoolSettings::default().max_sessions as u16,
         value_parser = clap::value_parser!(u16).range(1..=SESSIONS_MAX as i64),
         help_heading = "Connection"
     )]
@@ -128,28 +129,28 @@ pub struct Args {
     no_epsv: bool,
 
     /// Timeout for TCP connect and TLS handshakes
-    #[arg(long, value_name = "SECS", default_value = "15", value_parser = positive_seconds, help_heading = "Connection")]
-    connect_timeout: Duration,
+    #[arg(long, value_name = "SECS", default_value_t = Seconds(Timeouts::default().connect), value_parser = positive_seconds, help_heading = "Connection")]
+    connect_timeout: Seconds,
 
     /// Timeout for a reply on the control connection
-    #[arg(long, value_name = "SECS", default_value = "30", value_parser = positive_seconds, help_heading = "Connection")]
-    timeout: Duration,
+    #[arg(long, value_name = "SECS", default_value_t = Seconds(Timeouts::default().reply), value_parser = positive_seconds, help_heading = "Connection")]
+    timeout: Seconds,
 
     /// A data connection with no byte moving for this long fails the transfer
-    #[arg(long, value_name = "SECS", default_value = "60", value_parser = positive_seconds, help_heading = "Connection")]
-    data_timeout: Duration,
+    #[arg(long, value_name = "SECS", default_value_t = Seconds(Timeouts::default().data_idle), value_parser = positive_seconds, help_heading = "Connection")]
+    data_timeout: Seconds,
 
     /// Send NOOP on a session idle for this long, before the server or a firewall drops it (TCP keepalive probes too, at most 15 s apart)
-    #[arg(long, value_name = "SECS", default_value = "60", value_parser = positive_seconds, help_heading = "Connection")]
-    keepalive: Duration,
+    #[arg(long, value_name = "SECS", default_value_t = Seconds(Keepalive::default().noop_after), value_parser = positive_seconds, help_heading = "Connection")]
+    keepalive: Seconds,
 
     /// Keep file attributes cached this long (0: ask the server every time)
-    #[arg(long, value_name = "SECS", default_value = "60", value_parser = seconds, help_heading = "Cache")]
-    attr_ttl: Duration,
+    #[arg(long, value_name = "SECS", default_value_t = Seconds(FsConfig::default().attr_ttl), value_parser = seconds, help_heading = "Cache")]
+    attr_ttl: Seconds,
 
     /// Keep directory listings cached this long (0: list every time)
-    #[arg(long, value_name = "SECS", default_value = "60", value_parser = seconds, help_heading = "Cache")]
-    dir_ttl: Duration,
+    #[arg(long, value_name = "SECS", default_value_t = Seconds(FsConfig::default().dir_ttl), value_parser = seconds, help_heading = "Cache")]
+    dir_ttl: Seconds,
 
     /// Directory for the write spool [default: $XDG_CACHE_HOME/ftpsfs, /var/cache/ftpsfs for root]
     #[arg(long, value_name = "DIR", help_heading = "Cache")]
@@ -502,16 +503,16 @@ fn build_options(args: Args, env: &dyn Environment) -> Result<Options, CliError>
     ftp.security = security;
     ftp.tls = tls_options(&args)?;
     ftp.timeouts = Timeouts {
-        connect: args.connect_timeout,
-        reply: args.timeout,
-        data_idle: args.data_timeout,
+        connect: args.connect_timeout.0,
+        reply: args.timeout.0,
+        data_idle: args.data_timeout.0,
     };
     ftp.data_mode = data_mode(&args);
-    ftp.keepalive.noop_after = args.keepalive;
+    ftp.keepalive.noop_after = args.keepalive.0;
     // A firewall that forgets idle connections sooner than the default
     // probes come needs them sooner too: --keepalive sets both.
-    ftp.keepalive.tcp_idle = ftp.keepalive.tcp_idle.min(args.keepalive);
-    ftp.keepalive.tcp_interval = ftp.keepalive.tcp_interval.min(args.keepalive);
+    ftp.keepalive.tcp_idle = ftp.keepalive.tcp_idle.min(args.keepalive.0);
+    ftp.keepalive.tcp_interval = ftp.keepalive.tcp_interval.min(args.keepalive.0);
     Ok(Options {
         ftp,
         pool: PoolSettings {
@@ -522,8 +523,8 @@ fn build_options(args: Args, env: &dyn Environment) -> Result<Options, CliError>
         mountpoint: absolute(&args.mountpoint, "mountpoint")?,
         foreground: args.foreground,
         mount: mount_options(&args),
-        attr_ttl: args.attr_ttl,
-        dir_ttl: args.dir_ttl,
+        attr_ttl: args.attr_ttl.0,
+        dir_ttl: args.dir_ttl.0,
         cache_dir: cache_dir(&args, env)?,
         log: log_settings(&args)?,
         warnings,
@@ -887,17 +888,29 @@ fn parse_umask(text: &str) -> Result<u32, String> {
     }
 }
 
-fn seconds(text: &str) -> Result<Duration, String> {
+/// A duration given in whole seconds on the command line. Its own type so
+/// that `--help` shows the defaults of the library's `Default` impls
+/// (`Timeouts`, `Keepalive`, `FsConfig`), the one place they are set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seconds(Duration);
+
+impl std::fmt::Display for Seconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0.as_secs())
+    }
+}
+
+fn seconds(text: &str) -> Result<Seconds, String> {
     seconds_from(text, 0)
 }
 
-fn positive_seconds(text: &str) -> Result<Duration, String> {
+fn positive_seconds(text: &str) -> Result<Seconds, String> {
     seconds_from(text, 1)
 }
 
-fn seconds_from(text: &str, min: u64) -> Result<Duration, String> {
+fn seconds_from(text: &str, min: u64) -> Result<Seconds, String> {
     match text.parse::<u64>() {
-        Ok(secs) if (min..=SECONDS_MAX).contains(&secs) => Ok(Duration::from_secs(secs)),
+        Ok(secs) if (min..=SECONDS_MAX).contains(&secs) => Ok(Seconds(Duration::from_secs(secs))),
         _ => Err(format!(
             "expected whole seconds from {min} to {SECONDS_MAX}"
         )),
@@ -941,7 +954,7 @@ mod tests {
 
     #[test]
     fn seconds_have_bounds() {
-        assert_eq!(seconds("0"), Ok(Duration::ZERO));
+        assert_eq!(seconds("0"), Ok(Seconds(Duration::ZERO)));
         assert!(positive_seconds("0").is_err());
         assert!(seconds("-1").is_err());
         assert!(seconds(&(SECONDS_MAX + 1).to_string()).is_err());

@@ -137,14 +137,14 @@ pub struct FsConfig {
 impl Default for FsConfig {
     fn default() -> Self {
         FsConfig {
-            attr_ttl: Duration::from_secs(30),
-            dir_ttl: Duration::from_secs(30),
+            attr_ttl: Duration::from_secs(60),
+            dir_ttl: Duration::from_secs(60),
             spool_dir: std::env::temp_dir().join("ftpsfs-spool"),
             spool_memory_limit: 8 * 1024 * 1024,
             read_only: false,
             uid: 0,
             gid: 0,
-            umask: 0o022,
+            umask: 0,
             read_ahead: 4 * 1024 * 1024,
             listing_prefetch: 0,
         }
