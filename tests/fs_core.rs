@@ -624,6 +624,32 @@ fn a_broken_upload_fails_close_with_eio_and_keeps_the_old_file() {
     );
 }
 
+/// After a failed upload the core asks the server what it has. If the
+/// server cannot answer then either, a file it had must still be taken as
+/// there: a descriptor that writes on (while another keeps the file open)
+/// patches the server's content, not an empty file.
+#[test]
+fn a_failed_upload_with_the_server_unreachable_keeps_the_servers_file_as_the_base() {
+    let m = mount();
+    m.store.put_file(b"f", b"0123456789");
+    let ino = m.ino("f");
+    let keeper = m.fs.open(ino, READ).expect("open to keep it open");
+    let fh = m.fs.open(ino, RDWR).expect("open");
+    m.fs.write(fh, 2, b"ab").expect("write (staged)");
+    m.store.fail_next(Op::Upload, ErrorKind::Unavailable);
+    for _ in 0..4 {
+        m.store.fail_next(Op::Stat, ErrorKind::Unavailable);
+        m.store.fail_next(Op::List, ErrorKind::Unavailable);
+    }
+    assert_eq!(m.fs.flush(fh).expect_err("upload").errno(), libc::EIO);
+    let _ = m.fs.release(fh);
+    let fh = m.fs.open(ino, RDWR).expect("open again");
+    m.fs.write(fh, 5, b"X").expect("write");
+    m.fs.release(fh).expect("upload");
+    assert_eq!(m.store.file(b"f").as_deref(), Some(&b"01234X6789"[..]));
+    m.fs.release(keeper).expect("release");
+}
+
 #[test]
 fn a_full_server_fails_close_with_enospc() {
     let m = mount();
