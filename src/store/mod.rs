@@ -5,6 +5,7 @@
 //! bytes, relative to the mounted directory: `b""` is the mount's root,
 //! `b"dir/file"` a file in it; never a leading or trailing slash.
 use std::fmt;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 pub mod ftps;
@@ -83,6 +84,51 @@ pub trait RemoteStore: Send + Sync {
     fn chmod(&self, path: &[u8], mode: u32) -> Result<()>;
     fn set_mtime(&self, path: &[u8], mtime: SystemTime) -> Result<()>;
     fn capabilities(&self) -> Capabilities;
+}
+
+/// A shared store is a store, so a wrapper (a fault injector in the tests, a
+/// retry or metrics layer) can take one that others hold too, and they keep
+/// their handle to it.
+impl<S: RemoteStore + ?Sized> RemoteStore for Arc<S> {
+    fn list(&self, dir: &[u8]) -> Result<Vec<DirEntry>> {
+        (**self).list(dir)
+    }
+    fn stat(&self, path: &[u8]) -> Result<Metadata> {
+        (**self).stat(path)
+    }
+    fn exact_mtime(&self, path: &[u8]) -> Result<SystemTime> {
+        (**self).exact_mtime(path)
+    }
+    fn open_read(&self, path: &[u8], offset: u64) -> Result<Box<dyn ReadStream>> {
+        (**self).open_read(path, offset)
+    }
+    fn upload(&self, path: &[u8]) -> Result<Box<dyn UploadStream>> {
+        (**self).upload(path)
+    }
+    fn append(&self, path: &[u8]) -> Result<Box<dyn UploadStream>> {
+        (**self).append(path)
+    }
+    fn delete(&self, path: &[u8]) -> Result<()> {
+        (**self).delete(path)
+    }
+    fn mkdir(&self, path: &[u8]) -> Result<()> {
+        (**self).mkdir(path)
+    }
+    fn rmdir(&self, path: &[u8]) -> Result<()> {
+        (**self).rmdir(path)
+    }
+    fn rename(&self, from: &[u8], to: &[u8]) -> Result<()> {
+        (**self).rename(from, to)
+    }
+    fn chmod(&self, path: &[u8], mode: u32) -> Result<()> {
+        (**self).chmod(path, mode)
+    }
+    fn set_mtime(&self, path: &[u8], mtime: SystemTime) -> Result<()> {
+        (**self).set_mtime(path, mtime)
+    }
+    fn capabilities(&self) -> Capabilities {
+        (**self).capabilities()
+    }
 }
 
 /// Why a store operation failed, in the terms the core maps to errno.
