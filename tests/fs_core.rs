@@ -5,14 +5,18 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ftpsfs::fs::{Fs, FsConfig, Ino, OpenFlags, SetAttr, ROOT_INO, UNKNOWN_INO};
-use ftpsfs::store::memory::{MemoryStore, Op};
 use ftpsfs::store::{Capabilities, ErrorKind, FileKind, RemoteStore};
+use ftpsfs_testkit::{FaultyStore, MemoryStore, Op};
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * 1024;
 
+/// The core over a server: `fs` talks to the server through `faults`, where
+/// a test arms failures; `store` is the server itself, for what a test checks
+/// (files, counters of the calls that reached it).
 struct Mount {
     store: Arc<MemoryStore>,
+    faults: Arc<FaultyStore<Arc<MemoryStore>>>,
     fs: Fs,
     spool: tempfile::TempDir,
 }
@@ -37,8 +41,14 @@ fn mount_with(store: MemoryStore, adjust: impl FnOnce(&mut FsConfig)) -> Mount {
     let mut cfg = config(&spool);
     adjust(&mut cfg);
     let store = Arc::new(store);
-    let fs = Fs::new(store.clone(), cfg);
-    Mount { store, fs, spool }
+    let faults = Arc::new(FaultyStore::new(Arc::clone(&store)));
+    let fs = Fs::new(faults.clone(), cfg);
+    Mount {
+        store,
+        faults,
+        fs,
+        spool,
+    }
 }
 
 fn mount() -> Mount {
@@ -606,7 +616,7 @@ fn a_broken_upload_fails_close_with_eio_and_keeps_the_old_file() {
         .expect("open");
     m.fs.write(fh, 0, &pattern(100 * KIB, 1))
         .expect("write (staged)");
-    m.store.fail_upload_after(10 * KIB as u64);
+    m.faults.fail_upload_after(10 * KIB as u64);
     let err = m.fs.flush(fh).expect_err("the upload broke");
     assert_eq!(err.errno(), libc::EIO);
     assert_eq!(m.fs.flush(fh).expect_err("sticky").errno(), libc::EIO);
@@ -636,10 +646,10 @@ fn a_failed_upload_with_the_server_unreachable_keeps_the_servers_file_as_the_bas
     let keeper = m.fs.open(ino, READ).expect("open to keep it open");
     let fh = m.fs.open(ino, RDWR).expect("open");
     m.fs.write(fh, 2, b"ab").expect("write (staged)");
-    m.store.fail_next(Op::Upload, ErrorKind::Unavailable);
+    m.faults.fail_next(Op::Upload, ErrorKind::Unavailable);
     for _ in 0..4 {
-        m.store.fail_next(Op::Stat, ErrorKind::Unavailable);
-        m.store.fail_next(Op::List, ErrorKind::Unavailable);
+        m.faults.fail_next(Op::Stat, ErrorKind::Unavailable);
+        m.faults.fail_next(Op::List, ErrorKind::Unavailable);
     }
     assert_eq!(m.fs.flush(fh).expect_err("upload").errno(), libc::EIO);
     let _ = m.fs.release(fh);
@@ -703,7 +713,7 @@ fn a_refused_write_fails_close_with_eacces() {
 #[test]
 fn a_connection_lost_during_a_streaming_copy_is_eio_and_cleaned_up() {
     let m = mount();
-    m.store.fail_upload_after(2 * MIB as u64);
+    m.faults.fail_upload_after(2 * MIB as u64);
     let err = m
         .cp(ROOT_INO, "f", &pattern(8 * MIB, 1))
         .expect_err("broken");
@@ -1250,8 +1260,8 @@ fn attributes_are_what_ls_expects() {
 #[test]
 fn unreachable_servers_are_etimedout_and_bad_handles_ebadf() {
     let m = mount();
-    m.store.fail_next(Op::Stat, ErrorKind::Unavailable);
-    m.store.fail_next(Op::List, ErrorKind::Unavailable);
+    m.faults.fail_next(Op::Stat, ErrorKind::Unavailable);
+    m.faults.fail_next(Op::List, ErrorKind::Unavailable);
     let err = m.fs.lookup(ROOT_INO, b"x").expect_err("down");
     assert_eq!(err.errno(), libc::ETIMEDOUT);
     assert_eq!(
@@ -1288,8 +1298,8 @@ fn a_server_that_refuses_renames_still_gets_the_file() {
     let f = m.ino("f");
     let g = m.ino("g");
     // The rename fails, and again after the old file was removed.
-    m.store.fail_next(Op::Rename, ErrorKind::PermissionDenied);
-    m.store.fail_next(Op::Rename, ErrorKind::PermissionDenied);
+    m.faults.fail_next(Op::Rename, ErrorKind::PermissionDenied);
+    m.faults.fail_next(Op::Rename, ErrorKind::PermissionDenied);
     let fh = m.fs.open(f, WRITE).expect("open");
     m.fs.write(fh, 0, b"NEW").expect("write");
     m.fs.flush(fh).expect("flush: copied in place");
@@ -1576,7 +1586,7 @@ fn an_upload_that_fails_at_shutdown_keeps_its_content_locally() {
     let fh = m.fs.open(file.ino, WRITE).unwrap();
     m.fs.write(fh, 0, b"NEW").unwrap();
     for _ in 0..3 {
-        m.store.fail_next(Op::Upload, ErrorKind::Unavailable);
+        m.faults.fail_next(Op::Upload, ErrorKind::Unavailable);
     }
     let err = m.fs.shutdown().expect_err("the upload failed");
     assert!(err.message.contains("could not be uploaded"), "{err:?}");

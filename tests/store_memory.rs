@@ -1,10 +1,13 @@
 //! The in-memory store held to the contract the FTPS store meets against real
-//! servers, so the filesystem core is tested against a faithful stand-in.
+//! servers, so the filesystem core is tested against a faithful stand-in; and
+//! the fault-injecting wrapper, with no fault armed, changes nothing of it.
 mod common;
 
+use std::sync::Arc;
+
 use common::store_contract;
-use ftpsfs::store::memory::{MemoryStore, Op};
 use ftpsfs::store::{Capabilities, ErrorKind, RemoteStore};
+use ftpsfs_testkit::{FaultyStore, MemoryStore, Op};
 
 #[test]
 fn memory_meets_the_contract() {
@@ -25,6 +28,22 @@ fn memory_without_optional_capabilities_meets_the_contract() {
 }
 
 #[test]
+fn the_fault_wrapper_without_faults_meets_the_contract() {
+    let store = FaultyStore::new(MemoryStore::new());
+    store_contract::run_all(&store);
+    assert!(
+        store.inner().paths().is_empty(),
+        "{:?}",
+        store.inner().paths()
+    );
+    assert_eq!(
+        store.counters(),
+        store.inner().counters(),
+        "every call went through"
+    );
+}
+
+#[test]
 fn counters_see_what_the_contract_did() {
     let store = MemoryStore::new();
     store_contract::write_file(&store, b"f", &common::data::bytes(200_000, 3));
@@ -40,14 +59,16 @@ fn counters_see_what_the_contract_did() {
 
 #[test]
 fn usable_as_a_shared_trait_object() {
-    let store = std::sync::Arc::new(MemoryStore::new());
-    let dynamic: std::sync::Arc<dyn RemoteStore> = store.clone();
+    let server = Arc::new(MemoryStore::new());
+    let store = Arc::new(FaultyStore::new(Arc::clone(&server)));
+    let dynamic: Arc<dyn RemoteStore> = store.clone();
     store.fail_next(Op::Mkdir, ErrorKind::Unavailable);
     assert_eq!(
         dynamic.mkdir(b"d").unwrap_err().kind,
         ErrorKind::Unavailable
     );
     dynamic.mkdir(b"d").unwrap();
-    assert!(store.exists(b"d"));
+    assert!(server.exists(b"d"));
     assert_eq!(store.counters().mkdir, 2);
+    assert_eq!(server.counters().mkdir, 1, "the failure never reached it");
 }

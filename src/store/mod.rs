@@ -1,15 +1,16 @@
 //! What the filesystem core needs from a remote server, and nothing more.
 //!
-//! `fs` talks only to `RemoteStore`; the FTPS implementation sits behind it,
-//! and so does an in-memory one that tests use without a network. Paths are
-//! bytes, relative to the mounted directory: `b""` is the mount's root,
-//! `b"dir/file"` a file in it; never a leading or trailing slash.
+//! `fs` talks only to `RemoteStore`; the FTPS implementation sits behind it.
+//! The tests' stand-ins (an in-memory server, a fault-injecting wrapper) live
+//! in the dev-only `ftpsfs-testkit` crate (`testkit/`), so the product does
+//! not carry them. Paths are bytes, relative to the mounted directory: `b""`
+//! is the mount's root, `b"dir/file"` a file in it; never a leading or
+//! trailing slash.
 use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 pub mod ftps;
-pub mod memory;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {

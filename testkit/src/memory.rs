@@ -9,9 +9,10 @@
 //! a download reads the content as it was when it was opened.
 //!
 //! It also counts every operation (so tests can prove that a cache saved a
-//! round trip) and injects faults: a failure of the next call of an operation,
-//! a quota, a subtree where writes are refused, an upload or a download that
-//! breaks after some bytes.
+//! round trip), and models what a server may be set up to refuse: a quota, a
+//! subtree where writes are denied. Faults of the network or of a server
+//! having a bad moment (a failed call, a broken transfer, a slow answer) are
+//! not its business: `FaultyStore` (faults.rs) injects those around it.
 //!
 //! Where the server's answer is not dictated by the trait, these are the
 //! choices (the FTPS store reports the same kinds, see `ftps.rs`):
@@ -30,122 +31,45 @@
 //! - Without `exact_listing_mtime`, `list` and `stat` give times as a LIST
 //!   line does: to the minute, or to the day when more than 182 days old or
 //!   in the future; `exact_mtime` (MDTM) is always exact.
+//!
+//! Symbolic links (made with `put_symlink`; the trait cannot make them):
+//! - `list` and `stat` describe the link itself, as a LIST line (`l...
+//!   name -> target`) or MLSD `OS.unix=slink:target` does: kind Symlink, the
+//!   target, size the target's length, mode 0o777.
+//! - What vsftpd does with open(2) or stat(2) follows the link, as the
+//!   server's own system calls do: `open_read`, `exact_mtime`, `chmod`,
+//!   `set_mtime`, `list` of a link, and `upload`/`append` (which create the
+//!   target of a dangling link, as open(O_CREAT) does). A relative target is
+//!   resolved from the link's directory, an absolute one from the store's
+//!   root (the server's chroot); `..` stops at the root. A dangling link or a
+//!   loop (more than 40 links) is NotFound.
+//! - `delete` removes the link, `rename` moves it; `rmdir` of a link is
+//!   PermissionDenied, as of a file.
+//! - A path *through* a link (`link/x`) is NotFound, as through a file: the
+//!   kernel resolves links itself, so the core names a link only as the last
+//!   component of a path.
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use parking_lot::Mutex;
-
-use super::{
+use ftpsfs::store::{
     Capabilities, DirEntry, Error, ErrorKind, FileKind, Metadata, ReadStream, RemoteStore, Result,
     UploadStream,
 };
+use parking_lot::Mutex;
+
+use crate::ops::{Op, OpCounts};
 
 const FILE_MODE: u32 = 0o644;
 const DIR_MODE: u32 = 0o755;
+/// What `ls -l` shows for a symbolic link (the mode of a link is not used).
+const LINK_MODE: u32 = 0o777;
+/// Links followed before giving up, as Linux's MAXSYMLINKS (ELOOP).
+const MAX_LINKS: usize = 40;
 /// What `ls -l` shows for a directory on ext4.
 const DIR_SIZE: u64 = 4096;
 /// Older than this (or in the future), a LIST line gives only the day.
 const LIST_RECENT: Duration = Duration::from_secs(182 * 24 * 60 * 60);
-
-/// The operations of `RemoteStore`, to name one in `fail_next` or
-/// `OpCounts::get`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Op {
-    List,
-    Stat,
-    ExactMtime,
-    OpenRead,
-    Upload,
-    Append,
-    Delete,
-    Mkdir,
-    Rmdir,
-    Rename,
-    Chmod,
-    SetMtime,
-}
-
-impl Op {
-    pub const ALL: [Op; 12] = [
-        Op::List,
-        Op::Stat,
-        Op::ExactMtime,
-        Op::OpenRead,
-        Op::Upload,
-        Op::Append,
-        Op::Delete,
-        Op::Mkdir,
-        Op::Rmdir,
-        Op::Rename,
-        Op::Chmod,
-        Op::SetMtime,
-    ];
-}
-
-/// How many times each operation was called (failed calls included), and how
-/// many bytes went through the streams.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct OpCounts {
-    pub list: u64,
-    pub stat: u64,
-    pub exact_mtime: u64,
-    pub open_read: u64,
-    pub upload: u64,
-    pub append: u64,
-    pub delete: u64,
-    pub mkdir: u64,
-    pub rmdir: u64,
-    pub rename: u64,
-    pub chmod: u64,
-    pub set_mtime: u64,
-    /// Bytes returned by the reads of download streams.
-    pub bytes_read: u64,
-    /// Bytes stored by the writes of upload streams.
-    pub bytes_uploaded: u64,
-}
-
-impl OpCounts {
-    /// All operations, not bytes.
-    pub fn total(&self) -> u64 {
-        Op::ALL.iter().map(|&op| self.get(op)).sum()
-    }
-
-    pub fn get(&self, op: Op) -> u64 {
-        match op {
-            Op::List => self.list,
-            Op::Stat => self.stat,
-            Op::ExactMtime => self.exact_mtime,
-            Op::OpenRead => self.open_read,
-            Op::Upload => self.upload,
-            Op::Append => self.append,
-            Op::Delete => self.delete,
-            Op::Mkdir => self.mkdir,
-            Op::Rmdir => self.rmdir,
-            Op::Rename => self.rename,
-            Op::Chmod => self.chmod,
-            Op::SetMtime => self.set_mtime,
-        }
-    }
-
-    fn bump(&mut self, op: Op) {
-        let count = match op {
-            Op::List => &mut self.list,
-            Op::Stat => &mut self.stat,
-            Op::ExactMtime => &mut self.exact_mtime,
-            Op::OpenRead => &mut self.open_read,
-            Op::Upload => &mut self.upload,
-            Op::Append => &mut self.append,
-            Op::Delete => &mut self.delete,
-            Op::Mkdir => &mut self.mkdir,
-            Op::Rmdir => &mut self.rmdir,
-            Op::Rename => &mut self.rename,
-            Op::Chmod => &mut self.chmod,
-            Op::SetMtime => &mut self.set_mtime,
-        };
-        *count += 1;
-    }
-}
 
 /// The in-memory server. Cheap to share behind an `Arc`; every method locks
 /// one mutex, streams included.
@@ -160,6 +84,14 @@ enum Node {
     /// follow the file through renames.
     File(InodeId),
     Dir(Dir),
+    Symlink(Link),
+}
+
+struct Link {
+    /// As given: relative to the link's directory, or absolute (a leading
+    /// `/`) from the store's root.
+    target: Vec<u8>,
+    mtime: SystemTime,
 }
 
 struct Dir {
@@ -193,11 +125,8 @@ struct State {
     used: u64,
     capabilities: Capabilities,
     counts: OpCounts,
-    pending_failures: Vec<(Op, ErrorKind)>,
     quota: Option<u64>,
     denied: Vec<Vec<u8>>,
-    upload_fail_after: Option<u64>,
-    read_fail_after: Option<u64>,
 }
 
 impl Default for MemoryStore {
@@ -224,11 +153,8 @@ impl MemoryStore {
             used: 0,
             capabilities,
             counts: OpCounts::default(),
-            pending_failures: Vec::new(),
             quota: None,
             denied: Vec::new(),
-            upload_fail_after: None,
-            read_fail_after: None,
         };
         MemoryStore {
             state: Arc::new(Mutex::new(state)),
@@ -239,9 +165,10 @@ impl MemoryStore {
         self.state.lock().capabilities = capabilities;
     }
 
-    // --- Test helpers: they bypass counters, faults and quota. ---
+    // --- Test helpers: they bypass counters, quota and denied subtrees. ---
 
-    /// Creates or replaces a file, creating missing parent directories.
+    /// Creates or replaces a file (or a link), creating missing parent
+    /// directories.
     ///
     /// # Panics
     /// On an invalid path, or when the path or one of its parents is in the
@@ -264,7 +191,7 @@ impl MemoryStore {
                     inode.mtime = now;
                 }
             }
-            None => {
+            None | Some(Node::Symlink(_)) => {
                 let id = state.next_inode;
                 state.next_inode += 1;
                 state.inodes.insert(
@@ -282,6 +209,35 @@ impl MemoryStore {
         }
     }
 
+    /// Creates or replaces a symbolic link (or a file) at `path` pointing to
+    /// `target`, creating missing parent directories. The target is kept as
+    /// given and need not exist.
+    ///
+    /// # Panics
+    /// On an invalid path, or when a directory is at `path` or a file is
+    /// where a parent goes.
+    pub fn put_symlink(&self, path: &[u8], target: &[u8]) {
+        let comps = helper_path(path);
+        let Some((name, parent)) = comps.split_last() else {
+            panic!("put_symlink: the root is a directory");
+        };
+        let now = SystemTime::now();
+        let mut state = self.state.lock();
+        let state = &mut *state;
+        let dir = make_dirs(&mut state.root, parent, now, path);
+        if let Some(Node::Dir(_)) = dir.children.get(*name) {
+            panic!("put_symlink: {} is a directory", show(path));
+        }
+        let link = Node::Symlink(Link {
+            target: target.to_vec(),
+            mtime: now,
+        });
+        dir.mtime = now;
+        if let Some(old) = dir.children.insert(name.to_vec(), link) {
+            state.release(old);
+        }
+    }
+
     /// Creates a directory and its missing parents (nothing if it exists).
     ///
     /// # Panics
@@ -292,13 +248,24 @@ impl MemoryStore {
         make_dirs(&mut state.root, &comps, SystemTime::now(), path);
     }
 
-    /// The content of a file; `None` if it is missing or a directory.
+    /// The content of a file; `None` if it is missing, a directory or a link
+    /// (links are not followed).
     pub fn file(&self, path: &[u8]) -> Option<Vec<u8>> {
         let comps = parse(path).ok()?;
         let state = self.state.lock();
         match lookup(&state.root, &comps)? {
             Node::File(id) => state.inodes.get(id).map(|i| i.content.to_vec()),
-            Node::Dir(_) => None,
+            Node::Dir(_) | Node::Symlink(_) => None,
+        }
+    }
+
+    /// The target of a symbolic link; `None` if the path is not a link.
+    pub fn symlink(&self, path: &[u8]) -> Option<Vec<u8>> {
+        let comps = parse(path).ok()?;
+        let state = self.state.lock();
+        match lookup(&state.root, &comps)? {
+            Node::Symlink(link) => Some(link.target.clone()),
+            Node::File(_) | Node::Dir(_) => None,
         }
     }
 
@@ -314,11 +281,11 @@ impl MemoryStore {
         Some(state.exact_meta(node))
     }
 
-    /// Every file and directory but the root, sorted.
+    /// Every file, directory and link but the root, sorted.
     pub fn paths(&self) -> Vec<Vec<u8>> {
         fn walk(dir: &Dir, prefix: &[u8], out: &mut Vec<Vec<u8>>) {
             for (name, node) in &dir.children {
-                let path = super::join(prefix, name);
+                let path = ftpsfs::store::join(prefix, name);
                 if let Node::Dir(sub) = node {
                     out.push(path.clone());
                     walk(sub, &path, out);
@@ -345,13 +312,7 @@ impl MemoryStore {
         self.state.lock().counts = OpCounts::default();
     }
 
-    // --- Fault injection ---
-
-    /// The next call of `op` fails with `kind` (before anything else is
-    /// checked). Calls queue up: two for the same op fail its next two calls.
-    pub fn fail_next(&self, op: Op, kind: ErrorKind) {
-        self.state.lock().pending_failures.push((op, kind));
-    }
+    // --- What the server is set up to refuse ---
 
     /// Limits the bytes of all files together; a write that would go past it
     /// stores what fits and fails with NoSpace, and so does `finish`.
@@ -371,36 +332,23 @@ impl MemoryStore {
         self.state.lock().denied.clear();
     }
 
-    /// The writes of the next upload or append to be opened fail with
-    /// Unavailable once it has stored `bytes` bytes (the connection broke):
-    /// the partial file stays, and `finish` fails too.
-    pub fn fail_upload_after(&self, bytes: u64) {
-        self.state.lock().upload_fail_after = Some(bytes);
-    }
-
-    /// The reads of the next download to be opened fail with Unavailable
-    /// once it has returned `bytes` bytes.
-    pub fn fail_read_after(&self, bytes: u64) {
-        self.state.lock().read_fail_after = Some(bytes);
-    }
-
     // --- Internals ---
 
-    /// Counts the call and fails it if a failure was injected.
-    fn enter(&self, op: Op) -> Result<parking_lot::MutexGuard<'_, State>> {
+    /// Counts the call and locks the server for it.
+    fn enter(&self, op: Op) -> parking_lot::MutexGuard<'_, State> {
         let mut state = self.state.lock();
         state.counts.bump(op);
-        if let Some(i) = state.pending_failures.iter().position(|&(o, _)| o == op) {
-            let (_, kind) = state.pending_failures.remove(i);
-            return Err(Error::new(kind, format!("injected failure of {op:?}")));
-        }
-        Ok(state)
+        state
     }
 
     fn start_upload(&self, op: Op, path: &[u8]) -> Result<Box<dyn UploadStream>> {
-        let mut state = self.enter(op)?;
+        let mut state = self.enter(op);
         let comps = parse(path)?;
         state.check_writable(path)?;
+        // STOR onto a link writes (or creates) its target, as open(2) does.
+        let resolved = state.follow(&comps)?;
+        let comps: Vec<&[u8]> = resolved.iter().map(Vec::as_slice).collect();
+        state.check_writable(&comps.join(&b'/'))?;
         let now = SystemTime::now();
         let state = &mut *state;
         let Some((name, parent)) = comps.split_last() else {
@@ -416,7 +364,8 @@ impl MemoryStore {
             )
         })?;
         let id = match dir.children.get(*name) {
-            Some(Node::Dir(_)) => {
+            // `follow` leaves no link at the end of the path.
+            Some(Node::Dir(_)) | Some(Node::Symlink(_)) => {
                 return Err(Error::new(
                     ErrorKind::Failed,
                     format!("uploading {}: it is a directory", show(path)),
@@ -449,13 +398,10 @@ impl MemoryStore {
                 id
             }
         };
-        let fail_after = state.upload_fail_after.take();
         Ok(Box::new(MemoryUpload {
             state: Arc::clone(&self.state),
             inode: id,
             path: path.to_vec(),
-            written: 0,
-            fail_after,
             failed: None,
         }))
     }
@@ -469,6 +415,16 @@ impl State {
                 Some(i) => (FileKind::File, i.content.len() as u64, i.mtime, i.mode),
                 None => (FileKind::File, 0, UNIX_EPOCH, FILE_MODE),
             },
+            Node::Symlink(link) => (
+                FileKind::Symlink,
+                link.target.len() as u64,
+                link.mtime,
+                LINK_MODE,
+            ),
+        };
+        let symlink_target = match node {
+            Node::Symlink(link) => Some(link.target.clone()),
+            Node::File(_) | Node::Dir(_) => None,
         };
         Metadata {
             kind,
@@ -476,7 +432,7 @@ impl State {
             mtime: Some(mtime),
             mtime_exact: true,
             mode: Some(mode),
-            symlink_target: None,
+            symlink_target,
         }
     }
 
@@ -513,14 +469,53 @@ impl State {
                     self.release(child);
                 }
             }
+            Node::Symlink(_) => {}
         }
+    }
+
+    /// The path that `comps` leads to once the links at its end are
+    /// followed: `comps` itself when it is not a link (whether or not it
+    /// exists), the target's path otherwise, which may not exist (a dangling
+    /// link). NotFound on a loop.
+    fn follow(&self, comps: &[&[u8]]) -> Result<Vec<Vec<u8>>> {
+        let mut path: Vec<Vec<u8>> = comps.iter().map(|c| c.to_vec()).collect();
+        for _ in 0..=MAX_LINKS {
+            let here: Vec<&[u8]> = path.iter().map(Vec::as_slice).collect();
+            let Some(Node::Symlink(link)) = lookup(&self.root, &here) else {
+                return Ok(path);
+            };
+            let mut next: Vec<Vec<u8>> = if link.target.starts_with(b"/") {
+                Vec::new()
+            } else {
+                path[..path.len() - 1].to_vec()
+            };
+            for comp in link.target.split(|&b| b == b'/') {
+                match comp {
+                    b"" | b"." => {}
+                    b".." => {
+                        next.pop();
+                    }
+                    name => next.push(name.to_vec()),
+                }
+            }
+            path = next;
+        }
+        Err(Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "{}: too many levels of symbolic links",
+                show(&comps.join(&b'/'))
+            ),
+        ))
     }
 }
 
 impl RemoteStore for MemoryStore {
     fn list(&self, dir: &[u8]) -> Result<Vec<DirEntry>> {
-        let state = self.enter(Op::List)?;
+        let state = self.enter(Op::List);
         let comps = parse(dir)?;
+        let resolved = state.follow(&comps)?;
+        let comps: Vec<&[u8]> = resolved.iter().map(Vec::as_slice).collect();
         let now = SystemTime::now();
         match lookup(&state.root, &comps) {
             Some(Node::Dir(d)) => Ok(d
@@ -535,20 +530,22 @@ impl RemoteStore for MemoryStore {
                 ErrorKind::NotFound,
                 format!("listing {}: not a directory", show(dir)),
             )),
-            None => Err(not_found("listing", dir)),
+            None | Some(Node::Symlink(_)) => Err(not_found("listing", dir)),
         }
     }
 
     fn stat(&self, path: &[u8]) -> Result<Metadata> {
-        let state = self.enter(Op::Stat)?;
+        let state = self.enter(Op::Stat);
         let comps = parse(path)?;
         let node = lookup(&state.root, &comps).ok_or_else(|| not_found("looking up", path))?;
         Ok(state.listed_meta(node, SystemTime::now()))
     }
 
     fn exact_mtime(&self, path: &[u8]) -> Result<SystemTime> {
-        let state = self.enter(Op::ExactMtime)?;
+        let state = self.enter(Op::ExactMtime);
         let comps = parse(path)?;
+        let resolved = state.follow(&comps)?;
+        let comps: Vec<&[u8]> = resolved.iter().map(Vec::as_slice).collect();
         match lookup(&state.root, &comps) {
             Some(Node::File(id)) => state
                 .inodes
@@ -559,13 +556,15 @@ impl RemoteStore for MemoryStore {
                 ErrorKind::NotFound,
                 format!("reading the time of {}: it is a directory", show(path)),
             )),
-            None => Err(not_found("reading the time of", path)),
+            None | Some(Node::Symlink(_)) => Err(not_found("reading the time of", path)),
         }
     }
 
     fn open_read(&self, path: &[u8], offset: u64) -> Result<Box<dyn ReadStream>> {
-        let mut state = self.enter(Op::OpenRead)?;
+        let state = self.enter(Op::OpenRead);
         let comps = parse(path)?;
+        let resolved = state.follow(&comps)?;
+        let comps: Vec<&[u8]> = resolved.iter().map(Vec::as_slice).collect();
         let content = match lookup(&state.root, &comps) {
             Some(Node::File(id)) => state.inodes.get(id).map(|i| Arc::clone(&i.content)),
             Some(Node::Dir(_)) => {
@@ -574,17 +573,13 @@ impl RemoteStore for MemoryStore {
                     format!("reading {}: it is a directory", show(path)),
                 ))
             }
-            None => None,
+            None | Some(Node::Symlink(_)) => None,
         }
         .ok_or_else(|| not_found("reading", path))?;
-        let fail_after = state.read_fail_after.take();
         Ok(Box::new(MemoryReader {
             state: Arc::clone(&self.state),
             content,
-            path: path.to_vec(),
             position: offset,
-            returned: 0,
-            fail_after,
         }))
     }
 
@@ -597,7 +592,7 @@ impl RemoteStore for MemoryStore {
     }
 
     fn delete(&self, path: &[u8]) -> Result<()> {
-        let mut state = self.enter(Op::Delete)?;
+        let mut state = self.enter(Op::Delete);
         let comps = parse(path)?;
         state.check_writable(path)?;
         let state = &mut *state;
@@ -617,7 +612,7 @@ impl RemoteStore for MemoryStore {
                     format!("deleting {}: it is a directory", show(path)),
                 ))
             }
-            Some(Node::File(_)) => {}
+            Some(Node::File(_)) | Some(Node::Symlink(_)) => {}
         }
         let removed = dir.children.remove(*name);
         dir.mtime = SystemTime::now();
@@ -628,7 +623,7 @@ impl RemoteStore for MemoryStore {
     }
 
     fn mkdir(&self, path: &[u8]) -> Result<()> {
-        let mut state = self.enter(Op::Mkdir)?;
+        let mut state = self.enter(Op::Mkdir);
         let comps = parse(path)?;
         state.check_writable(path)?;
         let Some((name, parent)) = comps.split_last() else {
@@ -656,7 +651,7 @@ impl RemoteStore for MemoryStore {
     }
 
     fn rmdir(&self, path: &[u8]) -> Result<()> {
-        let mut state = self.enter(Op::Rmdir)?;
+        let mut state = self.enter(Op::Rmdir);
         let comps = parse(path)?;
         state.check_writable(path)?;
         let Some((name, parent)) = comps.split_last() else {
@@ -669,10 +664,10 @@ impl RemoteStore for MemoryStore {
             .ok_or_else(|| not_found("removing directory", path))?;
         match dir.children.get(*name) {
             None => return Err(not_found("removing directory", path)),
-            Some(Node::File(_)) => {
+            Some(Node::File(_)) | Some(Node::Symlink(_)) => {
                 return Err(Error::new(
                     ErrorKind::PermissionDenied,
-                    format!("removing directory {}: it is a file", show(path)),
+                    format!("removing directory {}: it is not a directory", show(path)),
                 ))
             }
             Some(Node::Dir(d)) if !d.children.is_empty() => {
@@ -689,7 +684,7 @@ impl RemoteStore for MemoryStore {
     }
 
     fn rename(&self, from: &[u8], to: &[u8]) -> Result<()> {
-        let mut state = self.enter(Op::Rename)?;
+        let mut state = self.enter(Op::Rename);
         let from_comps = parse(from)?;
         let to_comps = parse(to)?;
         let what = || format!("renaming {} to {}", show(from), show(to));
@@ -731,7 +726,7 @@ impl RemoteStore for MemoryStore {
         }
         match (source_is_dir, lookup(&state.root, &to_comps)) {
             (_, None) => {}
-            (false, Some(Node::File(_))) => {}
+            (false, Some(Node::File(_) | Node::Symlink(_))) => {}
             (true, Some(Node::Dir(d))) if d.children.is_empty() => {}
             (true, Some(Node::Dir(_))) => {
                 return Err(Error::new(
@@ -745,7 +740,7 @@ impl RemoteStore for MemoryStore {
                     format!("{}: the target is a directory", what()),
                 ))
             }
-            (true, Some(Node::File(_))) => {
+            (true, Some(Node::File(_) | Node::Symlink(_))) => {
                 return Err(Error::new(
                     ErrorKind::Failed,
                     format!("{}: the target is not a directory", what()),
@@ -777,7 +772,7 @@ impl RemoteStore for MemoryStore {
     }
 
     fn chmod(&self, path: &[u8], mode: u32) -> Result<()> {
-        let mut state = self.enter(Op::Chmod)?;
+        let mut state = self.enter(Op::Chmod);
         let comps = parse(path)?;
         if !state.capabilities.chmod {
             return Err(Error::new(
@@ -786,6 +781,9 @@ impl RemoteStore for MemoryStore {
             ));
         }
         state.check_writable(path)?;
+        // chmod(2) changes the target of a link.
+        let resolved = state.follow(&comps)?;
+        let comps: Vec<&[u8]> = resolved.iter().map(Vec::as_slice).collect();
         let state = &mut *state;
         match lookup_mut(&mut state.root, &comps) {
             Some(Node::Dir(dir)) => dir.mode = mode & 0o7777,
@@ -793,13 +791,13 @@ impl RemoteStore for MemoryStore {
                 Some(inode) => inode.mode = mode & 0o7777,
                 None => return Err(not_found("changing the mode of", path)),
             },
-            None => return Err(not_found("changing the mode of", path)),
+            None | Some(Node::Symlink(_)) => return Err(not_found("changing the mode of", path)),
         }
         Ok(())
     }
 
     fn set_mtime(&self, path: &[u8], mtime: SystemTime) -> Result<()> {
-        let mut state = self.enter(Op::SetMtime)?;
+        let mut state = self.enter(Op::SetMtime);
         let comps = parse(path)?;
         if !state.capabilities.set_mtime {
             return Err(Error::new(
@@ -808,6 +806,9 @@ impl RemoteStore for MemoryStore {
             ));
         }
         state.check_writable(path)?;
+        // utime(2) changes the target of a link.
+        let resolved = state.follow(&comps)?;
+        let comps: Vec<&[u8]> = resolved.iter().map(Vec::as_slice).collect();
         let state = &mut *state;
         match lookup_mut(&mut state.root, &comps) {
             Some(Node::Dir(dir)) => dir.mtime = mtime,
@@ -815,7 +816,7 @@ impl RemoteStore for MemoryStore {
                 Some(inode) => inode.mtime = mtime,
                 None => return Err(not_found("setting the time of", path)),
             },
-            None => return Err(not_found("setting the time of", path)),
+            None | Some(Node::Symlink(_)) => return Err(not_found("setting the time of", path)),
         }
         Ok(())
     }
@@ -829,32 +830,18 @@ impl RemoteStore for MemoryStore {
 struct MemoryReader {
     state: Arc<Mutex<State>>,
     content: Arc<Vec<u8>>,
-    path: Vec<u8>,
     position: u64,
-    returned: u64,
-    fail_after: Option<u64>,
 }
 
 impl ReadStream for MemoryReader {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
         let len = self.content.len() as u64;
         let start = self.position.min(len);
-        let mut n = (len - start).min(buf.len() as u64);
-        if let Some(limit) = self.fail_after {
-            let allowed = limit.saturating_sub(self.returned);
-            if allowed == 0 && n > 0 {
-                return Err(Error::new(
-                    ErrorKind::Unavailable,
-                    format!("reading {}: injected broken connection", show(&self.path)),
-                ));
-            }
-            n = n.min(allowed);
-        }
+        let n = (len - start).min(buf.len() as u64);
         // `n` is at most `buf.len()`, and `start + n` at most the length.
         let (from, count) = (start as usize, n as usize);
         buf[..count].copy_from_slice(&self.content[from..from + count]);
         self.position += n;
-        self.returned += n;
         self.state.lock().counts.bytes_read += n;
         Ok(count)
     }
@@ -869,8 +856,6 @@ struct MemoryUpload {
     state: Arc<Mutex<State>>,
     inode: InodeId,
     path: Vec<u8>,
-    written: u64,
-    fail_after: Option<u64>,
     /// Once a write failed, every later call fails the same way.
     failed: Option<Error>,
 }
@@ -882,19 +867,8 @@ impl UploadStream for MemoryUpload {
         }
         let mut state = self.state.lock();
         let state = &mut *state;
-        let wanted = data.len() as u64;
-        let mut n = wanted;
+        let mut n = data.len() as u64;
         let mut failure = None;
-        if let Some(limit) = self.fail_after {
-            let allowed = limit.saturating_sub(self.written);
-            if allowed < n {
-                n = allowed;
-                failure = Some(Error::new(
-                    ErrorKind::Unavailable,
-                    format!("uploading {}: injected broken connection", show(&self.path)),
-                ));
-            }
-        }
         if let Some(quota) = state.quota {
             let allowed = quota.saturating_sub(state.used);
             if allowed < n {
@@ -914,7 +888,6 @@ impl UploadStream for MemoryUpload {
             state.used += n;
         }
         state.counts.bytes_uploaded += n;
-        self.written += n;
         match failure {
             Some(err) => {
                 self.failed = Some(err.clone());
@@ -973,7 +946,7 @@ fn lookup<'a>(root: &'a Node, comps: &[&[u8]]) -> Option<&'a Node> {
     for comp in comps {
         node = match node {
             Node::Dir(dir) => dir.children.get(*comp)?,
-            Node::File(_) => return None,
+            Node::File(_) | Node::Symlink(_) => return None,
         };
     }
     Some(node)
@@ -984,7 +957,7 @@ fn lookup_mut<'a>(root: &'a mut Node, comps: &[&[u8]]) -> Option<&'a mut Node> {
     for comp in comps {
         node = match node {
             Node::Dir(dir) => dir.children.get_mut(*comp)?,
-            Node::File(_) => return None,
+            Node::File(_) | Node::Symlink(_) => return None,
         };
     }
     Some(node)
@@ -993,7 +966,7 @@ fn lookup_mut<'a>(root: &'a mut Node, comps: &[&[u8]]) -> Option<&'a mut Node> {
 fn lookup_dir_mut<'a>(root: &'a mut Node, comps: &[&[u8]]) -> Option<&'a mut Dir> {
     match lookup_mut(root, comps)? {
         Node::Dir(dir) => Some(dir),
-        Node::File(_) => None,
+        Node::File(_) | Node::Symlink(_) => None,
     }
 }
 
@@ -1014,7 +987,7 @@ fn make_dirs<'a>(root: &'a mut Node, comps: &[&[u8]], now: SystemTime, path: &[u
     }
     match node {
         Node::Dir(dir) => dir,
-        Node::File(_) => panic!("{}: a file is in the way", show(path)),
+        Node::File(_) | Node::Symlink(_) => panic!("{}: a file is in the way", show(path)),
     }
 }
 
@@ -1145,7 +1118,7 @@ mod tests {
             assert_eq!(e.meta.symlink_target, None);
             assert_eq!(
                 Some(e.meta.clone()),
-                store.metadata(&crate::store::join(b"d", &e.name))
+                store.metadata(&ftpsfs::store::join(b"d", &e.name))
             );
         }
         assert_eq!(kind(store.list(b"missing")), ErrorKind::NotFound);
@@ -1631,39 +1604,6 @@ mod tests {
     }
 
     #[test]
-    fn injected_failures_hit_the_next_call_only() {
-        let store = MemoryStore::new();
-        store.put_file(b"f", b"x");
-        store.fail_next(Op::Stat, ErrorKind::Unavailable);
-        store.fail_next(Op::Stat, ErrorKind::PermissionDenied);
-        store.fail_next(Op::Upload, ErrorKind::NoSpace);
-        store.list(b"").unwrap();
-        assert_eq!(kind(store.stat(b"f")), ErrorKind::Unavailable);
-        assert_eq!(kind(store.stat(b"f")), ErrorKind::PermissionDenied);
-        store.stat(b"f").unwrap();
-        assert_eq!(kind(store.upload(b"f")), ErrorKind::NoSpace);
-        assert_eq!(store.file(b"f").unwrap(), b"x", "a failed STOR did nothing");
-        assert_eq!(store.counters().stat, 3);
-        for op in Op::ALL {
-            store.fail_next(op, ErrorKind::Failed);
-        }
-        assert_eq!(kind(store.list(b"")), ErrorKind::Failed);
-        assert_eq!(kind(store.exact_mtime(b"f")), ErrorKind::Failed);
-        assert_eq!(kind(store.open_read(b"f", 0)), ErrorKind::Failed);
-        assert_eq!(kind(store.append(b"f")), ErrorKind::Failed);
-        assert_eq!(kind(store.delete(b"f")), ErrorKind::Failed);
-        assert_eq!(kind(store.rename(b"f", b"g")), ErrorKind::Failed);
-        assert_eq!(kind(store.chmod(b"f", 0o600)), ErrorKind::Failed);
-        assert_eq!(kind(store.set_mtime(b"f", UNIX_EPOCH)), ErrorKind::Failed);
-        assert_eq!(kind(store.stat(b"f")), ErrorKind::Failed);
-        assert_eq!(kind(store.upload(b"f")), ErrorKind::Failed);
-        assert_eq!(kind(store.mkdir(b"d")), ErrorKind::Failed);
-        assert_eq!(kind(store.rmdir(b"d")), ErrorKind::Failed);
-        assert_eq!(store.paths(), vec![b"f".to_vec()]);
-        store.delete(b"f").unwrap();
-    }
-
-    #[test]
     fn quota_fails_the_write_that_goes_past_it() {
         let store = MemoryStore::new();
         store.put_file(b"existing", b"12345");
@@ -1724,50 +1664,6 @@ mod tests {
         store.deny_writes_under(b"");
         assert_eq!(kind(store.mkdir(b"anything")), denied);
         assert_eq!(kind(store.delete(b"rox")), denied);
-    }
-
-    #[test]
-    fn an_upload_can_break_after_some_bytes() {
-        let store = MemoryStore::new();
-        store.fail_upload_after(5);
-        let mut up = store.upload(b"f").unwrap();
-        up.write(b"abc").unwrap();
-        let err = up.write(b"defg").unwrap_err();
-        assert_eq!(err.kind, ErrorKind::Unavailable);
-        assert_eq!(
-            store.file(b"f").unwrap(),
-            b"abcde",
-            "the partial file stays"
-        );
-        assert_eq!(kind(up.write(b"h")), ErrorKind::Unavailable);
-        assert_eq!(kind(up.finish()), ErrorKind::Unavailable);
-        assert_eq!(store.counters().bytes_uploaded, 5);
-        // Only the next upload.
-        write(&store, b"g", b"0123456789");
-
-        store.fail_upload_after(0);
-        let mut up = store.append(b"g").unwrap();
-        up.write(b"").unwrap();
-        assert_eq!(kind(up.write(b"x")), ErrorKind::Unavailable);
-        assert_eq!(store.file(b"g").unwrap(), b"0123456789");
-    }
-
-    #[test]
-    fn a_download_can_break_after_some_bytes() {
-        let store = MemoryStore::new();
-        store.put_file(b"f", b"0123456789");
-        store.fail_read_after(4);
-        let mut stream = store.open_read(b"f", 2).unwrap();
-        let mut buf = [0u8; 3];
-        assert_eq!(stream.read(&mut buf).unwrap(), 3);
-        assert_eq!(stream.read(&mut buf).unwrap(), 1);
-        assert_eq!(kind(stream.read(&mut buf)), ErrorKind::Unavailable);
-        assert_eq!(stream.position(), 6);
-        assert_eq!(
-            read_all(&store, b"f", 0),
-            b"0123456789",
-            "only the next one"
-        );
     }
 
     #[test]
@@ -1859,6 +1755,207 @@ mod tests {
         assert!(!is_under(b"ab", b"a") && !is_under(b"a", b"a/b"));
     }
 
+    /// `d/target` (a file), `d/sub/` and links to them in every spelling.
+    fn linked() -> MemoryStore {
+        let store = MemoryStore::new();
+        store.put_file(b"d/target", b"hello");
+        store.put_dir(b"d/sub");
+        store.put_symlink(b"d/rel", b"target");
+        store.put_symlink(b"d/abs", b"/d/target");
+        store.put_symlink(b"d/sub/up", b"../target");
+        store.put_symlink(b"d/chain", b"./rel");
+        store.put_symlink(b"d/dangling", b"nowhere");
+        store.put_symlink(b"d/todir", b"sub");
+        store.put_symlink(b"top", b"../../d//target");
+        store
+    }
+
+    #[test]
+    fn links_list_and_stat_as_themselves() {
+        let store = linked();
+        let listed: HashMap<Vec<u8>, Metadata> = store
+            .list(b"d")
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.name, e.meta))
+            .collect();
+        for (name, target) in [
+            ("rel", &b"target"[..]),
+            ("abs", b"/d/target"),
+            ("chain", b"./rel"),
+            ("dangling", b"nowhere"),
+            ("todir", b"sub"),
+        ] {
+            let path = format!("d/{name}").into_bytes();
+            let meta = &listed[name.as_bytes()];
+            assert_eq!(meta.kind, FileKind::Symlink, "{name}");
+            assert_eq!(meta.symlink_target.as_deref(), Some(target), "{name}");
+            assert_eq!(meta.size, target.len() as u64, "{name}: as lstat");
+            assert_eq!(meta.mode, Some(0o777), "{name}");
+            assert_eq!(store.stat(&path).unwrap(), *meta, "{name}");
+            assert_eq!(store.metadata(&path).as_ref(), Some(meta), "{name}");
+            assert_eq!(store.symlink(&path).as_deref(), Some(target), "{name}");
+            assert_eq!(store.file(&path), None, "{name}: not a file");
+        }
+        assert_eq!(listed[&b"target".to_vec()].symlink_target, None);
+        assert_eq!(store.symlink(b"d/target"), None);
+        assert_eq!(store.symlink(b"d/missing"), None);
+        assert!(store.paths().contains(&b"d/dangling".to_vec()));
+
+        let store = MemoryStore::with_capabilities(caps(true, true, false));
+        store.put_symlink(b"l", b"x");
+        let meta = store.stat(b"l").unwrap();
+        assert_eq!((meta.kind, meta.mtime_exact), (FileKind::Symlink, false));
+    }
+
+    #[test]
+    fn reads_follow_links_as_the_server_does() {
+        let store = linked();
+        for link in [&b"d/rel"[..], b"d/abs", b"d/sub/up", b"d/chain", b"top"] {
+            assert_eq!(read_all(&store, link, 1), b"ello", "{link:?}");
+        }
+        assert_eq!(kind(store.open_read(b"d/dangling", 0)), ErrorKind::NotFound);
+        assert_eq!(
+            kind(store.open_read(b"d/todir", 0)),
+            ErrorKind::NotFound,
+            "a directory"
+        );
+        assert_eq!(
+            kind(store.open_read(b"d/todir/up", 0)),
+            ErrorKind::NotFound,
+            "a path through a link"
+        );
+        assert_eq!(kind(store.stat(b"d/todir/up")), ErrorKind::NotFound);
+        assert_eq!(
+            store.exact_mtime(b"d/rel").unwrap(),
+            store.exact_mtime(b"d/target").unwrap()
+        );
+        assert_eq!(kind(store.exact_mtime(b"d/dangling")), ErrorKind::NotFound);
+        let listed: Vec<Vec<u8>> = names(&store, b"d/todir");
+        assert_eq!(
+            listed,
+            names(&store, b"d/sub"),
+            "LIST of a link lists its target"
+        );
+        assert_eq!(kind(store.list(b"d/rel")), ErrorKind::NotFound, "a file");
+        assert_eq!(kind(store.list(b"d/dangling")), ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn loops_and_long_chains() {
+        let store = MemoryStore::new();
+        store.put_symlink(b"self", b"self");
+        store.put_symlink(b"a", b"b");
+        store.put_symlink(b"b", b"/a");
+        for looping in [&b"self"[..], b"a", b"b"] {
+            assert_eq!(kind(store.open_read(looping, 0)), ErrorKind::NotFound);
+            assert_eq!(kind(store.upload(looping)), ErrorKind::NotFound);
+            assert_eq!(store.stat(looping).unwrap().kind, FileKind::Symlink);
+        }
+        store.put_file(b"f", b"end");
+        store.put_symlink(b"l0", b"f");
+        for i in 1..=MAX_LINKS {
+            store.put_symlink(format!("l{i}").as_bytes(), format!("l{}", i - 1).as_bytes());
+        }
+        let longest = format!("l{}", MAX_LINKS - 1);
+        assert_eq!(read_all(&store, longest.as_bytes(), 0), b"end", "40 links");
+        let too_long = format!("l{MAX_LINKS}");
+        assert_eq!(
+            kind(store.open_read(too_long.as_bytes(), 0)),
+            ErrorKind::NotFound,
+            "41 links"
+        );
+    }
+
+    #[test]
+    fn delete_and_rename_act_on_the_link_itself() {
+        let store = linked();
+        store.delete(b"d/rel").unwrap();
+        assert!(!store.exists(b"d/rel"));
+        assert_eq!(store.file(b"d/target").unwrap(), b"hello");
+        store.delete(b"d/dangling").unwrap();
+        assert_eq!(kind(store.rmdir(b"d/todir")), ErrorKind::PermissionDenied);
+        assert!(store.exists(b"d/sub"));
+
+        store.rename(b"d/abs", b"moved").unwrap();
+        assert_eq!(store.symlink(b"moved").unwrap(), b"/d/target");
+        assert!(!store.exists(b"d/abs"));
+        assert_eq!(read_all(&store, b"moved", 0), b"hello");
+        store.put_file(b"plain", b"old");
+        store.rename(b"moved", b"plain").unwrap();
+        assert_eq!(store.symlink(b"plain").unwrap(), b"/d/target", "replaced");
+        assert_eq!(kind(store.rename(b"plain", b"d/sub")), ErrorKind::Failed);
+        assert_eq!(kind(store.rename(b"d/sub", b"plain")), ErrorKind::Failed);
+        store.rename(b"d/target", b"plain").unwrap();
+        assert_eq!(
+            store.file(b"plain").unwrap(),
+            b"hello",
+            "a file over a link"
+        );
+        assert_eq!(store.state.lock().used, 5);
+    }
+
+    #[test]
+    fn writes_through_a_link_reach_its_target() {
+        let store = linked();
+        write(&store, b"d/rel", b"new");
+        assert_eq!(store.file(b"d/target").unwrap(), b"new");
+        assert_eq!(store.symlink(b"d/rel").unwrap(), b"target", "still a link");
+        let mut up = store.append(b"d/sub/up").unwrap();
+        up.write(b"+more").unwrap();
+        up.finish().unwrap();
+        assert_eq!(store.file(b"d/target").unwrap(), b"new+more");
+        write(&store, b"d/dangling", b"made");
+        assert_eq!(store.file(b"d/nowhere").unwrap(), b"made", "O_CREAT");
+        assert_eq!(kind(store.upload(b"d/todir")), ErrorKind::Failed);
+        store.put_symlink(b"lost", b"no/dir/f");
+        assert_eq!(kind(store.upload(b"lost")), ErrorKind::NotFound);
+
+        store.chmod(b"d/abs", 0o600).unwrap();
+        store.set_mtime(b"d/abs", UNIX_EPOCH).unwrap();
+        let target = store.metadata(b"d/target").unwrap();
+        assert_eq!((target.mode, target.mtime), (Some(0o600), Some(UNIX_EPOCH)));
+        let link = store.metadata(b"d/abs").unwrap();
+        assert_eq!(link.mode, Some(0o777));
+        assert_ne!(link.mtime, Some(UNIX_EPOCH));
+        assert_eq!(kind(store.chmod(b"lost", 0o600)), ErrorKind::NotFound);
+
+        store.deny_writes_under(b"d/sub");
+        assert_eq!(
+            kind(store.upload(b"d/sub/up")),
+            ErrorKind::PermissionDenied,
+            "the link's path"
+        );
+        store.put_symlink(b"in", b"d/sub/f");
+        assert_eq!(
+            kind(store.upload(b"in")),
+            ErrorKind::PermissionDenied,
+            "the target's path"
+        );
+    }
+
+    #[test]
+    fn helpers_replace_links_and_files() {
+        let store = MemoryStore::new();
+        store.put_file(b"f", b"12345");
+        store.put_symlink(b"f", b"elsewhere");
+        assert_eq!(store.symlink(b"f").unwrap(), b"elsewhere");
+        assert_eq!(store.state.lock().used, 0, "the file's bytes are freed");
+        store.put_file(b"f", b"abc");
+        assert_eq!(store.file(b"f").unwrap(), b"abc");
+        store.put_symlink(b"new/dir/l", b"../../f");
+        assert_eq!(read_all(&store, b"new/dir/l", 0), b"abc");
+        assert_eq!(store.counters().total(), 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "is a directory")]
+    fn put_symlink_onto_a_directory_panics() {
+        let store = MemoryStore::new();
+        store.put_dir(b"d");
+        store.put_symlink(b"d", b"x");
+    }
+
     /// The store against a flat model of the same rules (a map from full
     /// paths to entries), over random sequences of operations.
     mod model {
@@ -1914,7 +2011,7 @@ mod tests {
             }
 
             fn parent_is_dir(&self, p: &[u8]) -> bool {
-                self.is_dir(crate::store::split_parent(p).0)
+                self.is_dir(ftpsfs::store::split_parent(p).0)
             }
 
             fn has_children(&self, p: &[u8]) -> bool {

@@ -1,0 +1,566 @@
+//! A `RemoteStore` wrapper that injects the faults of networks and servers
+//! having a bad moment, around any store: a call that fails (once, or until
+//! told to stop), a call that answers late, an upload or a download whose
+//! connection breaks after some bytes.
+//!
+//! A fault hits before the call reaches the inner store, so a failed call
+//! changes nothing there (a refused STOR truncates nothing); a broken
+//! transfer is the exception, as on a real server: the bytes before the break
+//! did reach it, and the partial file stays.
+//!
+//! It counts the calls it gets, failed ones included, as `MemoryStore` counts
+//! the calls that reach it: the difference is what the faults swallowed.
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use ftpsfs::store::{
+    Capabilities, DirEntry, Error, ErrorKind, Metadata, ReadStream, RemoteStore, Result,
+    UploadStream,
+};
+use parking_lot::Mutex;
+
+use crate::ops::{Op, OpCounts};
+
+pub struct FaultyStore<S: RemoteStore> {
+    inner: S,
+    faults: Mutex<Faults>,
+    /// Shared with the streams, which count their bytes.
+    counts: Arc<Mutex<OpCounts>>,
+}
+
+#[derive(Default)]
+struct Faults {
+    /// One failure each, in the order they were armed.
+    next: Vec<(Op, ErrorKind)>,
+    always: HashMap<Op, ErrorKind>,
+    delays: HashMap<Op, Duration>,
+    upload_after: Option<u64>,
+    read_after: Option<u64>,
+}
+
+impl<S: RemoteStore> FaultyStore<S> {
+    /// No fault armed: every call goes to `inner` as it is.
+    pub fn new(inner: S) -> Self {
+        FaultyStore {
+            inner,
+            faults: Mutex::new(Faults::default()),
+            counts: Arc::new(Mutex::new(OpCounts::default())),
+        }
+    }
+
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// The next call of `op` fails with `kind` (queue: several calls queue
+    /// several failures).
+    pub fn fail_next(&self, op: Op, kind: ErrorKind) {
+        self.faults.lock().next.push((op, kind));
+    }
+
+    /// Every call of `op` fails with `kind` until `stop_failing(op)` (once
+    /// the failures queued by `fail_next` for `op` are used up).
+    pub fn fail_always(&self, op: Op, kind: ErrorKind) {
+        self.faults.lock().always.insert(op, kind);
+    }
+
+    /// Calls of `op` fail no more: undoes `fail_always` and drops the
+    /// failures queued for `op`.
+    pub fn stop_failing(&self, op: Op) {
+        let mut faults = self.faults.lock();
+        faults.always.remove(&op);
+        faults.next.retain(|&(o, _)| o != op);
+    }
+
+    /// Every call of `op` waits `delay` before anything else (failing
+    /// included): a server behind a stalled network. `Duration::ZERO`
+    /// removes the delay.
+    pub fn set_delay(&self, op: Op, delay: Duration) {
+        let mut faults = self.faults.lock();
+        if delay.is_zero() {
+            faults.delays.remove(&op);
+        } else {
+            faults.delays.insert(op, delay);
+        }
+    }
+
+    /// The next upload or append stream fails with `Unavailable` (connection
+    /// lost) once `bytes` bytes have been written through it; the bytes
+    /// before that reach the inner store (so the server keeps a partial
+    /// file, as vsftpd does). Later writes and `finish` fail the same way.
+    pub fn fail_upload_after(&self, bytes: u64) {
+        self.faults.lock().upload_after = Some(bytes);
+    }
+
+    /// The next download stream fails with `Unavailable` after returning
+    /// `bytes` bytes: every read after those fails, even at the end of the
+    /// file (the transfer was not confirmed).
+    pub fn fail_read_after(&self, bytes: u64) {
+        self.faults.lock().read_after = Some(bytes);
+    }
+
+    /// Drops every fault not yet triggered, delays included: a healthy
+    /// server again. A stream that already carries its fault keeps it.
+    pub fn clear_faults(&self) {
+        *self.faults.lock() = Faults::default();
+    }
+
+    /// The calls this wrapper got (failed ones included), and the bytes
+    /// that went through its streams to or from the inner store.
+    pub fn counters(&self) -> OpCounts {
+        *self.counts.lock()
+    }
+
+    pub fn reset_counters(&self) {
+        *self.counts.lock() = OpCounts::default();
+    }
+
+    /// Counts the call, waits its delay, and fails it if a fault says so.
+    fn enter(&self, op: Op) -> Result<()> {
+        self.counts.lock().bump(op);
+        let delay = self.faults.lock().delays.get(&op).copied();
+        if let Some(delay) = delay {
+            // Not under the lock: other calls go on meanwhile.
+            std::thread::sleep(delay);
+        }
+        let mut faults = self.faults.lock();
+        let queued = faults.next.iter().position(|&(o, _)| o == op);
+        let kind = match queued {
+            Some(i) => Some(faults.next.remove(i).1),
+            None => faults.always.get(&op).copied(),
+        };
+        match kind {
+            Some(kind) => Err(Error::new(kind, format!("injected failure of {op:?}"))),
+            None => Ok(()),
+        }
+    }
+
+    fn wrap_upload(&self, path: &[u8], inner: Box<dyn UploadStream>) -> Box<dyn UploadStream> {
+        Box::new(FaultyUpload {
+            inner: Some(inner),
+            path: path.to_vec(),
+            fail_after: self.faults.lock().upload_after.take(),
+            written: 0,
+            failed: None,
+            counts: Arc::clone(&self.counts),
+        })
+    }
+}
+
+impl<S: RemoteStore> RemoteStore for FaultyStore<S> {
+    fn list(&self, dir: &[u8]) -> Result<Vec<DirEntry>> {
+        self.enter(Op::List)?;
+        self.inner.list(dir)
+    }
+
+    fn stat(&self, path: &[u8]) -> Result<Metadata> {
+        self.enter(Op::Stat)?;
+        self.inner.stat(path)
+    }
+
+    fn exact_mtime(&self, path: &[u8]) -> Result<SystemTime> {
+        self.enter(Op::ExactMtime)?;
+        self.inner.exact_mtime(path)
+    }
+
+    fn open_read(&self, path: &[u8], offset: u64) -> Result<Box<dyn ReadStream>> {
+        self.enter(Op::OpenRead)?;
+        let inner = self.inner.open_read(path, offset)?;
+        // Armed only now, so a download that did not open leaves it for
+        // the next one.
+        Ok(Box::new(FaultyReader {
+            inner,
+            path: path.to_vec(),
+            fail_after: self.faults.lock().read_after.take(),
+            returned: 0,
+            counts: Arc::clone(&self.counts),
+        }))
+    }
+
+    fn upload(&self, path: &[u8]) -> Result<Box<dyn UploadStream>> {
+        self.enter(Op::Upload)?;
+        let inner = self.inner.upload(path)?;
+        Ok(self.wrap_upload(path, inner))
+    }
+
+    fn append(&self, path: &[u8]) -> Result<Box<dyn UploadStream>> {
+        self.enter(Op::Append)?;
+        let inner = self.inner.append(path)?;
+        Ok(self.wrap_upload(path, inner))
+    }
+
+    fn delete(&self, path: &[u8]) -> Result<()> {
+        self.enter(Op::Delete)?;
+        self.inner.delete(path)
+    }
+
+    fn mkdir(&self, path: &[u8]) -> Result<()> {
+        self.enter(Op::Mkdir)?;
+        self.inner.mkdir(path)
+    }
+
+    fn rmdir(&self, path: &[u8]) -> Result<()> {
+        self.enter(Op::Rmdir)?;
+        self.inner.rmdir(path)
+    }
+
+    fn rename(&self, from: &[u8], to: &[u8]) -> Result<()> {
+        self.enter(Op::Rename)?;
+        self.inner.rename(from, to)
+    }
+
+    fn chmod(&self, path: &[u8], mode: u32) -> Result<()> {
+        self.enter(Op::Chmod)?;
+        self.inner.chmod(path, mode)
+    }
+
+    fn set_mtime(&self, path: &[u8], mtime: SystemTime) -> Result<()> {
+        self.enter(Op::SetMtime)?;
+        self.inner.set_mtime(path, mtime)
+    }
+
+    /// Not a call to the server (the FTPS store reads FEAT once): never
+    /// counted, delayed or failed.
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+}
+
+struct FaultyReader {
+    inner: Box<dyn ReadStream>,
+    path: Vec<u8>,
+    fail_after: Option<u64>,
+    returned: u64,
+    counts: Arc<Mutex<OpCounts>>,
+}
+
+impl ReadStream for FaultyReader {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
+        let mut buf = buf;
+        if let Some(limit) = self.fail_after {
+            let allowed = limit.saturating_sub(self.returned);
+            if allowed == 0 && !buf.is_empty() {
+                return Err(Error::new(
+                    ErrorKind::Unavailable,
+                    format!("reading {}: injected broken connection", show(&self.path)),
+                ));
+            }
+            let len = (buf.len() as u64).min(allowed) as usize;
+            buf = &mut buf[..len];
+        }
+        let n = self.inner.read(buf)?;
+        self.returned += n as u64;
+        self.counts.lock().bytes_read += n as u64;
+        Ok(n)
+    }
+
+    fn position(&self) -> u64 {
+        self.inner.position()
+    }
+}
+
+struct FaultyUpload {
+    /// Dropped (the upload abandoned) when the injected break happens.
+    inner: Option<Box<dyn UploadStream>>,
+    path: Vec<u8>,
+    fail_after: Option<u64>,
+    written: u64,
+    /// Once the injected break happened, every later call fails the same way.
+    failed: Option<Error>,
+    counts: Arc<Mutex<OpCounts>>,
+}
+
+impl FaultyUpload {
+    fn pass(&mut self, data: &[u8]) -> Result<()> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Err(Error::new(
+                ErrorKind::Failed,
+                format!("uploading {}: the upload was abandoned", show(&self.path)),
+            ));
+        };
+        inner.write(data)?;
+        self.written += data.len() as u64;
+        self.counts.lock().bytes_uploaded += data.len() as u64;
+        Ok(())
+    }
+}
+
+impl UploadStream for FaultyUpload {
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        if let Some(err) = &self.failed {
+            return Err(err.clone());
+        }
+        let allowed = self
+            .fail_after
+            .map(|limit| limit.saturating_sub(self.written));
+        match allowed {
+            Some(allowed) if allowed < data.len() as u64 => {
+                // `allowed` is below `data.len()`, so it fits in usize.
+                self.pass(&data[..allowed as usize])?;
+                self.inner = None;
+                let err = Error::new(
+                    ErrorKind::Unavailable,
+                    format!("uploading {}: injected broken connection", show(&self.path)),
+                );
+                self.failed = Some(err.clone());
+                Err(err)
+            }
+            _ => self.pass(data),
+        }
+    }
+
+    fn finish(self: Box<Self>) -> Result<()> {
+        if let Some(err) = self.failed {
+            return Err(err);
+        }
+        match self.inner {
+            Some(inner) => inner.finish(),
+            None => Err(Error::new(
+                ErrorKind::Failed,
+                format!("uploading {}: the upload was abandoned", show(&self.path)),
+            )),
+        }
+    }
+}
+
+fn show(path: &[u8]) -> String {
+    if path.is_empty() {
+        return "the mounted directory".into();
+    }
+    String::from_utf8_lossy(path).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Instant, UNIX_EPOCH};
+
+    use super::*;
+    use crate::MemoryStore;
+
+    fn kind<T>(result: Result<T>) -> ErrorKind {
+        match result {
+            Ok(_) => panic!("should fail"),
+            Err(e) => e.kind,
+        }
+    }
+
+    fn read_all(store: &dyn RemoteStore, path: &[u8], offset: u64) -> Vec<u8> {
+        let mut stream = store.open_read(path, offset).expect("open_read");
+        let mut out = Vec::new();
+        let mut buf = [0u8; 7];
+        loop {
+            let n = stream.read(&mut buf).expect("read");
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        out
+    }
+
+    fn write(store: &dyn RemoteStore, path: &[u8], bytes: &[u8]) {
+        let mut up = store.upload(path).expect("upload");
+        up.write(bytes).expect("write");
+        up.finish().expect("finish");
+    }
+
+    #[test]
+    fn injected_failures_hit_the_next_call_only() {
+        let store = FaultyStore::new(MemoryStore::new());
+        store.inner().put_file(b"f", b"x");
+        store.fail_next(Op::Stat, ErrorKind::Unavailable);
+        store.fail_next(Op::Stat, ErrorKind::PermissionDenied);
+        store.fail_next(Op::Upload, ErrorKind::NoSpace);
+        store.list(b"").unwrap();
+        assert_eq!(kind(store.stat(b"f")), ErrorKind::Unavailable);
+        assert_eq!(kind(store.stat(b"f")), ErrorKind::PermissionDenied);
+        store.stat(b"f").unwrap();
+        assert_eq!(kind(store.upload(b"f")), ErrorKind::NoSpace);
+        assert_eq!(
+            store.inner().file(b"f").unwrap(),
+            b"x",
+            "a failed STOR did nothing"
+        );
+        assert_eq!(store.counters().stat, 3);
+        assert_eq!(store.inner().counters().stat, 1, "failures never reach it");
+        for op in Op::ALL {
+            store.fail_next(op, ErrorKind::Failed);
+        }
+        assert_eq!(kind(store.list(b"")), ErrorKind::Failed);
+        assert_eq!(kind(store.exact_mtime(b"f")), ErrorKind::Failed);
+        assert_eq!(kind(store.open_read(b"f", 0)), ErrorKind::Failed);
+        assert_eq!(kind(store.append(b"f")), ErrorKind::Failed);
+        assert_eq!(kind(store.delete(b"f")), ErrorKind::Failed);
+        assert_eq!(kind(store.rename(b"f", b"g")), ErrorKind::Failed);
+        assert_eq!(kind(store.chmod(b"f", 0o600)), ErrorKind::Failed);
+        assert_eq!(kind(store.set_mtime(b"f", UNIX_EPOCH)), ErrorKind::Failed);
+        assert_eq!(kind(store.stat(b"f")), ErrorKind::Failed);
+        assert_eq!(kind(store.upload(b"f")), ErrorKind::Failed);
+        assert_eq!(kind(store.mkdir(b"d")), ErrorKind::Failed);
+        assert_eq!(kind(store.rmdir(b"d")), ErrorKind::Failed);
+        assert_eq!(store.inner().paths(), vec![b"f".to_vec()]);
+        store.delete(b"f").unwrap();
+        assert!(store.inner().paths().is_empty());
+    }
+
+    #[test]
+    fn persistent_failures_until_stopped() {
+        let store = FaultyStore::new(MemoryStore::new());
+        store.inner().put_file(b"f", b"x");
+        store.fail_always(Op::OpenRead, ErrorKind::Unavailable);
+        store.fail_next(Op::OpenRead, ErrorKind::NotFound);
+        assert_eq!(
+            kind(store.open_read(b"f", 0)),
+            ErrorKind::NotFound,
+            "the queued failure first"
+        );
+        for _ in 0..3 {
+            assert_eq!(kind(store.open_read(b"f", 0)), ErrorKind::Unavailable);
+        }
+        store.stat(b"f").unwrap();
+        store.fail_next(Op::OpenRead, ErrorKind::Failed);
+        store.stop_failing(Op::OpenRead);
+        assert_eq!(read_all(&store, b"f", 0), b"x", "queued ones dropped too");
+        assert_eq!(store.counters().open_read, 5);
+        assert_eq!(store.inner().counters().open_read, 1);
+    }
+
+    #[test]
+    fn delays_hold_a_call_before_it_fails_or_goes_through() {
+        let store = FaultyStore::new(MemoryStore::new());
+        store.inner().put_file(b"f", b"x");
+        let delay = Duration::from_millis(150);
+        store.set_delay(Op::OpenRead, delay);
+        let started = Instant::now();
+        store.fail_next(Op::OpenRead, ErrorKind::Unavailable);
+        assert_eq!(kind(store.open_read(b"f", 0)), ErrorKind::Unavailable);
+        assert!(started.elapsed() >= delay, "the failure comes late");
+        let started = Instant::now();
+        assert_eq!(read_all(&store, b"f", 0), b"x");
+        assert!(started.elapsed() >= delay);
+        let started = Instant::now();
+        store.stat(b"f").unwrap();
+        assert!(
+            started.elapsed() < delay,
+            "other operations are not delayed"
+        );
+        store.set_delay(Op::OpenRead, Duration::ZERO);
+        let started = Instant::now();
+        store.open_read(b"f", 0).unwrap();
+        assert!(started.elapsed() < delay);
+    }
+
+    #[test]
+    fn an_upload_can_break_after_some_bytes() {
+        let store = FaultyStore::new(MemoryStore::new());
+        store.fail_upload_after(5);
+        let mut up = store.upload(b"f").unwrap();
+        up.write(b"abc").unwrap();
+        let err = up.write(b"defg").unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Unavailable);
+        assert_eq!(
+            store.inner().file(b"f").unwrap(),
+            b"abcde",
+            "the partial file stays"
+        );
+        assert_eq!(kind(up.write(b"h")), ErrorKind::Unavailable);
+        assert_eq!(kind(up.finish()), ErrorKind::Unavailable);
+        assert_eq!(store.counters().bytes_uploaded, 5);
+        assert_eq!(store.inner().counters().bytes_uploaded, 5);
+        // Only the next upload.
+        write(&store, b"g", b"0123456789");
+
+        store.fail_upload_after(0);
+        let mut up = store.append(b"g").unwrap();
+        up.write(b"").unwrap();
+        assert_eq!(kind(up.write(b"x")), ErrorKind::Unavailable);
+        assert_eq!(store.inner().file(b"g").unwrap(), b"0123456789");
+    }
+
+    #[test]
+    fn a_break_waits_for_an_upload_that_opens() {
+        let store = FaultyStore::new(MemoryStore::new());
+        store.fail_upload_after(1);
+        assert_eq!(kind(store.upload(b"no/dir")), ErrorKind::NotFound);
+        let mut up = store.append(b"f").unwrap();
+        assert_eq!(kind(up.write(b"ab")), ErrorKind::Unavailable);
+        assert_eq!(store.inner().file(b"f").unwrap(), b"a");
+    }
+
+    #[test]
+    fn a_download_can_break_after_some_bytes() {
+        let store = FaultyStore::new(MemoryStore::new());
+        store.inner().put_file(b"f", b"0123456789");
+        store.fail_read_after(4);
+        let mut stream = store.open_read(b"f", 2).unwrap();
+        let mut buf = [0u8; 3];
+        assert_eq!(stream.read(&mut buf).unwrap(), 3);
+        assert_eq!(stream.read(&mut buf).unwrap(), 1);
+        assert_eq!(kind(stream.read(&mut buf)), ErrorKind::Unavailable);
+        assert_eq!(
+            stream.read(&mut []).unwrap(),
+            0,
+            "an empty read asks nothing"
+        );
+        assert_eq!(stream.position(), 6);
+        assert_eq!(
+            read_all(&store, b"f", 0),
+            b"0123456789",
+            "only the next one"
+        );
+        assert_eq!(store.counters().bytes_read, 14);
+    }
+
+    #[test]
+    fn clear_faults_drops_what_was_not_triggered() {
+        let store = FaultyStore::new(MemoryStore::new());
+        store.inner().put_file(b"f", b"0123456789");
+        store.fail_next(Op::Mkdir, ErrorKind::Failed);
+        store.fail_always(Op::Stat, ErrorKind::Unavailable);
+        store.set_delay(Op::List, Duration::from_secs(60));
+        store.fail_read_after(1);
+        store.fail_upload_after(1);
+        let mut armed = store.open_read(b"f", 0).unwrap();
+        store.clear_faults();
+        store.mkdir(b"d").unwrap();
+        store.stat(b"f").unwrap();
+        store.list(b"").unwrap();
+        assert_eq!(read_all(&store, b"f", 0), b"0123456789");
+        write(&store, b"g", b"whole");
+        assert_eq!(store.inner().file(b"g").unwrap(), b"whole");
+        let mut buf = [0u8; 4];
+        assert_eq!(armed.read(&mut buf).unwrap(), 1);
+        assert_eq!(
+            kind(armed.read(&mut buf)),
+            ErrorKind::Unavailable,
+            "a stream already opened keeps its fault"
+        );
+    }
+
+    #[test]
+    fn wraps_a_shared_server_and_errors_of_the_server_pass_through() {
+        let server = Arc::new(MemoryStore::new());
+        let store = FaultyStore::new(Arc::clone(&server));
+        server.set_quota(Some(3));
+        let mut up = store.upload(b"f").unwrap();
+        assert_eq!(kind(up.write(b"abcd")), ErrorKind::NoSpace);
+        assert_eq!(kind(up.finish()), ErrorKind::NoSpace);
+        assert_eq!(server.file(b"f").unwrap(), b"abc");
+        assert_eq!(kind(store.rmdir(b"f")), ErrorKind::PermissionDenied);
+        assert_eq!(store.capabilities(), server.capabilities());
+        assert_eq!(server.counters().total(), 2);
+        assert_eq!(store.counters().total(), 2);
+        assert!(Arc::ptr_eq(store.inner(), &server));
+    }
+
+    #[test]
+    fn store_and_streams_are_send_and_sync() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<FaultyStore<MemoryStore>>();
+        send::<FaultyReader>();
+        send::<FaultyUpload>();
+        let _: Arc<dyn RemoteStore> = Arc::new(FaultyStore::new(Arc::new(MemoryStore::new())));
+    }
+}
