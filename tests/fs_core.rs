@@ -985,6 +985,121 @@ fn read_only_mounts_refuse_every_change() {
     assert_eq!(m.store.counters().upload + m.store.counters().delete, 0);
 }
 
+// ----- symbolic links -----
+
+impl Mount {
+    /// What the kernel does to open a path through a link: it asks for the
+    /// target (readlink) and looks it up from the link's directory, component
+    /// by component. The first error, as the program would see it.
+    fn follow(&self, link_dir: &str, link: &str) -> Result<Ino, ftpsfs::fs::Error> {
+        let dir = self.ino(link_dir);
+        let attr = self.fs.lookup(dir, link.as_bytes())?;
+        assert_eq!(attr.kind, FileKind::Symlink, "{link}");
+        let target = self.fs.readlink(attr.ino)?;
+        let mut path: Vec<&[u8]> = link_dir
+            .split('/')
+            .filter(|c| !c.is_empty())
+            .map(str::as_bytes)
+            .collect();
+        for comp in target.split(|&b| b == b'/') {
+            match comp {
+                b"" | b"." => {}
+                b".." => {
+                    path.pop();
+                }
+                name => path.push(name),
+            }
+        }
+        let mut ino = ROOT_INO;
+        for comp in path {
+            ino = self.fs.lookup(ino, comp)?.ino;
+        }
+        Ok(ino)
+    }
+}
+
+#[test]
+fn readlink_gives_the_target_and_the_size_is_its_length() {
+    for store in [MemoryStore::new(), list_server()] {
+        let m = mount_with(store, |_| {});
+        m.store.put_file(b"docs/report.txt", b"the final report");
+        m.store.put_symlink(b"docs/latest", b"report.txt");
+        m.store.put_symlink(b"docs/up", b"../data/set.csv");
+        let docs = m.ino("docs");
+        let items = m.fs.readdir(docs).expect("readdir");
+        let kinds: Vec<(&[u8], FileKind)> =
+            items.iter().map(|i| (i.name.as_slice(), i.kind)).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (&b"latest"[..], FileKind::Symlink),
+                (b"report.txt", FileKind::File),
+                (b"up", FileKind::Symlink),
+            ]
+        );
+        for (name, target) in [("latest", &b"report.txt"[..]), ("up", b"../data/set.csv")] {
+            let attr = m.fs.lookup(docs, name.as_bytes()).expect("lookup");
+            assert_eq!(attr.kind, FileKind::Symlink, "{name}");
+            assert_eq!(attr.size, target.len() as u64, "{name}: as lstat says");
+            assert_eq!(m.fs.readlink(attr.ino).expect("readlink"), target);
+            let again = m.fs.getattr(attr.ino).expect("getattr");
+            assert_eq!((again.kind, again.size), (attr.kind, attr.size), "{name}");
+        }
+    }
+}
+
+#[test]
+fn reading_through_a_link_gives_the_file_bytes() {
+    let m = mount();
+    let data = pattern(300 * KIB, 7);
+    m.store.put_file(b"data/set.csv", &data);
+    m.store.put_symlink(b"docs/up", b"../data/set.csv");
+    m.store.put_symlink(b"docs/here", b"./up");
+    let ino = m.follow("docs", "up").expect("follow");
+    assert_eq!(ino, m.ino("data/set.csv"));
+    assert_eq!(m.cat(ino), data);
+    // A link to a link leads to the next link, which the kernel follows in
+    // turn.
+    let next = m.follow("docs", "here").expect("follow");
+    assert_eq!(next, m.ino("docs/up"));
+}
+
+#[test]
+fn a_dangling_link_is_listed_but_following_it_is_enoent() {
+    let m = mount();
+    m.store.put_symlink(b"gone", b"deleted.txt");
+    let attr = m.fs.lookup(ROOT_INO, b"gone").expect("lookup of the link");
+    assert_eq!(attr.kind, FileKind::Symlink);
+    assert_eq!(m.fs.readlink(attr.ino).expect("readlink"), b"deleted.txt");
+    assert_eq!(
+        m.follow("", "gone").expect_err("dangling").errno(),
+        libc::ENOENT
+    );
+    assert_eq!(
+        m.fs.readdir(ROOT_INO).expect("readdir").len(),
+        1,
+        "ls shows it"
+    );
+}
+
+#[test]
+fn readlink_of_what_is_not_a_link_is_einval() {
+    let m = mount();
+    m.store.put_file(b"d/f", b"x");
+    for path in ["d", "d/f"] {
+        let ino = m.ino(path);
+        assert_eq!(
+            m.fs.readlink(ino).expect_err("not a link").errno(),
+            libc::EINVAL,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        m.fs.readlink(ROOT_INO).expect_err("the root").errno(),
+        libc::EINVAL
+    );
+}
+
 // ----- the cache -----
 
 #[test]
