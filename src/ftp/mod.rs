@@ -5,6 +5,7 @@ pub mod address;
 pub mod config;
 pub mod control;
 pub mod data;
+pub mod dialogue;
 pub mod error;
 pub mod features;
 pub mod listing;
