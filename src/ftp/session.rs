@@ -4,6 +4,11 @@
 //! roots, what we learnt about the server, counters); `Session` is one control
 //! connection with its own TLS session store, which its data connections
 //! resume.
+//!
+//! The rules of the conversation (what to send after which reply) live in
+//! `dialogue`, as machines with no I/O; a `Session` drives them: it sends,
+//! reads with its timeouts, opens data connections, and keeps the counters
+//! and the session's health (`broken`, `error_seen`).
 use std::io::Read;
 use std::net::SocketAddr;
 use std::ops::DerefMut;
@@ -14,10 +19,14 @@ use std::time::{Duration, Instant, SystemTime};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, HandshakeKind, ProtocolVersion};
 
-use super::address;
 use super::config::{DataMode, FtpConfig, Security};
 use super::control::Control;
 use super::data::{self, Endpoint, Ready};
+use super::dialogue::abort::Abort;
+use super::dialogue::endpoint::{Active, Passive};
+use super::dialogue::login::{Credentials, Greeting, Setup};
+use super::dialogue::transfer::{OpenTransfer, TransferEnd};
+use super::dialogue::{self, Action, Command, Conversation, Fact, Input, ReadReply, Step, Wait};
 use super::error::{Error, Result};
 use super::features::Features;
 use super::listing::{self, Entry};
@@ -32,6 +41,10 @@ use super::transfer::{Download, Upload};
 /// How long to wait after an ABOR for a transfer reply that an asynchronous
 /// server sends late.
 const LATE_REPLY_WAIT: Duration = Duration::from_millis(250);
+
+/// The longest wait for replies after an ABOR, however long the reply
+/// timeout is: a session that does not answer is given up, not waited for.
+const ABORT_REPLY_WAIT: Duration = Duration::from_secs(10);
 
 /// Largest directory listing we accept, so a hostile server cannot exhaust memory.
 const MAX_LISTING: u64 = 256 * 1024 * 1024;
@@ -201,67 +214,20 @@ impl Session {
 
     fn log_in(&mut self, refusals_before: u64) -> Result<()> {
         let timeouts = self.config().timeouts;
-        let security = self.config().security;
-        if security == Security::Implicit {
-            self.start_tls()?;
-        }
-        self.read_greeting()?;
-        if security == Security::Explicit {
-            let reply = self.command("AUTH TLS", None)?;
-            if reply.code != 234 {
-                return Err(Error::Tls {
-                    phase: "AUTH TLS".into(),
-                    reason: format!(
-                        "the server does not offer TLS ({} {}); refusing to continue in plaintext",
-                        reply.code,
-                        reply.text()
-                    ),
-                });
-            }
-            self.start_tls()?;
-        }
+        self.converse(Greeting::new(self.config().security))?;
         self.control.set_reply_timeout(timeouts.reply)?;
         // USER and PASS each wait at most one reply timeout.
         let connector = Arc::clone(&self.connector);
         let pass = connector
             .login_gate
             .enter(refusals_before, timeouts.reply * 2)?;
-        let outcome = self.send_credentials();
+        let credentials = &self.config().credentials;
+        let credentials = Credentials::new(&credentials.user, credentials.password.expose());
+        let outcome = self.converse(credentials);
         pass.settle(&outcome);
         outcome?;
-        if self.tls.is_some() {
-            // Never transfer data in plaintext: PROT P refused is an error.
-            self.expect("PBSZ", Some(b"0"), |c| c == 200)?;
-            self.expect("PROT", Some(b"P"), |c| c == 200)?;
-        }
-        self.expect("TYPE", Some(b"I"), |c| c == 200)?;
-        let feat = self.command("FEAT", None)?;
-        self.features = Features::from_reply(Some(&feat));
-        if self.features.utf8 {
-            // Best effort: the names are bytes to us either way.
-            let _ = self.command("OPTS", Some(b"UTF8 ON"))?;
-        }
+        self.features = self.converse(Setup::new(self.tls.is_some()))?;
         Ok(())
-    }
-
-    fn read_greeting(&mut self) -> Result<()> {
-        loop {
-            let reply = self
-                .control
-                .read_reply("waiting for the server's greeting")?;
-            match reply.code {
-                220 => return Ok(()),
-                // "Service ready in nnn minutes": the real greeting follows.
-                120 => continue,
-                code => {
-                    return Err(Error::Reply {
-                        command: "connect (greeting)".into(),
-                        code,
-                        text: reply.text(),
-                    })
-                }
-            }
-        }
     }
 
     fn start_tls(&mut self) -> Result<()> {
@@ -278,35 +244,18 @@ impl Session {
         Ok(())
     }
 
-    fn send_credentials(&mut self) -> Result<()> {
-        let user = self.config().credentials.user.clone();
-        let reply = self.command("USER", Some(user.as_bytes()))?;
-        match reply.code {
-            230 => return Ok(()),
-            331 | 332 => {}
-            code => return Err(login_refused("USER", code, &reply)),
-        }
-        let password = self.config().credentials.password.expose().to_string();
-        check_argument(password.as_bytes(), "password")?;
-        let mut line = b"PASS ".to_vec();
-        line.extend_from_slice(password.as_bytes());
-        self.control.send(&line, "PASS ****")?;
-        let reply = self.read_reply("PASS")?;
-        match reply.code {
-            230 | 202 => Ok(()),
-            code => Err(login_refused("PASS", code, &reply)),
-        }
-    }
-
     // ---- commands ----------------------------------------------------------
 
     /// Sends a command and returns whatever the server answered (negative
     /// replies included); only the connection failing is an error.
     pub fn command(&mut self, verb: &str, argument: Option<&[u8]>) -> Result<Reply> {
-        let shown = shown_command(verb, argument);
+        let command = Command {
+            verb: verb.to_string(),
+            argument: argument.map(<[u8]>::to_vec),
+        };
         let result = self
-            .send_command(verb, argument, &shown)
-            .and_then(|()| self.read_reply(&shown));
+            .send(&command)
+            .and_then(|()| self.read_reply(&command.shown()));
         self.note(result)
     }
 
@@ -321,28 +270,19 @@ impl Session {
         if ok(reply.code) {
             Ok(reply)
         } else {
-            let err = Error::Reply {
-                command: shown_command(verb, argument),
-                code: reply.code,
-                text: reply.text(),
-            };
+            let err = dialogue::refused(dialogue::shown_command(verb, argument), &reply);
             self.note(Err(err))
         }
     }
 
-    fn send_command(&mut self, verb: &str, argument: Option<&[u8]>, shown: &str) -> Result<()> {
-        let mut line = verb.as_bytes().to_vec();
-        if let Some(arg) = argument {
-            check_argument(arg, "file name")?;
-            line.push(b' ');
-            line.extend_from_slice(arg);
-        }
+    fn send(&mut self, command: &Command) -> Result<()> {
+        let line = command.line()?;
         self.connector
             .stats
             .commands
             .fetch_add(1, Ordering::Relaxed);
         self.last_used = Instant::now();
-        self.control.send(&line, shown)
+        self.control.send(&line, &command.shown())
     }
 
     fn read_reply(&mut self, phase: &str) -> Result<Reply> {
@@ -352,6 +292,73 @@ impl Session {
             self.broken = true;
         }
         Ok(reply)
+    }
+
+    /// Runs a conversation of `dialogue` to its end.
+    fn converse<C: Conversation>(&mut self, talk: C) -> Result<C::Outcome> {
+        self.converse_with(talk, Session::perform)
+    }
+
+    /// Runs a conversation, doing its actions with `perform` (which handles
+    /// the data connection where there is one, and calls `Session::perform`
+    /// for the rest).
+    fn converse_with<C: Conversation>(
+        &mut self,
+        mut talk: C,
+        mut perform: impl FnMut(&mut Session, Action) -> Result<Input>,
+    ) -> Result<C::Outcome> {
+        let mut step = talk.start()?;
+        loop {
+            match step {
+                Step::Finished(outcome) => return Ok(outcome),
+                Step::Do(action) => {
+                    let input = perform(self, action)?;
+                    step = talk.next(input)?;
+                }
+            }
+        }
+    }
+
+    /// Does what a conversation asks on the control connection.
+    fn perform(&mut self, action: Action) -> Result<Input> {
+        match action {
+            Action::Send(command) => {
+                self.send(&command)?;
+                Ok(Input::Reply(self.read_reply(&command.shown())?))
+            }
+            Action::SendAhead(command) => self.send(&command).map(|()| Input::Done),
+            Action::Read(read) => self.read_for(&read),
+            Action::StartTls => self.start_tls().map(|()| Input::Done),
+            Action::Learn(Fact::EpsvRefused) => {
+                self.connector.epsv_refused.store(true, Ordering::Relaxed);
+                Ok(Input::Done)
+            }
+            Action::OpenData(command) => Err(Error::protocol(
+                command.shown(),
+                "a data connection was asked for outside a transfer",
+            )),
+            Action::AwaitData => Err(Error::protocol(
+                "data connection",
+                "a data connection was awaited outside a transfer",
+            )),
+        }
+    }
+
+    fn read_for(&mut self, read: &ReadReply) -> Result<Input> {
+        match read.wait {
+            Wait::Reply => self.read_reply(&read.phase).map(Input::Reply),
+            Wait::AfterAbort => {
+                let timeout = self.config().timeouts.reply.min(ABORT_REPLY_WAIT);
+                self.control
+                    .read_reply_within(&read.phase, timeout)
+                    .map(Input::Reply)
+            }
+            Wait::MaybeLate => match self.control.read_reply_within(&read.phase, LATE_REPLY_WAIT) {
+                Ok(reply) => Ok(Input::Reply(reply)),
+                Err(Error::Timeout { .. }) => Ok(Input::Silence),
+                Err(e) => Err(e),
+            },
+        }
     }
 
     /// Marks the session broken when an error leaves it out of step.
@@ -514,7 +521,7 @@ impl Session {
     /// the server has accepted the command and the TLS handshake is done.
     fn open_transfer(&mut self, verb: &str, arg: Option<&[u8]>, offset: u64) -> Result<Stream> {
         if let Some(arg) = arg {
-            check_argument(arg, "file name")?;
+            dialogue::check_argument(arg, "file name")?;
         }
         let result = self.open_transfer_inner(verb, arg, offset);
         self.note(result)
@@ -527,37 +534,33 @@ impl Session {
         offset: u64,
     ) -> Result<Stream> {
         self.keep_data_resumable()?;
-        let endpoint = self.open_endpoint()?;
-        if offset > 0 {
-            let rest = offset.to_string();
-            self.expect("REST", Some(rest.as_bytes()), |c| c == 350)?;
-        }
-        let shown = shown_command(verb, arg);
-        self.send_command(verb, arg, &shown)?;
+        let (mut passive, listener) = match self.open_endpoint()? {
+            Endpoint::Connected(tcp) => (Some(tcp), None),
+            Endpoint::Listening(listener) => (None, Some(listener)),
+        };
+        let shown = dialogue::shown_command(verb, arg);
         let timeouts = self.config().timeouts;
         let phase = format!("data connection for {shown}");
-        // Passive: connected already. Active: the server connects to us before
-        // or after its 150 reply, depending on the server.
-        let (pending_listener, mut stream) = match endpoint {
-            Endpoint::Connected(tcp) => (None, Some(self.wrap_data(tcp, &phase)?)),
-            Endpoint::Listening(listener) => match self.wait_for_active(&listener, &phase)? {
-                Ready::Connection(tcp) => (None, Some(self.wrap_data(tcp, &phase)?)),
-                Ready::Control => (Some(listener), None),
-            },
-        };
-        let reply = self.read_reply(&shown)?;
-        if !reply.is_preliminary() {
-            return Err(refused(shown, &reply));
-        }
-        if let Some(listener) = pending_listener {
-            match self.wait_for_active(&listener, &phase)? {
-                Ready::Connection(tcp) => stream = Some(self.wrap_data(tcp, &phase)?),
-                Ready::Control => {
-                    let reply = self.read_reply(&shown)?;
-                    return Err(refused(shown, &reply));
+        let mut stream = None;
+        let open = OpenTransfer::new(verb, arg, offset);
+        self.converse_with(open, |session, action| match action {
+            Action::OpenData(command) => {
+                session.send(&command)?;
+                // Passive: connected already. Active: the server connects
+                // to us before or after its 150 reply, depending on the server.
+                match passive.take() {
+                    Some(tcp) => {
+                        stream = Some(session.wrap_data(tcp, &phase)?);
+                        Ok(Input::DataConnected)
+                    }
+                    None => session.await_active(listener.as_ref(), &phase, &shown, &mut stream),
                 }
             }
-        }
+            Action::AwaitData => {
+                session.await_active(listener.as_ref(), &phase, &shown, &mut stream)
+            }
+            action => session.perform(action),
+        })?;
         let mut stream =
             stream.ok_or_else(|| Error::protocol(phase.clone(), "no data connection"))?;
         stream.set_timeout(timeouts.connect)?;
@@ -572,6 +575,26 @@ impl Session {
             .data_connections
             .fetch_add(1, Ordering::Relaxed);
         Ok(stream)
+    }
+
+    /// In active mode: the server's connection to our listener (wrapped in
+    /// TLS into `stream`), or its reply if it says something first.
+    fn await_active(
+        &mut self,
+        listener: Option<&std::net::TcpListener>,
+        phase: &str,
+        shown: &str,
+        stream: &mut Option<Stream>,
+    ) -> Result<Input> {
+        let listener =
+            listener.ok_or_else(|| Error::protocol(phase.to_string(), "no data connection"))?;
+        match self.wait_for_active(listener, phase)? {
+            Ready::Connection(tcp) => {
+                *stream = Some(self.wrap_data(tcp, phase)?);
+                Ok(Input::DataConnected)
+            }
+            Ready::Control => Ok(Input::Reply(self.read_reply(shown)?)),
+        }
     }
 
     /// Waits for the server to connect to our active-mode listener, or to say
@@ -668,7 +691,9 @@ impl Session {
                 trust_pasv_address,
                 epsv,
             } => {
-                let addr = self.passive_address(trust_pasv_address, epsv)?;
+                let try_epsv = epsv && !self.connector.epsv_refused.load(Ordering::Relaxed);
+                let passive = Passive::new(self.control.peer(), try_epsv, trust_pasv_address);
+                let addr = self.converse(passive)?;
                 let tcp = net::connect(
                     "data connection",
                     &addr.to_string(),
@@ -684,65 +709,9 @@ impl Session {
                     source,
                 })?;
                 let shown = SocketAddr::new(advertise.unwrap_or(local_ip), bound.port());
-                self.announce_active(shown)?;
+                self.converse(Active::new(shown))?;
                 Ok(Endpoint::Listening(listener))
             }
-        }
-    }
-
-    /// EPSV first; PASV when the server does not know EPSV (remembered for all
-    /// sessions). The address in a PASV reply is ignored unless trusted.
-    fn passive_address(&mut self, trust_pasv_address: bool, epsv: bool) -> Result<SocketAddr> {
-        let peer = self.control.peer();
-        if epsv && !self.connector.epsv_refused.load(Ordering::Relaxed) {
-            let reply = self.command("EPSV", None)?;
-            if reply.code == 229 {
-                let port = address::parse_epsv(reply.first_line()).ok_or_else(|| {
-                    Error::protocol("EPSV", format!("no port in {:?}", reply.text()))
-                })?;
-                return Ok(SocketAddr::new(peer.ip(), port));
-            }
-            if !matches!(reply.code, 500 | 502 | 504 | 522) || peer.is_ipv6() {
-                return Err(Error::Reply {
-                    command: "EPSV".into(),
-                    code: reply.code,
-                    text: reply.text(),
-                });
-            }
-            log::info!("server refused EPSV ({}); using PASV", reply.code);
-            self.connector.epsv_refused.store(true, Ordering::Relaxed);
-        }
-        let reply = self.expect("PASV", None, |c| c == 227)?;
-        let advertised = address::parse_pasv(reply.first_line())
-            .ok_or_else(|| Error::protocol("PASV", format!("no address in {:?}", reply.text())))?;
-        if trust_pasv_address {
-            return Ok(advertised);
-        }
-        if advertised.ip() != peer.ip() {
-            log::debug!(
-                "PASV reply names {}; using the control connection's peer {} instead",
-                advertised.ip(),
-                peer.ip()
-            );
-        }
-        Ok(SocketAddr::new(peer.ip(), advertised.port()))
-    }
-
-    fn announce_active(&mut self, addr: SocketAddr) -> Result<()> {
-        let reply = self.command("EPRT", Some(address::eprt_argument(addr).as_bytes()))?;
-        if reply.code == 200 {
-            return Ok(());
-        }
-        let port_arg = address::port_argument(addr);
-        match (reply.code, port_arg) {
-            (500 | 502 | 504 | 522, Some(arg)) => self
-                .expect("PORT", Some(arg.as_bytes()), |c| c == 200)
-                .map(drop),
-            (code, _) => Err(Error::Reply {
-                command: "EPRT".into(),
-                code,
-                text: reply.text(),
-            }),
         }
     }
 
@@ -754,70 +723,23 @@ impl Session {
 
     /// Reads the reply that closes a transfer; 226/250 mean complete.
     pub(super) fn finish_transfer(&mut self, what: &str) -> Result<()> {
-        let reply = self.read_reply(what);
-        let reply = self.note(reply)?;
-        if reply.code == 226 || reply.code == 250 {
-            Ok(())
-        } else {
-            let err = Error::Reply {
-                command: what.to_string(),
-                code: reply.code,
-                text: reply.text(),
-            };
-            // A 4xx/5xx here is the server's verdict on this transfer; the
-            // session itself is still in step.
-            Err(err)
-        }
+        // A 4xx/5xx here is the server's verdict on this transfer; the
+        // session itself is still in step, so only a failed read counts
+        // against it.
+        self.converse_with(TransferEnd::new(what), |session, action| {
+            let input = session.perform(action);
+            session.note(input)
+        })
     }
 
-    /// Abandons a transfer: the data connection is already closed; ABOR, then a
-    /// NOOP whose 200 shows that every reply of the transfer has been read
-    /// (servers answer ABOR with 426+226, 226, 225 or 451, in varying number).
-    /// A session that does not come back in step is marked broken.
+    /// Abandons a transfer: the data connection is already closed; ABOR and
+    /// NOOP bring the session back in step (see `dialogue::abort`). A session
+    /// that does not come back in step is marked broken.
     pub(super) fn abort_transfer(&mut self) {
-        let timeout = self.config().timeouts.reply.min(Duration::from_secs(10));
-        let synced = self.resync_after_abort(timeout);
-        if let Err(e) = synced {
+        if let Err(e) = self.converse(Abort::new()) {
             log::debug!("session dropped after abandoning a transfer: {e}");
             self.broken = true;
         }
-    }
-
-    fn resync_after_abort(&mut self, timeout: Duration) -> Result<()> {
-        self.send_command("ABOR", None, "ABOR")?;
-        self.send_command("NOOP", None, "NOOP")?;
-        let mut before_noop = Vec::new();
-        loop {
-            let reply = self
-                .control
-                .read_reply_within("reading replies after ABOR", timeout)?;
-            match reply.code {
-                200 => break,
-                421 => return Err(Error::protocol("ABOR", "the server closed the session")),
-                code if before_noop.len() >= 6 => {
-                    return Err(Error::protocol("ABOR", format!("unexpected reply {code}")))
-                }
-                code => before_noop.push(code),
-            }
-        }
-        // RFC 959 servers answer the transfer (426/451) and then ABOR (226),
-        // or only ABOR when the transfer had ended. Asynchronous servers
-        // (libunftp) may send the transfer's own reply after everything else:
-        // when it has not been seen, give it a moment and consume it, or it
-        // would be taken as the answer to the next command.
-        let transfer_answered =
-            before_noop.len() >= 2 || before_noop.iter().any(|c| (400..500).contains(c));
-        if !transfer_answered {
-            match self
-                .control
-                .read_reply_within("late reply after ABOR", LATE_REPLY_WAIT)
-            {
-                Ok(reply) => log::debug!("consumed a late reply after ABOR: {}", reply.code),
-                Err(Error::Timeout { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
     }
 }
 
@@ -842,40 +764,6 @@ pub fn upload_on<S: DerefMut<Target = Session>>(
 ) -> Result<Upload<S>> {
     let stream = session.open_transfer(verb, Some(path), 0)?;
     Ok(Upload::new(session, stream))
-}
-
-fn refused(command: String, reply: &Reply) -> Error {
-    Error::Reply {
-        command,
-        code: reply.code,
-        text: reply.text(),
-    }
-}
-
-fn login_refused(command: &str, code: u16, reply: &Reply) -> Error {
-    Error::Reply {
-        command: format!("login ({command})"),
-        code,
-        text: reply.text(),
-    }
-}
-
-/// Refuses bytes that would end the command line early and inject a command.
-pub fn check_argument(arg: &[u8], what: &str) -> Result<()> {
-    if arg.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
-        return Err(Error::InvalidInput(format!(
-            "{what} contains CR, LF or NUL, which would inject FTP commands"
-        )));
-    }
-    Ok(())
-}
-
-/// What logs and errors show of a command.
-fn shown_command(verb: &str, argument: Option<&[u8]>) -> String {
-    match argument {
-        Some(arg) => format!("{verb} {}", String::from_utf8_lossy(arg)),
-        None => verb.to_string(),
-    }
 }
 
 fn trim(bytes: &[u8]) -> &[u8] {
@@ -917,14 +805,6 @@ fn parse_quoted_path(text: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn refuses_line_breaks_in_arguments() {
-        assert!(check_argument(b"a\r\nDELE b", "file name").is_err());
-        assert!(check_argument(b"a\nb", "file name").is_err());
-        assert!(check_argument(b"a\0b", "file name").is_err());
-        assert!(check_argument("naïve name with spaces".as_bytes(), "file name").is_ok());
-    }
 
     #[test]
     fn quoted_paths() {
