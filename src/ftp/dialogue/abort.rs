@@ -121,6 +121,7 @@ mod tests {
             ("no transfer to abort", &["225 No transfer to ABOR.", "200 ok", "silence"], Ok(())),
             ("local error", &["451 local error", "226 ABOR ok", "200 ok"], Ok(())),
             ("426 then 225", &["426 aborted", "225 ABOR ok", "200 ok"], Ok(())),
+            ("the transfer's 226, then ABOR's 225", &["226 Transfer complete.", "225 ABOR ok", "200 ok"], Ok(())),
             ("a lone 4xx answers for the transfer", &["426 aborted", "200 ok"], Ok(())),
             ("asynchronous: the transfer's reply last", &["226 ABOR ok", "200 ok", "426 aborted"], Ok(())),
             ("only the NOOP answered", &["200 ok", "silence"], Ok(())),

@@ -222,8 +222,9 @@ impl Conversation for Setup {
 
 #[cfg(test)]
 mod tests {
-    use super::super::script::{run, Expected, Lines};
+    use super::super::script::{error_of, run, Expected, Lines};
     use super::*;
+    use crate::ftp::error::Kind;
 
     const VSFTPD_FEAT: &str =
         "211-Features:\r\n EPSV\r\n MDTM\r\n PASV\r\n REST STREAM\r\n SIZE\r\n TVFS\r\n211 End";
@@ -279,17 +280,10 @@ mod tests {
 
     #[test]
     fn a_refused_password_is_a_login_failure() {
-        let (_, outcome) = run(Credentials::new("u", "p"), &["331 ok", "530 no"]);
-        assert!(outcome.is_err());
-        let mut credentials = Credentials::new("u", "p");
-        credentials.start().unwrap();
-        credentials
-            .next(Input::Reply(super::super::script::parse("331 ok")))
-            .unwrap();
-        let err = credentials
-            .next(Input::Reply(super::super::script::parse("530 no")))
-            .unwrap_err();
-        assert_eq!(err.kind(), crate::ftp::error::Kind::LoginFailed);
+        let err = error_of(Credentials::new("u", "p"), &["331 ok", "530 no"]);
+        assert_eq!(err.kind(), Kind::LoginFailed);
+        let err = error_of(Greeting::new(Security::Explicit), &["220 hi", "500 no"]);
+        assert_eq!(err.kind(), Kind::Tls, "never retried in plaintext");
     }
 
     /// Whether the features say MLSD and UTF8.

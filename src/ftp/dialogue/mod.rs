@@ -235,15 +235,31 @@ pub(crate) mod script {
     /// `TLS` a switch to TLS, `learn ...` a fact) and the outcome, or the
     /// error's message. Every scripted event must be used.
     pub fn run<C: Conversation>(
-        mut talk: C,
+        talk: C,
         events: &[&str],
     ) -> (Vec<String>, std::result::Result<C::Outcome, String>) {
+        let (sent, outcome) = run_to_error(talk, events);
+        (sent, outcome.map_err(|e| e.to_string()))
+    }
+
+    /// The error that ends the script, for checking its kind.
+    pub fn error_of<C: Conversation>(talk: C, events: &[&str]) -> Error {
+        match run_to_error(talk, events).1 {
+            Ok(_) => panic!("the script {events:?} succeeded"),
+            Err(e) => e,
+        }
+    }
+
+    fn run_to_error<C: Conversation>(
+        mut talk: C,
+        events: &[&str],
+    ) -> (Vec<String>, Result<C::Outcome>) {
         let mut sent = Vec::new();
         let mut events = events.iter();
         let mut step = talk.start();
         loop {
             let action = match step {
-                Err(e) => break (sent, Err(e.to_string())),
+                Err(e) => break (sent, Err(e)),
                 Ok(Step::Finished(outcome)) => {
                     let left: Vec<_> = events.collect();
                     assert!(left.is_empty(), "events left unused: {left:?}");
@@ -317,6 +333,18 @@ mod tests {
         let pass = Command::with("PASS", "s3cret");
         assert_eq!(pass.line().unwrap(), b"PASS s3cret");
         assert_eq!(pass.shown(), "PASS ****");
+    }
+
+    #[test]
+    fn an_input_out_of_turn_is_an_error_not_a_guess() {
+        let mut greeting = login::Greeting::new(crate::ftp::config::Security::Explicit);
+        assert!(greeting.start().is_ok());
+        let err = greeting.next(Input::DataConnected).unwrap_err();
+        assert_eq!(err.kind(), crate::ftp::error::Kind::Protocol, "{err}");
+        let mut abort = abort::Abort::new();
+        assert!(abort.start().is_ok());
+        let err = abort.next(Input::Silence).unwrap_err();
+        assert_eq!(err.kind(), crate::ftp::error::Kind::Protocol, "{err}");
     }
 
     #[test]

@@ -133,8 +133,9 @@ impl Conversation for TransferEnd {
 
 #[cfg(test)]
 mod tests {
-    use super::super::script::{run, Expected, Lines};
+    use super::super::script::{error_of, run, Expected, Lines};
     use super::*;
+    use crate::ftp::error::Kind;
 
     #[test]
     fn opening_transfers() {
@@ -194,14 +195,13 @@ mod tests {
     }
 
     #[test]
-    fn a_426_end_is_transient_and_keeps_the_session() {
-        let (_, outcome) = run(TransferEnd::new("download (RETR/LIST)"), &["426 aborted"]);
-        assert!(outcome.is_err());
-        let mut end = TransferEnd::new("download (RETR/LIST)");
-        end.start().unwrap();
-        let err = end
-            .next(Input::Reply(super::super::script::parse("426 aborted")))
-            .unwrap_err();
+    fn error_kinds_of_transfers() {
+        let err = error_of(TransferEnd::new("download (RETR/LIST)"), &["426 aborted"]);
         assert!(err.is_transient() && !err.breaks_session(), "{err}");
+        let err = error_of(
+            OpenTransfer::new("RETR", Some(b"f"), 0),
+            &["data", "550 No such file"],
+        );
+        assert_eq!(err.kind(), Kind::NotFound, "{err}");
     }
 }
