@@ -2,7 +2,8 @@
 //! file being written; a server that cannot do them is not an error.
 use std::time::SystemTime;
 
-use super::{show, Fs, Ino, Result};
+use super::{Fs, Ino, Result};
+use crate::store::path::shown;
 use crate::store::FileKind;
 
 impl Fs {
@@ -66,7 +67,7 @@ impl Fs {
         match self.store.chmod(path, mode) {
             Ok(()) => Ok(true),
             Err(e) if e.kind == crate::store::ErrorKind::Unsupported => {
-                log::debug!("chmod {}: {e}", show(path));
+                log::debug!("chmod {}: {e}", shown(path));
                 Ok(false)
             }
             Err(e) => Err(e.into()),
@@ -81,7 +82,7 @@ impl Fs {
         match self.store.set_mtime(path, mtime) {
             Ok(()) => Ok(true),
             Err(e) if e.kind == crate::store::ErrorKind::Unsupported => {
-                log::debug!("setting the time of {}: {e}", show(path));
+                log::debug!("setting the time of {}: {e}", shown(path));
                 Ok(false)
             }
             Err(e) => Err(e.into()),

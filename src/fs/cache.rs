@@ -23,7 +23,8 @@ use std::time::{Duration, Instant, SystemTime};
 use lru::LruCache;
 use parking_lot::Mutex;
 
-use crate::store::{join, split_parent, Metadata};
+use crate::store::path::{join, split};
+use crate::store::Metadata;
 
 const ENTRIES: usize = 200_000;
 const LISTINGS: usize = 20_000;
@@ -115,12 +116,12 @@ impl Inner {
     fn touch(&mut self, path: &[u8]) {
         let now = Instant::now();
         self.touched.put(path.to_vec(), now);
-        self.touched.put(split_parent(path).0.to_vec(), now);
+        self.touched.put(split(path).0.to_vec(), now);
     }
 
     fn set(&mut self, path: &[u8], meta: Option<Metadata>) {
         if !path.is_empty() {
-            let (parent, name) = split_parent(path);
+            let (parent, name) = split(path);
             if let Some(listing) = self.listings.get_mut(parent) {
                 match &meta {
                     Some(m) => {
@@ -163,7 +164,7 @@ impl Cache {
     pub fn get(&self, path: &[u8]) -> Cached {
         let mut inner = self.inner.lock();
         if !path.is_empty() {
-            let (parent, name) = split_parent(path);
+            let (parent, name) = split(path);
             if let Some(listing) = inner.listings.get(parent) {
                 if listing.at.elapsed() < self.dir_ttl {
                     let source = if listing.scan {
@@ -263,7 +264,7 @@ impl Cache {
             inner.refine(path, &mut m);
             m
         });
-        let parent = split_parent(path).0;
+        let parent = split(path).0;
         if !inner.changed_since(path, started) && !inner.changed_since(parent, started) {
             let at = Instant::now();
             inner.entries.put(
@@ -318,7 +319,7 @@ impl Cache {
         inner.touch(path);
         inner.entries.pop(path);
         inner.exact.pop(path);
-        inner.listings.pop(split_parent(path).0);
+        inner.listings.pop(split(path).0);
     }
 
     /// A directory now known to be empty (just made through the mount).
@@ -354,7 +355,7 @@ impl Cache {
     pub fn set_exact_mtime(&self, path: &[u8], size: u64, mtime: SystemTime) {
         let mut inner = self.inner.lock();
         inner.exact.put(path.to_vec(), (size, mtime));
-        let (parent, name) = split_parent(path);
+        let (parent, name) = split(path);
         if let Some(listing) = inner.listings.get_mut(parent) {
             if let Some(m) = listing.children.get_mut(name) {
                 m.mtime = Some(mtime);

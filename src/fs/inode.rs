@@ -8,7 +8,7 @@
 //! for the kernel until it forgets it, but no path leads to it.
 use std::collections::HashMap;
 
-use crate::store::FileKind;
+use crate::store::{FileKind, StorePath};
 
 pub type Ino = u64;
 pub const ROOT_INO: Ino = 1;
@@ -64,7 +64,7 @@ impl InodeTable {
     }
 
     /// The store path of an inode, or None when it is unknown or detached.
-    pub fn path(&self, ino: Ino) -> Option<Vec<u8>> {
+    pub fn path(&self, ino: Ino) -> Option<StorePath> {
         let mut names: Vec<&[u8]> = Vec::new();
         let mut cur = ino;
         while cur != ROOT_INO {
@@ -75,12 +75,9 @@ impl InodeTable {
             names.push(&node.name);
             cur = node.parent;
         }
-        let mut path = Vec::new();
+        let mut path = StorePath::root();
         for name in names.iter().rev() {
-            if !path.is_empty() {
-                path.push(b'/');
-            }
-            path.extend_from_slice(name);
+            path = path.join(name);
         }
         Some(path)
     }

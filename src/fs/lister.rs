@@ -11,7 +11,8 @@ use parking_lot::{Condvar, Mutex};
 
 use super::cache::Cache;
 use super::{replace, Result};
-use crate::store::{join, DirEntry, Metadata, RemoteStore};
+use crate::store::path::join;
+use crate::store::{DirEntry, Metadata, RemoteStore};
 
 pub(super) type Entries = Vec<(Vec<u8>, Metadata)>;
 
@@ -145,14 +146,11 @@ impl Lister {
                 continue;
             }
             let path = join(dir, &temp.name);
-            if !self.stale_tried.lock().insert(path.clone()) {
+            if !self.stale_tried.lock().insert(path.to_vec()) {
                 continue;
             }
             match self.store.delete(&path) {
-                Ok(()) => log::info!(
-                    "removed {}, left by an interrupted upload",
-                    String::from_utf8_lossy(&path)
-                ),
+                Ok(()) => log::info!("removed {path}, left by an interrupted upload"),
                 Err(e) => log::warn!("could not remove a leftover temporary file: {e}"),
             }
         }

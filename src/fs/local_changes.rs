@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use super::open_file::{FileState, LocalCopy, OpenFile};
 use super::spool::Spool;
-use super::{not_found, show, Error, ErrorKind, Fs, Ino, Result, FETCH_CHUNK, STREAM_AFTER};
+use super::{not_found, Error, ErrorKind, Fs, Ino, Result, FETCH_CHUNK, STREAM_AFTER};
 use crate::store::FileKind;
 
 impl Fs {
@@ -22,7 +22,7 @@ impl Fs {
                 if meta.kind == FileKind::Dir {
                     return Err(Error::new(
                         ErrorKind::IsDir,
-                        format!("{}: is a directory", show(&path)),
+                        format!("{path}: is a directory"),
                     ));
                 }
                 let now = SystemTime::now();

@@ -92,7 +92,8 @@ use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
 
-use crate::store::{join, FileKind, Metadata, RemoteStore};
+use crate::store::path::shown;
+use crate::store::{FileKind, Metadata, RemoteStore, StorePath};
 use cache::{Cache, Source};
 pub use errno::{Error, ErrorKind, Result};
 use handles::{Handle, OpenFiles};
@@ -241,18 +242,10 @@ pub struct Fs {
     shutting_down: AtomicBool,
 }
 
-fn show(path: &[u8]) -> String {
-    if path.is_empty() {
-        "/".to_string()
-    } else {
-        String::from_utf8_lossy(path).into_owned()
-    }
-}
-
 fn not_found(path: &[u8]) -> Error {
     Error::new(
         ErrorKind::Store(crate::store::ErrorKind::NotFound),
-        format!("{}: no such file or directory", show(path)),
+        format!("{}: no such file or directory", shown(path)),
     )
 }
 
@@ -279,7 +272,7 @@ fn check_name(name: &[u8]) -> Result<()> {
             ErrorKind::Invalid,
             format!(
                 "{}: names with '/', NUL, CR or LF cannot be used on an FTP server",
-                show(name).escape_debug()
+                shown(name).to_string().escape_debug()
             ),
         ));
     }
@@ -290,10 +283,6 @@ fn check_name(name: &[u8]) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-fn is_under(path: &[u8], dir: &[u8]) -> bool {
-    path.starts_with(dir) && path.get(dir.len()) == Some(&b'/')
 }
 
 impl Fs {
@@ -339,7 +328,7 @@ impl Fs {
     pub fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Attr> {
         check_name(name)?;
         let ppath = self.dir_path(parent)?;
-        let path = join(&ppath, name);
+        let path = ppath.join(name);
         let (meta, source) = self
             .child_meta(parent, &ppath, name)?
             .ok_or_else(|| not_found(&path))?;
@@ -417,7 +406,7 @@ impl Fs {
         if meta.kind != FileKind::Symlink {
             return Err(Error::new(
                 ErrorKind::Invalid,
-                format!("{}: not a symbolic link", show(&path)),
+                format!("{path}: not a symbolic link"),
             ));
         }
         if let Some(target) = meta.symlink_target {
@@ -426,10 +415,7 @@ impl Fs {
         self.store.stat(&path)?.symlink_target.ok_or_else(|| {
             Error::new(
                 ErrorKind::Store(crate::store::ErrorKind::Failed),
-                format!(
-                    "{}: the server does not say where the link points",
-                    show(&path)
-                ),
+                format!("{path}: the server does not say where the link points"),
             )
         })
     }
@@ -483,18 +469,18 @@ impl Fs {
         self.writable()?;
         check_name(name)?;
         let ppath = self.dir_path(parent)?;
-        let path = join(&ppath, name);
+        let path = ppath.join(name);
         if let Some((meta, _)) = self.child_meta(parent, &ppath, name)? {
             if flags.exclusive {
                 return Err(Error::new(
                     ErrorKind::Store(crate::store::ErrorKind::AlreadyExists),
-                    format!("{}: exists", show(&path)),
+                    format!("{path}: exists"),
                 ));
             }
             if meta.kind == FileKind::Dir {
                 return Err(Error::new(
                     ErrorKind::IsDir,
-                    format!("{}: is a directory", show(&path)),
+                    format!("{path}: is a directory"),
                 ));
             }
             let ino = self.inodes.lock().lookup(parent, name, meta.kind);
@@ -681,11 +667,11 @@ impl Fs {
         Ok(())
     }
 
-    fn path(&self, ino: Ino) -> Result<Vec<u8>> {
+    fn path(&self, ino: Ino) -> Result<StorePath> {
         self.inodes.lock().path(ino).ok_or_else(|| stale(ino))
     }
 
-    fn dir_path(&self, ino: Ino) -> Result<Vec<u8>> {
+    fn dir_path(&self, ino: Ino) -> Result<StorePath> {
         let inodes = self.inodes.lock();
         match inodes.kind(ino) {
             None => return Err(stale(ino)),

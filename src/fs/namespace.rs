@@ -4,21 +4,19 @@
 //! file that loses its name keeps working for its handles (`orphan`).
 use std::time::SystemTime;
 
-use super::{
-    check_name, is_under, not_found, replace, show, Attr, Error, ErrorKind, Fs, Ino, Result,
-};
-use crate::store::{join, FileKind, Metadata};
+use super::{check_name, not_found, replace, Attr, Error, ErrorKind, Fs, Ino, Result};
+use crate::store::{FileKind, Metadata};
 
 impl Fs {
     pub fn mkdir(&self, parent: Ino, name: &[u8], mode: u32) -> Result<Attr> {
         self.writable()?;
         check_name(name)?;
         let ppath = self.dir_path(parent)?;
-        let path = join(&ppath, name);
+        let path = ppath.join(name);
         if self.pending(parent, name) {
             return Err(Error::new(
                 ErrorKind::Store(crate::store::ErrorKind::AlreadyExists),
-                format!("{}: exists", show(&path)),
+                format!("{path}: exists"),
             ));
         }
         self.store.mkdir(&path)?;
@@ -30,7 +28,7 @@ impl Fs {
             match self.apply_chmod(&path, mode) {
                 Ok(true) => shown = Some(mode),
                 Ok(false) => {}
-                Err(e) => log::warn!("setting the mode of {}: {e}", show(&path)),
+                Err(e) => log::warn!("setting the mode of {path}: {e}"),
             }
         }
         let meta = Metadata {
@@ -51,14 +49,14 @@ impl Fs {
         self.writable()?;
         check_name(name)?;
         let ppath = self.dir_path(parent)?;
-        let path = join(&ppath, name);
+        let path = ppath.join(name);
         let (meta, _) = self
             .child_meta(parent, &ppath, name)?
             .ok_or_else(|| not_found(&path))?;
         if meta.kind == FileKind::Dir {
             return Err(Error::new(
                 ErrorKind::IsDir,
-                format!("{}: is a directory", show(&path)),
+                format!("{path}: is a directory"),
             ));
         }
         let ino = self.inodes.lock().find(parent, name);
@@ -83,14 +81,14 @@ impl Fs {
         self.writable()?;
         check_name(name)?;
         let ppath = self.dir_path(parent)?;
-        let path = join(&ppath, name);
+        let path = ppath.join(name);
         let (meta, _) = self
             .child_meta(parent, &ppath, name)?
             .ok_or_else(|| not_found(&path))?;
         if meta.kind != FileKind::Dir {
             return Err(Error::new(
                 ErrorKind::NotDir,
-                format!("{}: not a directory", show(&path)),
+                format!("{path}: not a directory"),
             ));
         }
         let ino = self.inodes.lock().find(parent, name);
@@ -119,18 +117,18 @@ impl Fs {
         check_name(new_name)?;
         let ppath = self.dir_path(parent)?;
         let npath = self.dir_path(new_parent)?;
-        let from = join(&ppath, name);
-        let to = join(&npath, new_name);
+        let from = ppath.join(name);
+        let to = npath.join(new_name);
         let (src, _) = self
             .child_meta(parent, &ppath, name)?
             .ok_or_else(|| not_found(&from))?;
         if from == to {
             return Ok(());
         }
-        if src.kind == FileKind::Dir && is_under(&to, &from) {
+        if src.kind == FileKind::Dir && to.is_under(&from) {
             return Err(Error::new(
                 ErrorKind::Invalid,
-                format!("{} cannot move into itself", show(&from)),
+                format!("{from} cannot move into itself"),
             ));
         }
         let dst = self.child_meta(new_parent, &npath, new_name)?;
@@ -138,20 +136,20 @@ impl Fs {
             if no_replace {
                 return Err(Error::new(
                     ErrorKind::Store(crate::store::ErrorKind::AlreadyExists),
-                    format!("{}: exists", show(&to)),
+                    format!("{to}: exists"),
                 ));
             }
             match (src.kind == FileKind::Dir, d.kind == FileKind::Dir) {
                 (true, false) => {
                     return Err(Error::new(
                         ErrorKind::NotDir,
-                        format!("{}: not a directory", show(&to)),
+                        format!("{to}: not a directory"),
                     ))
                 }
                 (false, true) => {
                     return Err(Error::new(
                         ErrorKind::IsDir,
-                        format!("{}: is a directory", show(&to)),
+                        format!("{to}: is a directory"),
                     ))
                 }
                 (true, true) => {

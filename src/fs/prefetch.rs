@@ -12,7 +12,7 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 
 use super::lister::Lister;
-use crate::store::join;
+use crate::store::path::join;
 
 /// Subdirectories queued per directory read, and at most in the queue: a
 /// directory with thousands of subdirectories is not listed whole because
@@ -53,7 +53,7 @@ impl Prefetcher {
     pub(super) fn ahead(self: &Arc<Self>, dir: &[u8], subdirs: impl Iterator<Item = Vec<u8>>) {
         let fresh: Vec<Vec<u8>> = subdirs
             .take(PER_DIRECTORY)
-            .map(|name| join(dir, &name))
+            .map(|name| join(dir, &name).into_bytes())
             .filter(|path| !self.lister.is_cached(path))
             .collect();
         if fresh.is_empty() {

@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::spool::Spool;
 use super::streamer::BATCH;
+use crate::store::path::shown;
 use crate::store::{self, ErrorKind, RemoteStore};
 
 /// Longest original name kept in a temporary name.
@@ -75,7 +76,7 @@ pub fn delete_quietly(store: &dyn RemoteStore, path: &[u8]) {
         if e.kind != ErrorKind::NotFound {
             log::warn!(
                 "could not remove {} after a failed upload: {e}",
-                String::from_utf8_lossy(path)
+                shown(path)
             );
         }
     }
@@ -166,7 +167,7 @@ pub fn commit(
         {
             log::info!(
                 "the server refused to rename {} ({e}); uploading in place from now on",
-                String::from_utf8_lossy(temp)
+                shown(temp)
             );
             renames_refused.store(true, Ordering::Relaxed);
             copy_remote(store, temp, target)

@@ -6,8 +6,9 @@ use std::time::Instant;
 
 use super::cache::{Cached, Source};
 
-use super::{replace, show, Error, ErrorKind, Fs, Ino, Result, STAT_MISSES};
-use crate::store::{join, split_parent, FileKind, Metadata};
+use super::{replace, Error, ErrorKind, Fs, Ino, Result, STAT_MISSES};
+use crate::store::path::{join, shown, split};
+use crate::store::{FileKind, Metadata};
 
 impl Fs {
     /// Whether `parent/name` is a file that exists only here so far.
@@ -41,7 +42,7 @@ impl Fs {
         if pending || self.cache.has_children(path) == Some(true) {
             return Err(Error::new(
                 ErrorKind::Store(crate::store::ErrorKind::NotEmpty),
-                format!("{}: directory not empty", show(path)),
+                format!("{}: directory not empty", shown(path)),
             ));
         }
         Ok(())
@@ -75,11 +76,11 @@ impl Fs {
             Cached::Unknown => {}
         }
         if !path.is_empty() {
-            let parent = split_parent(path).0;
+            let parent = split(path).0;
             let list = !self.store.capabilities().exact_listing_mtime
                 || self.cache.note_miss(parent) > STAT_MISSES;
             if list {
-                let name = split_parent(path).1;
+                let name = split(path).1;
                 return match self.fetch_listing(parent, false) {
                     Ok(entries) => Ok(entries
                         .into_iter()
@@ -127,7 +128,7 @@ impl Fs {
                 if e.kind == crate::store::ErrorKind::Unsupported {
                     self.no_mdtm.store(true, Ordering::Relaxed);
                 }
-                log::debug!("exact time of {}: {e}", show(path));
+                log::debug!("exact time of {}: {e}", shown(path));
             }
         }
         meta

@@ -12,18 +12,19 @@ use super::replace;
 use super::rescue;
 use super::spool::Spool;
 use super::streamer::{Dest, Streamer};
-use super::{show, Error, ErrorKind, Fs, Result, FETCH_CHUNK};
-use crate::store::{join, split_parent, FileKind, Metadata};
+use super::{Error, ErrorKind, Fs, Result, FETCH_CHUNK};
+use crate::store::path::{join, shown, split};
+use crate::store::{FileKind, Metadata, StorePath};
 
 impl Fs {
-    pub(super) fn dest_path(&self, dest: &Dest) -> Result<Vec<u8>> {
+    pub(super) fn dest_path(&self, dest: &Dest) -> Result<StorePath> {
         let dir = self.inodes.lock().path(dest.parent).ok_or_else(|| {
             Error::new(
                 ErrorKind::Store(crate::store::ErrorKind::NotFound),
                 "the directory of an upload in progress was removed",
             )
         })?;
-        Ok(join(&dir, &dest.name))
+        Ok(dir.join(&dest.name))
     }
 
     /// Stops a streaming upload and deletes what it left.
@@ -68,7 +69,7 @@ impl Fs {
             },
             temp,
         };
-        let up_path = join(&dir, &dest.name);
+        let up_path = dir.join(&dest.name);
         let upload = match self.store.upload(&up_path) {
             Ok(u) => u,
             Err(e) => {
@@ -79,7 +80,7 @@ impl Fs {
                 ) {
                     return Err(Error::from(e).into_upload());
                 }
-                log::debug!("{}: staying staged: {e}", show(&up_path));
+                log::debug!("{up_path}: staying staged: {e}");
                 return Ok(());
             }
         };
@@ -88,7 +89,7 @@ impl Fs {
             Err(e) => {
                 state.stop_filling();
                 replace::delete_quietly(&*self.store, &up_path);
-                log::debug!("{}: staying staged: {e}", show(&up_path));
+                log::debug!("{up_path}: staying staged: {e}");
                 return Ok(());
             }
         };
@@ -149,7 +150,7 @@ impl Fs {
         let path = self.inodes.lock().path(file.ino);
         log::warn!(
             "upload of {} failed: {err}",
-            path.as_deref().map(show).unwrap_or_default()
+            path.as_ref().map(StorePath::to_string).unwrap_or_default()
         );
         self.drop_local_changes(file, state, path.as_deref(), had_file);
         err
@@ -204,7 +205,7 @@ impl Fs {
             Err(e) => {
                 replace::delete_quietly(&*self.store, &dest_path);
                 let err = e.into_upload();
-                log::warn!("upload of {} failed: {err}", show(&dest_path));
+                log::warn!("upload of {dest_path} failed: {err}");
                 self.drop_local_changes(file, state, current.as_deref(), dest.temp);
                 Err(err)
             }
@@ -263,7 +264,7 @@ impl Fs {
             }
             Err(e) => {
                 let e = e.into_upload();
-                log::warn!("upload of {} failed: {e}", show(&path));
+                log::warn!("upload of {path} failed: {e}");
                 self.drop_local_changes(file, &mut state, Some(&path), had_file);
                 drop(state);
                 for h in self.handles.lock().values() {
@@ -282,12 +283,12 @@ impl Fs {
         match rescue::keep(spool, &self.config.spool_dir, path) {
             Ok(kept) => log::error!(
                 "{} was not uploaded; its content is kept in {}",
-                show(path),
+                shown(path),
                 kept.display()
             ),
             Err(e) => log::error!(
                 "{} was not uploaded, and keeping its content locally failed too: {e}",
-                show(path)
+                shown(path)
             ),
         }
     }
@@ -309,7 +310,7 @@ impl Fs {
         }
         if dest.temp {
             replace::commit(&*self.store, &dest_path, path, &self.renames_refused)?;
-        } else if dest_path != path {
+        } else if dest_path.as_bytes() != path {
             if let Err(e) = replace::rename_replacing(&*self.store, &dest_path, path) {
                 replace::delete_quietly(&*self.store, &dest_path);
                 return Err(e.into());
@@ -323,7 +324,7 @@ impl Fs {
     /// a file on the server (and the server can rename), else in place.
     fn upload_staged(&self, copy: &LocalCopy, path: &[u8]) -> Result<()> {
         if copy.replaces && !self.renames_refused.load(Ordering::Relaxed) {
-            let (dir, name) = split_parent(path);
+            let (dir, name) = split(path);
             let temp = join(dir, &replace::temp_name(name));
             replace::upload_spool(&*self.store, &temp, &copy.spool)?;
             replace::commit(&*self.store, &temp, path, &self.renames_refused)?;
@@ -352,7 +353,7 @@ impl Fs {
                 Ok(false) => meta.mode = None,
                 Err(e) => {
                     meta.mode = None;
-                    log::warn!("setting the mode of {}: {e}", show(path));
+                    log::warn!("setting the mode of {}: {e}", shown(path));
                 }
             }
         }
@@ -361,7 +362,7 @@ impl Fs {
             match self.apply_mtime(path, t) {
                 Ok(true) => exact = Some(t),
                 Ok(false) => {}
-                Err(e) => log::warn!("setting the time of {}: {e}", show(path)),
+                Err(e) => log::warn!("setting the time of {}: {e}", shown(path)),
             }
         }
         if let Some(t) = exact {
@@ -395,7 +396,7 @@ impl Fs {
             Some(p) => {
                 self.cache.invalidate(p);
                 self.resolve(p).map_err(|e| {
-                    log::debug!("{} after a failed upload: {e}", show(p));
+                    log::debug!("{} after a failed upload: {e}", shown(p));
                 })
             }
             None => Ok(None),

@@ -14,9 +14,10 @@ use crate::ftp::session::{retr_on, upload_on};
 use crate::ftp::transfer::{Download, Upload};
 use crate::ftp::{self, Kind, Pool, PooledSession, Retry};
 
+use super::path::{join, shown, split};
 use super::{
-    join, split_parent, Capabilities, DirEntry, Error, ErrorKind, FileKind, Metadata, ReadStream,
-    RemoteStore, Result, UploadStream,
+    Capabilities, DirEntry, Error, ErrorKind, FileKind, Metadata, ReadStream, RemoteStore, Result,
+    UploadStream,
 };
 
 /// How often a broken download is reopened at the byte it reached.
@@ -76,16 +77,16 @@ impl FtpsStore {
         let listing = self
             .pool
             .run(Retry::Idempotent, |s| s.list_dir(&parent))
-            .map_err(|e| from_ftp(e, &format!("opening {}", show(root))))?;
+            .map_err(|e| from_ftp(e, &format!("opening {}", shown(root))))?;
         match listing.iter().find(|e| e.name == name) {
             Some(entry) if entry.kind == EntryKind::Dir => Ok(()),
             Some(_) => Err(Error::new(
                 ErrorKind::Failed,
-                format!("{} is not a directory on the server", show(root)),
+                format!("{} is not a directory on the server", shown(root)),
             )),
             None => Err(Error::new(
                 ErrorKind::NotFound,
-                format!("{} does not exist on the server", show(root)),
+                format!("{} does not exist on the server", shown(root)),
             )),
         }
     }
@@ -98,7 +99,7 @@ impl FtpsStore {
         match (path.is_empty(), self.root.as_slice()) {
             (true, _) => self.root.clone(),
             (false, b"/") => [b"/", path].concat(),
-            (false, root) => join(root, path),
+            (false, root) => join(root, path).into_bytes(),
         }
     }
 
@@ -112,7 +113,7 @@ impl FtpsStore {
         let remote = self.remote(path);
         self.pool
             .run(retry, |session| op(session, &remote))
-            .map_err(|e| from_ftp(e, &format!("{what} {}", show(&remote))))
+            .map_err(|e| from_ftp(e, &format!("{what} {}", shown(&remote))))
     }
 
     /// A 550 means "not found" to most servers and "could not" to vsftpd,
@@ -138,7 +139,7 @@ impl FtpsStore {
             }
             (Expectation::Absent, Err(e)) if e.kind == ErrorKind::NotFound => {
                 // The parent is missing, or the server refuses.
-                let (parent, _) = split_parent(path);
+                let (parent, _) = split(path);
                 match self.stat(parent) {
                     Err(e) if e.kind == ErrorKind::NotFound => ErrorKind::NotFound,
                     _ => ErrorKind::PermissionDenied,
@@ -186,7 +187,7 @@ impl RemoteStore for FtpsStore {
             })?;
             return Ok(metadata(&entry));
         }
-        let (parent, name) = split_parent(path);
+        let (parent, name) = split(path);
         self.list(parent)?
             .into_iter()
             .find(|e| e.name == name)
@@ -194,7 +195,7 @@ impl RemoteStore for FtpsStore {
             .ok_or_else(|| {
                 Error::new(
                     ErrorKind::NotFound,
-                    format!("{} does not exist", show(path)),
+                    format!("{} does not exist", shown(path)),
                 )
             })
     }
@@ -323,7 +324,7 @@ impl RemoteStore for FtpsStore {
 impl FtpsStore {
     fn start_upload(&self, verb: &'static str, path: &[u8]) -> Result<Box<dyn UploadStream>> {
         let remote = self.remote(path);
-        let describe = |e: ftp::Error| from_ftp(e, &format!("uploading {}", show(&remote)));
+        let describe = |e: ftp::Error| from_ftp(e, &format!("uploading {}", shown(&remote)));
         // Trying again is safe: no byte of the file has been sent yet. A
         // refused STOR (e.g. 553) is permanent and reported as is.
         let upload = open_transfer(&self.pool, describe, |session| {
@@ -338,7 +339,7 @@ impl FtpsStore {
 
 /// Opens a download at `offset`.
 fn open_download(pool: &Pool, remote: &[u8], offset: u64) -> Result<Download<PooledSession>> {
-    let describe = |e: ftp::Error| from_ftp(e, &format!("reading {}", show(remote)));
+    let describe = |e: ftp::Error| from_ftp(e, &format!("reading {}", shown(remote)));
     open_transfer(pool, describe, |session| {
         retr_on(session, remote, offset, None)
     })
@@ -405,8 +406,9 @@ impl ReadStream for FtpsReader {
             match download.read(buf) {
                 Ok(0) => {
                     if let Some(done) = self.download.take() {
-                        done.finish()
-                            .map_err(|e| from_ftp(e, &format!("reading {}", show(&self.remote))))?;
+                        done.finish().map_err(|e| {
+                            from_ftp(e, &format!("reading {}", shown(&self.remote)))
+                        })?;
                     }
                     return Ok(0);
                 }
@@ -418,7 +420,7 @@ impl ReadStream for FtpsReader {
                     // The data connection broke: start again where we are.
                     log::info!(
                         "download of {} broke at byte {} ({e}); resuming",
-                        show(&self.remote),
+                        shown(&self.remote),
                         self.position
                     );
                     self.resumes_left -= 1;
@@ -430,7 +432,7 @@ impl ReadStream for FtpsReader {
                 Err(e) => {
                     return Err(Error::new(
                         ErrorKind::Unavailable,
-                        format!("reading {}: {e}", show(&self.remote)),
+                        format!("reading {}: {e}", shown(&self.remote)),
                     ))
                 }
             }
@@ -452,7 +454,7 @@ impl FtpsUpload {
     fn broken(&self, reason: &str) -> Error {
         Error::new(
             ErrorKind::Unavailable,
-            format!("uploading {}: {reason}", show(&self.remote)),
+            format!("uploading {}: {reason}", shown(&self.remote)),
         )
     }
 }
@@ -480,7 +482,7 @@ impl UploadStream for FtpsUpload {
         upload
             .finish()
             .map(drop)
-            .map_err(|e| from_ftp(e, &format!("completing the upload of {}", show(&remote))))
+            .map_err(|e| from_ftp(e, &format!("completing the upload of {}", shown(&remote))))
     }
 }
 
@@ -505,7 +507,7 @@ fn dir_entry(entry: Entry) -> Option<DirEntry> {
     if entry.name.is_empty() || entry.name.iter().any(|&b| b == b'/' || b == 0) {
         log::warn!(
             "ignoring listing entry with an impossible name {:?}",
-            show(&entry.name)
+            shown(&entry.name).to_string()
         );
         return None;
     }
@@ -514,7 +516,7 @@ fn dir_entry(entry: Entry) -> Option<DirEntry> {
     if entry.size.is_some_and(|size| size > i64::MAX as u64) {
         log::warn!(
             "ignoring listing entry {:?} with an impossible size",
-            show(&entry.name)
+            shown(&entry.name).to_string()
         );
         return None;
     }
@@ -553,11 +555,4 @@ fn normalize_root(root: &[u8]) -> Vec<u8> {
         root.pop();
     }
     root
-}
-
-fn show(path: &[u8]) -> String {
-    if path.is_empty() {
-        return "the mounted directory".into();
-    }
-    String::from_utf8_lossy(path).into_owned()
 }

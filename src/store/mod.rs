@@ -5,12 +5,15 @@
 //! in the dev-only `ftpsfs-testkit` crate (`testkit/`), so the product does
 //! not carry them. Paths are bytes, relative to the mounted directory: `b""`
 //! is the mount's root, `b"dir/file"` a file in it; never a leading or
-//! trailing slash.
+//! trailing slash (see `path`).
 use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 pub mod ftps;
+pub mod path;
+
+pub use path::StorePath;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
@@ -176,36 +179,3 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 pub type Result<T> = std::result::Result<T, Error>;
-
-/// `parent/name`, for store paths (`b""` is the root).
-pub fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
-    if parent.is_empty() {
-        return name.to_vec();
-    }
-    let mut path = Vec::with_capacity(parent.len() + 1 + name.len());
-    path.extend_from_slice(parent);
-    path.push(b'/');
-    path.extend_from_slice(name);
-    path
-}
-
-/// The parent directory and the last component of a store path.
-pub fn split_parent(path: &[u8]) -> (&[u8], &[u8]) {
-    match path.iter().rposition(|&b| b == b'/') {
-        Some(i) => (&path[..i], &path[i + 1..]),
-        None => (&[], path),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths() {
-        assert_eq!(join(b"", b"a"), b"a");
-        assert_eq!(join(b"a/b", b"c d"), b"a/b/c d");
-        assert_eq!(split_parent(b"a/b/c"), (&b"a/b"[..], &b"c"[..]));
-        assert_eq!(split_parent(b"c"), (&b""[..], &b"c"[..]));
-    }
-}

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use ftpsfs::store::path::shown;
 use ftpsfs::store::{
     Capabilities, DirEntry, Error, ErrorKind, Metadata, ReadStream, RemoteStore, Result,
     UploadStream,
@@ -243,7 +244,7 @@ impl ReadStream for FaultyReader {
             if allowed == 0 && !buf.is_empty() {
                 return Err(Error::new(
                     ErrorKind::Unavailable,
-                    format!("reading {}: injected broken connection", show(&self.path)),
+                    format!("reading {}: injected broken connection", shown(&self.path)),
                 ));
             }
             let len = (buf.len() as u64).min(allowed) as usize;
@@ -276,7 +277,7 @@ impl FaultyUpload {
         let Some(inner) = self.inner.as_mut() else {
             return Err(Error::new(
                 ErrorKind::Failed,
-                format!("uploading {}: the upload was abandoned", show(&self.path)),
+                format!("uploading {}: the upload was abandoned", shown(&self.path)),
             ));
         };
         inner.write(data)?;
@@ -301,7 +302,10 @@ impl UploadStream for FaultyUpload {
                 self.inner = None;
                 let err = Error::new(
                     ErrorKind::Unavailable,
-                    format!("uploading {}: injected broken connection", show(&self.path)),
+                    format!(
+                        "uploading {}: injected broken connection",
+                        shown(&self.path)
+                    ),
                 );
                 self.failed = Some(err.clone());
                 Err(err)
@@ -318,17 +322,10 @@ impl UploadStream for FaultyUpload {
             Some(inner) => inner.finish(),
             None => Err(Error::new(
                 ErrorKind::Failed,
-                format!("uploading {}: the upload was abandoned", show(&self.path)),
+                format!("uploading {}: the upload was abandoned", shown(&self.path)),
             )),
         }
     }
-}
-
-fn show(path: &[u8]) -> String {
-    if path.is_empty() {
-        return "the mounted directory".into();
-    }
-    String::from_utf8_lossy(path).into_owned()
 }
 
 #[cfg(test)]

@@ -52,6 +52,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ftpsfs::store::path::{is_under, join, shown};
 use ftpsfs::store::{
     Capabilities, DirEntry, Error, ErrorKind, FileKind, Metadata, ReadStream, RemoteStore, Result,
     UploadStream,
@@ -183,7 +184,7 @@ impl MemoryStore {
         let state = &mut *state;
         let dir = make_dirs(&mut state.root, parent, now, path);
         match dir.children.get(*name) {
-            Some(Node::Dir(_)) => panic!("put_file: {} is a directory", show(path)),
+            Some(Node::Dir(_)) => panic!("put_file: {} is a directory", shown(path)),
             Some(Node::File(id)) => {
                 if let Some(inode) = state.inodes.get_mut(id) {
                     state.used = state.used - inode.content.len() as u64 + bytes.len() as u64;
@@ -226,7 +227,7 @@ impl MemoryStore {
         let state = &mut *state;
         let dir = make_dirs(&mut state.root, parent, now, path);
         if let Some(Node::Dir(_)) = dir.children.get(*name) {
-            panic!("put_symlink: {} is a directory", show(path));
+            panic!("put_symlink: {} is a directory", shown(path));
         }
         let link = Node::Symlink(Link {
             target: target.to_vec(),
@@ -285,7 +286,7 @@ impl MemoryStore {
     pub fn paths(&self) -> Vec<Vec<u8>> {
         fn walk(dir: &Dir, prefix: &[u8], out: &mut Vec<Vec<u8>>) {
             for (name, node) in &dir.children {
-                let path = ftpsfs::store::join(prefix, name);
+                let path = join(prefix, name).into_bytes();
                 if let Node::Dir(sub) = node {
                     out.push(path.clone());
                     walk(sub, &path, out);
@@ -360,7 +361,7 @@ impl MemoryStore {
         let dir = lookup_dir_mut(&mut state.root, parent).ok_or_else(|| {
             Error::new(
                 ErrorKind::NotFound,
-                format!("uploading {}: no such directory", show(path)),
+                format!("uploading {}: no such directory", shown(path)),
             )
         })?;
         let id = match dir.children.get(*name) {
@@ -368,7 +369,7 @@ impl MemoryStore {
             Some(Node::Dir(_)) | Some(Node::Symlink(_)) => {
                 return Err(Error::new(
                     ErrorKind::Failed,
-                    format!("uploading {}: it is a directory", show(path)),
+                    format!("uploading {}: it is a directory", shown(path)),
                 ))
             }
             Some(Node::File(id)) => {
@@ -447,10 +448,14 @@ impl State {
     }
 
     fn check_writable(&self, path: &[u8]) -> Result<()> {
-        if self.denied.iter().any(|prefix| is_under(path, prefix)) {
+        if self
+            .denied
+            .iter()
+            .any(|prefix| path == prefix.as_slice() || is_under(path, prefix))
+        {
             return Err(Error::new(
                 ErrorKind::PermissionDenied,
-                format!("{}: permission denied", show(path)),
+                format!("{}: permission denied", shown(path)),
             ));
         }
         Ok(())
@@ -504,7 +509,7 @@ impl State {
             ErrorKind::NotFound,
             format!(
                 "{}: too many levels of symbolic links",
-                show(&comps.join(&b'/'))
+                shown(&comps.join(&b'/'))
             ),
         ))
     }
@@ -528,7 +533,7 @@ impl RemoteStore for MemoryStore {
                 .collect()),
             Some(Node::File(_)) => Err(Error::new(
                 ErrorKind::NotFound,
-                format!("listing {}: not a directory", show(dir)),
+                format!("listing {}: not a directory", shown(dir)),
             )),
             None | Some(Node::Symlink(_)) => Err(not_found("listing", dir)),
         }
@@ -554,7 +559,7 @@ impl RemoteStore for MemoryStore {
                 .ok_or_else(|| not_found("reading the time of", path)),
             Some(Node::Dir(_)) => Err(Error::new(
                 ErrorKind::NotFound,
-                format!("reading the time of {}: it is a directory", show(path)),
+                format!("reading the time of {}: it is a directory", shown(path)),
             )),
             None | Some(Node::Symlink(_)) => Err(not_found("reading the time of", path)),
         }
@@ -570,7 +575,7 @@ impl RemoteStore for MemoryStore {
             Some(Node::Dir(_)) => {
                 return Err(Error::new(
                     ErrorKind::NotFound,
-                    format!("reading {}: it is a directory", show(path)),
+                    format!("reading {}: it is a directory", shown(path)),
                 ))
             }
             None | Some(Node::Symlink(_)) => None,
@@ -609,7 +614,7 @@ impl RemoteStore for MemoryStore {
             Some(Node::Dir(_)) => {
                 return Err(Error::new(
                     ErrorKind::PermissionDenied,
-                    format!("deleting {}: it is a directory", show(path)),
+                    format!("deleting {}: it is a directory", shown(path)),
                 ))
             }
             Some(Node::File(_)) | Some(Node::Symlink(_)) => {}
@@ -635,13 +640,13 @@ impl RemoteStore for MemoryStore {
         let dir = lookup_dir_mut(&mut state.root, parent).ok_or_else(|| {
             Error::new(
                 ErrorKind::NotFound,
-                format!("creating directory {}: no such parent", show(path)),
+                format!("creating directory {}: no such parent", shown(path)),
             )
         })?;
         if dir.children.contains_key(*name) {
             return Err(Error::new(
                 ErrorKind::AlreadyExists,
-                format!("creating directory {}: it exists", show(path)),
+                format!("creating directory {}: it exists", shown(path)),
             ));
         }
         let now = SystemTime::now();
@@ -667,13 +672,13 @@ impl RemoteStore for MemoryStore {
             Some(Node::File(_)) | Some(Node::Symlink(_)) => {
                 return Err(Error::new(
                     ErrorKind::PermissionDenied,
-                    format!("removing directory {}: it is not a directory", show(path)),
+                    format!("removing directory {}: it is not a directory", shown(path)),
                 ))
             }
             Some(Node::Dir(d)) if !d.children.is_empty() => {
                 return Err(Error::new(
                     ErrorKind::NotEmpty,
-                    format!("removing directory {}: it is not empty", show(path)),
+                    format!("removing directory {}: it is not empty", shown(path)),
                 ))
             }
             Some(Node::Dir(_)) => {}
@@ -687,7 +692,7 @@ impl RemoteStore for MemoryStore {
         let mut state = self.enter(Op::Rename);
         let from_comps = parse(from)?;
         let to_comps = parse(to)?;
-        let what = || format!("renaming {} to {}", show(from), show(to));
+        let what = || format!("renaming {} to {}", shown(from), shown(to));
         let Some((from_name, from_parent)) = from_comps.split_last() else {
             return Err(Error::new(
                 ErrorKind::Failed,
@@ -875,7 +880,7 @@ impl UploadStream for MemoryUpload {
                 n = allowed;
                 failure = Some(Error::new(
                     ErrorKind::NoSpace,
-                    format!("uploading {}: over quota", show(&self.path)),
+                    format!("uploading {}: over quota", shown(&self.path)),
                 ));
             }
         }
@@ -915,7 +920,7 @@ fn parse(path: &[u8]) -> Result<Vec<&[u8]>> {
     if path.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0)) {
         return Err(Error::new(
             ErrorKind::InvalidInput,
-            format!("{}: names with CR, LF or NUL cannot be sent", show(path)),
+            format!("{}: names with CR, LF or NUL cannot be sent", shown(path)),
         ));
     }
     if path.is_empty() {
@@ -928,7 +933,7 @@ fn parse(path: &[u8]) -> Result<Vec<&[u8]>> {
     {
         return Err(Error::new(
             ErrorKind::InvalidInput,
-            format!("{}: not a store path", show(path)),
+            format!("{}: not a store path", shown(path)),
         ));
     }
     Ok(comps)
@@ -975,7 +980,7 @@ fn make_dirs<'a>(root: &'a mut Node, comps: &[&[u8]], now: SystemTime, path: &[u
     let mut node = root;
     for comp in comps {
         let Node::Dir(dir) = node else {
-            panic!("{}: a file is in the way", show(path));
+            panic!("{}: a file is in the way", shown(path));
         };
         if !dir.children.contains_key(*comp) {
             dir.mtime = now;
@@ -987,15 +992,8 @@ fn make_dirs<'a>(root: &'a mut Node, comps: &[&[u8]], now: SystemTime, path: &[u
     }
     match node {
         Node::Dir(dir) => dir,
-        Node::File(_) | Node::Symlink(_) => panic!("{}: a file is in the way", show(path)),
+        Node::File(_) | Node::Symlink(_) => panic!("{}: a file is in the way", shown(path)),
     }
-}
-
-/// Whether `path` is `prefix` or inside it.
-fn is_under(path: &[u8], prefix: &[u8]) -> bool {
-    prefix.is_empty()
-        || path == prefix
-        || (path.starts_with(prefix) && path.get(prefix.len()) == Some(&b'/'))
 }
 
 /// A time as a LIST line shows it: minutes for recent ones, days otherwise.
@@ -1012,20 +1010,14 @@ fn list_line_time(t: SystemTime, now: SystemTime) -> SystemTime {
 fn not_found(what: &str, path: &[u8]) -> Error {
     Error::new(
         ErrorKind::NotFound,
-        format!("{what} {}: no such file or directory", show(path)),
+        format!("{what} {}: no such file or directory", shown(path)),
     )
-}
-
-fn show(path: &[u8]) -> String {
-    if path.is_empty() {
-        return "the mounted directory".into();
-    }
-    String::from_utf8_lossy(path).into_owned()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ftpsfs::store::path::split;
 
     fn caps(set_mtime: bool, chmod: bool, exact_listing_mtime: bool) -> Capabilities {
         Capabilities {
@@ -1116,10 +1108,7 @@ mod tests {
             assert!(e.meta.mtime_exact);
             assert!(e.meta.mtime.is_some());
             assert_eq!(e.meta.symlink_target, None);
-            assert_eq!(
-                Some(e.meta.clone()),
-                store.metadata(&ftpsfs::store::join(b"d", &e.name))
-            );
+            assert_eq!(Some(e.meta.clone()), store.metadata(&join(b"d", &e.name)));
         }
         assert_eq!(kind(store.list(b"missing")), ErrorKind::NotFound);
         assert_eq!(kind(store.list(b"d/a")), ErrorKind::NotFound, "a file");
@@ -1486,12 +1475,8 @@ mod tests {
                 .paths()
                 .into_iter()
                 .map(|p| match store.file(&p) {
-                    Some(body) => format!(
-                        "{}={}",
-                        String::from_utf8_lossy(&p),
-                        String::from_utf8_lossy(&body)
-                    ),
-                    None => format!("{}/", String::from_utf8_lossy(&p)),
+                    Some(body) => format!("{}={}", shown(&p), String::from_utf8_lossy(&body)),
+                    None => format!("{}/", shown(&p)),
                 })
                 .collect();
             assert_eq!(&tree, after, "rename {from} -> {to} over {before:?}");
@@ -1751,8 +1736,6 @@ mod tests {
         assert_eq!(list_line_time(t(1_600_000_000), now), t(1_599_955_200));
         let before_epoch = UNIX_EPOCH - Duration::from_secs(5);
         assert_eq!(list_line_time(before_epoch, now), before_epoch);
-        assert!(is_under(b"a/b", b"a") && is_under(b"a", b"a") && is_under(b"x", b""));
-        assert!(!is_under(b"ab", b"a") && !is_under(b"a", b"a/b"));
     }
 
     /// `d/target` (a file), `d/sub/` and links to them in every spelling.
@@ -2011,11 +1994,11 @@ mod tests {
             }
 
             fn parent_is_dir(&self, p: &[u8]) -> bool {
-                self.is_dir(ftpsfs::store::split_parent(p).0)
+                self.is_dir(split(p).0)
             }
 
             fn has_children(&self, p: &[u8]) -> bool {
-                self.0.keys().any(|k| is_under(k, p) && k.as_slice() != p)
+                self.0.keys().any(|k| is_under(k, p))
             }
 
             fn apply(&mut self, step: &Step) -> std::result::Result<Vec<u8>, ErrorKind> {
@@ -2097,7 +2080,7 @@ mod tests {
                         let moved: Vec<Vec<u8>> = self
                             .0
                             .keys()
-                            .filter(|k| is_under(k, &from))
+                            .filter(|k| **k == from || is_under(k, &from))
                             .cloned()
                             .collect();
                         for key in moved {
