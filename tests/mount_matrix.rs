@@ -73,8 +73,9 @@ fn proftpd_no_session_reuse_required() {
     explicit(&server, EVERYTHING);
 }
 
-/// The in-process libunftp server that `cargo test` runs everywhere: MLSD,
-/// SITE CHMOD, no way to set a time (no MFMT, `MDTM time path` refused).
+/// The in-process libunftp server (which plain `cargo test` runs the client
+/// and store tests against), here through a real mount: MLSD, SITE CHMOD,
+/// no way to set a time (no MFMT, `MDTM time path` refused).
 #[test]
 fn inproc_libunftp() {
     let server = InProcServer::start();

@@ -1,8 +1,7 @@
-//! The FTPS store against real servers, held to the same contract as the
-//! in-memory store the filesystem core is tested with.
+//! The FTPS store against vsftpd, held to the same contract as the
+//! in-memory store the filesystem core is tested with (and as the
+//! in-process server in store_ftps_inproc.rs).
 mod common;
-#[path = "support/inproc.rs"]
-mod inproc;
 
 use std::sync::Arc;
 
@@ -33,18 +32,6 @@ fn vsftpd_meets_the_contract() {
         store.capabilities().set_mtime,
         "vsftpd sets files' times (MDTM with two arguments), even though it refuses directories'"
     );
-}
-
-#[test]
-fn inproc_meets_the_contract() {
-    let server = inproc::InProcServer::start();
-    let config = server.info().config();
-    let store = store(config, b"");
-    assert!(
-        store.capabilities().exact_listing_mtime,
-        "libunftp has MLSD"
-    );
-    store_contract::run_all(&store);
 }
 
 #[test]

@@ -8,6 +8,7 @@ pub mod mount;
 pub mod mount_suite;
 pub mod proxied;
 pub mod proxy;
+pub mod require;
 pub mod scratch;
 pub mod script_server;
 pub mod server;

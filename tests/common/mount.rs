@@ -35,6 +35,10 @@ pub fn run(program: &str, args: &[&str], timeout_secs: u32) -> Output {
         Some(124),
         "{program} {args:?} timed out after {timeout_secs} s"
     );
+    if out.status.code() == Some(127) {
+        // timeout(1) could not find the program.
+        super::require::program(program, super::require::package_of(program));
+    }
     out
 }
 
@@ -89,6 +93,7 @@ impl Mount {
     }
 
     fn start_url(info: &ServerInfo, url: &str, extra: &[&str]) -> Mount {
+        super::require::fuse();
         let base = std::env::temp_dir().join(format!(
             "ftpsfs-mount-{}-{}",
             std::process::id(),

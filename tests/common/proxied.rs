@@ -53,6 +53,7 @@ impl Proxied {
 
 /// The SHA-256 fingerprint of a PEM certificate, for --pin-sha256.
 pub fn fingerprint(pem: &Path) -> String {
+    super::require::program("openssl", "openssl");
     let out = ok(
         "openssl",
         &[

@@ -21,6 +21,7 @@ impl ScriptServer {
     /// fails the test with the script's own message, which names the
     /// package to install: the matrix never passes by testing nothing.
     pub fn start(script: &str, options: &[&str]) -> ScriptServer {
+        super::require::root(script);
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("scripts")
             .join(script);

@@ -1,11 +1,10 @@
 //! A scripted FTPS server (explicit TLS on both channels, rustls as server)
 //! for what real servers do not do on demand, e.g. ending a download without
-//! TLS close_notify. Its certificate is self-signed by `openssl req -x509`,
-//! which marks it CA:TRUE, as most self-signed FTPS certificates are.
+//! TLS close_notify. Its certificate is self-signed and marked CA:TRUE, as
+//! `openssl req -x509` makes most self-signed FTPS certificates.
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -38,32 +37,23 @@ impl Drop for TempDir {
     }
 }
 
+/// A self-signed certificate for 127.0.0.1 and localhost, marked CA:TRUE as
+/// `openssl req -x509` marks it, and its key, written into `dir`. Made with
+/// rcgen rather than the openssl program, so that the test runs anywhere.
 pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ])
-        .args(["-days", "2", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl");
-    assert!(
-        status.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&status.stderr)
-    );
-    (cert, key)
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .expect("rcgen params");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let key = KeyPair::generate().expect("rcgen key");
+    let cert = params.self_signed(&key).expect("rcgen: certificate");
+    let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    (cert_file, key_file)
 }
 
 impl TlsFake {
