@@ -23,6 +23,7 @@ struct FuseDeviceOpen {
 
 impl FuseDeviceOpen {
     fn new() -> FuseDeviceOpen {
+        common::require::fuse();
         let old_mode = std::fs::metadata("/dev/fuse").unwrap().permissions().mode() & 0o7777;
         std::fs::set_permissions("/dev/fuse", std::fs::Permissions::from_mode(0o666)).unwrap();
         FuseDeviceOpen { old_mode }
