@@ -187,8 +187,10 @@ fn abort_without_answer_discards_the_session() {
         session.is_broken(),
         "a session that did not answer ABOR is not reused"
     );
+    // The reply timeout (2 s), not the server's 60 s of silence; a bound far
+    // from both, so a loaded machine cannot fail it.
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(30),
         "{:?}",
         started.elapsed()
     );

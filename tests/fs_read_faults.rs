@@ -9,8 +9,9 @@ use ftpsfs::store::ErrorKind;
 use ftpsfs_testkit::{FaultyStore, MemoryStore, Op};
 
 /// How long opening a download takes before it fails: a server behind a
-/// stalled network.
-const OPEN_DELAY: Duration = Duration::from_millis(400);
+/// stalled network. Long enough that one download's worth of waiting and
+/// one per queued request (4 x) are seconds apart, even on a loaded machine.
+const OPEN_DELAY: Duration = Duration::from_secs(2);
 
 #[test]
 fn reads_queued_behind_a_failing_download_share_its_error() {
@@ -54,7 +55,7 @@ fn reads_queued_behind_a_failing_download_share_its_error() {
         "one download tried for the queued requests"
     );
     assert!(
-        took < OPEN_DELAY * 2,
+        took < OPEN_DELAY * requests as u32,
         "{requests} queued requests failed after {took:?}, one try takes {OPEN_DELAY:?}"
     );
     // A read asked after the failure tries again, and works once the

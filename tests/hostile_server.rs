@@ -8,7 +8,6 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use common::fake::{plain_config, Conn, FakeServer};
 use ftpsfs::fs::{Fs, FsConfig, ROOT_INO};
@@ -121,13 +120,13 @@ fn a_passive_reply_to_port_zero_is_a_clear_error() {
         .unwrap()
         .connect()
         .expect("login");
-    let started = Instant::now();
     let err = session
         .list_dir(b"")
         .expect_err("no data connection to port 0");
     assert_eq!(err.kind(), Kind::Protocol, "{err}");
+    // Refused before connecting: "no port" says so; what a connection to
+    // port 0 would give is "refused", at once, so no time bound tells more.
     assert!(err.to_string().contains("no port"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(1));
 }
 
 /// A listing that is one line without end: 300 MiB with no newline.

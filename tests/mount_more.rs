@@ -726,7 +726,8 @@ fn an_upload_after_the_server_dropped_every_session_succeeds() {
     let server = Vsftpd::start(&[]);
     let mount = Mount::start(&server.info, &["--attr-ttl", "60", "--dir-ttl", "60"]);
     ok("cp", &["/etc/hostname", &mount.path_str("first")], 30);
-    server.kill_sessions();
+    let logins = server.logins();
+    assert!(server.kill_sessions() > 0, "no session to drop");
     std::thread::sleep(Duration::from_millis(300));
     let body = data::bytes(200_000, 31);
     let scratch = Scratch::new("after-restart");
@@ -739,6 +740,11 @@ fn an_upload_after_the_server_dropped_every_session_succeeds() {
     assert_eq!(
         std::fs::read(server.info.root.join("second")).unwrap(),
         body
+    );
+    assert!(
+        server.logins() > logins,
+        "the upload went over a new session: {:?}",
+        server.commands()
     );
     let read = ok("cat", &[&mount.path_str("second")], 30).stdout;
     assert_eq!(read, body);

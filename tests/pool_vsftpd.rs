@@ -28,17 +28,20 @@ fn reconnects_after_the_server_drops_every_session() {
     let pool = pool(&server, PoolSettings::default(), None);
     pool.warm_up(2).unwrap();
     assert_eq!(pool.connector().stats().snapshot().logins, 2);
+    assert_eq!(server.logins(), 2, "{:?}", server.commands());
     std::fs::write(server.info.root.join("f"), b"x").unwrap();
 
-    server.kill_sessions();
+    assert!(server.kill_sessions() > 0, "no session to drop");
     std::thread::sleep(Duration::from_millis(300));
     let entries = pool
         .run(Retry::Idempotent, |s| s.list_dir(b""))
         .expect("listing after the sessions were dropped");
     assert!(entries.iter().any(|e| e.name == b"f"));
+    // The reconnect, as the server saw it: a third login.
     assert!(
-        pool.connector().stats().snapshot().logins >= 3,
-        "a new login was made"
+        server.logins() >= 3,
+        "a new login was made: {:?}",
+        server.commands()
     );
 }
 
@@ -47,7 +50,7 @@ fn non_idempotent_operations_are_not_repeated_after_sending() {
     let server = Vsftpd::start(&[]);
     let pool = pool(&server, PoolSettings::default(), None);
     pool.warm_up(1).unwrap();
-    server.kill_sessions();
+    assert!(server.kill_sessions() > 0, "no session to drop");
     std::thread::sleep(Duration::from_millis(300));
     let mut attempts = 0;
     let result = pool.run(Retry::Once, |s| {
@@ -95,6 +98,8 @@ fn lives_with_a_session_cap() {
     for t in threads {
         t.join().expect("writer thread");
     }
+    // Four writers and a default limit above the cap: the cap was hit.
+    assert!(PoolSettings::default().max_sessions > 2);
     assert_eq!(
         pool.session_limit(),
         2,
@@ -153,20 +158,27 @@ fn idle_sessions_send_noop_and_expire() {
 #[test]
 fn waiting_for_a_session_is_bounded() {
     let server = Vsftpd::start(&[]);
+    let checkout_timeout = Duration::from_secs(2);
     let settings = PoolSettings {
         max_sessions: 1,
-        checkout_timeout: Duration::from_millis(500),
+        checkout_timeout,
         ..PoolSettings::default()
     };
     let pool = pool(&server, settings, None);
     let held = pool.get().unwrap();
     let started = Instant::now();
     let err = pool.get().err().expect("no second session");
+    let waited = started.elapsed();
     assert!(
         err.to_string().contains("waiting for a free FTP session"),
         "{err}"
     );
-    assert!(started.elapsed() < Duration::from_secs(3));
+    // It waited for the session, and gave up at its timeout, not much later
+    // (a margin that load cannot use up).
+    assert!(
+        waited >= checkout_timeout && waited < checkout_timeout + Duration::from_secs(10),
+        "{waited:?}"
+    );
     drop(held);
     let mut again = pool.get().expect("returned session is reused");
     again.noop().unwrap();

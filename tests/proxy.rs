@@ -136,23 +136,23 @@ fn forwards_both_ways_and_counts() {
 #[test]
 fn latency_delays_each_way_but_bytes_keep_flowing() {
     let (control, _data, proxy) = setup();
-    proxy.set_latency(Kind::Control, Duration::from_millis(100));
+    let latency = Duration::from_millis(200);
+    proxy.set_latency(Kind::Control, latency);
     let mut c = connect(control.port);
     let started = Instant::now();
     round_trip(&mut c, b"x");
     let rtt = started.elapsed();
-    assert!(rtt >= Duration::from_millis(200), "one round trip: {rtt:?}");
-    // Twenty messages sent back to back arrive after one delay, not twenty.
+    assert!(rtt >= latency * 2, "one round trip: {rtt:?}");
+    // 4 MiB there and back, in 64 KiB reads: a pipeline takes about one
+    // round trip more than without latency (well under a second); a proxy
+    // that slept once per read would take 64 delays each way (25 s).
+    let body = common::data::bytes(4 * 1024 * 1024, 3);
     let started = Instant::now();
-    for _ in 0..20 {
-        c.write_all(b"0123456789").unwrap();
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let mut back = vec![0u8; 200];
-    c.read_exact(&mut back).unwrap();
+    let back = echo_through(&mut c, &body);
     let all = started.elapsed();
+    assert!(back == body, "the data came back unchanged");
     assert!(
-        all < Duration::from_millis(1200),
+        all < Duration::from_secs(10),
         "a pipeline, not a sleep per chunk: {all:?}"
     );
 }
@@ -288,8 +288,10 @@ fn dropping_the_proxy_ends_every_connection_and_thread() {
     d.write_all(b"stuck").unwrap();
     let started = Instant::now();
     drop(proxy);
+    // A few polls (milliseconds); the bound only catches a drop that waits
+    // for a stalled connection, which would never end.
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < Duration::from_secs(10),
         "drop took {:?}",
         started.elapsed()
     );

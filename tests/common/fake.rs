@@ -243,7 +243,9 @@ pub fn serve(c: &mut Conn, behaviour: Behaviour) {
                         c.send("200 noop\r\n426 connection closed\r\n");
                     }
                     AborReply::Silent => {
-                        std::thread::sleep(Duration::from_secs(10));
+                        // Longer than any test waits: a client that waited
+                        // for the answer would hang, not just be slow.
+                        std::thread::sleep(Duration::from_secs(60));
                         return;
                     }
                 }

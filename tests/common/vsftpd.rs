@@ -48,10 +48,21 @@ impl Vsftpd {
             .collect()
     }
 
+    /// Logins the server accepted so far (`PASS` commands answered 230 are
+    /// not told apart in the log; the tests' passwords are right, so every
+    /// PASS is one).
+    pub fn logins(&self) -> usize {
+        self.commands()
+            .iter()
+            .filter(|c| c.starts_with("PASS"))
+            .count()
+    }
+
     /// Kills every session process (each session is a privileged parent and
     /// an unprivileged child) but not the listener: every control connection
-    /// drops, as when a server restarts.
-    pub fn kill_sessions(&self) {
+    /// drops, as when a server restarts. Returns how many processes it
+    /// killed, so that a test can check it dropped something.
+    pub fn kill_sessions(&self) -> usize {
         let pid_file = self.state_dir.join("explicit.pid");
         let listener = std::fs::read_to_string(&pid_file).unwrap_or_default();
         let listener = listener.trim().to_string();
@@ -72,5 +83,6 @@ impl Vsftpd {
         if !doomed.is_empty() {
             let _ = Command::new("kill").arg("-KILL").args(&doomed).status();
         }
+        doomed.len()
     }
 }
