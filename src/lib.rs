@@ -1,7 +1,11 @@
 //! ftpsfs: mount a directory of an FTPS server as a local filesystem.
 //!
-//! Layers (see `../shared/design.md`): `ftp` is the protocol client and knows
-//! nothing of FUSE or caches.
+//! Layers, each depending only on the ones after it: `cli` and `run` (the
+//! command line, mounting), `fuse` (the only user of fuser), `fs` (the
+//! filesystem core: inodes, caches, spool; knows nothing of fuser or
+//! sockets), `store` (the server as a `RemoteStore`), and `ftp`, the
+//! protocol client, which `store::ftps` uses and which knows nothing of FUSE
+//! or caches.
 pub mod cli;
 pub mod credentials;
 pub mod fs;

@@ -27,7 +27,7 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 fn is_leap(year: u64) -> bool {
-    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+    year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400))
 }
 
 /// A UTC instant, computed independently of the crate's calendar code.
