@@ -691,6 +691,60 @@ fn a_full_server_stops_a_streaming_copy_and_leaves_nothing() {
     );
 }
 
+/// A stream that breaks while one descriptor writes loses what every
+/// descriptor wrote: each of them reports it at close, not only the one
+/// whose write met it.
+#[test]
+fn a_broken_stream_is_reported_by_every_writing_descriptor() {
+    let m = mount();
+    let (attr, writer) = m.fs.create(ROOT_INO, b"f", 0o644, WRITE).expect("create");
+    let other = m.fs.open(attr.ino, WRITE).expect("second writer");
+    m.faults.fail_upload_after(2 * MIB as u64);
+    let chunk = pattern(256 * KIB, 1);
+    let failed = (0..16u64).find_map(|i| m.fs.write(writer, i * chunk.len() as u64, &chunk).err());
+    assert_eq!(failed.expect("a write meets the break").errno(), libc::EIO);
+    assert_eq!(
+        m.fs.release(other).expect_err("told too").errno(),
+        libc::EIO
+    );
+    assert_eq!(m.fs.release(writer).expect_err("sticky").errno(), libc::EIO);
+    assert!(m.store.paths().is_empty(), "{:?}", m.store.paths());
+}
+
+/// A server that refuses the upload when a new file starts streaming
+/// refuses what was written: it is dropped, as after a refusal at close.
+#[test]
+fn a_stream_refused_at_its_start_drops_what_was_written() {
+    let m = mount();
+    m.store.put_dir(b"ro");
+    m.store.deny_writes_under(b"ro");
+    let dir = m.ino("ro");
+    let (attr, fh) = m.fs.create(dir, b"f", 0o644, WRITE).expect("create");
+    let chunk = pattern(256 * KIB, 2);
+    let failed = (0..8u64).find_map(|i| m.fs.write(fh, i * chunk.len() as u64, &chunk).err());
+    assert_eq!(failed.expect("refused").errno(), libc::EACCES);
+    assert_eq!(m.fs.getattr(attr.ino).expect("getattr").size, 0, "dropped");
+    assert_eq!(m.fs.release(fh).expect_err("sticky").errno(), libc::EACCES);
+    assert!(!m.store.exists(b"ro/f"));
+}
+
+/// A new file whose first upload failed still shows while open (empty), so
+/// it can be renamed like any name `ls` shows; the rename is local.
+#[test]
+fn a_new_file_whose_upload_failed_can_be_renamed_while_open() {
+    let m = mount();
+    let (attr, fh) = m.fs.create(ROOT_INO, b"a", 0o644, WRITE).expect("create");
+    m.fs.write(fh, 0, b"data").expect("write");
+    m.faults.fail_next(Op::Upload, ErrorKind::Unavailable);
+    assert_eq!(m.fs.flush(fh).expect_err("upload").errno(), libc::EIO);
+    assert_eq!(m.fs.getattr(attr.ino).expect("shown").size, 0);
+    m.fs.rename(ROOT_INO, b"a", ROOT_INO, b"b", false)
+        .expect("rename of a name the mount shows");
+    assert_eq!(m.fs.lookup(ROOT_INO, b"b").expect("moved").ino, attr.ino);
+    let _ = m.fs.release(fh);
+    assert!(m.store.paths().is_empty(), "{:?}", m.store.paths());
+}
+
 #[test]
 fn a_refused_write_fails_close_with_eacces() {
     let m = mount();

@@ -4,6 +4,7 @@
 //! file that loses its name keeps working for its handles (`orphan`).
 use std::time::SystemTime;
 
+use super::open_file::Truth;
 use super::{check_name, not_found, replace, Attr, Error, ErrorKind, Fs, Ino, Result};
 use crate::store::{FileKind, Metadata};
 
@@ -170,7 +171,7 @@ impl Fs {
         // the new name.
         let local_only = src_state
             .as_ref()
-            .is_some_and(|s| s.has_changes() && !s.server_has_file());
+            .is_some_and(|s| s.truth() == Truth::Local && !s.server_has_file());
         if !local_only {
             let moved = if dst.is_some() {
                 replace::rename_replacing(&*self.store, &from, &to)

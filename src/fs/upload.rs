@@ -59,7 +59,8 @@ impl Fs {
             state.stop_filling();
             return Ok(());
         };
-        let temp = copy.replaces && !self.renames_refused.load(Ordering::Relaxed);
+        let replaces = copy.replaces;
+        let temp = replaces && !self.renames_refused.load(Ordering::Relaxed);
         let dest = Dest {
             parent,
             name: if temp {
@@ -78,7 +79,10 @@ impl Fs {
                     e.kind,
                     crate::store::ErrorKind::PermissionDenied | crate::store::ErrorKind::NoSpace
                 ) {
-                    return Err(Error::from(e).into_upload());
+                    // Refused, not just unreachable: the upload at close
+                    // would be refused too, so it fails now, as at close.
+                    let path = self.inodes.lock().path(file.ino);
+                    return Err(self.upload_failed(file, state, path.as_ref(), replaces, e.into()));
                 }
                 log::debug!("{up_path}: staying staged: {e}");
                 return Ok(());
@@ -146,13 +150,36 @@ impl Fs {
                 return err.into_upload();
             }
         };
-        let err = err.into_upload();
         let path = self.inodes.lock().path(file.ino);
+        self.upload_failed(file, state, path.as_ref(), had_file, err)
+    }
+
+    /// An upload of the file's changes failed with `err`: they are dropped
+    /// (see `drop_local_changes`), and every descriptor writing the file
+    /// reports the error from now on, whichever request met it (a flush,
+    /// or a write, read or truncate that had to end a stream). Returns the
+    /// error to report.
+    fn upload_failed(
+        &self,
+        file: &OpenFile,
+        state: &mut FileState,
+        path: Option<&StorePath>,
+        had_file: bool,
+        err: Error,
+    ) -> Error {
+        let err = err.into_upload();
         log::warn!(
             "upload of {} failed: {err}",
-            path.as_ref().map(StorePath::to_string).unwrap_or_default()
+            path.map(StorePath::to_string).unwrap_or_default()
         );
-        self.drop_local_changes(file, state, path.as_deref(), had_file);
+        self.drop_local_changes(file, state, path.map(|p| p.as_bytes()), had_file);
+        // The handle table is never locked while a file's state is taken,
+        // so taking it here, with the state held, cannot deadlock.
+        for h in self.handles.lock().values() {
+            if std::ptr::eq(&*h.file, file) && h.flags.write {
+                h.fail(&err);
+            }
+        }
         err
     }
 
@@ -204,10 +231,7 @@ impl Fs {
             }
             Err(e) => {
                 replace::delete_quietly(&*self.store, &dest_path);
-                let err = e.into_upload();
-                log::warn!("upload of {dest_path} failed: {err}");
-                self.drop_local_changes(file, state, current.as_deref(), dest.temp);
-                Err(err)
+                Err(self.upload_failed(file, state, current.as_ref(), dest.temp, e))
             }
         }
     }
@@ -262,18 +286,7 @@ impl Fs {
                 self.saved(file, &path, size, pending);
                 Ok(())
             }
-            Err(e) => {
-                let e = e.into_upload();
-                log::warn!("upload of {path} failed: {e}");
-                self.drop_local_changes(file, &mut state, Some(&path), had_file);
-                drop(state);
-                for h in self.handles.lock().values() {
-                    if Arc::ptr_eq(&h.file, file) && h.flags.write {
-                        h.fail(&e);
-                    }
-                }
-                Err(e)
-            }
+            Err(e) => Err(self.upload_failed(file, &mut state, Some(&path), had_file, e)),
         }
     }
 
