@@ -1,0 +1,2099 @@
+//! A reference-model property test of the filesystem core (issue 10).
+//!
+//! Random sequences of operations run against `Fs` over the in-memory
+//! store, with store faults injected, and against a small model of what
+//! doc/SEMANTICS.md promises. After every step the result (errno, bytes
+//! read), what the mount shows (lookups, listings, sizes of open files) and
+//! what the server holds are compared with the model; proptest shrinks a
+//! failing case to a short sequence and prints it.
+//!
+//! Modelled (SEMANTICS.md):
+//! - §3 writes: data reaches the server at flush, fsync and close (and at
+//!   `truncate` of a file no descriptor writes); a new file appears on the
+//!   server at its first upload; an existing file is replaced through a
+//!   hidden temporary name, so a failed upload leaves the old content and a
+//!   failed upload of a new file leaves nothing; after a failure the local
+//!   changes are dropped, the file shows the server's content (a new file an
+//!   empty one, while open) and the error sticks to the descriptors that
+//!   write the file; streaming (sequential writes past the stream threshold)
+//!   and its fallback, with the error of a broken stream coming from a
+//!   write or from the close; O_APPEND, O_TRUNC, holes read as zeros.
+//! - §4 create (O_EXCL), rename of files and directories over existing
+//!   targets with their errnos, rename of a file not yet uploaded, unlink of
+//!   open files (they keep working for their descriptors and are never
+//!   uploaded), rmdir of non-empty directories, mkdir.
+//! - §5 the size shown for files being written; chmod and utimens results.
+//! - §10 the errno of every store error kind, for metadata operations and
+//!   for uploads (EIO for a connection lost during an upload).
+//! - Temporary names never show in listings, and none is left on the server
+//!   once no upload is in progress.
+//!
+//! Deliberately not modelled: timing (TTL expiry: the TTLs are an hour, so
+//! everything the mount shows comes from its own changes), other clients
+//! changing the server, servers that refuse renames or chmod/MFMT, LIST
+//! servers' rounded times, modes and times beyond the result of the call
+//! that sets them, read-ahead and download reuse, concurrency (one thread),
+//! crashes and shutdown, and which store calls the cache saves. Where the
+//! semantics leave a choice (where the error of a broken stream shows up,
+//! whether an orphaned file's old content can still be read), the model
+//! accepts exactly the documented alternatives and then checks that the
+//! state that follows is the one that goes with the alternative taken.
+//!
+//! Known bugs of the core, where the core and SEMANTICS.md disagree, are
+//! recognised by the model at the step that meets them and the case is
+//! rejected (search for KNOWN BUG: each names the bug and the passage), so
+//! that the rest keeps being tested until they are fixed.
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use ftpsfs::fs::{Fh, Fs, FsConfig, Ino, OpenFlags, SetAttr, ROOT_INO};
+use ftpsfs::store::{ErrorKind as Kind, FileKind, RemoteStore};
+use proptest::prelude::*;
+
+// ----- The store under test: built, and faults injected, only here -----
+
+use ftpsfs::store::memory::{MemoryStore, Op};
+
+type Store = MemoryStore;
+
+fn new_store() -> Arc<Store> {
+    Arc::new(MemoryStore::new())
+}
+
+fn arm_fault(store: &Store, arm: &Arm) {
+    match *arm {
+        Arm::Fail(op, kind) => store.fail_next(op.into(), kind.into()),
+        Arm::BreakUpload(n) => store.fail_upload_after(n as u64),
+        Arm::BreakRead(n) => store.fail_read_after(n as u64),
+    }
+}
+
+/// A fault armed for one step must not outlive it. `MemoryStore` has no
+/// way to disarm, so the armed fault is used up on a scratch name.
+fn clear_faults(store: &Store, arm: &Arm) {
+    const SCRATCH: &[u8] = b"zz-scratch";
+    match *arm {
+        Arm::Fail(op, _) => {
+            let _ = match op {
+                FaultOp::List => store.list(b"").map(drop),
+                FaultOp::Stat => store.stat(SCRATCH).map(drop),
+                FaultOp::OpenRead => store.open_read(SCRATCH, 0).map(drop),
+                FaultOp::Upload => store.upload(SCRATCH).map(drop),
+                FaultOp::Delete => store.delete(SCRATCH),
+                FaultOp::Mkdir => store.mkdir(SCRATCH),
+                FaultOp::Rmdir => store.rmdir(SCRATCH),
+                FaultOp::Rename => store.rename(SCRATCH, b"zz-scratch2"),
+                FaultOp::Chmod => store.chmod(SCRATCH, 0o644),
+                FaultOp::SetMtime => store.set_mtime(SCRATCH, UNIX_EPOCH),
+            };
+        }
+        Arm::BreakUpload(_) => drop(store.upload(SCRATCH)),
+        Arm::BreakRead(_) => {
+            store.put_file(SCRATCH, b"");
+            drop(store.open_read(SCRATCH, 0));
+        }
+    }
+    match store.metadata(SCRATCH).map(|m| m.kind) {
+        Some(FileKind::Dir) => store
+            .rmdir(SCRATCH)
+            .expect("removing the scratch directory"),
+        Some(_) => store.delete(SCRATCH).expect("removing the scratch file"),
+        None => {}
+    }
+}
+
+/// Uploads the store has opened (failed calls included), to tell whether
+/// a write started a streaming upload.
+fn uploads_opened(store: &Store) -> u64 {
+    store.counters().upload
+}
+
+// ----- The operations -----
+
+const KIB: usize = 1024;
+/// Small, so that spools move to disk and files stream after a few writes;
+/// the core streams after min(spool memory limit, 1 MiB).
+const SPOOL_MEMORY: usize = 64 * KIB;
+const STREAM_AT: usize = SPOOL_MEMORY;
+const SLOTS: usize = 3;
+/// Few names, so that operations collide: renames over existing targets,
+/// rmdir of full directories, names reused after unlink.
+const PATHS: [&str; 7] = ["a", "b", "d", "a/x", "b/x", "d/x", "d/y"];
+const BASE_TIME: u64 = 1_600_000_000;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct P(u8);
+
+impl P {
+    fn path(self) -> &'static str {
+        PATHS[self.0 as usize]
+    }
+}
+
+impl fmt::Debug for P {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.path())
+    }
+}
+
+/// A descriptor slot: an open handle lives in one until it is released.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct H(u8);
+
+impl fmt::Debug for H {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "h{}", self.0)
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    ReadOnly,
+    WriteOnly,
+    ReadWrite,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum At {
+    End,
+    Offset(u32),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    Handle(H),
+    Path(P),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FaultOp {
+    List,
+    Stat,
+    OpenRead,
+    Upload,
+    Delete,
+    Mkdir,
+    Rmdir,
+    Rename,
+    Chmod,
+    SetMtime,
+}
+
+impl From<FaultOp> for Op {
+    fn from(op: FaultOp) -> Op {
+        match op {
+            FaultOp::List => Op::List,
+            FaultOp::Stat => Op::Stat,
+            FaultOp::OpenRead => Op::OpenRead,
+            FaultOp::Upload => Op::Upload,
+            FaultOp::Delete => Op::Delete,
+            FaultOp::Mkdir => Op::Mkdir,
+            FaultOp::Rmdir => Op::Rmdir,
+            FaultOp::Rename => Op::Rename,
+            FaultOp::Chmod => Op::Chmod,
+            FaultOp::SetMtime => Op::SetMtime,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FaultKind {
+    Unavailable,
+    PermissionDenied,
+    NoSpace,
+    NotFound,
+    Failed,
+}
+
+impl From<FaultKind> for Kind {
+    fn from(k: FaultKind) -> Kind {
+        match k {
+            FaultKind::Unavailable => Kind::Unavailable,
+            FaultKind::PermissionDenied => Kind::PermissionDenied,
+            FaultKind::NoSpace => Kind::NoSpace,
+            FaultKind::NotFound => Kind::NotFound,
+            FaultKind::Failed => Kind::Failed,
+        }
+    }
+}
+
+/// A fault armed for the one step it wraps.
+#[derive(Clone, Copy, Debug)]
+enum Arm {
+    /// The next call of the operation fails with the kind.
+    Fail(FaultOp, FaultKind),
+    /// The next upload opened breaks (connection lost) after that many bytes.
+    BreakUpload(u32),
+    /// The next download opened breaks after that many bytes.
+    BreakRead(u32),
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    /// Opens into the lowest free descriptor slot (none free: skipped).
+    Create {
+        p: P,
+        excl: bool,
+        trunc: bool,
+        read: bool,
+    },
+    /// Opens into the lowest free descriptor slot (none free: skipped).
+    Open {
+        p: P,
+        mode: Mode,
+        trunc: bool,
+        append: bool,
+    },
+    Write {
+        h: H,
+        at: At,
+        len: u32,
+        seed: u8,
+    },
+    Read {
+        h: H,
+        off: u32,
+        len: u32,
+    },
+    Truncate {
+        t: Target,
+        size: u32,
+    },
+    Flush(H),
+    Fsync(H),
+    Release(H),
+    Rename {
+        from: P,
+        to: P,
+    },
+    Unlink(P),
+    Mkdir(P),
+    Rmdir(P),
+    Chmod {
+        t: Target,
+        mode: u16,
+    },
+    Touch {
+        t: Target,
+        secs: u32,
+    },
+    Faulty(Arm, Box<Step>),
+}
+
+/// What a step returned: an errno, or what is compared of its success.
+#[derive(Clone, PartialEq, Eq)]
+enum Out {
+    Done,
+    Bytes(Vec<u8>),
+    Perm(u16),
+    Mtime(u64),
+}
+
+impl fmt::Debug for Out {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Out::Done => write!(f, "Done"),
+            // Whole contents would drown the report: length and a digest.
+            Out::Bytes(b) => write!(f, "Bytes(len {}, digest {:016x})", b.len(), digest(b)),
+            Out::Perm(m) => write!(f, "Perm({m:o})"),
+            Out::Mtime(s) => write!(f, "Mtime({s})"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Errno(i32);
+
+impl fmt::Debug for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self.0 {
+            libc::ENOENT => "ENOENT",
+            libc::EACCES => "EACCES",
+            libc::EEXIST => "EEXIST",
+            libc::ENOTEMPTY => "ENOTEMPTY",
+            libc::ENOSPC => "ENOSPC",
+            libc::ETIMEDOUT => "ETIMEDOUT",
+            libc::EIO => "EIO",
+            libc::ENOTDIR => "ENOTDIR",
+            libc::EISDIR => "EISDIR",
+            libc::EBADF => "EBADF",
+            libc::EINVAL => "EINVAL",
+            n => return write!(f, "errno {n}"),
+        };
+        f.write_str(name)
+    }
+}
+
+type Res = Result<Out, Errno>;
+
+fn digest(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf29ce484222325u64, |h, &x| {
+        (h ^ x as u64).wrapping_mul(0x100000001b3)
+    })
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    let mut x = (seed as u64).wrapping_mul(0x9e3779b97f4a7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) as u8
+        })
+        .collect()
+}
+
+// ----- SEMANTICS.md §10, written out independently of src/fs/errno.rs -----
+
+fn store_errno(k: FaultKind) -> Errno {
+    Errno(match k {
+        FaultKind::NotFound => libc::ENOENT,
+        FaultKind::PermissionDenied => libc::EACCES,
+        FaultKind::NoSpace => libc::ENOSPC,
+        FaultKind::Unavailable => libc::ETIMEDOUT,
+        FaultKind::Failed => libc::EIO,
+    })
+}
+
+/// An upload's failure: written data lost to a dropped connection is EIO.
+fn upload_errno(k: FaultKind) -> Errno {
+    match k {
+        FaultKind::Unavailable => Errno(libc::EIO),
+        k => store_errno(k),
+    }
+}
+
+const ENOENT: Errno = Errno(libc::ENOENT);
+const EIO: Errno = Errno(libc::EIO);
+const ETIMEDOUT: Errno = Errno(libc::ETIMEDOUT);
+
+// ----- The model -----
+
+type Bytes = Rc<Vec<u8>>;
+
+#[derive(Clone, Debug, PartialEq)]
+enum SNode {
+    Dir,
+    File(Bytes),
+}
+
+#[derive(Clone, Debug)]
+enum VNode {
+    Dir,
+    /// A file no descriptor has open: what the server has.
+    File(Bytes),
+    /// An open file: its content is the open file's.
+    Open(usize),
+}
+
+#[derive(Clone, Debug)]
+struct MStream {
+    /// Uploading to a temporary name (the file exists on the server).
+    temp: bool,
+    /// Where a new file's upload is (its real name when the stream began).
+    dest: String,
+    /// The upload breaks after this many bytes (armed when it began).
+    breaks_after: Option<u64>,
+}
+
+#[derive(Clone, Debug)]
+struct MFile {
+    /// None once unlinked or replaced by a rename (orphaned).
+    path: Option<String>,
+    /// What reads of it return, and its size.
+    content: Bytes,
+    /// Changed here and not uploaded yet.
+    dirty: bool,
+    /// The server has a file at its path, so an upload replaces that file.
+    on_server: bool,
+    /// The content is held locally (else it is read from the server).
+    local: bool,
+    /// Written in order from byte 0 since it was empty: may stream.
+    in_order: bool,
+    stream: Option<MStream>,
+    /// Not held locally and gone from the server: a read may fail with
+    /// ENOENT (SEMANTICS §4: "can fail with ENOENT once the current
+    /// download ends"), a write starts from empty.
+    maybe_gone: bool,
+    handles: usize,
+    writers: usize,
+}
+
+#[derive(Clone, Debug)]
+struct MHandle {
+    file: usize,
+    read: bool,
+    write: bool,
+    append: bool,
+    sticky: Option<Errno>,
+}
+
+/// What the step was observed to do that the semantics leave open.
+#[derive(Clone, Copy, Debug, Default)]
+struct Obs {
+    /// A streaming file fell back to staging (FsStats::stream_fallbacks).
+    fell_back: bool,
+    /// The store was asked to open an upload.
+    upload_opened: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Model {
+    server: BTreeMap<String, SNode>,
+    view: BTreeMap<String, VNode>,
+    files: BTreeMap<usize, MFile>,
+    handles: [Option<MHandle>; SLOTS],
+    next_file: usize,
+    /// The fault armed for the step being applied, and what it was seen to do.
+    arm: Option<Arm>,
+    obs: Obs,
+    /// Set when a step ran into a known bug of the core: the case is
+    /// rejected (each names its report).
+    known_bug: Option<&'static str>,
+    /// Inside an upload at flush, fsync or close (which tells every writer).
+    in_save: bool,
+    /// Applying a write step.
+    in_write: bool,
+}
+
+fn parent_of(p: &str) -> &str {
+    p.rfind('/').map_or("", |i| &p[..i])
+}
+
+fn name_of(p: &str) -> &str {
+    p.rfind('/').map_or(p, |i| &p[i + 1..])
+}
+
+fn is_under(p: &str, dir: &str) -> bool {
+    p.len() > dir.len() && p.starts_with(dir) && p.as_bytes()[dir.len()] == b'/'
+}
+
+fn moved(p: &str, from: &str, to: &str) -> String {
+    format!("{to}{}", &p[from.len()..])
+}
+
+fn slice(content: &[u8], off: u32, len: u32) -> Vec<u8> {
+    let start = (off as usize).min(content.len());
+    let end = (off as usize + len as usize).min(content.len());
+    content[start..end].to_vec()
+}
+
+fn write_at(content: &mut Bytes, offset: usize, data: &[u8]) {
+    let c = Rc::make_mut(content);
+    if c.len() < offset + data.len() {
+        c.resize(offset + data.len(), 0);
+    }
+    c[offset..offset + data.len()].copy_from_slice(data);
+}
+
+/// A save's outcome decided: what it returned.
+type Saved = Result<(), Errno>;
+
+impl Model {
+    fn fail_kind(&self, op: FaultOp) -> Option<FaultKind> {
+        match self.arm {
+            Some(Arm::Fail(o, k)) if o == op => Some(k),
+            _ => None,
+        }
+    }
+
+    fn breaks_upload(&self) -> Option<u64> {
+        match self.arm {
+            Some(Arm::BreakUpload(n)) => Some(n as u64),
+            _ => None,
+        }
+    }
+
+    fn breaks_read(&self) -> bool {
+        matches!(self.arm, Some(Arm::BreakRead(_)))
+    }
+
+    fn kind(&self, p: &str) -> Option<FileKind> {
+        match self.view.get(p)? {
+            VNode::Dir => Some(FileKind::Dir),
+            _ => Some(FileKind::File),
+        }
+    }
+
+    fn open_at(&self, p: &str) -> Option<usize> {
+        match self.view.get(p) {
+            Some(VNode::Open(id)) => Some(*id),
+            _ => None,
+        }
+    }
+
+    fn shown(&self, p: &str) -> Option<SNode> {
+        match self.view.get(p)? {
+            VNode::Dir => Some(SNode::Dir),
+            VNode::File(c) => Some(SNode::File(c.clone())),
+            VNode::Open(id) => Some(SNode::File(self.files[id].content.clone())),
+        }
+    }
+
+    /// The errno of looking up `p`'s parent directory.
+    fn parent_ok(&self, p: &str) -> Result<(), Errno> {
+        let parent = parent_of(p);
+        if parent.is_empty() {
+            return Ok(());
+        }
+        self.parent_ok(parent)?;
+        match self.kind(parent) {
+            None => Err(ENOENT),
+            Some(FileKind::Dir) => Ok(()),
+            Some(_) => Err(Errno(libc::ENOTDIR)),
+        }
+    }
+
+    /// The errno of looking up `p`'s parent, whatever it is.
+    fn parent_found(&self, p: &str) -> Result<(), Errno> {
+        let parent = parent_of(p);
+        if parent.is_empty() {
+            return Ok(());
+        }
+        self.lookup(parent).map(drop)
+    }
+
+    fn lookup(&self, p: &str) -> Result<FileKind, Errno> {
+        self.parent_ok(p)?;
+        self.kind(p).ok_or(ENOENT)
+    }
+
+    fn has_children(&self, dir: &str) -> bool {
+        self.view.keys().any(|k| is_under(k, dir))
+    }
+
+    fn children(&self, dir: &str) -> BTreeMap<String, FileKind> {
+        self.view
+            .keys()
+            .filter(|k| parent_of(k) == dir && !k.is_empty())
+            .map(|k| (name_of(k).to_string(), self.kind(k).unwrap()))
+            .collect()
+    }
+
+    fn free_slot(&self) -> Option<H> {
+        (0..SLOTS)
+            .find(|&i| self.handles[i].is_none())
+            .map(|i| H(i as u8))
+    }
+
+    fn handle(&self, h: H) -> Option<&MHandle> {
+        self.handles[h.0 as usize].as_ref()
+    }
+
+    /// The open file of `p`, opened (one more user) if it is not.
+    fn acquire(&mut self, p: &str) -> usize {
+        if let Some(id) = self.open_at(p) {
+            self.files.get_mut(&id).unwrap().handles += 1;
+            return id;
+        }
+        let Some(VNode::File(content)) = self.view.get(p).cloned() else {
+            panic!("model: acquire of {p}, which is not a file");
+        };
+        let id = self.next_file;
+        self.next_file += 1;
+        self.files.insert(
+            id,
+            MFile {
+                path: Some(p.to_string()),
+                content,
+                dirty: false,
+                on_server: true,
+                local: false,
+                in_order: false,
+                stream: None,
+                maybe_gone: false,
+                handles: 1,
+                writers: 0,
+            },
+        );
+        self.view.insert(p.to_string(), VNode::Open(id));
+        id
+    }
+
+    /// One user less; the last one closes the file, uploading what is left
+    /// (an error there has nobody to go to: the store tells what happened).
+    fn release_file(&mut self, id: usize, store: &Store) {
+        let f = self.files.get_mut(&id).unwrap();
+        f.handles -= 1;
+        if f.handles > 0 {
+            return;
+        }
+        if f.dirty && f.path.is_some() {
+            let _ = self.save(id, None, None, store);
+        }
+        let f = self.files.remove(&id).unwrap();
+        if let Some(p) = f.path {
+            if f.on_server || f.dirty {
+                self.view.insert(p, VNode::File(f.content));
+            } else {
+                // Created here, its upload failed: it was never anywhere.
+                self.view.remove(&p);
+            }
+        }
+    }
+
+    /// After a failed upload: the local changes are dropped, the file is
+    /// what the server has, and the error sticks to the descriptors that
+    /// write the file (and to the one that saw it).
+    fn upload_failed(&mut self, id: usize, e: Errno, caller: Option<H>) {
+        let untold = self.handles.iter().enumerate().any(|(i, h)| {
+            h.as_ref()
+                .is_some_and(|h| h.file == id && h.write && caller != Some(H(i as u8)))
+        });
+        // Of the calls that find an upload failed outside a save, only
+        // write() sticks the error (to its own descriptor).
+        let told_by_write = self.in_write;
+        if !self.in_save && (untold || !told_by_write) && self.known_bug.is_none() {
+            // KNOWN BUG (upload-failure-not-sticky): an upload that fails
+            // outside flush/fsync/close (the fall-back of a stream for a
+            // read, truncate, O_TRUNC open or a flush with a gap; a broken
+            // stream seen by a write) is not stuck to the file's writing descriptors (only to
+            // the writing one that saw it), so their close returns success
+            // (§3: "every later write, fsync and close of it reports it").
+            self.known_bug = Some("upload-failure-not-sticky");
+        }
+        let f = self.files.get_mut(&id).unwrap();
+        f.stream = None;
+        f.dirty = false;
+        f.in_order = false;
+        f.local = false;
+        if let Some(p) = f.path.clone() {
+            if !f.on_server {
+                // What the upload of a new file left is deleted.
+                self.server.remove(&p);
+            }
+            match self.server.get(&p) {
+                Some(SNode::File(c)) => {
+                    f.content = c.clone();
+                    f.on_server = true;
+                    f.maybe_gone = false;
+                }
+                _ => {
+                    f.content = Rc::new(Vec::new());
+                    f.on_server = false;
+                    f.maybe_gone = true;
+                }
+            }
+        }
+        for (i, slot) in self.handles.iter_mut().enumerate() {
+            if let Some(h) = slot {
+                if h.file == id && (h.write || caller == Some(H(i as u8))) && h.sticky.is_none() {
+                    h.sticky = Some(e);
+                }
+            }
+        }
+    }
+
+    /// Streaming → staged: the upload is finished and fetched back. A new
+    /// file's partial upload stays on the server under its name (the file
+    /// is then replaced through a temporary name); it is read from the
+    /// store, and must be a prefix of what was written.
+    fn unstream(&mut self, id: usize, actual: &Res, caller: Option<H>, store: &Store) -> Saved {
+        let f = &self.files[&id];
+        let s = f.stream.clone().expect("streaming");
+        let mut failures = Vec::new();
+        if let Some(k) = self.fail_kind(FaultOp::OpenRead) {
+            failures.push(upload_errno(k));
+        }
+        if self.breaks_read() || s.breaks_after.is_some() {
+            failures.push(EIO);
+        }
+        if let Err(e) = actual {
+            if failures.contains(e) {
+                // Even inside a save, a failed fall-back returns before the
+                // writers are told (see upload-failure-not-sticky).
+                let was = std::mem::replace(&mut self.in_save, false);
+                self.upload_failed(id, *e, caller);
+                self.in_save = was;
+                return Err(*e);
+            }
+        }
+        let f = self.files.get_mut(&id).unwrap();
+        f.stream = None;
+        f.local = true;
+        f.in_order = false;
+        if !s.temp && f.path.as_deref() == Some(&s.dest) {
+            let partial = store.file(s.dest.as_bytes()).unwrap_or_default();
+            assert!(
+                f.content.starts_with(&partial),
+                "the partial upload of {} is not a prefix of what was written",
+                s.dest
+            );
+            self.server
+                .insert(s.dest.clone(), SNode::File(Rc::new(partial)));
+            self.files.get_mut(&id).unwrap().on_server = true;
+        }
+        Ok(())
+    }
+
+    /// Uploads the file's changes. `actual`: what the call returned (None
+    /// where its result goes nowhere: then the store tells).
+    fn save(&mut self, id: usize, actual: Option<&Res>, caller: Option<H>, store: &Store) -> Saved {
+        let was = std::mem::replace(&mut self.in_save, true);
+        let saved = self.save_inner(id, actual, caller, store);
+        self.in_save = was;
+        saved
+    }
+
+    fn save_inner(
+        &mut self,
+        id: usize,
+        actual: Option<&Res>,
+        caller: Option<H>,
+        store: &Store,
+    ) -> Saved {
+        let f = &self.files[&id];
+        let Some(path) = f.path.clone() else {
+            return Ok(());
+        };
+        if !f.dirty {
+            return Ok(());
+        }
+        let unknown = Err(EIO);
+        let actual_or = actual.unwrap_or(&unknown);
+        if f.stream.is_some() && self.obs.fell_back {
+            // A stream with writes held ahead of a gap falls back first.
+            self.unstream(id, actual_or, caller, store)?;
+        }
+        let f = &self.files[&id];
+        let mut failures = Vec::new();
+        let through_temp = match &f.stream {
+            Some(s) => s.temp || s.dest != path,
+            None => f.on_server,
+        };
+        if f.stream.is_none() {
+            if let Some(k) = self.fail_kind(FaultOp::Upload) {
+                failures.push(upload_errno(k));
+            }
+            if self
+                .breaks_upload()
+                .is_some_and(|n| f.content.len() as u64 > n)
+            {
+                failures.push(EIO);
+            }
+        }
+        if let Some(s) = &f.stream {
+            if s.breaks_after.is_some_and(|n| f.content.len() as u64 > n) {
+                failures.push(EIO);
+            }
+        }
+        if through_temp {
+            // A refused rename over the old file is retried after deleting
+            // it; a lost connection or a vanished file is a failure.
+            if let Some(k @ (FaultKind::Unavailable | FaultKind::NotFound)) =
+                self.fail_kind(FaultOp::Rename)
+            {
+                failures.push(upload_errno(k));
+            }
+        }
+        let failed = match actual {
+            Some(Err(e)) if failures.contains(e) => Some(*e),
+            Some(_) => None,
+            None => {
+                let on_store = store.file(path.as_bytes());
+                match failures.first() {
+                    Some(e) if on_store.as_deref() != Some(&f.content[..]) => Some(*e),
+                    _ => None,
+                }
+            }
+        };
+        if let Some(e) = failed {
+            self.upload_failed(id, e, caller);
+            return Err(e);
+        }
+        let writers = f.writers;
+        let f = self.files.get_mut(&id).unwrap();
+        self.server.insert(path, SNode::File(f.content.clone()));
+        f.dirty = false;
+        f.on_server = true;
+        f.stream = None;
+        f.maybe_gone = false;
+        // An empty file just uploaded with writers still open stays known
+        // here, so the writes that follow can still stream.
+        f.local = f.content.is_empty() && writers > 0;
+        f.in_order = f.local;
+        Ok(())
+    }
+
+    /// Unlinked or replaced while open: never uploaded again.
+    fn orphan(&mut self, id: usize) {
+        let f = self.files.get_mut(&id).unwrap();
+        f.path = None;
+        // Only changes not uploaded are held for it; its bytes on their way
+        // to the server (streaming) are dropped with the upload, and what it
+        // had uploaded was the server's, which is gone now.
+        if !f.dirty || f.stream.take().is_some() {
+            f.local = false;
+            f.maybe_gone = true;
+        }
+        f.dirty = false;
+    }
+
+    /// Gets the content local before a change (data lock held in the core).
+    /// Err: the download failed; nothing changed.
+    fn stage(&mut self, id: usize, actual: &Res) -> Result<(), Errno> {
+        let f = &self.files[&id];
+        if f.local {
+            return Ok(());
+        }
+        let fetch = f.on_server && f.path.is_some() && !f.maybe_gone;
+        if fetch {
+            let mut failures = Vec::new();
+            if let Some(k) = self.fail_kind(FaultOp::OpenRead) {
+                failures.push(store_errno(k));
+            }
+            if self.breaks_read() {
+                failures.push(ETIMEDOUT);
+            }
+            if let Err(e) = actual {
+                if failures.contains(e) {
+                    return Err(*e);
+                }
+            }
+        }
+        let f = self.files.get_mut(&id).unwrap();
+        if !fetch {
+            // Nothing to fetch: gone from the server, or never there.
+            f.content = Rc::new(Vec::new());
+            f.maybe_gone = false;
+        }
+        f.local = true;
+        f.in_order = f.content.is_empty() && !fetch;
+        Ok(())
+    }
+
+    /// A file written in order from empty may start streaming once it is
+    /// big enough. Whether it does is the core's choice (SEMANTICS §3 only
+    /// promises it for new and O_TRUNC files, and it is not visible but as
+    /// bounded memory), so it is observed: the store opens an upload.
+    fn start_stream_if_due(&mut self, id: usize, h: H, actual: &Res, store: &Store) -> Saved {
+        let f = &self.files[&id];
+        let Some(path) = f.path.clone() else {
+            return Ok(());
+        };
+        if !(f.in_order && f.stream.is_none() && f.content.len() >= STREAM_AT) {
+            return Ok(());
+        }
+        if let Some(k) = self.fail_kind(FaultOp::Upload) {
+            if matches!(k, FaultKind::PermissionDenied | FaultKind::NoSpace) {
+                let e = upload_errno(k);
+                if actual == &Err(e) {
+                    // KNOWN BUG (refused-stream-keeps-changes): the write
+                    // returns the error and it sticks, but the written bytes
+                    // stay (getattr shows them) and the last close uploads
+                    // them (§3: "After a failure the local changes are
+                    // dropped").
+                    self.known_bug = Some("refused-stream-keeps-changes");
+                    self.upload_failed(id, e, Some(h));
+                    return Err(e);
+                }
+            }
+            // A refusal that may pass: staged, uploaded whole at close.
+            self.files.get_mut(&id).unwrap().in_order = false;
+            return Ok(());
+        }
+        let _ = store;
+        if !self.obs.upload_opened {
+            return Ok(());
+        }
+        let temp = f.on_server;
+        if !temp {
+            // A file renamed over one on the server before its first upload
+            // streams over it in place (§4: the upload goes to the new name;
+            // the old file was replaced).
+            self.server.remove(&path);
+        }
+        let breaks_after = self.breaks_upload();
+        let f = self.files.get_mut(&id).unwrap();
+        f.stream = Some(MStream {
+            temp: f.on_server,
+            dest: path,
+            breaks_after,
+        });
+        self.stream_write_failed(id, h, actual)
+    }
+
+    /// A broken stream's error can come from any write after the break.
+    fn stream_write_failed(&mut self, id: usize, h: H, actual: &Res) -> Saved {
+        let f = &self.files[&id];
+        let broken = f
+            .stream
+            .as_ref()
+            .and_then(|s| s.breaks_after)
+            .is_some_and(|n| f.content.len() as u64 > n);
+        if broken && actual == &Err(EIO) {
+            self.upload_failed(id, EIO, Some(h));
+            return Err(EIO);
+        }
+        Ok(())
+    }
+
+    fn truncate(
+        &mut self,
+        id: usize,
+        size: usize,
+        actual: &Res,
+        caller: Option<H>,
+        store: &Store,
+    ) -> Saved {
+        let f = &self.files[&id];
+        if f.stream.is_some() {
+            if f.content.len() == size {
+                return Ok(());
+            }
+            self.unstream(id, actual, caller, store)?;
+        }
+        let f = &self.files[&id];
+        if !f.local {
+            if size == 0 {
+                let f = self.files.get_mut(&id).unwrap();
+                f.content = Rc::new(Vec::new());
+                f.local = true;
+                f.in_order = true;
+                f.maybe_gone = false;
+                f.dirty = f.path.is_some();
+                return Ok(());
+            }
+            if f.content.len() == size && f.on_server && !f.maybe_gone {
+                return Ok(());
+            }
+            self.stage(id, actual)?;
+        }
+        let f = self.files.get_mut(&id).unwrap();
+        let was = f.content.len();
+        Rc::make_mut(&mut f.content).resize(size, 0);
+        f.in_order = size == 0 || (f.in_order && size == was);
+        f.dirty = f.path.is_some();
+        Ok(())
+    }
+
+    /// Applies `step` given what the core returned (`actual`), and returns
+    /// what it should have returned. Where the semantics allow several
+    /// outcomes, `actual` picks one and the state follows it.
+    fn apply(&mut self, step: &Step, actual: &Res, obs: Obs, store: &Store) -> Res {
+        self.obs = obs;
+        self.in_write = matches!(step, Step::Write { .. });
+        if let Some(Arm::Fail(FaultOp::Stat | FaultOp::List, k)) = self.arm {
+            // A lookup that asked the server failed: nothing else happened.
+            if actual == &Err(store_errno(k)) {
+                return Err(store_errno(k));
+            }
+        }
+        match step {
+            Step::Faulty(..) => unreachable!("unwrapped by the runner"),
+            Step::Create {
+                p,
+                excl,
+                trunc,
+                read,
+            } => {
+                let Some(h) = self.free_slot() else {
+                    return Ok(Out::Done);
+                };
+                let h = &h;
+                let p = p.path();
+                self.parent_ok(p)?;
+                match self.kind(p) {
+                    Some(_) if *excl => Err(Errno(libc::EEXIST)),
+                    Some(FileKind::Dir) => Err(Errno(libc::EISDIR)),
+                    Some(_) => self.open(*h, p, *read, true, *trunc, false, actual, store),
+                    None => {
+                        let id = self.next_file;
+                        self.next_file += 1;
+                        self.files.insert(
+                            id,
+                            MFile {
+                                path: Some(p.to_string()),
+                                content: Rc::new(Vec::new()),
+                                dirty: true,
+                                on_server: false,
+                                local: true,
+                                in_order: true,
+                                stream: None,
+                                maybe_gone: false,
+                                handles: 1,
+                                writers: 1,
+                            },
+                        );
+                        self.view.insert(p.to_string(), VNode::Open(id));
+                        self.handles[h.0 as usize] = Some(MHandle {
+                            file: id,
+                            read: *read,
+                            write: true,
+                            append: false,
+                            sticky: None,
+                        });
+                        Ok(Out::Done)
+                    }
+                }
+            }
+            Step::Open {
+                p,
+                mode,
+                trunc,
+                append,
+            } => {
+                let Some(h) = self.free_slot() else {
+                    return Ok(Out::Done);
+                };
+                let h = &h;
+                let p = p.path();
+                match self.lookup(p)? {
+                    FileKind::Dir => Err(Errno(libc::EISDIR)),
+                    _ => {
+                        let (read, write) = match mode {
+                            Mode::ReadOnly => (true, false),
+                            Mode::WriteOnly => (false, true),
+                            Mode::ReadWrite => (true, true),
+                        };
+                        self.open(*h, p, read, write, *trunc, *append, actual, store)
+                    }
+                }
+            }
+            Step::Write { h, at, len, seed } => {
+                let Some(hd) = self.handle(*h).cloned() else {
+                    return Ok(Out::Done);
+                };
+                if !hd.write {
+                    return Err(Errno(libc::EBADF));
+                }
+                if let Some(e) = hd.sticky {
+                    return Err(e);
+                }
+                let id = hd.file;
+                let data = pattern(*len as usize, *seed);
+                let offset = match (hd.append, at) {
+                    (true, _) | (_, At::End) => self.files[&id].content.len(),
+                    (false, At::Offset(o)) => *o as usize,
+                };
+                if self.files[&id].stream.is_some() {
+                    if obs.fell_back {
+                        self.unstream(id, actual, Some(*h), store)?;
+                    } else {
+                        let f = self.files.get_mut(&id).unwrap();
+                        write_at(&mut f.content, offset, &data);
+                        f.dirty = true;
+                        self.stream_write_failed(id, *h, actual)?;
+                        return Ok(Out::Done);
+                    }
+                }
+                self.stage(id, actual)?;
+                let f = self.files.get_mut(&id).unwrap();
+                if offset != f.content.len() {
+                    f.in_order = false;
+                }
+                write_at(&mut f.content, offset, &data);
+                f.dirty = f.path.is_some();
+                self.start_stream_if_due(id, *h, actual, store)?;
+                Ok(Out::Done)
+            }
+            Step::Read { h, off, len } => {
+                let Some(hd) = self.handle(*h).cloned() else {
+                    return Ok(Out::Done);
+                };
+                if !hd.read {
+                    return Err(Errno(libc::EBADF));
+                }
+                let id = hd.file;
+                if self.files[&id].stream.is_some() {
+                    // The upload is finished first and fetched back (§2).
+                    self.unstream(id, actual, Some(*h), store)?;
+                }
+                let f = &self.files[&id];
+                let bytes = Ok(Out::Bytes(slice(&f.content, *off, *len)));
+                if f.local {
+                    return bytes;
+                }
+                if f.maybe_gone && actual == &Err(ENOENT) {
+                    return Err(ENOENT);
+                }
+                let mut failures = Vec::new();
+                if let Some(k) = self.fail_kind(FaultOp::OpenRead) {
+                    failures.push(store_errno(k));
+                }
+                if self.breaks_read() {
+                    failures.push(ETIMEDOUT);
+                }
+                match actual {
+                    Err(e) if failures.contains(e) => Err(*e),
+                    _ => bytes,
+                }
+            }
+            Step::Truncate { t, size } => {
+                let (id, caller) = match *t {
+                    Target::Handle(h) => {
+                        let Some(hd) = self.handle(h).cloned() else {
+                            return Ok(Out::Done);
+                        };
+                        if !hd.write {
+                            return Err(Errno(libc::EINVAL));
+                        }
+                        if let Some(e) = hd.sticky {
+                            return Err(e);
+                        }
+                        self.files.get_mut(&hd.file).unwrap().handles += 1;
+                        (hd.file, Some(h))
+                    }
+                    Target::Path(p) => {
+                        let p = p.path();
+                        if self.lookup(p)? == FileKind::Dir {
+                            return Err(Errno(libc::EISDIR));
+                        }
+                        (self.acquire(p), None)
+                    }
+                };
+                let mut result = self.truncate(id, *size as usize, actual, caller, store);
+                if result.is_ok() && self.files[&id].writers == 0 {
+                    // truncate(1) of a file nobody writes is uploaded at once.
+                    result = self.save(id, Some(actual), caller, store);
+                }
+                self.release_file(id, store);
+                result.map(|()| Out::Done)
+            }
+            Step::Flush(h) => {
+                let Some(hd) = self.handle(*h).cloned() else {
+                    return Ok(Out::Done);
+                };
+                if let Some(e) = hd.sticky {
+                    return Err(e);
+                }
+                let f = &self.files[&hd.file];
+                if hd.write || (f.dirty && !f.on_server) {
+                    self.save(hd.file, Some(actual), Some(*h), store)?;
+                }
+                Ok(Out::Done)
+            }
+            Step::Fsync(h) => {
+                let Some(hd) = self.handle(*h).cloned() else {
+                    return Ok(Out::Done);
+                };
+                if let Some(e) = hd.sticky {
+                    return Err(e);
+                }
+                self.save(hd.file, Some(actual), Some(*h), store)
+                    .map(|()| Out::Done)
+            }
+            Step::Release(h) => {
+                let Some(hd) = self.handle(*h).cloned() else {
+                    return Ok(Out::Done);
+                };
+                let result = match hd.sticky {
+                    Some(e) => Err(e),
+                    None if hd.write => self.save(hd.file, Some(actual), Some(*h), store),
+                    None => Ok(()),
+                };
+                self.handles[h.0 as usize] = None;
+                if hd.write {
+                    self.files.get_mut(&hd.file).unwrap().writers -= 1;
+                }
+                self.release_file(hd.file, store);
+                result.map(|()| Out::Done)
+            }
+            Step::Rename { from, to } => self.rename(from.path(), to.path()),
+            Step::Unlink(p) => {
+                let p = p.path();
+                if self.lookup(p)? == FileKind::Dir {
+                    return Err(Errno(libc::EISDIR));
+                }
+                let open = self.open_at(p);
+                let streaming_new = open.is_some_and(|id| {
+                    let f = &self.files[&id];
+                    f.stream.as_ref().is_some_and(|s| !s.temp)
+                });
+                if streaming_new && self.fail_kind(FaultOp::Delete).is_some() {
+                    // KNOWN BUG (unlink-streaming-partial): unlink of a new
+                    // file that is streaming returns success although the
+                    // DELE of its partial upload failed; the name stays on
+                    // the server (§4: "its partial upload is deleted").
+                    self.known_bug = Some("unlink-streaming-partial");
+                }
+                let on_server = open.is_none_or(|id| self.files[&id].on_server);
+                if on_server {
+                    if let Some(k) = self.fail_kind(FaultOp::Delete) {
+                        return Err(store_errno(k));
+                    }
+                    self.server.remove(p);
+                }
+                self.view.remove(p);
+                if let Some(id) = open {
+                    self.orphan(id);
+                }
+                Ok(Out::Done)
+            }
+            Step::Mkdir(p) => {
+                let p = p.path();
+                self.parent_ok(p)?;
+                if let Some(k) = self.fail_kind(FaultOp::Mkdir) {
+                    if actual == &Err(store_errno(k)) {
+                        return Err(store_errno(k));
+                    }
+                }
+                if self.kind(p).is_some() {
+                    return Err(Errno(libc::EEXIST));
+                }
+                self.server.insert(p.to_string(), SNode::Dir);
+                self.view.insert(p.to_string(), VNode::Dir);
+                Ok(Out::Done)
+            }
+            Step::Rmdir(p) => {
+                let p = p.path();
+                match self.lookup(p)? {
+                    FileKind::Dir => {}
+                    _ => return Err(Errno(libc::ENOTDIR)),
+                }
+                if self.has_children(p) {
+                    return Err(Errno(libc::ENOTEMPTY));
+                }
+                if let Some(k) = self.fail_kind(FaultOp::Rmdir) {
+                    return Err(store_errno(k));
+                }
+                self.server.remove(p);
+                self.view.remove(p);
+                Ok(Out::Done)
+            }
+            Step::Chmod { t, mode } => {
+                let id = self.attr_target(*t)?;
+                if let Some(Err(e)) = id.map(|id| self.attr_on_orphan(id, actual)) {
+                    return Err(e);
+                }
+                if !id.is_some_and(|id| self.files[&id].dirty) {
+                    if let Some(k) = self.fail_kind(FaultOp::Chmod) {
+                        return Err(store_errno(k));
+                    }
+                }
+                Ok(Out::Perm(*mode))
+            }
+            Step::Touch { t, secs } => {
+                let id = self.attr_target(*t)?;
+                if let Some(Err(e)) = id.map(|id| self.attr_on_orphan(id, actual)) {
+                    return Err(e);
+                }
+                if !id.is_some_and(|id| self.files[&id].dirty) {
+                    if let Some(k) = self.fail_kind(FaultOp::SetMtime) {
+                        return Err(store_errno(k));
+                    }
+                }
+                Ok(Out::Mtime(BASE_TIME + *secs as u64))
+            }
+        }
+    }
+
+    /// The open file a chmod/utimens goes to (None: a closed file or a
+    /// directory, which the server changes at once).
+    fn attr_target(&self, t: Target) -> Result<Option<usize>, Errno> {
+        match t {
+            Target::Handle(h) => match self.handle(h) {
+                None => Err(Errno(-1)),
+                Some(hd) => match hd.sticky {
+                    Some(e) => Err(e),
+                    None => Ok(Some(hd.file)),
+                },
+            },
+            Target::Path(p) => {
+                self.lookup(p.path())?;
+                Ok(self.open_at(p.path()))
+            }
+        }
+    }
+
+    /// chmod or utimens of a file with no name on the server (orphaned, or
+    /// new and its upload failed) and no pending changes: the server has
+    /// nothing to change, ENOENT. Not documented either way, so accepted.
+    fn attr_on_orphan(&self, id: usize, actual: &Res) -> Result<(), Errno> {
+        let f = &self.files[&id];
+        let nameless = f.path.is_none() || (!f.on_server && !f.dirty);
+        if nameless && !f.dirty && actual == &Err(ENOENT) {
+            return Err(ENOENT);
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn open(
+        &mut self,
+        h: H,
+        p: &str,
+        read: bool,
+        write: bool,
+        trunc: bool,
+        append: bool,
+        actual: &Res,
+        store: &Store,
+    ) -> Res {
+        let id = self.acquire(p);
+        if write && trunc {
+            if let Err(e) = self.truncate(id, 0, actual, Some(h), store) {
+                self.release_file(id, store);
+                return Err(e);
+            }
+        }
+        if write {
+            self.files.get_mut(&id).unwrap().writers += 1;
+        }
+        self.handles[h.0 as usize] = Some(MHandle {
+            file: id,
+            read,
+            write,
+            append,
+            sticky: None,
+        });
+        Ok(Out::Done)
+    }
+
+    fn rename(&mut self, from: &str, to: &str) -> Res {
+        // Both parents are looked up (as the kernel does) before the core
+        // sees the rename and says that one is not a directory.
+        self.parent_found(from)?;
+        self.parent_found(to)?;
+        self.parent_ok(from)?;
+        self.parent_ok(to)?;
+        let src = self.kind(from).ok_or(ENOENT)?;
+        if from == to {
+            return Ok(Out::Done);
+        }
+        let src_dir = src == FileKind::Dir;
+        if src_dir && is_under(to, from) {
+            return Err(Errno(libc::EINVAL));
+        }
+        match (src_dir, self.kind(to)) {
+            (true, Some(FileKind::Dir)) if self.has_children(to) => {
+                return Err(Errno(libc::ENOTEMPTY))
+            }
+            (true, Some(k)) if k != FileKind::Dir => return Err(Errno(libc::ENOTDIR)),
+            (false, Some(FileKind::Dir)) => return Err(Errno(libc::EISDIR)),
+            _ => {}
+        }
+        let local_only = self
+            .open_at(from)
+            .is_some_and(|id| self.files[&id].dirty && !self.files[&id].on_server);
+        let shown_not_there = self.open_at(from).is_some_and(|id| {
+            let f = &self.files[&id];
+            !f.dirty && !f.on_server
+        });
+        if shown_not_there {
+            // KNOWN BUG (renamed-failed-new-file): a new file whose upload
+            // failed still shows (empty) while open, but renaming it asks
+            // the server, which has nothing: ENOENT for a name ls shows.
+            self.known_bug = Some("renamed-failed-new-file");
+        }
+        let streams_here = self.open_at(from).is_some_and(|id| {
+            let f = &self.files[&id];
+            f.stream.as_ref().is_some_and(|s| !s.temp)
+        });
+        if local_only && streams_here {
+            // KNOWN BUG (renamed-stream-holds-old-name): a new file renamed
+            // while streaming keeps uploading under its old name until its
+            // close, so the old name is taken on the server while the mount
+            // shows it free (mkdir of it: EEXIST).
+            self.known_bug = Some("renamed-stream-holds-old-name");
+        }
+        if local_only && self.server.contains_key(to) {
+            // KNOWN BUG (local-rename-keeps-target): a rename of a file not
+            // uploaded yet over a file the server has is local only, so the
+            // old target stays on the server; once the renamed file moves
+            // on or is unlinked before its upload, the replaced file is
+            // back (§4: "It replaces an existing target as POSIX says").
+            self.known_bug = Some("local-rename-keeps-target");
+        }
+        if !local_only {
+            if let Some(k) = self.fail_kind(FaultOp::Rename) {
+                // A refused rename over an existing target is retried after
+                // deleting the target (§4: not atomic then).
+                let retried = self.server.contains_key(to)
+                    && !matches!(k, FaultKind::Unavailable | FaultKind::NotFound);
+                if !retried {
+                    return Err(store_errno(k));
+                }
+            }
+            move_tree(&mut self.server, from, to);
+        }
+        if let Some(id) = self.open_at(to) {
+            self.orphan(id);
+        }
+        move_tree(&mut self.view, from, to);
+        for f in self.files.values_mut() {
+            if let Some(p) = &f.path {
+                if p == from || is_under(p, from) {
+                    f.path = Some(moved(p, from, to));
+                }
+            }
+            if let Some(s) = &mut f.stream {
+                if is_under(&s.dest, from) {
+                    s.dest = moved(&s.dest, from, to);
+                }
+            }
+        }
+        Ok(Out::Done)
+    }
+}
+
+/// Moves `from` and everything under it to `to`, replacing `to`.
+fn move_tree<V>(map: &mut BTreeMap<String, V>, from: &str, to: &str) {
+    let doomed: Vec<String> = map
+        .keys()
+        .filter(|k| k.as_str() == to || is_under(k, to))
+        .cloned()
+        .collect();
+    for k in doomed {
+        map.remove(&k);
+    }
+    let moving: Vec<String> = map
+        .keys()
+        .filter(|k| k.as_str() == from || is_under(k, from))
+        .cloned()
+        .collect();
+    for k in moving {
+        let v = map.remove(&k).unwrap();
+        map.insert(moved(&k, from, to), v);
+    }
+}
+
+// ----- The system under test -----
+
+struct Harness {
+    store: Arc<Store>,
+    fs: Fs,
+    slots: [Option<(Fh, Ino)>; SLOTS],
+    writable: [bool; SLOTS],
+    _spool: tempfile::TempDir,
+}
+
+fn errno(e: ftpsfs::fs::Error) -> Errno {
+    Errno(e.errno())
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let spool = tempfile::tempdir().expect("temp dir");
+        let store = new_store();
+        let config = FsConfig {
+            attr_ttl: Duration::from_secs(3600),
+            dir_ttl: Duration::from_secs(3600),
+            spool_dir: spool.path().join("spool"),
+            spool_memory_limit: SPOOL_MEMORY,
+            read_only: false,
+            uid: 1000,
+            gid: 1000,
+            umask: 0,
+            read_ahead: 256 * KIB,
+            listing_prefetch: 0,
+        };
+        let fs = Fs::new(store.clone(), config);
+        Harness {
+            store,
+            fs,
+            slots: [None; SLOTS],
+            writable: [false; SLOTS],
+            _spool: spool,
+        }
+    }
+
+    /// The inode of a path, looked up as the kernel does.
+    fn ino(&self, path: &str) -> Result<Ino, Errno> {
+        let mut ino = ROOT_INO;
+        for comp in path.split('/').filter(|c| !c.is_empty()) {
+            ino = self.fs.lookup(ino, comp.as_bytes()).map_err(errno)?.ino;
+        }
+        Ok(ino)
+    }
+
+    fn free_slot(&self) -> Option<H> {
+        (0..SLOTS)
+            .find(|&i| self.slots[i].is_none())
+            .map(|i| H(i as u8))
+    }
+
+    fn parent(&self, path: &str) -> Result<Ino, Errno> {
+        self.ino(parent_of(path))
+    }
+
+    fn target(&self, t: Target) -> Option<Result<(Ino, Option<Fh>), Errno>> {
+        match t {
+            Target::Handle(h) => self.slots[h.0 as usize].map(|(fh, ino)| Ok((ino, Some(fh)))),
+            Target::Path(p) => Some(self.ino(p.path()).map(|ino| (ino, None))),
+        }
+    }
+
+    fn run(&mut self, step: &Step) -> Res {
+        let done = |r: Result<(), ftpsfs::fs::Error>| r.map(|()| Out::Done).map_err(errno);
+        match step {
+            Step::Faulty(..) => unreachable!("unwrapped by the runner"),
+            Step::Create {
+                p,
+                excl,
+                trunc,
+                read,
+            } => {
+                let Some(h) = self.free_slot() else {
+                    return Ok(Out::Done);
+                };
+                let p = p.path();
+                let parent = self.parent(p)?;
+                let flags = OpenFlags {
+                    read: *read,
+                    write: true,
+                    truncate: *trunc,
+                    append: false,
+                    exclusive: *excl,
+                };
+                let (attr, fh) = self
+                    .fs
+                    .create(parent, name_of(p).as_bytes(), 0o644, flags)
+                    .map_err(errno)?;
+                self.slots[h.0 as usize] = Some((fh, attr.ino));
+                self.writable[h.0 as usize] = true;
+                Ok(Out::Done)
+            }
+            Step::Open {
+                p,
+                mode,
+                trunc,
+                append,
+            } => {
+                let Some(h) = self.free_slot() else {
+                    return Ok(Out::Done);
+                };
+                let ino = self.ino(p.path())?;
+                let flags = OpenFlags {
+                    read: !matches!(mode, Mode::WriteOnly),
+                    write: !matches!(mode, Mode::ReadOnly),
+                    truncate: *trunc,
+                    append: *append,
+                    exclusive: false,
+                };
+                let fh = self.fs.open(ino, flags).map_err(errno)?;
+                self.slots[h.0 as usize] = Some((fh, ino));
+                self.writable[h.0 as usize] = flags.write;
+                Ok(Out::Done)
+            }
+            Step::Write { h, at, len, seed } => {
+                let Some((fh, _)) = self.slots[h.0 as usize] else {
+                    return Ok(Out::Done);
+                };
+                let offset = match at {
+                    At::End => self
+                        .fs
+                        .getattr(self.slots[h.0 as usize].unwrap().1)
+                        .map_or(0, |a| a.size),
+                    At::Offset(o) => *o as u64,
+                };
+                let data = pattern(*len as usize, *seed);
+                let n = self.fs.write(fh, offset, &data).map_err(errno)?;
+                assert_eq!(n as usize, data.len(), "a short write");
+                Ok(Out::Done)
+            }
+            Step::Read { h, off, len } => {
+                let Some((fh, _)) = self.slots[h.0 as usize] else {
+                    return Ok(Out::Done);
+                };
+                self.fs
+                    .read(fh, *off as u64, *len)
+                    .map(Out::Bytes)
+                    .map_err(errno)
+            }
+            Step::Truncate { t, size } => {
+                let Some(target) = self.target(*t) else {
+                    return Ok(Out::Done);
+                };
+                if let Target::Handle(h) = t {
+                    if !self.writable[h.0 as usize] {
+                        // The kernel refuses ftruncate of a descriptor not
+                        // open for writing; the core never sees it.
+                        return Err(Errno(libc::EINVAL));
+                    }
+                }
+                let (ino, fh) = target?;
+                let changes = SetAttr {
+                    size: Some(*size as u64),
+                    ..SetAttr::default()
+                };
+                self.fs
+                    .setattr(ino, fh, changes)
+                    .map(|_| Out::Done)
+                    .map_err(errno)
+            }
+            Step::Flush(h) => match self.slots[h.0 as usize] {
+                None => Ok(Out::Done),
+                Some((fh, _)) => done(self.fs.flush(fh)),
+            },
+            Step::Fsync(h) => match self.slots[h.0 as usize] {
+                None => Ok(Out::Done),
+                Some((fh, _)) => done(self.fs.fsync(fh)),
+            },
+            Step::Release(h) => match self.slots[h.0 as usize].take() {
+                None => Ok(Out::Done),
+                Some((fh, _)) => done(self.fs.release(fh)),
+            },
+            Step::Rename { from, to } => {
+                let (from, to) = (from.path(), to.path());
+                let fp = self.parent(from)?;
+                let tp = self.parent(to)?;
+                done(self.fs.rename(
+                    fp,
+                    name_of(from).as_bytes(),
+                    tp,
+                    name_of(to).as_bytes(),
+                    false,
+                ))
+            }
+            Step::Unlink(p) => {
+                let parent = self.parent(p.path())?;
+                done(self.fs.unlink(parent, name_of(p.path()).as_bytes()))
+            }
+            Step::Mkdir(p) => {
+                let parent = self.parent(p.path())?;
+                self.fs
+                    .mkdir(parent, name_of(p.path()).as_bytes(), 0o755)
+                    .map(|_| Out::Done)
+                    .map_err(errno)
+            }
+            Step::Rmdir(p) => {
+                let parent = self.parent(p.path())?;
+                done(self.fs.rmdir(parent, name_of(p.path()).as_bytes()))
+            }
+            Step::Chmod { t, mode } => {
+                let Some(target) = self.target(*t) else {
+                    return Err(Errno(-1));
+                };
+                let (ino, fh) = target?;
+                let changes = SetAttr {
+                    mode: Some(*mode as u32),
+                    ..SetAttr::default()
+                };
+                self.fs
+                    .setattr(ino, fh, changes)
+                    .map(|a| Out::Perm(a.perm))
+                    .map_err(errno)
+            }
+            Step::Touch { t, secs } => {
+                let Some(target) = self.target(*t) else {
+                    return Err(Errno(-1));
+                };
+                let (ino, fh) = target?;
+                let time = UNIX_EPOCH + Duration::from_secs(BASE_TIME + *secs as u64);
+                let changes = SetAttr {
+                    mtime: Some(time),
+                    ..SetAttr::default()
+                };
+                self.fs
+                    .setattr(ino, fh, changes)
+                    .map(|a| {
+                        Out::Mtime(
+                            a.mtime
+                                .duration_since(UNIX_EPOCH)
+                                .map_or(0, |d| d.as_secs()),
+                        )
+                    })
+                    .map_err(errno)
+            }
+        }
+    }
+}
+
+fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(".part") && name.contains(".ftpsfs-")
+}
+
+/// Compares what the mount shows and what the server holds with the model.
+fn check(model: &Model, sut: &Harness) -> Result<(), String> {
+    // The server: exactly the model's, plus what uploads in progress may
+    // have put there (a streaming new file under its name, a temporary
+    // name beside a file streaming over an existing one).
+    let mut store: BTreeMap<String, SNode> = BTreeMap::new();
+    for p in sut.store.paths() {
+        let p = String::from_utf8(p).expect("utf-8 path");
+        let node = match sut.store.file(p.as_bytes()) {
+            Some(c) => SNode::File(Rc::new(c)),
+            None => SNode::Dir,
+        };
+        store.insert(p, node);
+    }
+    let streams: Vec<&MStream> = model
+        .files
+        .values()
+        .filter_map(|f| f.stream.as_ref())
+        .collect();
+    for (p, node) in &store {
+        let expected = model.server.get(p);
+        if expected == Some(node) {
+            continue;
+        }
+        let in_progress = streams.iter().any(|s| {
+            if s.temp {
+                is_temp_name(name_of(p))
+            } else {
+                &s.dest == p
+            }
+        });
+        if expected.is_none() && in_progress {
+            continue;
+        }
+        return Err(format!(
+            "the server has {p:?} = {}, the model {}",
+            describe(Some(node)),
+            describe(expected)
+        ));
+    }
+    for (p, node) in &model.server {
+        if !store.contains_key(p) {
+            return Err(format!("the server lacks {p:?} = {}", describe(Some(node))));
+        }
+    }
+    // What the mount shows: every name the steps use and every name the
+    // model has, by lookup; every directory, by readdir.
+    let names: BTreeSet<String> = PATHS
+        .iter()
+        .map(|p| p.to_string())
+        .chain(model.view.keys().cloned())
+        .collect();
+    for p in &names {
+        let expected = model.lookup(p).map(|k| {
+            let size = match model.shown(p) {
+                Some(SNode::File(c)) => c.len() as u64,
+                _ => 0,
+            };
+            (k, size)
+        });
+        let got = sut.ino(p).and_then(|ino| {
+            let a = sut.fs.getattr(ino).map_err(errno)?;
+            Ok((a.kind, if a.kind == FileKind::Dir { 0 } else { a.size }))
+        });
+        if got != expected {
+            return Err(format!(
+                "{p:?}: the mount shows {got:?}, the model {expected:?}"
+            ));
+        }
+    }
+    let dirs = std::iter::once(String::new()).chain(
+        model
+            .view
+            .iter()
+            .filter(|(_, v)| matches!(v, VNode::Dir))
+            .map(|(k, _)| k.clone()),
+    );
+    for dir in dirs {
+        let ino = sut
+            .ino(&dir)
+            .map_err(|e| format!("lookup of {dir:?}: {e:?}"))?;
+        let listed: BTreeMap<String, FileKind> = sut
+            .fs
+            .readdir(ino)
+            .map_err(|e| format!("readdir {dir:?}: {e}"))?
+            .into_iter()
+            .map(|item| (String::from_utf8(item.name).unwrap(), item.kind))
+            .collect();
+        let expected = model.children(&dir);
+        if listed != expected {
+            return Err(format!(
+                "readdir {dir:?}: {listed:?}, the model {expected:?}"
+            ));
+        }
+    }
+    // The size each open descriptor's file shows.
+    for (i, slot) in sut.slots.iter().enumerate() {
+        let m = model.handles[i].as_ref();
+        match (slot, m) {
+            (None, None) => {}
+            (Some((_, ino)), Some(hd)) => {
+                let f = &model.files[&hd.file];
+                let size = sut.fs.getattr(*ino).map(|a| a.size).map_err(errno);
+                if size != Ok(f.content.len() as u64) {
+                    return Err(format!(
+                        "h{i}: getattr size {size:?}, the model {}",
+                        f.content.len()
+                    ));
+                }
+            }
+            _ => return Err(format!("h{i}: open in one and not the other")),
+        }
+    }
+    // Nothing open: the mount shows exactly what the server has.
+    if model.files.is_empty() {
+        let shown: BTreeMap<String, SNode> = model
+            .view
+            .keys()
+            .map(|k| (k.clone(), model.shown(k).unwrap()))
+            .collect();
+        if shown != model.server {
+            return Err(format!(
+                "with nothing open the model's view and server differ: {:?} vs {:?}",
+                shown.keys().collect::<Vec<_>>(),
+                model.server.keys().collect::<Vec<_>>()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn describe(node: Option<&SNode>) -> String {
+    match node {
+        None => "nothing".into(),
+        Some(SNode::Dir) => "a directory".into(),
+        Some(SNode::File(c)) => format!("a file of {} bytes (digest {:016x})", c.len(), digest(c)),
+    }
+}
+
+/// What the server holds before the first step.
+#[derive(Clone, Debug)]
+enum Init {
+    Dir(P),
+    File(P, u32, u8),
+}
+
+fn run_case(init: &[Init], steps: &[Step]) -> Result<(), TestCaseError> {
+    let mut sut = Harness::new();
+    let mut model = Model::default();
+    for i in init {
+        let (p, node) = match *i {
+            Init::Dir(p) => (p.path(), SNode::Dir),
+            Init::File(p, len, seed) => {
+                (p.path(), SNode::File(Rc::new(pattern(len as usize, seed))))
+            }
+        };
+        let parent = parent_of(p);
+        let parent_is_dir = parent.is_empty() || model.server.get(parent) == Some(&SNode::Dir);
+        if model.server.contains_key(p) || !parent_is_dir {
+            continue;
+        }
+        match &node {
+            SNode::Dir => sut.store.put_dir(p.as_bytes()),
+            SNode::File(c) => sut.store.put_file(p.as_bytes(), c),
+        }
+        model.view.insert(
+            p.to_string(),
+            match &node {
+                SNode::Dir => VNode::Dir,
+                SNode::File(c) => VNode::File(c.clone()),
+            },
+        );
+        model.server.insert(p.to_string(), node);
+    }
+    let mut trace = Vec::new();
+    let all_released = (0..SLOTS).map(|i| Step::Release(H(i as u8)));
+    for (i, step) in steps.iter().cloned().chain(all_released).enumerate() {
+        let (arm, inner) = match &step {
+            Step::Faulty(arm, inner) => (Some(*arm), &**inner),
+            other => (None, other),
+        };
+        let before = sut.fs.stats();
+        let uploads_before = uploads_opened(&sut.store);
+        if let Some(arm) = &arm {
+            arm_fault(&sut.store, arm);
+        }
+        let actual = sut.run(inner);
+        if let Some(arm) = &arm {
+            clear_faults(&sut.store, arm);
+        }
+        let obs = Obs {
+            fell_back: sut.fs.stats().stream_fallbacks > before.stream_fallbacks,
+            upload_opened: uploads_opened(&sut.store) > uploads_before,
+        };
+        model.arm = arm;
+        let expected = model.apply(inner, &actual, obs, &sut.store);
+        model.arm = None;
+        if let Some(bug) = model.known_bug {
+            return Err(TestCaseError::reject(format!("KNOWN BUG {bug}")));
+        }
+        trace.push(format!("{i:>3}: {step:?} -> {actual:?}"));
+        let failure = if actual != expected {
+            Some(format!(
+                "step {i} returned {actual:?}, the model says {expected:?}"
+            ))
+        } else {
+            check(&model, &sut)
+                .err()
+                .map(|e| format!("after step {i}: {e}"))
+        };
+        if let Some(failure) = failure {
+            return Err(TestCaseError::fail(format!(
+                "{failure}\nsteps run (descriptor slots as filled, results):\n{}",
+                trace.join("\n")
+            )));
+        }
+    }
+    // Everything closed: each file reads back as the server has it.
+    for (p, node) in &model.server {
+        if let SNode::File(c) = node {
+            let ino = sut
+                .ino(p)
+                .map_err(|e| TestCaseError::fail(format!("{p}: {e:?}")))?;
+            let read = OpenFlags {
+                read: true,
+                ..OpenFlags::default()
+            };
+            let fh = sut.fs.open(ino, read).expect("open to read back");
+            let got = sut.fs.read(fh, 0, c.len() as u32 + 1).expect("read back");
+            sut.fs.release(fh).expect("release after reading back");
+            prop_assert!(
+                got == **c,
+                "{} reads back {} bytes, not {}",
+                p,
+                got.len(),
+                c.len()
+            );
+        }
+    }
+    prop_assert!(
+        !sut.store
+            .paths()
+            .iter()
+            .any(|p| is_temp_name(name_of(std::str::from_utf8(p).unwrap()))),
+        "a temporary name is left on the server: {:?}",
+        sut.store.paths()
+    );
+    Ok(())
+}
+
+// ----- The generator -----
+
+/// Mostly names whose parent is likely to exist (the root, and "d", which
+/// every case starts with), so that steps get past their lookups.
+fn path() -> impl Strategy<Value = P> {
+    // Weights by index into PATHS: "a", "b", "d", "a/x", "b/x", "d/x", "d/y".
+    prop_oneof![
+        3 => Just(P(0)),
+        3 => Just(P(1)),
+        1 => Just(P(2)),
+        1 => Just(P(3)),
+        1 => Just(P(4)),
+        3 => Just(P(5)),
+        2 => Just(P(6)),
+    ]
+}
+
+/// Mostly the slots that open steps fill first.
+fn slot() -> impl Strategy<Value = H> {
+    prop_oneof![4 => Just(H(0)), 2 => Just(H(1)), 1 => Just(H(2))]
+}
+
+fn target() -> impl Strategy<Value = Target> {
+    prop_oneof![
+        slot().prop_map(Target::Handle),
+        path().prop_map(Target::Path)
+    ]
+}
+
+fn write_len() -> impl Strategy<Value = u32> {
+    prop_oneof![
+        6 => 1u32..=64,
+        2 => 1u32..=4096,
+        2 => 20_000u32..=100_000,
+    ]
+}
+
+fn offset() -> impl Strategy<Value = u32> {
+    prop_oneof![3 => 0u32..64, 1 => 0u32..200_000]
+}
+
+fn plain_step() -> impl Strategy<Value = Step> {
+    let mode = prop_oneof![
+        Just(Mode::ReadOnly),
+        Just(Mode::WriteOnly),
+        Just(Mode::ReadWrite)
+    ];
+    let at = prop_oneof![3 => Just(At::End), 1 => offset().prop_map(At::Offset)];
+    prop_oneof![
+        3 => (path(), any::<bool>(), any::<bool>(), any::<bool>())
+            .prop_map(|(p, excl, trunc, read)| Step::Create { p, excl, trunc, read }),
+        4 => (path(), mode, any::<bool>(), any::<bool>())
+            .prop_map(|(p, mode, trunc, append)| Step::Open { p, mode, trunc, append }),
+        8 => (slot(), at, write_len(), any::<u8>())
+            .prop_map(|(h, at, len, seed)| Step::Write { h, at, len, seed }),
+        3 => (slot(), offset(), prop_oneof![1u32..=100, 1u32..=300_000])
+            .prop_map(|(h, off, len)| Step::Read { h, off, len }),
+        2 => (target(), prop_oneof![Just(0u32), 0u32..100, 0u32..150_000])
+            .prop_map(|(t, size)| Step::Truncate { t, size }),
+        1 => slot().prop_map(Step::Flush),
+        1 => slot().prop_map(Step::Fsync),
+        3 => slot().prop_map(Step::Release),
+        2 => (path(), path()).prop_map(|(from, to)| Step::Rename { from, to }),
+        1 => path().prop_map(Step::Unlink),
+        2 => path().prop_map(Step::Mkdir),
+        1 => path().prop_map(Step::Rmdir),
+        1 => (target(), prop_oneof![Just(0o600u16), Just(0o755u16)])
+            .prop_map(|(t, mode)| Step::Chmod { t, mode }),
+        1 => (target(), 0u32..1000).prop_map(|(t, secs)| Step::Touch { t, secs }),
+    ]
+}
+
+fn arm() -> impl Strategy<Value = Arm> {
+    let op = prop_oneof![
+        Just(FaultOp::List),
+        Just(FaultOp::Stat),
+        Just(FaultOp::OpenRead),
+        Just(FaultOp::Upload),
+        Just(FaultOp::Delete),
+        Just(FaultOp::Mkdir),
+        Just(FaultOp::Rmdir),
+        Just(FaultOp::Rename),
+        Just(FaultOp::Chmod),
+        Just(FaultOp::SetMtime),
+    ];
+    let kind = prop_oneof![
+        Just(FaultKind::Unavailable),
+        Just(FaultKind::PermissionDenied),
+        Just(FaultKind::NoSpace),
+        Just(FaultKind::NotFound),
+        Just(FaultKind::Failed),
+    ];
+    prop_oneof![
+        4 => (op, kind).prop_map(|(op, kind)| match (op, kind) {
+            // A server that says an existing name is missing (to a lookup,
+            // RMD or DELE): the core believes it and caches the name as
+            // absent (§1, negative entries) until the TTL, which the model
+            // does not run out. Not a fault but a lie.
+            (
+                FaultOp::List | FaultOp::Stat | FaultOp::Rmdir | FaultOp::Delete,
+                FaultKind::NotFound,
+            ) => {
+                Arm::Fail(op, FaultKind::Unavailable)
+            }
+            _ => Arm::Fail(op, kind),
+        }),
+        1 => (0u32..150_000).prop_map(Arm::BreakUpload),
+        1 => (0u32..150_000).prop_map(Arm::BreakRead),
+    ]
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        5 => plain_step(),
+        1 => (arm(), plain_step()).prop_map(|(a, s)| Step::Faulty(a, Box::new(s))),
+    ]
+}
+
+fn init() -> impl Strategy<Value = Init> {
+    prop_oneof![
+        1 => path().prop_map(Init::Dir),
+        2 => (path(), prop_oneof![0u32..100, 0u32..150_000], any::<u8>())
+            .prop_map(|(p, len, seed)| Init::File(p, len, seed)),
+    ]
+}
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4000)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: cases(),
+        max_shrink_iters: 20_000,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn the_core_does_what_semantics_md_promises(
+        init in proptest::collection::vec(init(), 0..5)
+            .prop_map(|more| [Init::Dir(P(2))].into_iter().chain(more).collect::<Vec<_>>()),
+        steps in proptest::collection::vec(step(), 1..30)
+    ) {
+        run_case(&init, &steps)?;
+    }
+}
