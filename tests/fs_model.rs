@@ -1375,10 +1375,15 @@ impl Model {
             // shows it free (mkdir of it: EEXIST).
             self.known_bug = Some("renamed-stream-holds-old-name");
         }
-        if local_only && self.server.contains_key(to) {
+        let target_streams = self.open_at(to).is_some_and(|id| {
+            let f = &self.files[&id];
+            f.stream.as_ref().is_some_and(|s| !s.temp)
+        });
+        if local_only && (self.server.contains_key(to) || target_streams) {
             // KNOWN BUG (local-rename-keeps-target): a rename of a file not
-            // uploaded yet over a file the server has is local only, so the
-            // old target stays on the server; once the renamed file moves
+            // uploaded yet over a file the server has (or over a new file
+            // streaming there, whose partial upload is abandoned but not
+            // deleted) is local only, so the old target stays on the server; once the renamed file moves
             // on or is unlinked before its upload, the replaced file is
             // back (§4: "It replaces an existing target as POSIX says").
             self.known_bug = Some("local-rename-keeps-target");
