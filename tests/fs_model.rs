@@ -430,10 +430,6 @@ struct Model {
     /// Set when a step ran into a known bug of the core: the case is
     /// rejected (each names its report).
     known_bug: Option<&'static str>,
-    /// Inside an upload at flush, fsync or close (which tells every writer).
-    in_save: bool,
-    /// Applying a write step.
-    in_write: bool,
     /// Temporary names a failed DELE left on the server (cleaning up after
     /// a fall-back or a failure): hidden, and swept by a listing once an
     /// hour old (§3). Names, not paths: a renamed directory takes them.
@@ -620,22 +616,6 @@ impl Model {
     /// what the server has, and the error sticks to the descriptors that
     /// write the file (and to the one that saw it).
     fn upload_failed(&mut self, id: usize, e: Errno, caller: Option<H>) {
-        let untold = self.handles.iter().enumerate().any(|(i, h)| {
-            h.as_ref()
-                .is_some_and(|h| h.file == id && h.write && caller != Some(H(i as u8)))
-        });
-        // Of the calls that find an upload failed outside a save, only
-        // write() sticks the error (to its own descriptor).
-        let told_by_write = self.in_write;
-        if !self.in_save && (untold || !told_by_write) && self.known_bug.is_none() {
-            // KNOWN BUG (upload-failure-not-sticky): an upload that fails
-            // outside flush/fsync/close (the fall-back of a stream for a
-            // read, truncate, O_TRUNC open or a flush with a gap; a broken
-            // stream seen by a write) is not stuck to the file's writing descriptors (only to
-            // the writing one that saw it), so their close returns success
-            // (§3: "every later write, fsync and close of it reports it").
-            self.known_bug = Some("upload-failure-not-sticky");
-        }
         let f = self.files.get_mut(&id).unwrap();
         f.stream = None;
         f.dirty = false;
@@ -684,11 +664,7 @@ impl Model {
         }
         if let Err(e) = actual {
             if failures.contains(e) {
-                // Even inside a save, a failed fall-back returns before the
-                // writers are told (see upload-failure-not-sticky).
-                let was = std::mem::replace(&mut self.in_save, false);
                 self.upload_failed(id, *e, caller);
-                self.in_save = was;
                 return Err(*e);
             }
         }
@@ -713,19 +689,6 @@ impl Model {
     /// Uploads the file's changes. `actual`: what the call returned (None
     /// where its result goes nowhere: then the store tells).
     fn save(&mut self, id: usize, actual: Option<&Res>, caller: Option<H>, store: &Store) -> Saved {
-        let was = std::mem::replace(&mut self.in_save, true);
-        let saved = self.save_inner(id, actual, caller, store);
-        self.in_save = was;
-        saved
-    }
-
-    fn save_inner(
-        &mut self,
-        id: usize,
-        actual: Option<&Res>,
-        caller: Option<H>,
-        store: &Store,
-    ) -> Saved {
         let f = &self.files[&id];
         let Some(path) = f.path.clone() else {
             return Ok(());
@@ -862,12 +825,6 @@ impl Model {
             if matches!(k, FaultKind::PermissionDenied | FaultKind::NoSpace) {
                 let e = upload_errno(k);
                 if actual == &Err(e) {
-                    // KNOWN BUG (refused-stream-keeps-changes): the write
-                    // returns the error and it sticks, but the written bytes
-                    // stay (getattr shows them) and the last close uploads
-                    // them (§3: "After a failure the local changes are
-                    // dropped").
-                    self.known_bug = Some("refused-stream-keeps-changes");
                     self.upload_failed(id, e, Some(h));
                     return Err(e);
                 }
@@ -956,7 +913,6 @@ impl Model {
     /// outcomes, `actual` picks one and the state follows it.
     fn apply(&mut self, step: &Step, actual: &Res, obs: Obs, store: &Store) -> Res {
         self.obs = obs;
-        self.in_write = matches!(step, Step::Write { .. });
         if let Some(Arm::Fail(FaultOp::Stat | FaultOp::List, k)) = self.arm {
             // A lookup that asked the server failed: nothing else happened.
             if actual == &Err(store_errno(k)) {
@@ -1351,19 +1307,11 @@ impl Model {
             (false, Some(FileKind::Dir)) => return Err(Errno(libc::EISDIR)),
             _ => {}
         }
+        // Not on the server: a file created here and not uploaded yet, or
+        // whose first upload failed (it shows, empty, while open).
         let local_only = self
             .open_at(from)
-            .is_some_and(|id| self.files[&id].dirty && !self.files[&id].on_server);
-        let shown_not_there = self.open_at(from).is_some_and(|id| {
-            let f = &self.files[&id];
-            !f.dirty && !f.on_server
-        });
-        if shown_not_there {
-            // KNOWN BUG (renamed-failed-new-file): a new file whose upload
-            // failed still shows (empty) while open, but renaming it asks
-            // the server, which has nothing: ENOENT for a name ls shows.
-            self.known_bug = Some("renamed-failed-new-file");
-        }
+            .is_some_and(|id| !self.files[&id].on_server);
         let streams_here = self.open_at(from).is_some_and(|id| {
             let f = &self.files[&id];
             f.stream.as_ref().is_some_and(|s| !s.temp)
