@@ -191,6 +191,10 @@ pub struct Args {
     /// Let the kernel check permissions against the mode, uid and gid shown
     #[arg(long, help_heading = "Mount")]
     default_permissions: bool,
+
+    /// Upload files under their own names, not through a hidden temporary name renamed into place (for servers that refuse renames; found out by itself otherwise). A failed or cut upload can then leave a partial file
+    #[arg(long, help_heading = "Mount")]
+    write_in_place: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -229,6 +233,7 @@ pub struct Options {
     pub mount: MountOptions,
     pub attr_ttl: Duration,
     pub dir_ttl: Duration,
+    pub write_in_place: bool,
     /// Absolute.
     pub cache_dir: PathBuf,
     pub log: LogSettings,
@@ -523,6 +528,7 @@ fn build_options(args: Args, env: &dyn Environment) -> Result<Options, CliError>
         mountpoint: absolute(&args.mountpoint, "mountpoint")?,
         foreground: args.foreground,
         mount: mount_options(&args),
+        write_in_place: args.write_in_place,
         attr_ttl: args.attr_ttl.0,
         dir_ttl: args.dir_ttl.0,
         cache_dir: cache_dir(&args, env)?,

@@ -217,6 +217,7 @@ fn fs_config(options: &Options, spool_dir: PathBuf) -> Result<FsConfig, String> 
         uid: options.mount.uid.unwrap_or(uid),
         gid: options.mount.gid.unwrap_or(gid),
         umask: options.mount.umask.unwrap_or(0),
+        write_in_place: options.write_in_place,
         // All sessions but one, which stays free for what programs ask.
         listing_prefetch: options.pool.max_sessions.saturating_sub(1),
         ..FsConfig::default()

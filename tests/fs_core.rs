@@ -33,6 +33,7 @@ fn config(spool: &tempfile::TempDir) -> FsConfig {
         umask: 0o022,
         read_ahead: 8 * MIB,
         listing_prefetch: 0,
+        write_in_place: false,
     }
 }
 
@@ -392,9 +393,62 @@ fn a_large_sequential_write_streams_with_bounded_memory() {
     assert_eq!(m.count(Op::Upload), 1);
     assert_eq!(
         m.count(Op::Rename),
-        0,
-        "a new file goes straight to its name"
+        1,
+        "a new file that streams is renamed into place once complete"
     );
+}
+
+/// While a new file streams, and after a crash in the middle, nothing
+/// stands under its real name: only a hidden temporary name, which the
+/// listing hides and sweeps once it is stale.
+#[test]
+fn a_new_file_streams_under_a_hidden_name_until_it_is_complete() {
+    let m = mount();
+    let (_, fh) = m.fs.create(ROOT_INO, b"big", 0o644, WRITE).expect("create");
+    let chunk = pattern(MIB, 7);
+    for i in 0..4u64 {
+        m.fs.write(fh, i * MIB as u64, &chunk).expect("write");
+    }
+    assert!(m.fs.stats().streamed_uploads == 0 && m.store.counters().bytes_uploaded > 0);
+    assert_eq!(
+        m.store.file(b"big"),
+        None,
+        "nothing under the real name yet"
+    );
+    assert_eq!(m.temp_files().len(), 1, "{:?}", m.store.paths());
+    m.fs.release(fh).expect("release");
+    assert_eq!(m.store.file(b"big").map(|f| f.len()), Some(4 * MIB));
+    assert!(m.temp_files().is_empty(), "{:?}", m.temp_files());
+}
+
+/// `--write-in-place`, for servers that refuse renames: no temporary
+/// name, and so no rename.
+#[test]
+fn write_in_place_streams_under_the_real_name() {
+    let m = mount_with(MemoryStore::new(), |c| c.write_in_place = true);
+    m.store.put_file(b"old", b"previous");
+    let ino = m.ino("old");
+    let fh =
+        m.fs.open(
+            ino,
+            OpenFlags {
+                truncate: true,
+                ..WRITE
+            },
+        )
+        .expect("open");
+    let chunk = pattern(MIB, 8);
+    for i in 0..3u64 {
+        m.fs.write(fh, i * MIB as u64, &chunk).expect("write");
+    }
+    assert!(
+        m.store.file(b"old").is_some_and(|f| f.len() >= MIB),
+        "in place"
+    );
+    m.fs.release(fh).expect("release");
+    assert_eq!(m.store.file(b"old").map(|f| f.len()), Some(3 * MIB));
+    assert_eq!(m.count(Op::Rename), 0);
+    assert!(m.temp_files().is_empty(), "{:?}", m.temp_files());
 }
 
 #[test]

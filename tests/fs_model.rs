@@ -368,7 +368,8 @@ enum VNode {
 
 #[derive(Clone, Debug)]
 struct MStream {
-    /// Uploading to a temporary name (the file exists on the server).
+    /// Uploading to a temporary name (always, but on a server that
+    /// refuses renames).
     temp: bool,
     /// Where a new file's upload is (its real name when the stream began).
     dest: String,
@@ -837,17 +838,12 @@ impl Model {
         if !self.obs.upload_opened {
             return Ok(());
         }
-        let temp = f.on_server;
-        if !temp {
-            // A file renamed over one on the server before its first upload
-            // streams over it in place (§4: the upload goes to the new name;
-            // the old file was replaced).
-            self.server.remove(&path);
-        }
         let breaks_after = self.breaks_upload();
         let f = self.files.get_mut(&id).unwrap();
         f.stream = Some(MStream {
-            temp: f.on_server,
+            // New files too (§3: nothing partial under the real name); the
+            // model has no server that refuses renames.
+            temp: true,
             dest: path,
             breaks_after,
         });
@@ -1136,17 +1132,6 @@ impl Model {
                     return Err(Errno(libc::EISDIR));
                 }
                 let open = self.open_at(p);
-                let streaming_new = open.is_some_and(|id| {
-                    let f = &self.files[&id];
-                    f.stream.as_ref().is_some_and(|s| !s.temp)
-                });
-                if streaming_new && self.fail_kind(FaultOp::Delete).is_some() {
-                    // KNOWN BUG (unlink-streaming-partial): unlink of a new
-                    // file that is streaming returns success although the
-                    // DELE of its partial upload failed; the name stays on
-                    // the server (§4: "its partial upload is deleted").
-                    self.known_bug = Some("unlink-streaming-partial");
-                }
                 let on_server = open.is_none_or(|id| self.files[&id].on_server);
                 if on_server {
                     if let Some(k) = self.fail_kind(FaultOp::Delete) {
@@ -1312,35 +1297,26 @@ impl Model {
         let local_only = self
             .open_at(from)
             .is_some_and(|id| !self.files[&id].on_server);
-        let streams_here = self.open_at(from).is_some_and(|id| {
-            let f = &self.files[&id];
-            f.stream.as_ref().is_some_and(|s| !s.temp)
-        });
-        if local_only && streams_here {
-            // KNOWN BUG (renamed-stream-holds-old-name): a new file renamed
-            // while streaming keeps uploading under its old name until its
-            // close, so the old name is taken on the server while the mount
-            // shows it free (mkdir of it: EEXIST).
-            self.known_bug = Some("renamed-stream-holds-old-name");
-        }
-        let target_streams = self.open_at(to).is_some_and(|id| {
-            let f = &self.files[&id];
-            f.stream.as_ref().is_some_and(|s| !s.temp)
-        });
-        if local_only && (self.server.contains_key(to) || target_streams) {
-            // KNOWN BUG (local-rename-keeps-target): a rename of a file not
-            // uploaded yet over a file the server has (or over a new file
-            // streaming there, whose partial upload is abandoned but not
-            // deleted) is local only, so the old target stays on the server; once the renamed file moves
-            // on or is unlinked before its upload, the replaced file is
-            // back (§4: "It replaces an existing target as POSIX says").
-            self.known_bug = Some("local-rename-keeps-target");
+        if local_only && self.kind(to).is_some() {
+            // §4: the target is replaced at once; the file moving there
+            // reaches the server at its upload, so the old one is deleted
+            // now (a new file there, not uploaded, has nothing to delete).
+            let target_on_server = match self.open_at(to) {
+                Some(id) => self.files[&id].on_server,
+                None => self.server.contains_key(to),
+            };
+            if target_on_server {
+                if let Some(k) = self.fail_kind(FaultOp::Delete) {
+                    return Err(store_errno(k));
+                }
+                self.server.remove(to);
+            }
         }
         if !local_only {
             if let Some(k) = self.fail_kind(FaultOp::Rename) {
                 // A refused rename over an existing target is retried after
                 // deleting the target (§4: not atomic then).
-                let retried = self.server.contains_key(to)
+                let retried = self.kind(to).is_some()
                     && !matches!(k, FaultKind::Unavailable | FaultKind::NotFound);
                 if !retried {
                     return Err(store_errno(k));
@@ -1418,6 +1394,7 @@ impl Harness {
             umask: 0,
             read_ahead: 256 * KIB,
             listing_prefetch: 0,
+            write_in_place: false,
         };
         let fs = Fs::new(store.clone(), config);
         Harness {

@@ -750,6 +750,55 @@ fn an_upload_after_the_server_dropped_every_session_succeeds() {
     assert_eq!(read, body);
 }
 
+/// A crash while a new file streams (here: kill -9 with 4 MiB written and
+/// the file still open) leaves nothing under its real name on the server:
+/// only the hidden temporary name, which listings hide and sweep.
+#[test]
+fn a_killed_mount_leaves_no_partial_file_under_the_real_name() {
+    let server = Vsftpd::start(&[]);
+    let mut mount = Mount::start(&server.info, &[]);
+    let pid = ftpsfs_pid(&mount);
+    // One process that writes and keeps the file open: a copy of the
+    // descriptor closed in a forked child (this test's own `kill`, say)
+    // would be a close(), and so an upload.
+    let writer = "import sys, time\n\
+                  f = open(sys.argv[1], 'wb')\n\
+                  f.write(b'x' * (4 << 20)); f.flush()\n\
+                  print('written', flush=True); time.sleep(120)\n";
+    let mut child = Command::new("python3")
+        .args(["-c", writer, &mount.path_str("big.bin")])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 (apt-get install -y python3)");
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        BufReader::new(out).read_line(&mut line).unwrap();
+    }
+    assert_eq!(line.trim(), "written");
+    let temp_on_server = || {
+        std::fs::read_dir(&server.info.root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .find(|n| n.starts_with(".big.bin.ftpsfs-") && n.ends_with(".part"))
+    };
+    assert!(
+        wait_until(10, || temp_on_server().is_some()),
+        "the stream goes to a hidden name: {:?}",
+        server.commands()
+    );
+    signal(pid, "KILL");
+    assert!(wait_until(10, || !is_mounted(&mount.dir)), "still mounted");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(!mount.unmount(), "killed, so not a clean exit");
+    assert!(
+        !server.info.root.join("big.bin").exists(),
+        "a partial file under the real name: {:?}",
+        server.commands()
+    );
+    assert!(temp_on_server().is_some(), "the partial upload is hidden");
+}
+
 /// Run as root, a crash is cleaned up by fusermount3's auto_unmount (an
 /// ordinary user's mount by the guard: tests/mount_guard.rs). A mount whose
 /// daemon died must not be left behind for `ls` to hang or fail on.

@@ -43,6 +43,13 @@ impl Fs {
                 log::error!("changes were lost at close: {e}");
             }
         }
+        if last && matches!(*file.state(), FileState::NotOnServer) {
+            // It existed only while open (created here, never stored): with
+            // its last descriptor it is gone, under whatever name it has now.
+            if let Some(path) = self.inodes.lock().path(file.ino) {
+                self.cache.invalidate(&path);
+            }
+        }
         self.inodes.lock().unpin(file.ino);
     }
 

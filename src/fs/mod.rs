@@ -133,6 +133,10 @@ pub struct FsConfig {
     /// Subdirectory listings fetched at once ahead of a program walking a
     /// tree (0: none). Each holds a server session while it runs.
     pub listing_prefetch: usize,
+    /// Upload every file under its own name, never through a temporary
+    /// name and a rename (for servers that refuse renames; a failed or cut
+    /// upload can then leave a partial file there).
+    pub write_in_place: bool,
 }
 
 impl Default for FsConfig {
@@ -148,6 +152,7 @@ impl Default for FsConfig {
             umask: 0,
             read_ahead: 4 * 1024 * 1024,
             listing_prefetch: 0,
+            write_in_place: false,
         }
     }
 }

@@ -172,6 +172,9 @@ impl Fs {
         let local_only = src_state
             .as_ref()
             .is_some_and(|s| s.truth() == Truth::Local && !s.server_has_file());
+        let replaced = self.inodes.lock().find(new_parent, new_name);
+        let replaced_file = replaced.and_then(|i| self.open_file(i));
+        let mut replaced_state = replaced_file.as_ref().map(|f| f.state());
         if !local_only {
             let moved = if dst.is_some() {
                 replace::rename_replacing(&*self.store, &from, &to)
@@ -184,18 +187,32 @@ impl Fs {
                 }
                 return Err(e.into());
             }
+        } else if dst.is_some() {
+            // The target is replaced now, as POSIX says, though what
+            // replaces it reaches the server only at its upload: the old
+            // file goes now, or it would be back if the new one were
+            // removed before its upload.
+            let target_on_server = replaced_state.as_ref().is_none_or(|s| s.server_has_file());
+            if target_on_server {
+                match self.store.delete(&to) {
+                    Ok(()) => {}
+                    Err(e) if e.kind == crate::store::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
         }
         // A replaced file that is open keeps its handles, but its changes go
         // nowhere now.
-        let replaced = self.inodes.lock().find(new_parent, new_name);
-        if let Some(file) = replaced.and_then(|i| self.open_file(i)) {
-            if let Some(stream) = file.state().orphan() {
-                // A new file streaming under its own name: that name now
-                // holds what replaced it, which must not be deleted.
+        if let Some(state) = replaced_state.as_mut() {
+            if let Some(stream) = state.orphan() {
+                // Its upload's temporary name goes with it; one in place
+                // (a server that cannot rename) now holds what replaced it,
+                // which must not be deleted.
                 let delete = stream.upload.dest.temp;
                 self.drop_stream(stream.upload, delete);
             }
         }
+        drop(replaced_state);
         self.inodes
             .lock()
             .rename(parent, name, new_parent, new_name);

@@ -71,6 +71,10 @@ pub struct LocalCopy {
 /// An upload taking the writes as they come.
 pub struct Streaming {
     pub upload: Streamer,
+    /// The server has a file at this path, which the upload replaces (as
+    /// `LocalCopy::replaces`; the upload itself goes to a temporary name
+    /// either way, unless the server cannot rename).
+    pub replaces: bool,
     pub pending: PendingAttrs,
 }
 
@@ -113,13 +117,13 @@ impl FileState {
 
     /// Whether the server has a file at this file's path that its content
     /// belongs to (so deleting the name, or replacing it, concerns the
-    /// server). A new file streaming under its own name is not counted: its
-    /// partial upload goes with the stream.
+    /// server). A new file's streaming upload is not counted: its partial
+    /// upload goes with the stream.
     pub fn server_has_file(&self) -> bool {
         match self {
             FileState::Remote | FileState::SavedEmpty => true,
             FileState::Filling(c) | FileState::Staged(c) => c.replaces,
-            FileState::Streaming(s) => s.upload.dest.temp,
+            FileState::Streaming(s) => s.replaces,
             FileState::NotOnServer | FileState::Orphaned(_) => false,
         }
     }

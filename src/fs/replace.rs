@@ -131,7 +131,11 @@ pub fn rename_replacing(store: &dyn RemoteStore, from: &[u8], to: &[u8]) -> stor
         Err(first) => {
             match store.delete(to) {
                 Ok(()) => {}
-                Err(e) if e.kind == ErrorKind::NotFound => return Err(first),
+                // Nothing there (a new file's upload, or the target went
+                // meanwhile): the refusal had another cause, perhaps
+                // passing; the rename is tried once more before the caller
+                // concludes that the server refuses renames.
+                Err(e) if e.kind == ErrorKind::NotFound => {}
                 Err(e) if e.kind == ErrorKind::PermissionDenied => {
                     // Perhaps a directory: rmdir then, which refuses a full one.
                     if let Err(e2) = store.rmdir(to) {

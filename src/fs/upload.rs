@@ -60,7 +60,9 @@ impl Fs {
             return Ok(());
         };
         let replaces = copy.replaces;
-        let temp = replaces && !self.renames_refused.load(Ordering::Relaxed);
+        // New files too: while it streams, and after a crash, no partial
+        // file stands under the real name.
+        let temp = self.temp_names();
         let dest = Dest {
             parent,
             name: if temp {
@@ -118,6 +120,7 @@ impl Fs {
             if let Err(e) = upload.write(offset, &buf[..n]) {
                 *state = FileState::Streaming(Streaming {
                     upload,
+                    replaces,
                     pending: copy.pending,
                 });
                 return Err(self.stream_failed(file, state, e.into()));
@@ -126,6 +129,7 @@ impl Fs {
         }
         *state = FileState::Streaming(Streaming {
             upload,
+            replaces,
             pending: copy.pending,
         });
         Ok(())
@@ -141,9 +145,8 @@ impl Fs {
     ) -> Error {
         let had_file = match state.take() {
             FileState::Streaming(s) => {
-                let had_file = s.upload.dest.temp;
                 self.abandon_stream(s.upload);
-                had_file
+                s.replaces
             }
             other => {
                 *state = other;
@@ -188,6 +191,7 @@ impl Fs {
     pub(super) fn unstream(&self, file: &OpenFile, state: &mut FileState) -> Result<()> {
         let FileState::Streaming(Streaming {
             upload: mut s,
+            replaces,
             pending,
         }) = state.take()
         else {
@@ -199,7 +203,11 @@ impl Fs {
         let dest_path = match self.dest_path(&dest) {
             Ok(p) => p,
             Err(e) => {
-                *state = FileState::Streaming(Streaming { upload: s, pending });
+                *state = FileState::Streaming(Streaming {
+                    upload: s,
+                    replaces,
+                    pending,
+                });
                 return Err(self.stream_failed(file, state, e));
             }
         };
@@ -224,14 +232,14 @@ impl Fs {
                 // server now: replace it through a temporary name from here on.
                 *state = FileState::Staged(LocalCopy {
                     spool,
-                    replaces: dest.temp || in_place,
+                    replaces: replaces || in_place,
                     pending,
                 });
                 Ok(())
             }
             Err(e) => {
                 replace::delete_quietly(&*self.store, &dest_path);
-                Err(self.upload_failed(file, state, current.as_ref(), dest.temp, e))
+                Err(self.upload_failed(file, state, current.as_ref(), replaces, e))
             }
         }
     }
@@ -252,13 +260,10 @@ impl Fs {
         }
         let size = state.local_len().unwrap_or(0);
         let (result, had_file) = match state.take() {
-            FileState::Streaming(s) => {
-                let had_file = s.upload.dest.temp;
-                (
-                    self.finish_stream(s.upload, &path).map(|()| s.pending),
-                    had_file,
-                )
-            }
+            FileState::Streaming(s) => (
+                self.finish_stream(s.upload, &path).map(|()| s.pending),
+                s.replaces,
+            ),
             FileState::Filling(copy) | FileState::Staged(copy) => {
                 let r = self.upload_staged(&copy, &path);
                 if r.is_ok() {
@@ -333,10 +338,17 @@ impl Fs {
         Ok(())
     }
 
+    /// Whether uploads go to a temporary name and are renamed into place:
+    /// unless the user asked for uploads in place, or the server refused a
+    /// rename.
+    fn temp_names(&self) -> bool {
+        !self.config.write_in_place && !self.renames_refused.load(Ordering::Relaxed)
+    }
+
     /// Uploads a whole local copy: through a temporary name when it replaces
     /// a file on the server (and the server can rename), else in place.
     fn upload_staged(&self, copy: &LocalCopy, path: &[u8]) -> Result<()> {
-        if copy.replaces && !self.renames_refused.load(Ordering::Relaxed) {
+        if copy.replaces && self.temp_names() {
             let (dir, name) = split(path);
             let temp = join(dir, &replace::temp_name(name));
             replace::upload_spool(&*self.store, &temp, &copy.spool)?;
