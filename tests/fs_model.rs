@@ -38,11 +38,6 @@
 //! whether an orphaned file's old content can still be read), the model
 //! accepts exactly the documented alternatives and then checks that the
 //! state that follows is the one that goes with the alternative taken.
-//!
-//! Known bugs of the core, where the core and SEMANTICS.md disagree, are
-//! recognised by the model at the step that meets them and the case is
-//! rejected (search for KNOWN BUG: each names the bug and the passage), so
-//! that the rest keeps being tested until they are fixed.
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::rc::Rc;
@@ -428,9 +423,6 @@ struct Model {
     /// The fault armed for the step being applied, and what it was seen to do.
     arm: Option<Arm>,
     obs: Obs,
-    /// Set when a step ran into a known bug of the core: the case is
-    /// rejected (each names its report).
-    known_bug: Option<&'static str>,
     /// Temporary names a failed DELE left on the server (cleaning up after
     /// a fall-back or a failure): hidden, and swept by a listing once an
     /// hour old (§3). Names, not paths: a renamed directory takes them.
@@ -1817,9 +1809,6 @@ fn run_case(init: &[Init], steps: &[Step]) -> Result<(), TestCaseError> {
                     model.leftovers.insert(name.to_string());
                 }
             }
-        }
-        if let Some(bug) = model.known_bug {
-            return Err(TestCaseError::reject(format!("KNOWN BUG {bug}")));
         }
         trace.push(format!("{i:>3}: {step:?} -> {actual:?}"));
         let failure = if actual != expected {
