@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use super::handles::Handle;
 use super::open_file::FileState;
 use super::read_ahead::ReadAhead;
+use super::spool::Spool;
 use super::{Error, Fs, Result};
 
 impl Fs {
@@ -20,13 +21,16 @@ impl Fs {
             if matches!(&*state, FileState::Streaming(_)) {
                 self.unstream(file, &mut state)?;
             }
+            if let FileState::Appending(a) = &*state {
+                if offset >= a.base {
+                    return read_spool(&a.tail, offset - a.base, size);
+                }
+                // Before the end the server had: all of it is needed here
+                // now (a read of an appended file is rare; `>>` never reads).
+                self.stage(file, &mut state)?;
+            }
             if let Some(spool) = state.spool() {
-                let mut buf = vec![0u8; size as usize];
-                let n = spool
-                    .read_at(offset, &mut buf)
-                    .map_err(|e| Error::local(&e, "reading the write spool"))?;
-                buf.truncate(n);
-                return Ok(buf);
+                return read_spool(spool, offset, size);
             }
             if matches!(&*state, FileState::SavedEmpty | FileState::NotOnServer) {
                 return Ok(Vec::new());
@@ -71,4 +75,13 @@ impl Fs {
         ReadAhead::start(stream, self.config.read_ahead)
             .map_err(|e| Error::local(&e, "starting a download thread"))
     }
+}
+
+fn read_spool(spool: &Spool, offset: u64, size: u32) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; size as usize];
+    let n = spool
+        .read_at(offset, &mut buf)
+        .map_err(|e| Error::local(&e, "reading the write spool"))?;
+    buf.truncate(n);
+    Ok(buf)
 }

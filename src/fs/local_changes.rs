@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::open_file::{FileState, LocalCopy, OpenFile};
+use super::open_file::{Appending, FileState, LocalCopy, OpenFile};
 use super::spool::Spool;
 use super::{not_found, Error, ErrorKind, Fs, Ino, Result, FETCH_CHUNK, STREAM_AFTER};
 use crate::store::FileKind;
@@ -89,9 +89,25 @@ impl Fs {
         let spool_error = |e: std::io::Error| Error::local(&e, "writing the spool");
         loop {
             match state {
+                // Writing at the end: only the new bytes go to the server.
+                FileState::Remote if self.appends_allowed() && offset == file.view().size => {
+                    *state = FileState::Appending(Appending {
+                        base: offset,
+                        tail: self.new_spool(),
+                        pending: Default::default(),
+                    });
+                }
                 // The server's content is the base (even when the cache
                 // says it is empty: it may not be any more).
                 FileState::Remote => self.stage(file, state)?,
+                FileState::Appending(a) if offset >= a.base => {
+                    a.tail
+                        .write_at(offset - a.base, data)
+                        .map_err(spool_error)?;
+                    Self::touched(file, state);
+                    return Ok(());
+                }
+                FileState::Appending(_) => self.stage(file, state)?,
                 FileState::NotOnServer => *state = FileState::Filling(self.empty_copy(false)),
                 FileState::SavedEmpty => *state = FileState::Filling(self.empty_copy(true)),
                 FileState::Orphaned(spool) => {
@@ -134,18 +150,32 @@ impl Fs {
 
     /// Fetches the server's content of the file into a spool (state lock
     /// held): Remote → Staged. A file the server has empty, or does not
-    /// have, or whose path is gone, starts from empty.
+    /// have, or whose path is gone, starts from empty. An appended file
+    /// gets the server's bytes before its end, then what was appended.
     pub(super) fn stage(&self, file: &OpenFile, state: &mut FileState) -> Result<()> {
         let path = self.inodes.lock().path(file.ino);
-        let spool = match (&*state, path) {
-            (FileState::Remote, Some(path)) => self.fetch(&path)?,
+        let mut spool = match (&*state, path) {
+            (FileState::Remote | FileState::Appending(_), Some(path)) => self.fetch(&path)?,
             _ => self.new_spool(),
         };
-        let replaces = matches!(state, FileState::Remote | FileState::SavedEmpty);
+        let replaces = matches!(
+            state,
+            FileState::Remote | FileState::SavedEmpty | FileState::Appending(_)
+        );
+        let mut pending = Default::default();
+        if let FileState::Appending(a) = &*state {
+            // The server's copy may have changed since (another client):
+            // its first `base` bytes are what this file was appended to.
+            spool
+                .set_len(a.base)
+                .and_then(|()| append_spool(&mut spool, &a.tail))
+                .map_err(|e| Error::local(&e, "writing the spool"))?;
+            pending = a.pending;
+        }
         *state = FileState::Staged(LocalCopy {
             spool,
             replaces,
-            pending: Default::default(),
+            pending,
         });
         Ok(())
     }
@@ -176,6 +206,9 @@ impl Fs {
             }
             self.unstream(file, &mut state)?;
         }
+        if matches!(&*state, FileState::Appending(a) if size < a.base) {
+            self.stage(file, &mut state)?;
+        }
         let server_side = matches!(
             &*state,
             FileState::Remote | FileState::NotOnServer | FileState::SavedEmpty
@@ -191,9 +224,10 @@ impl Fs {
                 self.stage(file, &mut state)?;
             }
         }
-        let spool = match &mut *state {
-            FileState::Filling(c) | FileState::Staged(c) => &mut c.spool,
-            FileState::Orphaned(spool) => spool.get_or_insert_with(|| self.new_spool()),
+        let (spool, size) = match &mut *state {
+            FileState::Appending(a) => (&mut a.tail, size - a.base),
+            FileState::Filling(c) | FileState::Staged(c) => (&mut c.spool, size),
+            FileState::Orphaned(spool) => (spool.get_or_insert_with(|| self.new_spool()), size),
             // Every other state became one of those above.
             _ => return Ok(()),
         };
@@ -209,4 +243,19 @@ impl Fs {
         }
         Ok(())
     }
+}
+
+/// Copies all of `from` to the end of `to`.
+fn append_spool(to: &mut Spool, from: &Spool) -> std::io::Result<()> {
+    let mut buf = vec![0u8; FETCH_CHUNK];
+    let (start, mut offset) = (to.len(), 0);
+    while offset < from.len() {
+        let n = from.read_at(offset, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        to.write_at(start + offset, &buf[..n])?;
+        offset += n as u64;
+    }
+    Ok(())
 }

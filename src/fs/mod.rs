@@ -65,6 +65,7 @@
 //! -a` is not failed for it) and the mount keeps showing the server's
 //! values. A new file is created on the server at its first flush (not at
 //! create), with the mode chmod-ed only when it has execute bits.
+mod append;
 mod attrs;
 mod cache;
 mod download;
@@ -133,6 +134,8 @@ pub struct FsConfig {
     /// Subdirectory listings fetched at once ahead of a program walking a
     /// tree (0: none). Each holds a server session while it runs.
     pub listing_prefetch: usize,
+    /// How long a cut upload is resumed before it fails (EIO).
+    pub retry_time: Duration,
     /// Upload every file under its own name, never through a temporary
     /// name and a rename (for servers that refuse renames; a failed or cut
     /// upload can then leave a partial file there).
@@ -153,6 +156,8 @@ impl Default for FsConfig {
             read_ahead: 4 * 1024 * 1024,
             listing_prefetch: 0,
             write_in_place: false,
+            // A server restart of 30 s fits, with the backoff around it.
+            retry_time: Duration::from_secs(60),
         }
     }
 }
@@ -212,6 +217,8 @@ pub struct StatFs {
 pub struct FsStats {
     /// Files uploaded while being written.
     pub streamed_uploads: u64,
+    /// Files whose new end was appended (APPE) instead of uploaded whole.
+    pub appends: u64,
     /// Files uploaded whole from the spool.
     pub staged_uploads: u64,
     /// The most bytes any one spool held in memory.
@@ -237,9 +244,12 @@ pub struct Fs {
     handles: Mutex<HashMap<Fh, Arc<Handle>>>,
     next_fh: AtomicU64,
     renames_refused: AtomicBool,
+    /// The server refused APPE: appended files are replaced whole.
+    appends_refused: AtomicBool,
     no_mdtm: AtomicBool,
     spool_stats: Arc<SpoolStats>,
     streamed: AtomicU64,
+    appended: AtomicU64,
     staged: AtomicU64,
     fallbacks: AtomicU64,
     /// Set by `shutdown`: uploads that fail from then on keep their content
@@ -308,9 +318,11 @@ impl Fs {
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             renames_refused: AtomicBool::new(false),
+            appends_refused: AtomicBool::new(false),
             no_mdtm: AtomicBool::new(false),
             spool_stats: Arc::new(SpoolStats::default()),
             streamed: AtomicU64::new(0),
+            appended: AtomicU64::new(0),
             staged: AtomicU64::new(0),
             fallbacks: AtomicU64::new(0),
             shutting_down: AtomicBool::new(false),
@@ -320,6 +332,7 @@ impl Fs {
     pub fn stats(&self) -> FsStats {
         FsStats {
             streamed_uploads: self.streamed.load(Ordering::Relaxed),
+            appends: self.appended.load(Ordering::Relaxed),
             staged_uploads: self.staged.load(Ordering::Relaxed),
             spool_peak_memory: self.spool_stats.peak_memory.load(Ordering::Relaxed),
             spool_peak_size: self.spool_stats.peak_size.load(Ordering::Relaxed),

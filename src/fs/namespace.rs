@@ -4,7 +4,7 @@
 //! file that loses its name keeps working for its handles (`orphan`).
 use std::time::SystemTime;
 
-use super::open_file::Truth;
+use super::open_file::{FileState, OpenFile, Truth};
 use super::{check_name, not_found, replace, Attr, Error, ErrorKind, Fs, Ino, Result};
 use crate::store::{FileKind, Metadata};
 
@@ -64,6 +64,7 @@ impl Fs {
         match ino.and_then(|i| self.open_file(i)) {
             Some(file) => {
                 let mut state = file.state();
+                self.before_orphaning(&file, &mut state);
                 if state.server_has_file() {
                     self.delete_remote(&path)?;
                 }
@@ -175,6 +176,9 @@ impl Fs {
         let replaced = self.inodes.lock().find(new_parent, new_name);
         let replaced_file = replaced.and_then(|i| self.open_file(i));
         let mut replaced_state = replaced_file.as_ref().map(|f| f.state());
+        if let (Some(file), Some(state)) = (&replaced_file, replaced_state.as_mut()) {
+            self.before_orphaning(file, state);
+        }
         if !local_only {
             let moved = if dst.is_some() {
                 replace::rename_replacing(&*self.store, &from, &to)
@@ -223,5 +227,16 @@ impl Fs {
             .unwrap_or(src);
         self.cache.rename(&from, &to, meta);
         Ok(())
+    }
+
+    /// An appended file holds only its end here: the server's part is
+    /// fetched while it is still there, so that its descriptors keep the
+    /// whole file once the name is gone. If that fails, they keep nothing.
+    fn before_orphaning(&self, file: &OpenFile, state: &mut FileState) {
+        if matches!(state, FileState::Appending(_)) {
+            if let Err(e) = self.stage(file, state) {
+                log::warn!("keeping an appended file that is being removed: {e}");
+            }
+        }
     }
 }

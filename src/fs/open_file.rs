@@ -10,6 +10,7 @@
 //! | `NotOnServer` | none: created here, and its first upload failed | nothing to do; shows as an empty file |
 //! | `Filling` | a spool written in order from byte 0 (new file, `O_TRUNC`, `truncate 0`) | one upload of the spool |
 //! | `Staged` | a spool with the whole file, changed anywhere | one upload of the spool |
+//! | `Appending` | the bytes written at or after the server's end, in a spool | only those, with APPE, resumed if cut |
 //! | `Streaming` | an upload taking the writes as they come | the upload is finished |
 //! | `SavedEmpty` | just uploaded empty, with handles still open for writing | nothing to do |
 //! | `Orphaned` | unlinked or replaced while open: a private copy, if written | never uploaded |
@@ -18,12 +19,14 @@
 //!
 //! ```text
 //!   open ─► Remote ── write, truncate to n > 0 [stage: fetch] ──────────► Staged
+//!   Remote ── write at the end (O_APPEND, >>) ─────────────────────────► Appending
+//!   Appending ── write, truncate, read before the server's end [stage] ► Staged
 //!   create, open O_TRUNC, truncate 0 ──────────────────────────────────► Filling
 //!   Filling ── write not at the end ───────────────────────────────────► Staged
 //!   Filling ── grows past STREAM_AFTER [start_stream] ─────────────────► Streaming
 //!   Streaming ── write behind, read, truncate, flush with a gap
 //!               [unstream: finish, fetch back] ────────────────────────► Staged
-//!   Filling, Staged, Streaming ── flush, fsync, last close [save]
+//!   Filling, Staged, Streaming, Appending ── flush, fsync, last close [save]
 //!               ok ──► Remote, or SavedEmpty (empty, writers still open)
 //!               failed ──► Remote (server has a file) or NotOnServer
 //!   Streaming ── the upload fails during a write [stream_failed] ──────► Remote or NotOnServer
@@ -54,8 +57,20 @@ pub enum FileState {
     Filling(LocalCopy),
     Staged(LocalCopy),
     Streaming(Streaming),
+    Appending(Appending),
     SavedEmpty,
     Orphaned(Option<Spool>),
+}
+
+/// Bytes written at or after the end of the server's copy, which stays the
+/// content before them: only they go to the server (APPE).
+pub struct Appending {
+    /// The server's size when appending began. At the upload the server
+    /// must still have that many bytes, or the file is staged instead.
+    pub base: u64,
+    /// The file's bytes from `base` on.
+    pub tail: Spool,
+    pub pending: PendingAttrs,
 }
 
 /// Changed content held locally until its upload.
@@ -102,7 +117,8 @@ impl FileState {
             FileState::NotOnServer
             | FileState::Filling(_)
             | FileState::Staged(_)
-            | FileState::Streaming(_) => Truth::Local,
+            | FileState::Streaming(_)
+            | FileState::Appending(_) => Truth::Local,
             FileState::Orphaned(_) => Truth::Orphaned,
         }
     }
@@ -111,7 +127,10 @@ impl FileState {
     pub fn has_changes(&self) -> bool {
         matches!(
             self,
-            FileState::Filling(_) | FileState::Staged(_) | FileState::Streaming(_)
+            FileState::Filling(_)
+                | FileState::Staged(_)
+                | FileState::Streaming(_)
+                | FileState::Appending(_)
         )
     }
 
@@ -121,7 +140,7 @@ impl FileState {
     /// upload goes with the stream.
     pub fn server_has_file(&self) -> bool {
         match self {
-            FileState::Remote | FileState::SavedEmpty => true,
+            FileState::Remote | FileState::SavedEmpty | FileState::Appending(_) => true,
             FileState::Filling(c) | FileState::Staged(c) => c.replaces,
             FileState::Streaming(s) => s.replaces,
             FileState::NotOnServer | FileState::Orphaned(_) => false,
@@ -133,6 +152,7 @@ impl FileState {
         match self {
             FileState::Filling(c) | FileState::Staged(c) => Some(c.spool.len()),
             FileState::Streaming(s) => Some(s.upload.size()),
+            FileState::Appending(a) => Some(a.base + a.tail.len()),
             FileState::Orphaned(Some(spool)) => Some(spool.len()),
             FileState::SavedEmpty | FileState::NotOnServer => Some(0),
             FileState::Remote | FileState::Orphaned(None) => None,
@@ -153,6 +173,7 @@ impl FileState {
         match self {
             FileState::Filling(c) | FileState::Staged(c) => Some(&mut c.pending),
             FileState::Streaming(s) => Some(&mut s.pending),
+            FileState::Appending(a) => Some(&mut a.pending),
             _ => None,
         }
     }
@@ -173,7 +194,8 @@ impl FileState {
     }
 
     /// Unlinked or replaced: the handles keep what is held here, never to be
-    /// uploaded. A streaming upload is handed back to be stopped.
+    /// uploaded. A streaming upload is handed back to be stopped. (An
+    /// appended file holds only its end: callers stage it first.)
     pub fn orphan(&mut self) -> Option<Streaming> {
         match self.take() {
             FileState::Filling(c) | FileState::Staged(c) => {
@@ -188,7 +210,10 @@ impl FileState {
                 *self = FileState::Orphaned(None);
                 Some(s)
             }
-            FileState::Remote | FileState::NotOnServer | FileState::SavedEmpty => {
+            FileState::Remote
+            | FileState::NotOnServer
+            | FileState::SavedEmpty
+            | FileState::Appending(_) => {
                 *self = FileState::Orphaned(None);
                 None
             }

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use super::append::Appended;
 use super::open_file::{FileState, LocalCopy, OpenFile, PendingAttrs, Streaming};
 use super::replace;
 use super::rescue;
@@ -259,6 +260,29 @@ impl Fs {
             self.unstream(file, &mut state)?;
         }
         let size = state.local_len().unwrap_or(0);
+        if let FileState::Appending(a) = &*state {
+            match self.send_appended(&path, a) {
+                Ok(Appended::Done) => {
+                    let pending = a.pending;
+                    *state = FileState::Remote;
+                    self.saved(file, &path, size, pending);
+                    return Ok(());
+                }
+                Ok(Appended::Replace(why)) => {
+                    log::info!("{path}: not appended ({why}); replacing the file whole");
+                    if let Err(e) = self.stage(file, &mut state) {
+                        return Err(self.upload_failed(file, &mut state, Some(&path), true, e));
+                    }
+                }
+                Err(e) => {
+                    if self.shutting_down.load(Ordering::SeqCst) {
+                        log::error!("{path}: what follows byte {} was appended here", a.base);
+                        self.keep_locally(&a.tail, &path);
+                    }
+                    return Err(self.upload_failed(file, &mut state, Some(&path), true, e));
+                }
+            }
+        }
         let (result, had_file) = match state.take() {
             FileState::Streaming(s) => (
                 self.finish_stream(s.upload, &path).map(|()| s.pending),

@@ -1,0 +1,153 @@
+//! Appending: a file written at its end (`>>`, O_APPEND, a log) sends only
+//! the new bytes, with APPE, instead of downloading and uploading it whole.
+//!
+//! Before appending, the server's size is asked afresh: if it is not what
+//! the mount appended to (another client changed the file), nothing is
+//! appended blindly; the file is staged and replaced whole, as before. A
+//! server that refuses APPE (500/502/504, or "denied") is remembered, and
+//! its files are staged from then on.
+//!
+//! An append cut by a lost connection, a timeout or a server restart is
+//! resumed from the size the server holds, on a new session, with backoff,
+//! until `retry_time` has passed: never a gap, never a range twice. Only
+//! then it fails (EIO); the server's file then ends with part of the
+//! appended bytes, which the mount shows from then on.
+use std::sync::atomic::Ordering;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::open_file::Appending;
+use super::streamer::BATCH;
+use super::{Error, ErrorKind, Fs, Result};
+use crate::store::{self, StorePath};
+
+/// The first wait before resuming a cut append; it doubles up to the next.
+const BACKOFF_FIRST: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// What became of an append.
+pub(super) enum Appended {
+    /// The server has the whole file.
+    Done,
+    /// Not appended (the server's copy changed, or APPE is refused): stage
+    /// the file and replace it whole.
+    Replace(&'static str),
+}
+
+impl Fs {
+    pub(super) fn appends_allowed(&self) -> bool {
+        !self.appends_refused.load(Ordering::Relaxed)
+    }
+
+    /// Sends what was appended to `path`, resuming it if cut.
+    pub(super) fn send_appended(&self, path: &StorePath, a: &Appending) -> Result<Appended> {
+        let deadline = Instant::now() + self.config.retry_time;
+        let end = a.base + a.tail.len();
+        let mut backoff = BACKOFF_FIRST;
+        // Where the server is, which is where the next attempt starts.
+        let mut server_size = None;
+        let mut attempt = 0u32;
+        loop {
+            let size = match server_size {
+                Some(size) => size,
+                None => match self.store.stat(path) {
+                    Ok(meta) => meta.size,
+                    Err(e) if e.kind == store::ErrorKind::Unavailable => {
+                        self.wait_to_retry(&mut backoff, deadline, e)?;
+                        continue;
+                    }
+                    Err(e) if attempt == 0 => {
+                        log::debug!("{path}: size before appending: {e}");
+                        return Ok(Appended::Replace("its size could not be asked"));
+                    }
+                    Err(e) => return Err(e.into()),
+                },
+            };
+            if attempt == 0 && size != a.base {
+                return Ok(Appended::Replace("the server's copy changed"));
+            }
+            if size < a.base || size > end {
+                return Err(Error::new(
+                    ErrorKind::Store(store::ErrorKind::Failed),
+                    format!(
+                        "{path}: after a cut append the server holds {size} bytes, \
+                         outside the {}..{end} being appended",
+                        a.base
+                    ),
+                ));
+            }
+            if attempt > 0 && size == end {
+                return Ok(Appended::Done);
+            }
+            attempt += 1;
+            match self.append_from(path, a, size - a.base) {
+                Ok(()) => break,
+                Err(e) if attempt == 1 && is_refusal(e.kind) => {
+                    log::info!("{path}: the server refuses APPE ({e}); files are replaced whole");
+                    self.appends_refused.store(true, Ordering::Relaxed);
+                    return Ok(Appended::Replace("the server refuses APPE"));
+                }
+                Err(e) if e.kind == store::ErrorKind::Unavailable => {
+                    log::info!("{path}: append cut ({e}); resuming");
+                    self.wait_to_retry(&mut backoff, deadline, e)?;
+                    server_size = None;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // Resumed appends are checked: the server must hold exactly the file.
+        if attempt > 1 {
+            let size = self.store.stat(path)?.size;
+            if size != end {
+                return Err(Error::new(
+                    ErrorKind::Store(store::ErrorKind::Failed),
+                    format!("{path}: after resuming the append the server holds {size} bytes, not {end}"),
+                ));
+            }
+        }
+        self.appended.fetch_add(1, Ordering::Relaxed);
+        Ok(Appended::Done)
+    }
+
+    /// One APPE of the appended bytes from `from` on.
+    fn append_from(&self, path: &StorePath, a: &Appending, from: u64) -> store::Result<()> {
+        let mut up = self.store.append(path)?;
+        let mut buf = vec![0u8; BATCH];
+        let mut offset = from;
+        while offset < a.tail.len() {
+            let n = a.tail.read_at(offset, &mut buf).map_err(|e| {
+                store::Error::new(store::ErrorKind::Failed, format!("reading the spool: {e}"))
+            })?;
+            if n == 0 {
+                break;
+            }
+            up.write(&buf[..n])?;
+            offset += n as u64;
+        }
+        up.finish()
+    }
+
+    /// Sleeps before the next attempt, or gives up with `err` if that would
+    /// pass the deadline.
+    fn wait_to_retry(
+        &self,
+        backoff: &mut Duration,
+        deadline: Instant,
+        err: store::Error,
+    ) -> Result<()> {
+        if Instant::now() + *backoff > deadline {
+            return Err(err.into());
+        }
+        thread::sleep(*backoff);
+        *backoff = (*backoff * 2).min(BACKOFF_MAX);
+        Ok(())
+    }
+}
+
+/// A refusal of APPE itself, as opposed to a failure of this attempt.
+fn is_refusal(kind: store::ErrorKind) -> bool {
+    matches!(
+        kind,
+        store::ErrorKind::Unsupported | store::ErrorKind::PermissionDenied
+    )
+}
