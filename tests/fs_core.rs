@@ -262,6 +262,125 @@ fn append_adds_at_the_end() {
     );
 }
 
+/// `>>` onto a big file sends the new bytes only: no download, one APPE.
+#[test]
+fn an_append_sends_only_the_new_bytes() {
+    let m = mount();
+    let base = pattern(MIB, 1);
+    m.store.put_file(b"log", &base);
+    let ino = m.ino("log");
+    m.store.reset_counters();
+    let flags = OpenFlags {
+        append: true,
+        ..WRITE
+    };
+    let fh = m.fs.open(ino, flags).expect("open");
+    let line = pattern(10 * KIB, 2);
+    m.fs.write(fh, 0, &line).expect("write");
+    assert_eq!(
+        m.fs.getattr(ino).expect("getattr").size,
+        (MIB + 10 * KIB) as u64
+    );
+    m.fs.release(fh).expect("release");
+    let counts = m.store.counters();
+    assert_eq!((counts.open_read, counts.upload, counts.append), (0, 0, 1));
+    assert_eq!(counts.bytes_uploaded, line.len() as u64);
+    assert_eq!(counts.bytes_read, 0);
+    assert_eq!(m.store.file(b"log"), Some([base, line].concat()));
+    assert_eq!(m.fs.stats().appends, 1);
+}
+
+/// An append cut by a lost connection goes on from what the server holds:
+/// no gap, nothing twice.
+#[test]
+fn a_cut_append_is_resumed_from_the_servers_size() {
+    let m = mount();
+    m.store.put_file(b"log", b"head\n");
+    let ino = m.ino("log");
+    let fh = m.fs.open(ino, WRITE).expect("open");
+    let tail = pattern(300 * KIB, 3);
+    m.fs.write(fh, 5, &tail).expect("write at the end");
+    m.faults.fail_upload_after(100 * KIB as u64);
+    m.fs.flush(fh).expect("resumed");
+    m.fs.release(fh).expect("release");
+    assert_eq!(m.store.file(b"log"), Some([&b"head\n"[..], &tail].concat()));
+    assert_eq!(m.count(Op::Append), 2, "cut once, resumed once");
+    assert_eq!(
+        m.store.counters().bytes_uploaded,
+        tail.len() as u64,
+        "the resumed APPE sent only what the server did not have"
+    );
+}
+
+/// Resuming gives up after `retry_time`; the server keeps its file.
+#[test]
+fn an_append_that_cannot_be_resumed_fails_with_eio_in_the_retry_time() {
+    let m = mount_with(MemoryStore::new(), |c| {
+        c.retry_time = Duration::from_secs(1)
+    });
+    m.store.put_file(b"log", b"head\n");
+    let ino = m.ino("log");
+    let fh = m.fs.open(ino, WRITE).expect("open");
+    m.fs.write(fh, 5, b"tail").expect("write at the end");
+    m.faults.fail_always(Op::Append, ErrorKind::Unavailable);
+    let err = m.fs.flush(fh).expect_err("the server stays away");
+    assert_eq!(err.errno(), libc::EIO);
+    assert!(m.faults.counters().append >= 3, "retried with backoff");
+    m.faults.stop_failing(Op::Append);
+    let _ = m.fs.release(fh);
+    assert_eq!(m.store.file(b"log").as_deref(), Some(&b"head\n"[..]));
+}
+
+/// The server's copy changed since the mount began appending (another
+/// client): nothing is appended blindly; the file is replaced whole.
+#[test]
+fn an_append_to_a_file_changed_meanwhile_replaces_it_whole() {
+    let m = mount();
+    m.store.put_file(b"f", b"0123456789");
+    let ino = m.ino("f");
+    let fh = m.fs.open(ino, WRITE).expect("open");
+    m.fs.write(fh, 10, b"AB").expect("write at the end");
+    m.store.put_file(b"f", b"0123456789XYZ");
+    m.fs.release(fh).expect("release");
+    assert_eq!(m.count(Op::Append), 0);
+    assert_eq!(m.store.file(b"f").as_deref(), Some(&b"0123456789AB"[..]));
+    assert!(m.temp_files().is_empty());
+}
+
+/// A server that refuses APPE gets whole files, and is not asked again.
+#[test]
+fn a_refused_append_replaces_the_file_and_is_remembered() {
+    let m = mount();
+    m.store.put_file(b"a", b"aaa");
+    m.store.put_file(b"b", b"bbb");
+    m.faults.fail_always(Op::Append, ErrorKind::Unsupported);
+    for (name, added) in [("a", b"+1"), ("b", b"+2")] {
+        let ino = m.ino(name);
+        let fh = m.fs.open(ino, WRITE).expect("open");
+        m.fs.write(fh, 3, added).expect("write at the end");
+        m.fs.release(fh).expect("release");
+    }
+    assert_eq!(m.faults.counters().append, 1, "asked once");
+    assert_eq!(m.store.file(b"a").as_deref(), Some(&b"aaa+1"[..]));
+    assert_eq!(m.store.file(b"b").as_deref(), Some(&b"bbb+2"[..]));
+}
+
+/// Reading an appended file before its old end needs the server's part:
+/// the file is fetched then, and reads see the whole.
+#[test]
+fn reading_an_appended_file_sees_the_server_part_and_the_new_end() {
+    let m = mount();
+    m.store.put_file(b"f", b"old");
+    let ino = m.ino("f");
+    let fh = m.fs.open(ino, RDWR).expect("open");
+    m.fs.write(fh, 3, b"new").expect("write at the end");
+    assert_eq!(m.fs.read(fh, 3, 10).expect("the new end"), b"new");
+    assert_eq!(m.count(Op::OpenRead), 0, "the new end is here");
+    assert_eq!(m.fs.read(fh, 0, 10).expect("all"), b"oldnew");
+    m.fs.release(fh).expect("release");
+    assert_eq!(m.store.file(b"f").as_deref(), Some(&b"oldnew"[..]));
+}
+
 #[test]
 fn truncate_of_a_closed_file_reaches_the_server_at_once() {
     let m = mount();
