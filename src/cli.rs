@@ -192,6 +192,10 @@ pub struct Args {
     #[arg(long, help_heading = "Mount")]
     default_permissions: bool,
 
+    /// Resume a cut upload (an append today) for this long before it fails with EIO
+    #[arg(long, value_name = "SECS", default_value_t = Seconds(FsConfig::default().retry_time), value_parser = seconds, help_heading = "Connection")]
+    retry_time: Seconds,
+
     /// Upload files under their own names, not through a hidden temporary name renamed into place (for servers that refuse renames; found out by itself otherwise). A failed or cut upload can then leave a partial file
     #[arg(long, help_heading = "Mount")]
     write_in_place: bool,
@@ -234,6 +238,7 @@ pub struct Options {
     pub attr_ttl: Duration,
     pub dir_ttl: Duration,
     pub write_in_place: bool,
+    pub retry_time: Duration,
     /// Absolute.
     pub cache_dir: PathBuf,
     pub log: LogSettings,
@@ -529,6 +534,7 @@ fn build_options(args: Args, env: &dyn Environment) -> Result<Options, CliError>
         foreground: args.foreground,
         mount: mount_options(&args),
         write_in_place: args.write_in_place,
+        retry_time: args.retry_time.0,
         attr_ttl: args.attr_ttl.0,
         dir_ttl: args.dir_ttl.0,
         cache_dir: cache_dir(&args, env)?,
