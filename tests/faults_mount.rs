@@ -556,6 +556,35 @@ fn data_reset_during_an_upload_over_a_file_keeps_the_old_one() {
 }
 
 /// Resident memory of a process now, in MiB.
+/// `cat >> file` over a data connection reset in the middle: the append
+/// goes on from what the server holds, and the file is whole, with nothing
+/// downloaded and nothing sent twice beyond what the reset cut.
+#[test]
+fn an_append_cut_by_a_data_reset_is_resumed() {
+    let (rig, mount, old) = with_file("log.bin", 2 * MIB, 40, &[]);
+    let added = data::bytes(8 * MIB, 41);
+    let local = Local::new("append");
+    let src = local.file("added.bin", &added);
+    rig.proxy.reset_after(Kind::Data, 3 * MIB as u64);
+    let started = Instant::now();
+    let script = format!("cat '{src}' >> '{}'", mount.path_str("log.bin"));
+    let out = run("sh", &["-c", &script], 120);
+    eprintln!(
+        "cat >> with a data reset at 3 MiB: {:?} after {:?}",
+        out.status,
+        started.elapsed()
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(rig.proxy.reset_fired(Kind::Data));
+    let whole = [old, added].concat();
+    assert_eq!(
+        data::sha256(&std::fs::read(rig.root().join("log.bin")).unwrap()),
+        data::sha256(&whole),
+        "the appended file is whole"
+    );
+    assert_eq!(others_on_server(&rig, &["log.bin"]), Vec::<String>::new());
+}
+
 fn rss_mib(pid: u32) -> u64 {
     let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).unwrap_or_default();
     let pages: u64 = statm
