@@ -545,6 +545,91 @@ mod tests {
         assert_eq!(connect(&resuming_server), Some(Full), "no ticket left");
     }
 
+    /// A server that requires a client certificate of its CA, as vsftpd
+    /// with `require_cert` does: every connection of a session (control,
+    /// then data) presents the certificate, and the data connections resume
+    /// the control connection's session, with TLS 1.3 and with TLS 1.2.
+    #[test]
+    fn a_client_certificate_goes_on_every_connection_and_sessions_resume() {
+        use rustls::server::WebPkiClientVerifier;
+        let provider = Arc::new(ring::default_provider());
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, &ca_key);
+        let client_key = rcgen::KeyPair::generate().unwrap();
+        let client_cert = rcgen::CertificateParams::new(vec!["client".to_string()])
+            .unwrap()
+            .signed_by(&client_key, &issuer)
+            .unwrap();
+        let server_key = rcgen::KeyPair::generate().unwrap();
+        let server_cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&server_key)
+            .unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(ca.der().clone()).unwrap();
+        let client_verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .unwrap();
+
+        let dir = std::env::temp_dir().join(format!("ftpsfs-tls-mtls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let both = dir.join("client.pem");
+        std::fs::write(&both, client_cert.pem() + &client_key.serialize_pem()).unwrap();
+        let identity = crate::ftp::identity::load(&both, None).unwrap().identity;
+        let _ = std::fs::remove_dir_all(&dir);
+
+        for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+            let server = Arc::new(
+                rustls::ServerConfig::builder_with_provider(provider.clone())
+                    .with_protocol_versions(&[version])
+                    .unwrap()
+                    .with_client_cert_verifier(client_verifier.clone())
+                    .with_single_cert(
+                        vec![server_cert.der().clone()],
+                        rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into()),
+                    )
+                    .unwrap(),
+            );
+            let base = client_config(&TlsOptions {
+                insecure: true,
+                client_identity: Some(identity.clone()),
+                ..TlsOptions::default()
+            })
+            .unwrap();
+            let (session, _store) = for_session(&base);
+            let connect = || {
+                let name = ServerName::try_from("localhost").unwrap();
+                let mut c = rustls::ClientConnection::new(session.clone(), name).unwrap();
+                let mut s = rustls::ServerConnection::new(server.clone()).unwrap();
+                loop {
+                    let mut moved = 0;
+                    let mut buf = Vec::new();
+                    moved += c.write_tls(&mut buf).unwrap();
+                    s.read_tls(&mut buf.as_slice()).unwrap();
+                    s.process_new_packets().unwrap();
+                    buf.clear();
+                    moved += s.write_tls(&mut buf).unwrap();
+                    c.read_tls(&mut buf.as_slice()).unwrap();
+                    c.process_new_packets().unwrap();
+                    if moved == 0 && !c.is_handshaking() && !s.is_handshaking() {
+                        let presented = s.peer_certificates().map(|certs| certs[0].clone());
+                        return (c.handshake_kind(), presented);
+                    }
+                }
+            };
+            use rustls::HandshakeKind::{Full, Resumed};
+            let ours = Some(client_cert.der().clone());
+            assert_eq!(connect(), (Some(Full), ours.clone()), "{version:?} control");
+            for _ in 0..2 {
+                assert_eq!(connect(), (Some(Resumed), ours.clone()), "{version:?} data");
+            }
+        }
+    }
+
     #[test]
     fn fingerprint_format() {
         let fp = fingerprint(b"abc");
