@@ -20,6 +20,7 @@ use clap::{ArgAction, CommandFactory, Parser, ValueEnum};
 use crate::credentials::{self, Sources, PASSWORD_ENV};
 use crate::fs::FsConfig;
 use crate::ftp::config::{parse_port_range, parse_sha256_hex, Keepalive, Timeouts};
+use crate::ftp::identity;
 use crate::ftp::{DataMode, FtpConfig, Password, PoolSettings, Security, TlsOptions, TlsVersion};
 
 const SESSIONS_MAX: u16 = 64;
@@ -71,6 +72,19 @@ pub struct Args {
     #[arg(long, value_name = "HEX", value_parser = parse_fingerprint, help_heading = "TLS")]
     pin_sha256: Option<[u8; 32]>,
 
+    /// Present this client certificate when the server asks for one (mutual TLS): PEM, the certificate first, then any intermediates
+    #[arg(long, value_name = "PEM", help_heading = "TLS")]
+    client_cert: Option<PathBuf>,
+
+    /// The private key of --client-cert: PEM, not encrypted (PKCS#8, RSA or EC) [default: the --client-cert file, which may hold the key too]
+    #[arg(
+        long,
+        value_name = "PEM",
+        requires = "client_cert",
+        help_heading = "TLS"
+    )]
+    client_key: Option<PathBuf>,
+
     /// Do not verify the server certificate (warns on every start)
     #[arg(long, conflicts_with_all = ["ca_file", "pin_sha256"], help_heading = "TLS")]
     insecure: bool,
@@ -78,7 +92,7 @@ pub struct Args {
     /// Use plain FTP without TLS: password and data in clear text (warns on every start)
     #[arg(
         long,
-        conflicts_with_all = ["insecure", "ca_file", "pin_sha256", "tls_max"],
+        conflicts_with_all = ["insecure", "ca_file", "pin_sha256", "tls_max", "client_cert"],
         help_heading = "TLS"
     )]
     insecure_plain_ftp: bool,
@@ -511,7 +525,7 @@ fn build_options(args: Args, env: &dyn Environment) -> Result<Options, CliError>
 
     let mut ftp = FtpConfig::new(url.host.clone(), port, resolved.credentials);
     ftp.security = security;
-    ftp.tls = tls_options(&args)?;
+    ftp.tls = tls_options(&args, &mut warnings)?;
     ftp.timeouts = Timeouts {
         connect: args.connect_timeout.0,
         reply: args.timeout.0,
@@ -594,9 +608,19 @@ fn resolve_credentials(
     credentials::resolve(&sources).map_err(CliError::invalid)
 }
 
-fn tls_options(args: &Args) -> Result<TlsOptions, CliError> {
+fn tls_options(args: &Args, warnings: &mut Vec<String>) -> Result<TlsOptions, CliError> {
     let ca_file = match &args.ca_file {
         Some(path) => Some(readable_file(path, "--ca-file")?),
+        None => None,
+    };
+    // Read now, once: the daemon never looks at the files again.
+    let client_identity = match &args.client_cert {
+        Some(cert) => {
+            let loaded =
+                identity::load(cert, args.client_key.as_deref()).map_err(CliError::invalid)?;
+            warnings.extend(loaded.warnings);
+            Some(loaded.identity)
+        }
         None => None,
     };
     Ok(TlsOptions {
@@ -604,6 +628,7 @@ fn tls_options(args: &Args) -> Result<TlsOptions, CliError> {
         pin_sha256: args.pin_sha256,
         insecure: args.insecure,
         max_version: args.tls_max,
+        client_identity,
         ..TlsOptions::default()
     })
 }

@@ -716,6 +716,133 @@ fn tls_options() {
     assert_eq!(options.ftp.tls.max_version, Some(TlsVersion::Tls13));
 }
 
+/// A client certificate (PEM) and its key (PKCS#8 PEM).
+fn client_pair() -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["client".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+#[test]
+fn client_certificate_from_flags_or_o() {
+    let dir = TempDir::new();
+    let (cert, key) = client_pair();
+    let cert_file = dir.file("client.pem", &cert, 0o644);
+    let key_file = dir.file("client.key", &key, 0o600);
+    let both = dir.file("both.pem", &format!("{cert}{key}"), 0o600);
+    let options = parse(&[
+        "ftpes://h",
+        "/mnt",
+        "--client-cert",
+        path_arg(&cert_file),
+        "--client-key",
+        path_arg(&key_file),
+    ]);
+    assert!(options.ftp.tls.client_identity.is_some());
+    assert!(options.warnings.is_empty(), "{:?}", options.warnings);
+    let o = format!(
+        "client_cert={},client_key={}",
+        cert_file.display(),
+        key_file.display()
+    );
+    assert!(parse(&["ftpes://h", "/mnt", "-o", &o])
+        .ftp
+        .tls
+        .client_identity
+        .is_some());
+    let options = parse(&["ftpes://h", "/mnt", "--client-cert", path_arg(&both)]);
+    assert!(
+        options.ftp.tls.client_identity.is_some(),
+        "key from the same file"
+    );
+    assert!(parse(&["ftpes://h", "/mnt"])
+        .ftp
+        .tls
+        .client_identity
+        .is_none());
+    let shown = format!("{options:?}");
+    let secret: String = key.lines().nth(1).unwrap().chars().take(24).collect();
+    assert!(!shown.contains(&secret), "the key is never shown");
+}
+
+#[test]
+fn client_certificate_errors_are_one_line_naming_the_file() {
+    let dir = TempDir::new();
+    let (cert, key) = client_pair();
+    let (_, other_key) = client_pair();
+    let cert_file = dir.file("client.pem", &cert, 0o644);
+    let other_key = dir.file("other.key", &other_key, 0o600);
+    let text = error_text(&[
+        "ftpes://h",
+        "/mnt",
+        "--client-cert",
+        path_arg(&cert_file),
+        "--client-key",
+        path_arg(&other_key),
+    ]);
+    assert!(
+        text.contains(&format!(
+            "the client key in {} does not match",
+            other_key.display()
+        )),
+        "{text}"
+    );
+    let text = error_text(&["ftpes://h", "/mnt", "--client-cert", path_arg(&cert_file)]);
+    assert!(
+        text.contains("give the key file with --client-key"),
+        "{text}"
+    );
+    let missing = dir.0.join("missing.pem");
+    let text = error_text(&["ftpes://h", "/mnt", "--client-cert", path_arg(&missing)]);
+    assert!(
+        text.contains(&format!(
+            "cannot read client certificate file {}",
+            missing.display()
+        )),
+        "{text}"
+    );
+    let key_file = dir.file("client.key", &key, 0o600);
+    let text = error_text(&["ftpes://h", "/mnt", "--client-key", path_arg(&key_file)]);
+    assert!(
+        text.contains("--client-cert"),
+        "needs a certificate: {text}"
+    );
+    let text = error_text(&[
+        "ftp://h",
+        "/mnt",
+        "--insecure-plain-ftp",
+        "--client-cert",
+        path_arg(&cert_file),
+    ]);
+    assert!(text.contains("cannot be used with"), "{text}");
+}
+
+#[test]
+fn a_client_key_others_can_read_is_warned_about() {
+    let dir = TempDir::new();
+    let (cert, key) = client_pair();
+    let cert_file = dir.file("client.pem", &cert, 0o644);
+    let key_file = dir.file("client.key", &key, 0o644);
+    let options = parse(&[
+        "ftpes://h",
+        "/mnt",
+        "--client-cert",
+        path_arg(&cert_file),
+        "--client-key",
+        path_arg(&key_file),
+    ]);
+    assert_eq!(
+        options.warnings,
+        vec![format!(
+            "the client key file {} is accessible by others (mode 644); run chmod 600 on it",
+            key_file.display()
+        )]
+    );
+}
+
 #[test]
 fn log_level_from_verbose_or_log_level() {
     let level = |args: &[&str]| {

@@ -166,3 +166,86 @@ fn other_users_need_allow_other_and_default_permissions_checks_modes() {
         "only the write allowed by the mode options reached the server"
     );
 }
+
+/// Mutual TLS against vsftpd with ssl_request_cert, require_cert,
+/// validate_cert and a client CA: with the right certificate the mount
+/// lists, reads and writes over TLS 1.3 and 1.2, passive and active. Every
+/// data connection presents the certificate and resumes its control
+/// connection's session, or vsftpd would refuse it with 522; the key never
+/// reaches the log.
+#[test]
+fn mutual_tls_mounts_lists_reads_and_writes_over_tls_1_2_and_1_3() {
+    let server = Vsftpd::start(&["--require-client-cert"]);
+    let cert = server.env["FTPS_CLIENT_CERT"].clone();
+    let key = server.env["FTPS_CLIENT_KEY"].clone();
+    let key_text = std::fs::read_to_string(&key).unwrap();
+    let key_line = key_text.lines().nth(1).expect("a PEM body").to_string();
+    let from_o = format!("client_cert={cert},client_key={key}");
+    let cases: [(&str, Vec<&str>); 4] = [
+        ("1.3", vec!["--client-cert", &cert, "--client-key", &key]),
+        ("1.2", vec!["-o", &from_o]),
+        (
+            "1.3",
+            vec!["--active", "--client-cert", &cert, "--client-key", &key],
+        ),
+        ("1.2", vec!["--active", "-o", &from_o]),
+    ];
+    for (n, (tls, options)) in cases.iter().enumerate() {
+        let mut extra = vec!["--tls-max", tls, "--sessions", "2"];
+        extra.extend(options.iter().copied());
+        let dir = format!("case{n}");
+        std::fs::create_dir(server.info.root.join(&dir)).unwrap();
+        ok(
+            "chown",
+            &[
+                &format!("{}:", server.info.user),
+                &server.info.root.join(&dir).to_string_lossy(),
+            ],
+            10,
+        );
+        std::fs::write(
+            server.info.root.join(&dir).join("there.txt"),
+            b"from the server",
+        )
+        .unwrap();
+        let mount = Mount::start(&server.info, &extra);
+        assert_eq!(
+            std::fs::read(mount.path(&format!("{dir}/there.txt"))).unwrap(),
+            b"from the server",
+            "{extra:?}"
+        );
+        // More data connections than a login's TLS 1.3 tickets.
+        for i in 0..6 {
+            let name = format!("{dir}/f{i}.txt");
+            std::fs::write(mount.path(&name), format!("file {i} {extra:?}")).unwrap();
+            assert_eq!(
+                std::fs::read_to_string(server.info.root.join(&name)).unwrap(),
+                format!("file {i} {extra:?}")
+            );
+        }
+        let listed = ok("ls", &[&mount.path_str(&dir)], 30);
+        assert_eq!(
+            String::from_utf8_lossy(&listed.stdout).lines().count(),
+            7,
+            "{extra:?}"
+        );
+        ok("cat", &[&mount.path_str(&format!("{dir}/f5.txt"))], 30);
+        let log = mount.log_text();
+        assert!(log.contains("STOR"), "the log is at debug level: {log}");
+        assert!(!log.contains(&key_line), "the key is not in the log");
+    }
+    let server_log = server.info.log_text();
+    assert!(
+        !server_log.contains("\"522"),
+        "no data connection was refused for not resuming: {server_log}"
+    );
+    assert!(
+        server
+            .commands()
+            .iter()
+            .filter(|c| c.starts_with("STOR"))
+            .count()
+            >= 24,
+        "every upload went through"
+    );
+}

@@ -322,3 +322,188 @@ fn mount_and_an_fstab_line_mount_it_with_o_options() {
         "the daemon exits after unmounting"
     );
 }
+
+// Client certificates (mutual TLS), against vsftpd with ssl_request_cert,
+// require_cert, validate_cert and a client CA (`--require-client-cert`).
+
+fn mtls_server() -> Vsftpd {
+    Vsftpd::start(&["--require-client-cert"])
+}
+
+/// A file the script made, by its `FTPS_*` name.
+fn made(server: &Vsftpd, key: &str) -> String {
+    server
+        .env
+        .get(key)
+        .unwrap_or_else(|| panic!("the script printed no {key}"))
+        .clone()
+}
+
+fn mtls_args(server: &Vsftpd, place: &Place, extra: &[&str]) -> Vec<String> {
+    let mut args = with_ca(&server.info, place);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.push(url(&server.info, server.info.port));
+    args.push(place.mountpoint().to_string_lossy().into_owned());
+    args
+}
+
+#[test]
+fn a_server_that_requires_a_client_certificate_refuses_none_with_one_line() {
+    let server = mtls_server();
+    for (tls, reasons) in [
+        (
+            "1.3",
+            &[
+                "the server requires a client certificate",
+                "certificate required",
+                "--client-cert",
+            ][..],
+        ),
+        (
+            "1.2",
+            &["handshake failure", "client certificate", "--client-cert"][..],
+        ),
+    ] {
+        let place = Place::new("start-mtls-none");
+        let args = mtls_args(&server, &place, &["--tls-max", tls]);
+        let (out, took) = ftpsfs(&strs(&args), &server.info.password);
+        failed_with(&out, took, reasons, &place, &server.info.password);
+        assert!(took < Duration::from_secs(15), "not retried: {took:?}");
+    }
+    assert_eq!(server.logins(), 0);
+}
+
+#[test]
+fn a_client_certificate_of_another_ca_is_refused_with_one_line() {
+    let server = mtls_server();
+    let cert = made(&server, "FTPS_FOREIGN_CLIENT_CERT");
+    let key = made(&server, "FTPS_FOREIGN_CLIENT_KEY");
+    for tls in ["1.3", "1.2"] {
+        let place = Place::new("start-mtls-foreign");
+        let args = mtls_args(
+            &server,
+            &place,
+            &[
+                "--tls-max",
+                tls,
+                "--client-cert",
+                &cert,
+                "--client-key",
+                &key,
+            ],
+        );
+        let (out, took) = ftpsfs(&strs(&args), &server.info.password);
+        failed_with(
+            &out,
+            took,
+            &[
+                "the server refused the client certificate",
+                "unknown ca",
+                "check --client-cert / the server's ca",
+            ],
+            &place,
+            &server.info.password,
+        );
+    }
+    assert_eq!(server.logins(), 0);
+}
+
+/// Refused before anything connects: exit 2 (a bad command line), one line
+/// naming the key file.
+fn refused_at_start(server: &Vsftpd, extra: &[&str], reasons: &[&str]) {
+    let place = Place::new("start-mtls-key");
+    let args = mtls_args(server, &place, extra);
+    let (out, _) = ftpsfs(&strs(&args), &server.info.password);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("exit {:?}: {stderr}", out.status.code());
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    for reason in reasons {
+        assert!(lines[0].contains(reason), "names {reason:?}: {stderr}");
+    }
+    assert!(!stderr.contains("PRIVATE KEY"), "no key: {stderr}");
+    assert!(!is_mounted(&place.mountpoint()));
+    assert!(
+        !server.info.log_text().contains("CONNECT"),
+        "nothing connected to the server"
+    );
+}
+
+#[test]
+fn a_client_key_that_does_not_match_or_is_encrypted_is_refused_at_start() {
+    let server = mtls_server();
+    let cert = made(&server, "FTPS_CLIENT_CERT");
+    let foreign_key = made(&server, "FTPS_FOREIGN_CLIENT_KEY");
+    refused_at_start(
+        &server,
+        &["--client-cert", &cert, "--client-key", &foreign_key],
+        &[&format!(
+            "the client key in {foreign_key} does not match the certificate in {cert}"
+        )],
+    );
+    let scratch = Scratch::new("mtls-encrypted");
+    let encrypted = scratch.str("encrypted.key");
+    ok(
+        "openssl",
+        &[
+            "pkey",
+            "-in",
+            &made(&server, "FTPS_CLIENT_KEY"),
+            "-aes256",
+            "-passout",
+            "pass:not-for-ftpsfs",
+            "-out",
+            &encrypted,
+        ],
+        30,
+    );
+    refused_at_start(
+        &server,
+        &["-o", &format!("client_cert={cert},client_key={encrypted}")],
+        &[
+            &format!("the client key in {encrypted} is encrypted"),
+            "openssl pkey -in",
+        ],
+    );
+}
+
+#[test]
+fn a_client_key_others_can_read_is_a_warning_and_the_mount_works() {
+    let server = mtls_server();
+    std::fs::write(server.info.root.join("there.txt"), b"over mutual TLS").unwrap();
+    let place = Place::new("start-mtls-mode");
+    let key = place.scratch.path("client.key");
+    std::fs::copy(made(&server, "FTPS_CLIENT_KEY"), &key).unwrap();
+    std::fs::set_permissions(&key, PermissionsExt::from_mode(0o644)).unwrap();
+    let args = mtls_args(
+        &server,
+        &place,
+        &[
+            "--client-cert",
+            &made(&server, "FTPS_CLIENT_CERT"),
+            "--client-key",
+            &key.to_string_lossy(),
+        ],
+    );
+    let (out, _) = ftpsfs(&strs(&args), &server.info.password);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "ftpsfs: warning: the client key file {} is accessible by others (mode 644); run chmod 600 on it",
+            key.display()
+        )
+    );
+    assert_eq!(
+        std::fs::read(place.mountpoint().join("there.txt")).unwrap(),
+        b"over mutual TLS"
+    );
+    ok(
+        "fusermount3",
+        &["-u", &place.mountpoint().to_string_lossy()],
+        30,
+    );
+    assert!(wait_until(30, || serving(&place.mountpoint()) == 0));
+}

@@ -7,7 +7,7 @@
 #
 # Provides: die, note, need_root; port blocks (pick_block, port_free) under a
 # lock shared by all the scripts; make_certs (CA, server certificate, wrong
-# CA); ensure_user (system user, PAM service, kept password); tls_version_ok,
+# CA); make_client_certs (client CA, client certificate, a foreign one); ensure_user (system user, PAM service, kept password); tls_version_ok,
 # tls_max; and for the servers that run in a session of their own (ProFTPD,
 # Pure-FTPd, pyftpdlib): launch_in_session, kill_session, wait_banner,
 # prepare_state_dir, stop_session_server, fail_session_start, print_env,
@@ -30,6 +30,9 @@ BLOCK_SIZE=128
 BLOCK_LO=12800
 BLOCK_HI=32640   # last base
 START_TIMEOUT=10
+# openssl s_client arguments that present a client certificate (set by a
+# script whose server requires one)
+CLIENT_CERT_ARGS=()
 SAFE_RE='^[A-Za-z0-9._/@%+=:,-]+$'
 
 die() { echo "$PROG: $*" >&2; exit 1; }
@@ -116,6 +119,50 @@ EOF
   rm -rf "$t"
 }
 
+# make_client_certs DIR: certificates for mutual TLS (a server that requires a
+# client certificate): a client CA (DIR/client-ca.pem, the one the server
+# trusts), a client certificate it signed (DIR/client.pem, key DIR/client.key,
+# PKCS#8), and a certificate of an unrelated CA (DIR/foreign-client.pem, key
+# DIR/foreign-client.key) that the server must refuse. EC P-256, 30 days,
+# CA:FALSE, extendedKeyUsage clientAuth. Keys are mode 600.
+make_client_certs() {
+  local dir=$1 t=$1/clientcertgen who
+  mkdir -p "$t"
+  cat >"$t/client.ext" <<'EOF'
+basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature
+extendedKeyUsage=clientAuth
+subjectKeyIdentifier=hash
+authorityKeyIdentifier=keyid,issuer
+EOF
+  for who in client foreign; do
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$t/$who-ca.key" 2>/dev/null
+    openssl req -x509 -new -key "$t/$who-ca.key" -sha256 -days 30 \
+      -subj "/O=ftpsfs tests/CN=ftpsfs $who client CA" \
+      -addext "basicConstraints=critical,CA:TRUE" \
+      -addext "keyUsage=critical,keyCertSign,cRLSign" \
+      -out "$t/$who-ca.pem"
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$t/$who.key" 2>/dev/null
+    openssl req -new -key "$t/$who.key" -subj "/O=ftpsfs tests/CN=ftpsfs $who client" \
+      -out "$t/$who.csr"
+    openssl x509 -req -in "$t/$who.csr" -CA "$t/$who-ca.pem" -CAkey "$t/$who-ca.key" \
+      -set_serial "0x$(openssl rand -hex 8)" -sha256 -days 30 \
+      -extfile "$t/client.ext" -out "$t/$who.pem" 2>/dev/null
+  done
+  cp "$t/client-ca.pem" "$dir/client-ca.pem"
+  cp "$t/client.pem" "$dir/client.pem"
+  cp "$t/foreign.pem" "$dir/foreign-client.pem"
+  (umask 077 && cp "$t/client.key" "$dir/client.key" && cp "$t/foreign.key" "$dir/foreign-client.key")
+  openssl verify -CAfile "$dir/client-ca.pem" "$dir/client.pem" >/dev/null \
+    || die "generated client certificate does not verify against its CA"
+  if openssl verify -CAfile "$dir/client-ca.pem" "$dir/foreign-client.pem" >/dev/null 2>&1; then
+    die "the foreign client certificate verifies against the client CA"
+  fi
+  chmod 600 "$dir/client.key" "$dir/foreign-client.key"
+  chmod 644 "$dir/client-ca.pem" "$dir/client.pem" "$dir/foreign-client.pem"
+  rm -rf "$t"
+}
+
 # ensure_user NAME PASSWORD-OR-EMPTY: create/reuse the system user; prints password.
 ensure_user() {
   local user=$1 pw=$2 pwfile
@@ -171,7 +218,8 @@ tls_version_ok() {
   local port=$1 v=$2 opt
   case $v in 1.2) opt=-tls1_2 ;; 1.3) opt=-tls1_3 ;; esac
   timeout 5 openssl s_client -starttls ftp -connect "$HOST_URL:$port" "$opt" \
-    -CAfile "$DIR/ca.pem" -verify_return_error </dev/null >"$DIR/tlscheck.out" 2>&1 || true
+    -CAfile "$DIR/ca.pem" -verify_return_error "${CLIENT_CERT_ARGS[@]}" \
+    </dev/null >"$DIR/tlscheck.out" 2>&1 || true
   grep -q "^New, TLSv$v," "$DIR/tlscheck.out"
 }
 

@@ -8,6 +8,8 @@ use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::identity::ClientIdentity;
+
 /// How the control connection is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Security {
@@ -67,6 +69,9 @@ pub struct TlsOptions {
     /// Name to verify the certificate against (and send as SNI) instead of
     /// the host connected to: for a server reached by IP or through a tunnel.
     pub server_name: Option<String>,
+    /// The certificate and key to present when the server asks for one
+    /// (mutual TLS), on the control and on every data connection.
+    pub client_identity: Option<ClientIdentity>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,6 +8,7 @@ pub mod data;
 pub mod dialogue;
 pub mod error;
 pub mod features;
+pub mod identity;
 pub mod listing;
 mod login_gate;
 pub mod net;

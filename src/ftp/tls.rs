@@ -5,6 +5,8 @@
 //! session store (`for_session`): its data connections resume *its* TLS
 //! session, as vsftpd (`require_ssl_reuse`), ProFTPD and FileZilla Server
 //! demand. A shared store would let sessions overwrite each other's tickets.
+//! A client certificate (mutual TLS, see `identity`) is presented on the
+//! control and on every data connection alike.
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -16,9 +18,10 @@ use rustls::client::{
 use rustls::crypto::{ring, CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::sign::SingleCertAndKey;
 use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, NamedGroup, RootCertStore,
-    SignatureScheme,
+    AlertDescription, CertificateError, ClientConfig, DigitallySignedStruct, NamedGroup,
+    RootCertStore, SignatureScheme,
 };
 
 use super::config::{TlsOptions, TlsVersion};
@@ -32,12 +35,19 @@ pub fn client_config(options: &TlsOptions) -> Result<Arc<ClientConfig>> {
         _ => &[&rustls::version::TLS13, &rustls::version::TLS12],
     };
     let verifier = Arc::new(FtpsVerifier::new(options, provider.clone())?);
-    let config = ClientConfig::builder_with_provider(provider)
+    let builder = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
         .map_err(|e| Error::Config(format!("TLS set-up: {e}")))?
         .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(verifier);
+    // The resolver is part of what a session resumes with: rustls resumes
+    // only with the very resolver (and verifier) that made the session, so
+    // the copies `for_session` makes share this one.
+    let config = match &options.client_identity {
+        Some(identity) => builder
+            .with_client_cert_resolver(Arc::new(SingleCertAndKey::from(identity.certified_key()))),
+        None => builder.with_no_client_auth(),
+    };
     Ok(Arc::new(config))
 }
 
@@ -398,12 +408,67 @@ pub fn describe_tls_error(e: &rustls::Error) -> String {
             }
         }
         rustls::Error::InvalidCertificate(reason) => describe_certificate_error(reason),
-        rustls::Error::AlertReceived(alert) => format!("the server sent TLS alert {alert:?}"),
+        rustls::Error::AlertReceived(alert) => describe_alert(*alert),
         rustls::Error::PeerIncompatible(why) => {
             format!("no TLS version or cipher in common with the server ({why:?})")
         }
         other => other.to_string(),
     }
+}
+
+/// A TLS alert from the server. The certificate alerts can only be about
+/// the client's certificate (the client judges the server's), and with
+/// TLS 1.3 they arrive after the client thinks the handshake is over, at the
+/// first read: they are named as what they are, not as a dropped connection.
+fn describe_alert(alert: AlertDescription) -> String {
+    let name = alert_name(alert);
+    match alert {
+        AlertDescription::CertificateRequired => format!(
+            "the server requires a client certificate (TLS alert: {name}): give one with --client-cert"
+        ),
+        AlertDescription::BadCertificate
+        | AlertDescription::UnsupportedCertificate
+        | AlertDescription::CertificateRevoked
+        | AlertDescription::CertificateExpired
+        | AlertDescription::CertificateUnknown
+        | AlertDescription::UnknownCA
+        | AlertDescription::NoCertificate => format!(
+            "the server refused the client certificate (TLS alert: {name}): check --client-cert / the server's CA"
+        ),
+        // What a TLS 1.2 server sends when it requires a certificate and got
+        // none, as well as when nothing the client offers suits it.
+        AlertDescription::HandshakeFailure => format!(
+            "the server broke off the TLS handshake (TLS alert: {name}): it may require a client certificate (--client-cert), or accept no TLS version or cipher that ftpsfs offers"
+        ),
+        _ => format!("the server sent TLS alert: {name}"),
+    }
+}
+
+/// `UnknownCA` → `unknown CA`, `CertificateRequired` → `certificate required`.
+fn alert_name(alert: AlertDescription) -> String {
+    let debug = format!("{alert:?}");
+    let mut words: Vec<String> = Vec::new();
+    let mut previous_lower = false;
+    for c in debug.chars() {
+        if c.is_ascii_uppercase() && previous_lower || words.is_empty() {
+            words.push(String::new());
+        }
+        previous_lower = c.is_ascii_lowercase();
+        if let Some(word) = words.last_mut() {
+            word.push(c);
+        }
+    }
+    words
+        .iter()
+        .map(|word| {
+            if word.len() > 1 && word.chars().all(|c| c.is_ascii_uppercase()) {
+                word.clone()
+            } else {
+                word.to_ascii_lowercase()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -480,6 +545,91 @@ mod tests {
         assert_eq!(connect(&resuming_server), Some(Full), "no ticket left");
     }
 
+    /// A server that requires a client certificate of its CA, as vsftpd
+    /// with `require_cert` does: every connection of a session (control,
+    /// then data) presents the certificate, and the data connections resume
+    /// the control connection's session, with TLS 1.3 and with TLS 1.2.
+    #[test]
+    fn a_client_certificate_goes_on_every_connection_and_sessions_resume() {
+        use rustls::server::WebPkiClientVerifier;
+        let provider = Arc::new(ring::default_provider());
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, &ca_key);
+        let client_key = rcgen::KeyPair::generate().unwrap();
+        let client_cert = rcgen::CertificateParams::new(vec!["client".to_string()])
+            .unwrap()
+            .signed_by(&client_key, &issuer)
+            .unwrap();
+        let server_key = rcgen::KeyPair::generate().unwrap();
+        let server_cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&server_key)
+            .unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(ca.der().clone()).unwrap();
+        let client_verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .unwrap();
+
+        let dir = std::env::temp_dir().join(format!("ftpsfs-tls-mtls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let both = dir.join("client.pem");
+        std::fs::write(&both, client_cert.pem() + &client_key.serialize_pem()).unwrap();
+        let identity = crate::ftp::identity::load(&both, None).unwrap().identity;
+        let _ = std::fs::remove_dir_all(&dir);
+
+        for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+            let server = Arc::new(
+                rustls::ServerConfig::builder_with_provider(provider.clone())
+                    .with_protocol_versions(&[version])
+                    .unwrap()
+                    .with_client_cert_verifier(client_verifier.clone())
+                    .with_single_cert(
+                        vec![server_cert.der().clone()],
+                        rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into()),
+                    )
+                    .unwrap(),
+            );
+            let base = client_config(&TlsOptions {
+                insecure: true,
+                client_identity: Some(identity.clone()),
+                ..TlsOptions::default()
+            })
+            .unwrap();
+            let (session, _store) = for_session(&base);
+            let connect = || {
+                let name = ServerName::try_from("localhost").unwrap();
+                let mut c = rustls::ClientConnection::new(session.clone(), name).unwrap();
+                let mut s = rustls::ServerConnection::new(server.clone()).unwrap();
+                loop {
+                    let mut moved = 0;
+                    let mut buf = Vec::new();
+                    moved += c.write_tls(&mut buf).unwrap();
+                    s.read_tls(&mut buf.as_slice()).unwrap();
+                    s.process_new_packets().unwrap();
+                    buf.clear();
+                    moved += s.write_tls(&mut buf).unwrap();
+                    c.read_tls(&mut buf.as_slice()).unwrap();
+                    c.process_new_packets().unwrap();
+                    if moved == 0 && !c.is_handshaking() && !s.is_handshaking() {
+                        let presented = s.peer_certificates().map(|certs| certs[0].clone());
+                        return (c.handshake_kind(), presented);
+                    }
+                }
+            };
+            use rustls::HandshakeKind::{Full, Resumed};
+            let ours = Some(client_cert.der().clone());
+            assert_eq!(connect(), (Some(Full), ours.clone()), "{version:?} control");
+            for _ in 0..2 {
+                assert_eq!(connect(), (Some(Resumed), ours.clone()), "{version:?} data");
+            }
+        }
+    }
+
     #[test]
     fn fingerprint_format() {
         let fp = fingerprint(b"abc");
@@ -503,6 +653,52 @@ mod tests {
         assert!(
             text.contains("--pin-sha256") && text.contains("SHA-256 "),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn certificate_alerts_name_the_client_certificate() {
+        let text = |alert| describe_tls_error(&rustls::Error::AlertReceived(alert));
+        assert_eq!(
+            text(AlertDescription::UnknownCA),
+            "the server refused the client certificate (TLS alert: unknown CA): check --client-cert / the server's CA"
+        );
+        assert_eq!(
+            text(AlertDescription::BadCertificate),
+            "the server refused the client certificate (TLS alert: bad certificate): check --client-cert / the server's CA"
+        );
+        assert_eq!(
+            text(AlertDescription::CertificateRequired),
+            "the server requires a client certificate (TLS alert: certificate required): give one with --client-cert"
+        );
+        assert!(text(AlertDescription::HandshakeFailure).contains("--client-cert"));
+        assert_eq!(
+            text(AlertDescription::ProtocolVersion),
+            "the server sent TLS alert: protocol version"
+        );
+    }
+
+    /// The alert that ends a refused TLS 1.3 client certificate comes after
+    /// the handshake; it reaches the user as the certificate's refusal, and
+    /// as permanent (no reconnecting with the same certificate).
+    #[test]
+    fn an_alert_at_the_first_read_is_a_permanent_tls_error() {
+        let io = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(AlertDescription::CertificateUnknown),
+        );
+        let err = Error::io(
+            "reading the reply to USER",
+            io,
+            std::time::Duration::from_secs(1),
+        );
+        assert_eq!(err.kind(), crate::ftp::Kind::Tls);
+        assert!(!err.is_transient());
+        assert!(
+            err.to_string().contains(
+                "the server refused the client certificate (TLS alert: certificate unknown)"
+            ),
+            "{err}"
         );
     }
 
