@@ -23,6 +23,7 @@ use super::config::{DataMode, FtpConfig, Security};
 use super::control::Control;
 use super::data::{self, Endpoint, Ready};
 use super::dialogue::abort::Abort;
+use super::dialogue::digest::{self as digest_dialogue, Hash};
 use super::dialogue::endpoint::{Active, Passive};
 use super::dialogue::login::{Credentials, Greeting, Setup};
 use super::dialogue::transfer::{OpenTransfer, TransferEnd};
@@ -37,6 +38,7 @@ use super::stream::Stream;
 use super::time;
 use super::tls::SessionStore;
 use super::transfer::{Download, Upload};
+use crate::digest::DigestAlgorithm;
 
 /// How long to wait after an ABOR for a transfer reply that an asynchronous
 /// server sends late.
@@ -159,6 +161,7 @@ impl Connector {
             tls,
             tickets,
             features: Features::default(),
+            hash_selected: None,
             broken: false,
             error_seen: false,
             last_used: Instant::now(),
@@ -177,6 +180,9 @@ pub struct Session {
     /// That store, which counts the TLS 1.3 tickets left.
     tickets: Option<Arc<SessionStore>>,
     features: Features,
+    /// The algorithm `HASH` uses on this session, when known: FEAT's `*`,
+    /// then what `OPTS HASH` chose; `None` after a failed HASH conversation.
+    hash_selected: Option<DigestAlgorithm>,
     broken: bool,
     /// Set by any failed command; the pool probes such a session before reuse.
     error_seen: bool,
@@ -227,6 +233,7 @@ impl Session {
         pass.settle(&outcome);
         outcome?;
         self.features = self.converse(Setup::new(self.tls.is_some()))?;
+        self.hash_selected = self.features.hash_selected;
         Ok(())
     }
 
@@ -391,10 +398,47 @@ impl Session {
             .ok_or_else(|| Error::protocol("PWD", format!("no quoted path in {:?}", reply.text())))
     }
 
+    /// The size of a file now (SIZE; the session is in TYPE I, so it is the
+    /// size in bytes). A reply that is not a plain number is an error.
     pub fn size(&mut self, path: &[u8]) -> Result<u64> {
         let reply = self.expect("SIZE", Some(path), |c| c == 213)?;
-        parse_number(reply.first_line())
-            .ok_or_else(|| Error::protocol("SIZE", format!("not a size: {:?}", reply.text())))
+        let size = digest_dialogue::parse_size_reply(&reply);
+        self.note(size)
+    }
+
+    /// The digest of a file, or of the bytes `[start, end)` of it, by `HASH`
+    /// (see `dialogue::digest`). The caller checks that the server offers
+    /// HASH with `algorithm` (and RANG for a range), and that a range is not
+    /// empty.
+    pub fn hash(
+        &mut self,
+        algorithm: DigestAlgorithm,
+        path: &[u8],
+        range: Option<(u64, u64)>,
+    ) -> Result<Vec<u8>> {
+        let selected = self.hash_selected.take();
+        let digest = self.converse(Hash::new(algorithm, path, range, selected));
+        if digest.is_ok() {
+            self.hash_selected = Some(algorithm);
+        }
+        self.note(digest)
+    }
+
+    /// The digest of a file, or of the bytes `[start, end)` of it, by
+    /// `XSHA256` and its kin (`XSHA256 path start end`).
+    pub fn x_digest(
+        &mut self,
+        algorithm: DigestAlgorithm,
+        path: &[u8],
+        range: Option<(u64, u64)>,
+    ) -> Result<Vec<u8>> {
+        let mut arg = path.to_vec();
+        if let Some((start, end)) = range {
+            arg.extend_from_slice(format!(" {start} {end}").as_bytes());
+        }
+        let reply = self.expect(algorithm.x_command(), Some(&arg), |c| c == 213 || c == 250)?;
+        let digest = digest_dialogue::parse_x_reply(&reply, algorithm);
+        self.note(digest)
     }
 
     pub fn mdtm(&mut self, path: &[u8]) -> Result<SystemTime> {
@@ -758,11 +802,24 @@ pub fn retr_on<S: DerefMut<Target = Session>>(
 
 /// STOR (or APPE with `verb`), on any handle to a session.
 pub fn upload_on<S: DerefMut<Target = Session>>(
-    mut session: S,
+    session: S,
     verb: &str,
     path: &[u8],
 ) -> Result<Upload<S>> {
-    let stream = session.open_transfer(verb, Some(path), 0)?;
+    upload_at_on(session, verb, path, 0)
+}
+
+/// `REST offset` + STOR (0: plain STOR): writes from `offset`. What the
+/// server does with the bytes after the written ones (keeps them, cuts them
+/// off) or whether it allows it at all is its own choice; see
+/// `store::StoreAtOffset`.
+pub fn upload_at_on<S: DerefMut<Target = Session>>(
+    mut session: S,
+    verb: &str,
+    path: &[u8],
+    offset: u64,
+) -> Result<Upload<S>> {
+    let stream = session.open_transfer(verb, Some(path), offset)?;
     Ok(Upload::new(session, stream))
 }
 
@@ -776,10 +833,6 @@ fn trim(bytes: &[u8]) -> &[u8] {
         .rposition(|b| !b.is_ascii_whitespace())
         .map_or(start, |e| e + 1);
     &bytes[start..end.max(start)]
-}
-
-fn parse_number(bytes: &[u8]) -> Option<u64> {
-    std::str::from_utf8(trim(bytes)).ok()?.parse().ok()
 }
 
 /// The path of a 257 reply: `"/dir ""quoted"" name" is current directory`.
@@ -818,11 +871,5 @@ mod tests {
         );
         assert_eq!(parse_quoted_path(b"no quotes"), None);
         assert_eq!(parse_quoted_path(b"\"unterminated"), None);
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_number(b" 5368709120\r"), Some(5_368_709_120));
-        assert_eq!(parse_number(b"-1"), None);
     }
 }
