@@ -23,7 +23,7 @@ use super::config::{DataMode, FtpConfig, Security};
 use super::control::Control;
 use super::data::{self, Endpoint, Ready};
 use super::dialogue::abort::Abort;
-use super::dialogue::digest::{self as digest_dialogue, Hash};
+use super::dialogue::digest::{self as digest_dialogue, Hash, Hashed};
 use super::dialogue::endpoint::{Active, Passive};
 use super::dialogue::login::{Credentials, Greeting, Setup};
 use super::dialogue::transfer::{OpenTransfer, TransferEnd};
@@ -407,7 +407,8 @@ impl Session {
     }
 
     /// The digest of a file, or of the bytes `[start, end)` of it, by `HASH`
-    /// (see `dialogue::digest`). The caller checks that the server offers
+    /// (see `dialogue::digest`), or word that the server hashed the whole
+    /// file instead of the range. The caller checks that the server offers
     /// HASH with `algorithm` (and RANG for a range), and that a range is not
     /// empty.
     pub fn hash(
@@ -415,7 +416,7 @@ impl Session {
         algorithm: DigestAlgorithm,
         path: &[u8],
         range: Option<(u64, u64)>,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<Hashed> {
         let selected = self.hash_selected.take();
         let digest = self.converse(Hash::new(algorithm, path, range, selected));
         if digest.is_ok() {

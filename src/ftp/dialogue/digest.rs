@@ -11,7 +11,10 @@
 //! send only that range. The reply: `213 SHA-256 0-49 <hex> path`, possibly
 //! after `213-` lines the server sends while it computes. ProFTPD's
 //! mod_digest gives the end of the range as the file's size (exclusive),
-//! the draft as the last byte (inclusive): either is accepted.
+//! the draft as the last byte (inclusive): either is accepted. ProFTPD
+//! 1.3.8's mod_digest lists `RANG STREAM` but hashes the whole file after
+//! a RANG: such a reply is told apart (`Hashed::RangeIgnored`), so the
+//! store can say Unsupported and stop asking.
 //!
 //! The older commands (`XSHA256 path [start end]`, end exclusive as ProFTPD
 //! reads it) answer with the digest alone on the last line: `213 <hex>`, or
@@ -20,6 +23,16 @@ use super::{send, unexpected, Command, Conversation, Input, Step};
 use crate::digest::{from_hex, DigestAlgorithm};
 use crate::ftp::error::{Error, Result};
 use crate::ftp::reply::Reply;
+
+/// What a `HASH` reply gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hashed {
+    /// The digest of what was asked for.
+    Digest(Vec<u8>),
+    /// A range was asked for and the server hashed from byte 0 to somewhere
+    /// else (the whole file): it does not apply RANG to HASH.
+    RangeIgnored,
+}
 
 /// `[OPTS HASH name --200-->] [RANG s e --350-->] HASH path --213-->
 /// [RANG 1 0 --350-->]` done with the digest's bytes.
@@ -32,7 +45,7 @@ pub struct Hash {
     selected: Option<DigestAlgorithm>,
     state: HashState,
     /// HASH's outcome, held while the range is reset.
-    outcome: Option<Result<Vec<u8>>>,
+    outcome: Option<Result<Hashed>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +74,7 @@ impl Hash {
         }
     }
 
-    fn after_opts(&mut self) -> Result<Step<Vec<u8>>> {
+    fn after_opts(&mut self) -> Result<Step<Hashed>> {
         match self.range {
             Some((start, end)) => {
                 self.state = HashState::Rang;
@@ -72,16 +85,16 @@ impl Hash {
         }
     }
 
-    fn hash(&mut self) -> Result<Step<Vec<u8>>> {
+    fn hash(&mut self) -> Result<Step<Hashed>> {
         self.state = HashState::Hash;
         send(Command::with("HASH", self.path.clone()))
     }
 }
 
 impl Conversation for Hash {
-    type Outcome = Vec<u8>;
+    type Outcome = Hashed;
 
-    fn start(&mut self) -> Result<Step<Vec<u8>>> {
+    fn start(&mut self) -> Result<Step<Hashed>> {
         if self.selected == Some(self.algorithm) {
             return self.after_opts();
         }
@@ -90,7 +103,7 @@ impl Conversation for Hash {
         send(Command::with("OPTS", arg))
     }
 
-    fn next(&mut self, input: Input) -> Result<Step<Vec<u8>>> {
+    fn next(&mut self, input: Input) -> Result<Step<Hashed>> {
         let Input::Reply(reply) = input else {
             return unexpected("HASH", &input);
         };
@@ -160,7 +173,7 @@ pub fn parse_hash_reply(
     reply: &Reply,
     algorithm: DigestAlgorithm,
     range: Option<(u64, u64)>,
-) -> Result<Vec<u8>> {
+) -> Result<Hashed> {
     let bad = |detail: String| Error::protocol("HASH", format!("{detail}: {:?}", reply.text()));
     let line = last_line_text(reply);
     let mut words = line.split_ascii_whitespace();
@@ -183,12 +196,17 @@ pub fn parse_hash_reply(
         Some((_, end)) => last + 1 == end || last == end,
         None => true,
     };
-    if first != expected_start || !end_fits {
-        return Err(bad(format!(
-            "the server hashed bytes {first}-{last}, not the range asked for"
-        )));
+    let digest =
+        digest_bytes(hex, algorithm).ok_or_else(|| bad(format!("not a {algorithm} digest")))?;
+    if first == expected_start && end_fits {
+        return Ok(Hashed::Digest(digest));
     }
-    digest_bytes(hex, algorithm).ok_or_else(|| bad(format!("not a {algorithm} digest")))
+    if range.is_some() && first == 0 {
+        return Ok(Hashed::RangeIgnored);
+    }
+    Err(bad(format!(
+        "the server hashed bytes {first}-{last}, not the range asked for"
+    )))
 }
 
 /// The digest of a reply to `XSHA256` and its kin: the last line is the
@@ -254,8 +272,15 @@ mod tests {
         Expected<&'a str>,
     );
 
-    fn hex_of(outcome: Result<Vec<u8>>) -> std::result::Result<String, String> {
-        outcome.map(|d| to_hex(&d)).map_err(|e| e.to_string())
+    fn hex_of(outcome: Result<Hashed>) -> std::result::Result<String, String> {
+        outcome.map(shown).map_err(|e| e.to_string())
+    }
+
+    fn shown(hashed: Hashed) -> String {
+        match hashed {
+            Hashed::Digest(d) => to_hex(&d),
+            Hashed::RangeIgnored => "range ignored".into(),
+        }
     }
 
     #[test]
@@ -268,6 +293,7 @@ mod tests {
         let proftpd_range = format!("213 SHA-256 10-50 {SHA256_ABC} f");
         let whole_not_range = format!("213 SHA-256 0-99 {SHA256_ABC} f");
         let too_far = format!("213 SHA-256 10-51 {SHA256_ABC} f");
+        let too_late = format!("213 SHA-256 11-50 {SHA256_ABC} f");
         let wrong_algo = format!("213 SHA-1 0-2 {SHA1_ABC} f");
         let short = format!("213 SHA-256 0-2 {} f", &SHA256_ABC[..62]);
         let long_digest = format!("213 SHA-256 0-2 {SHA256_ABC}00 f");
@@ -281,7 +307,9 @@ mod tests {
             (&multi, Sha256, None, Ok(SHA256_ABC)),
             (&draft_range, Sha256, Some((10, 50)), Ok(SHA256_ABC)),
             (&proftpd_range, Sha256, Some((10, 50)), Ok(SHA256_ABC)),
-            (&whole_not_range, Sha256, Some((10, 50)), Err("hashed bytes 0-99, not the range asked for")),
+            (&whole_not_range, Sha256, Some((10, 50)), Ok("range ignored")),
+            (&whole_not_range, Sha256, Some((0, 50)), Ok("range ignored")),
+            (&too_late, Sha256, Some((10, 50)), Err("hashed bytes 11-50, not the range asked for")),
             (&too_far, Sha256, Some((10, 50)), Err("not the range asked for")),
             (&draft_range, Sha256, None, Err("hashed bytes 10-49")),
             (&wrong_algo, Sha256, None, Err("answered with SHA-1, not SHA-256")),
@@ -404,7 +432,7 @@ mod tests {
                 &["RANG 3 9", "HASH f", "RANG 1 0"], Err("server refused HASH f: policy (556)")),
             // A server that ignored the range and hashed the whole file.
             (Some((3, 10)), Some(Sha256), vec!["350 ok", &whole, "350 Reset"],
-                &["RANG 3 9", "HASH f", "RANG 1 0"], Err("hashed bytes 0-99, not the range asked for")),
+                &["RANG 3 9", "HASH f", "RANG 1 0"], Ok("range ignored")),
             (Some((3, 10)), Some(Sha256), vec!["500 RANG not understood"], &["RANG 3 9"],
                 Err("server refused RANG 3 9: RANG not understood (500)")),
             (Some((3, 10)), Some(Sha256), vec!["350 ok", &ranged, "500 what"],
@@ -414,7 +442,7 @@ mod tests {
         for (range, selected, events, sent, expected) in table {
             let (actual_sent, actual) = run(Hash::new(Sha256, b"f", range, selected), &events);
             assert_eq!(&actual_sent, sent, "{events:?}");
-            let actual = actual.map(|d| to_hex(&d));
+            let actual = actual.map(shown);
             match expected {
                 Ok(hex) => assert_eq!(actual, Ok(hex.to_string()), "{events:?}"),
                 Err(part) => {
