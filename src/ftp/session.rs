@@ -44,6 +44,10 @@ use crate::digest::DigestAlgorithm;
 /// server sends late.
 const LATE_REPLY_WAIT: Duration = Duration::from_millis(250);
 
+/// How long to wait for the refusal behind a data connection that failed
+/// as it opened (see `Session::refusal_behind`).
+const REFUSAL_WAIT: Duration = Duration::from_secs(1);
+
 /// The longest wait for replies after an ABOR, however long the reply
 /// timeout is: a session that does not answer is given up, not waited for.
 const ABORT_REPLY_WAIT: Duration = Duration::from_secs(10);
@@ -594,10 +598,13 @@ impl Session {
                 // Passive: connected already. Active: the server connects
                 // to us before or after its 150 reply, depending on the server.
                 match passive.take() {
-                    Some(tcp) => {
-                        stream = Some(session.wrap_data(tcp, &phase)?);
-                        Ok(Input::DataConnected)
-                    }
+                    Some(tcp) => match session.wrap_data(tcp, &phase) {
+                        Ok(wrapped) => {
+                            stream = Some(wrapped);
+                            Ok(Input::DataConnected)
+                        }
+                        Err(e) => Err(session.refusal_behind(e, &shown)),
+                    },
                     None => session.await_active(listener.as_ref(), &phase, &shown, &mut stream),
                 }
             }
@@ -620,6 +627,21 @@ impl Session {
             .data_connections
             .fetch_add(1, Ordering::Relaxed);
         Ok(stream)
+    }
+
+    /// A server that refuses a transfer command may reset the data
+    /// connection that was opened for it (ProFTPD refusing a STOR after
+    /// REST with 451), so that starting TLS on it fails before the refusal
+    /// is read. The refusal, when it came, says more than the reset: it is
+    /// reported instead (and the session stays in step for a retry).
+    fn refusal_behind(&mut self, err: Error, shown: &str) -> Error {
+        match self.control.read_reply_within(shown, REFUSAL_WAIT) {
+            Ok(reply) if reply.code >= 400 => {
+                log::debug!("{shown}: the data connection failed ({err}) as the server refused");
+                dialogue::refused(shown.to_string(), &reply)
+            }
+            _ => err,
+        }
     }
 
     /// In active mode: the server's connection to our listener (wrapped in
