@@ -8,6 +8,7 @@
 //! or caches.
 pub mod cli;
 pub mod credentials;
+pub mod digest;
 pub mod fs;
 pub mod ftp;
 pub mod fuse;

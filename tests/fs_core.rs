@@ -63,6 +63,8 @@ fn list_server() -> MemoryStore {
         set_mtime: true,
         chmod: true,
         exact_listing_mtime: false,
+        append: true,
+        ..Capabilities::default()
     })
 }
 
@@ -1545,6 +1547,8 @@ fn chmod_reaches_the_server_and_servers_without_it_are_not_an_error() {
         set_mtime: true,
         chmod: false,
         exact_listing_mtime: true,
+        append: true,
+        ..Capabilities::default()
     });
     let m = mount_with(no_chmod, |_| {});
     m.store.put_file(b"f", b"x");

@@ -22,6 +22,8 @@ fn memory_without_optional_capabilities_meets_the_contract() {
         set_mtime: false,
         chmod: false,
         exact_listing_mtime: false,
+        append: true,
+        ..Capabilities::default()
     });
     store_contract::run_all(&store);
     assert!(store.paths().is_empty(), "{:?}", store.paths());

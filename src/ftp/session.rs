@@ -23,6 +23,7 @@ use super::config::{DataMode, FtpConfig, Security};
 use super::control::Control;
 use super::data::{self, Endpoint, Ready};
 use super::dialogue::abort::Abort;
+use super::dialogue::digest::{self as digest_dialogue, Hash, Hashed};
 use super::dialogue::endpoint::{Active, Passive};
 use super::dialogue::login::{Credentials, Greeting, Setup};
 use super::dialogue::transfer::{OpenTransfer, TransferEnd};
@@ -37,10 +38,15 @@ use super::stream::Stream;
 use super::time;
 use super::tls::SessionStore;
 use super::transfer::{Download, Upload};
+use crate::digest::DigestAlgorithm;
 
 /// How long to wait after an ABOR for a transfer reply that an asynchronous
 /// server sends late.
 const LATE_REPLY_WAIT: Duration = Duration::from_millis(250);
+
+/// How long to wait for the refusal behind a data connection that failed
+/// as it opened (see `Session::refusal_behind`).
+const REFUSAL_WAIT: Duration = Duration::from_secs(1);
 
 /// The longest wait for replies after an ABOR, however long the reply
 /// timeout is: a session that does not answer is given up, not waited for.
@@ -159,6 +165,7 @@ impl Connector {
             tls,
             tickets,
             features: Features::default(),
+            hash_selected: None,
             broken: false,
             error_seen: false,
             last_used: Instant::now(),
@@ -177,6 +184,9 @@ pub struct Session {
     /// That store, which counts the TLS 1.3 tickets left.
     tickets: Option<Arc<SessionStore>>,
     features: Features,
+    /// The algorithm `HASH` uses on this session, when known: FEAT's `*`,
+    /// then what `OPTS HASH` chose; `None` after a failed HASH conversation.
+    hash_selected: Option<DigestAlgorithm>,
     broken: bool,
     /// Set by any failed command; the pool probes such a session before reuse.
     error_seen: bool,
@@ -227,6 +237,7 @@ impl Session {
         pass.settle(&outcome);
         outcome?;
         self.features = self.converse(Setup::new(self.tls.is_some()))?;
+        self.hash_selected = self.features.hash_selected;
         Ok(())
     }
 
@@ -391,10 +402,48 @@ impl Session {
             .ok_or_else(|| Error::protocol("PWD", format!("no quoted path in {:?}", reply.text())))
     }
 
+    /// The size of a file now (SIZE; the session is in TYPE I, so it is the
+    /// size in bytes). A reply that is not a plain number is an error.
     pub fn size(&mut self, path: &[u8]) -> Result<u64> {
         let reply = self.expect("SIZE", Some(path), |c| c == 213)?;
-        parse_number(reply.first_line())
-            .ok_or_else(|| Error::protocol("SIZE", format!("not a size: {:?}", reply.text())))
+        let size = digest_dialogue::parse_size_reply(&reply);
+        self.note(size)
+    }
+
+    /// The digest of a file, or of the bytes `[start, end)` of it, by `HASH`
+    /// (see `dialogue::digest`), or word that the server hashed the whole
+    /// file instead of the range. The caller checks that the server offers
+    /// HASH with `algorithm` (and RANG for a range), and that a range is not
+    /// empty.
+    pub fn hash(
+        &mut self,
+        algorithm: DigestAlgorithm,
+        path: &[u8],
+        range: Option<(u64, u64)>,
+    ) -> Result<Hashed> {
+        let selected = self.hash_selected.take();
+        let digest = self.converse(Hash::new(algorithm, path, range, selected));
+        if digest.is_ok() {
+            self.hash_selected = Some(algorithm);
+        }
+        self.note(digest)
+    }
+
+    /// The digest of a file, or of the bytes `[start, end)` of it, by
+    /// `XSHA256` and its kin (`XSHA256 path start end`).
+    pub fn x_digest(
+        &mut self,
+        algorithm: DigestAlgorithm,
+        path: &[u8],
+        range: Option<(u64, u64)>,
+    ) -> Result<Vec<u8>> {
+        let mut arg = path.to_vec();
+        if let Some((start, end)) = range {
+            arg.extend_from_slice(format!(" {start} {end}").as_bytes());
+        }
+        let reply = self.expect(algorithm.x_command(), Some(&arg), |c| c == 213 || c == 250)?;
+        let digest = digest_dialogue::parse_x_reply(&reply, algorithm);
+        self.note(digest)
     }
 
     pub fn mdtm(&mut self, path: &[u8]) -> Result<SystemTime> {
@@ -549,10 +598,13 @@ impl Session {
                 // Passive: connected already. Active: the server connects
                 // to us before or after its 150 reply, depending on the server.
                 match passive.take() {
-                    Some(tcp) => {
-                        stream = Some(session.wrap_data(tcp, &phase)?);
-                        Ok(Input::DataConnected)
-                    }
+                    Some(tcp) => match session.wrap_data(tcp, &phase) {
+                        Ok(wrapped) => {
+                            stream = Some(wrapped);
+                            Ok(Input::DataConnected)
+                        }
+                        Err(e) => Err(session.refusal_behind(e, &shown)),
+                    },
                     None => session.await_active(listener.as_ref(), &phase, &shown, &mut stream),
                 }
             }
@@ -575,6 +627,21 @@ impl Session {
             .data_connections
             .fetch_add(1, Ordering::Relaxed);
         Ok(stream)
+    }
+
+    /// A server that refuses a transfer command may reset the data
+    /// connection that was opened for it (ProFTPD refusing a STOR after
+    /// REST with 451), so that starting TLS on it fails before the refusal
+    /// is read. The refusal, when it came, says more than the reset: it is
+    /// reported instead (and the session stays in step for a retry).
+    fn refusal_behind(&mut self, err: Error, shown: &str) -> Error {
+        match self.control.read_reply_within(shown, REFUSAL_WAIT) {
+            Ok(reply) if reply.code >= 400 => {
+                log::debug!("{shown}: the data connection failed ({err}) as the server refused");
+                dialogue::refused(shown.to_string(), &reply)
+            }
+            _ => err,
+        }
     }
 
     /// In active mode: the server's connection to our listener (wrapped in
@@ -758,11 +825,24 @@ pub fn retr_on<S: DerefMut<Target = Session>>(
 
 /// STOR (or APPE with `verb`), on any handle to a session.
 pub fn upload_on<S: DerefMut<Target = Session>>(
-    mut session: S,
+    session: S,
     verb: &str,
     path: &[u8],
 ) -> Result<Upload<S>> {
-    let stream = session.open_transfer(verb, Some(path), 0)?;
+    upload_at_on(session, verb, path, 0)
+}
+
+/// `REST offset` + STOR (0: plain STOR): writes from `offset`. What the
+/// server does with the bytes after the written ones (keeps them, cuts them
+/// off) or whether it allows it at all is its own choice; see
+/// `store::StoreAtOffset`.
+pub fn upload_at_on<S: DerefMut<Target = Session>>(
+    mut session: S,
+    verb: &str,
+    path: &[u8],
+    offset: u64,
+) -> Result<Upload<S>> {
+    let stream = session.open_transfer(verb, Some(path), offset)?;
     Ok(Upload::new(session, stream))
 }
 
@@ -776,10 +856,6 @@ fn trim(bytes: &[u8]) -> &[u8] {
         .rposition(|b| !b.is_ascii_whitespace())
         .map_or(start, |e| e + 1);
     &bytes[start..end.max(start)]
-}
-
-fn parse_number(bytes: &[u8]) -> Option<u64> {
-    std::str::from_utf8(trim(bytes)).ok()?.parse().ok()
 }
 
 /// The path of a 257 reply: `"/dir ""quoted"" name" is current directory`.
@@ -818,11 +894,5 @@ mod tests {
         );
         assert_eq!(parse_quoted_path(b"no quotes"), None);
         assert_eq!(parse_quoted_path(b"\"unterminated"), None);
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_number(b" 5368709120\r"), Some(5_368_709_120));
-        assert_eq!(parse_number(b"-1"), None);
     }
 }

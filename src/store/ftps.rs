@@ -5,19 +5,23 @@
 //! sessions. A download broken by a lost connection resumes with REST at the
 //! byte it reached; an upload broken the same way fails, and only `finish`
 //! says it is complete.
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use parking_lot::Mutex;
+
+use crate::ftp::dialogue::digest::Hashed;
+use crate::ftp::features::Features;
 use crate::ftp::listing::{Entry, EntryKind};
-use crate::ftp::session::{retr_on, upload_on};
+use crate::ftp::session::{retr_on, upload_at_on, upload_on};
 use crate::ftp::transfer::{Download, Upload};
 use crate::ftp::{self, Kind, Pool, PooledSession, Retry};
 
 use super::path::{join, shown, split};
 use super::{
-    Capabilities, DirEntry, Error, ErrorKind, FileKind, Metadata, ReadStream, RemoteStore, Result,
-    UploadStream,
+    Capabilities, DigestAlgorithm, DirEntry, Error, ErrorKind, FileKind, Metadata, ReadStream,
+    RemoteStore, Result, StoreAtOffset, UploadStream,
 };
 
 /// How often a broken download is reopened at the byte it reached.
@@ -32,9 +36,17 @@ pub struct FtpsStore {
     /// for the login directory.
     root: Vec<u8>,
     capabilities: Capabilities,
+    /// What FEAT said, for choosing commands (SIZE, HASH or XSHA256, RANG).
+    features: Features,
     /// Set once the server showed it cannot set modification times (e.g. it
     /// reads `MDTM time path` as a path name).
     set_mtime_refused: AtomicBool,
+    /// Set once HASH answered a RANG with the whole file's digest (ProFTPD
+    /// 1.3.8): ranges are not asked of HASH again.
+    hash_ignores_rang: AtomicBool,
+    /// What REST + STOR does here; locked for the length of a probe, so
+    /// that concurrent callers wait for one probe.
+    store_at_offset: Mutex<StoreAtOffset>,
 }
 
 impl FtpsStore {
@@ -50,12 +62,17 @@ impl FtpsStore {
             set_mtime: features.mfmt || features.mdtm,
             chmod: true,
             exact_listing_mtime: features.mlsd,
+            append: true,
+            digests: features.hash.union(features.x_digests),
         };
         let store = FtpsStore {
             pool,
             root,
             capabilities,
+            features,
             set_mtime_refused: AtomicBool::new(false),
+            hash_ignores_rang: AtomicBool::new(false),
+            store_at_offset: Mutex::new(StoreAtOffset::Unknown),
         };
         store.check_root()?;
         Ok(store)
@@ -229,6 +246,129 @@ impl RemoteStore for FtpsStore {
         self.start_upload("APPE", path)
     }
 
+    fn upload_at(&self, path: &[u8], offset: u64) -> Result<Box<dyn UploadStream>> {
+        if offset == 0 {
+            return self.upload(path);
+        }
+        let remote = self.remote(path);
+        let what = format!("writing {} from byte {offset}", shown(&remote));
+        let describe = |e: ftp::Error| {
+            if refuses_writing_at(&e) {
+                Error::new(ErrorKind::Unsupported, format!("{what}: {e}"))
+            } else {
+                from_ftp(e, &what)
+            }
+        };
+        let upload = open_transfer(&self.pool, describe, |session| {
+            upload_at_on(session, "STOR", &remote, offset)
+        })?;
+        Ok(Box::new(FtpsUpload {
+            upload: Some(upload),
+            remote,
+        }))
+    }
+
+    fn size(&self, path: &[u8]) -> Result<u64> {
+        if path.is_empty() {
+            return Err(not_a_file(path, "it is a directory"));
+        }
+        if self.features.size {
+            let sized = self.run(
+                Retry::Idempotent,
+                "reading the size of",
+                path,
+                |s, remote| s.size(remote),
+            );
+            match sized {
+                Err(e) if e.kind == ErrorKind::Unsupported => {
+                    log::debug!("SIZE refused although offered ({e}); asking the listing")
+                }
+                sized => return sized,
+            }
+        }
+        // No SIZE: what the server lists now (the store keeps no cache).
+        let meta = self.stat(path)?;
+        match meta.kind {
+            FileKind::File => Ok(meta.size),
+            FileKind::Dir => Err(not_a_file(path, "it is a directory")),
+            FileKind::Symlink => Err(Error::new(
+                ErrorKind::Failed,
+                format!(
+                    "reading the size of {}: it is a symbolic link, and the server has no SIZE",
+                    shown(path)
+                ),
+            )),
+        }
+    }
+
+    fn digest(
+        &self,
+        path: &[u8],
+        algorithm: DigestAlgorithm,
+        range: Option<(u64, u64)>,
+    ) -> Result<Vec<u8>> {
+        let remote = self.remote(path);
+        let what = format!("computing the {algorithm} digest of {}", shown(&remote));
+        if let Some((start, end)) = range {
+            if end <= start {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("{what}: the range {start}..{end} is empty"),
+                ));
+            }
+        }
+        let features = &self.features;
+        // ProFTPD splits the arguments of XSHA256 and its kin at spaces: a
+        // path with one would name another file, or be refused.
+        let x =
+            features.x_digests.contains(algorithm) && !remote.iter().any(u8::is_ascii_whitespace);
+        let ranges = features.rang && !self.hash_ignores_rang.load(Ordering::Relaxed);
+        let hash = features.hash.contains(algorithm) && (range.is_none() || ranges);
+        // HASH carries any path; for a range, the older command needs no
+        // RANG (a state on the session that must be reset after).
+        let use_hash = hash && (range.is_none() || !x);
+        if !use_hash && !x {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "{what}: the server offers no command for it{}",
+                    if range.is_some() { " (of a range)" } else { "" }
+                ),
+            ));
+        }
+        let hashed = self
+            .pool
+            .run(Retry::Idempotent, |s| {
+                if use_hash {
+                    s.hash(algorithm, &remote, range)
+                } else {
+                    s.x_digest(algorithm, &remote, range).map(Hashed::Digest)
+                }
+            })
+            .map_err(|e| digest_error(e, &what))?;
+        match hashed {
+            Hashed::Digest(digest) => Ok(digest),
+            Hashed::RangeIgnored => {
+                log::info!(
+                    "the server's HASH ignores RANG; ranges are only asked of XSHA256 and its kin"
+                );
+                self.hash_ignores_rang.store(true, Ordering::Relaxed);
+                Err(Error::new(
+                    ErrorKind::Unsupported,
+                    format!("{what}: the server's HASH hashes the whole file, not a range"),
+                ))
+            }
+        }
+    }
+
+    fn store_at_offset(&self, dir: &[u8]) -> StoreAtOffset {
+        let mut known = self.store_at_offset.lock();
+        if *known == StoreAtOffset::Unknown {
+            *known = self.probe_store_at_offset(dir);
+        }
+        *known
+    }
+
     fn delete(&self, path: &[u8]) -> Result<()> {
         self.run(Retry::Idempotent, "deleting", path, |s, remote| {
             s.delete(remote)
@@ -322,6 +462,92 @@ impl RemoteStore for FtpsStore {
 }
 
 impl FtpsStore {
+    /// Finds out what REST + STOR does (see `RemoteStore::store_at_offset`).
+    fn probe_store_at_offset(&self, dir: &[u8]) -> StoreAtOffset {
+        let path = join(dir, &probe_name()).into_bytes();
+        let outcome = self.run_probe(&path);
+        if let Err(e) = self.delete(&path) {
+            if e.kind != ErrorKind::NotFound {
+                log::warn!(
+                    "could not remove the probe file {} ({e}); it is hidden, and swept later",
+                    shown(&path)
+                );
+            }
+        }
+        match outcome {
+            Ok(found) => {
+                log::info!("REST + STOR on this server: {found:?}");
+                found
+            }
+            Err(e) => {
+                log::info!("could not find out what REST + STOR does on this server ({e}); will try again when needed");
+                StoreAtOffset::Unknown
+            }
+        }
+    }
+
+    fn run_probe(&self, path: &[u8]) -> Result<StoreAtOffset> {
+        let mut whole = self.upload(path)?;
+        whole.write(b"0123456789")?;
+        whole.finish()?;
+        let remote = self.remote(path);
+        let what = format!("writing the probe file {} from byte 3", shown(&remote));
+        let opened = open_transfer(
+            &self.pool,
+            |e| e,
+            |session| upload_at_on(session, "STOR", &remote, 3),
+        );
+        let written = opened.and_then(|mut upload| {
+            use std::io::Write;
+            upload
+                .write_all(b"XY")
+                .map_err(|e| ftp::Error::io("writing the probe", e, std::time::Duration::ZERO))?;
+            upload.finish()
+        });
+        match written {
+            Ok(_) => {}
+            Err(e) if refuses_store_at_offset(&e) => {
+                log::info!("the server refuses REST before STOR: {e}");
+                return Ok(StoreAtOffset::Refused);
+            }
+            Err(e) => return Err(from_ftp(e, &what)),
+        }
+        let size = self.size(path)?;
+        let mut content = Vec::new();
+        let mut reader = self.open_read(path, 0)?;
+        let mut buf = [0u8; 64];
+        loop {
+            let n = reader.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            content.extend_from_slice(&buf[..n]);
+            if content.len() > 1024 {
+                break;
+            }
+        }
+        if size != content.len() as u64 {
+            return Err(Error::new(
+                ErrorKind::Failed,
+                format!(
+                    "the probe file is {size} bytes by SIZE but {} by download",
+                    content.len()
+                ),
+            ));
+        }
+        Ok(match content.as_slice() {
+            b"012XY56789" => StoreAtOffset::InPlace,
+            b"012XY" => StoreAtOffset::Truncates,
+            other => {
+                log::warn!(
+                    "REST 3 + STOR \"XY\" into \"0123456789\" gave {:?}: not usable, taken as refused",
+                    String::from_utf8_lossy(other)
+                );
+                StoreAtOffset::Refused
+            }
+        })
+    }
+
     fn start_upload(&self, verb: &'static str, path: &[u8]) -> Result<Box<dyn UploadStream>> {
         let remote = self.remote(path);
         let describe = |e: ftp::Error| from_ftp(e, &format!("uploading {}", shown(&remote)));
@@ -350,11 +576,11 @@ fn open_download(pool: &Pool, remote: &[u8], offset: u64) -> Result<Download<Poo
 /// port refused), but not once a try has taken as long as the connect
 /// timeout: a stalled network fails every try by a timeout, and the program
 /// should hear of it after one, not after each of them.
-fn open_transfer<T>(
+fn open_transfer<T, E>(
     pool: &Pool,
-    describe: impl Fn(ftp::Error) -> Error,
+    describe: impl Fn(ftp::Error) -> E,
     open: impl Fn(PooledSession) -> ftp::Result<T>,
-) -> Result<T> {
+) -> std::result::Result<T, E> {
     let patience = pool.connector().config().timeouts.connect;
     let started = Instant::now();
     let mut attempts = 0;
@@ -499,6 +725,76 @@ pub fn from_ftp(err: ftp::Error, what: &str) -> Error {
         Kind::Tls | Kind::Protocol | Kind::Refused => ErrorKind::Failed,
     };
     Error::new(kind, format!("{what}: {err}"))
+}
+
+/// Whether an `upload_at` was refused because of its offset: REST refused
+/// (500/502/504, or any other answer but 421), or ProFTPD's `451
+/// Append/Restart not permitted` to the STOR after it. Other refusals of
+/// the STOR (550, 553, 552) keep their meaning (not found, denied, full).
+fn refuses_writing_at(err: &ftp::Error) -> bool {
+    match err {
+        ftp::Error::Reply { command, code, .. } if command.starts_with("REST") => *code != 421,
+        ftp::Error::Reply { command, code, .. } if command.starts_with("STOR") => *code == 451,
+        _ => false,
+    }
+}
+
+/// Whether the server refused a REST + STOR (rather than failing it for a
+/// reason that may pass): any reply but the transient ones of a session
+/// (421) or a data connection (425, 426, 450). ProFTPD without
+/// `AllowStoreRestart` accepts the REST and refuses the STOR with `451
+/// Append/Restart not permitted`, a 4xx that is not transient at all.
+fn refuses_store_at_offset(err: &ftp::Error) -> bool {
+    matches!(err, ftp::Error::Reply { command, code, .. }
+        if (command.starts_with("REST") || command.starts_with("STOR"))
+            && !matches!(code, 421 | 425 | 426 | 450)
+            && *code >= 400)
+}
+
+/// The translation of errors of digest commands, whose codes say other
+/// things than elsewhere (draft-bryan-ftpext-hash: 552 the user may not,
+/// 553 a directory, 556 a file the server's policy will not hash; 501 to
+/// OPTS HASH an unknown algorithm).
+fn digest_error(err: ftp::Error, what: &str) -> Error {
+    let kind = match &err {
+        ftp::Error::Reply {
+            code: 552 | 556, ..
+        } => Some(ErrorKind::Unsupported),
+        ftp::Error::Reply {
+            command, code: 501, ..
+        } if command.starts_with("OPTS HASH") => Some(ErrorKind::Unsupported),
+        ftp::Error::Reply { code: 553, .. } => Some(ErrorKind::NotFound),
+        _ => None,
+    };
+    let mapped = from_ftp(err, what);
+    match kind {
+        Some(kind) => Error::new(kind, mapped.message),
+        None => mapped,
+    }
+}
+
+fn not_a_file(path: &[u8], why: &str) -> Error {
+    Error::new(
+        ErrorKind::NotFound,
+        format!("reading the size of {}: {why}", shown(path)),
+    )
+}
+
+/// A hidden temporary name of the core's form (`.<name>.ftpsfs-<hex>.part`),
+/// which listings hide and the core sweeps when left over.
+fn probe_name() -> Vec<u8> {
+    static UNIQUE: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        ".store-at-offset-probe.ftpsfs-{:x}{:x}{:x}.part",
+        std::process::id(),
+        nanos,
+        UNIQUE.fetch_add(1, Ordering::Relaxed)
+    )
+    .into_bytes()
 }
 
 fn dir_entry(entry: Entry) -> Option<DirEntry> {

@@ -13,6 +13,7 @@ use std::time::SystemTime;
 pub mod ftps;
 pub mod path;
 
+pub use crate::digest::{DigestAlgorithm, DigestSet, Hasher};
 pub use path::StorePath;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,13 +43,44 @@ pub struct DirEntry {
     pub meta: Metadata,
 }
 
-/// What a server can do beyond reading and writing whole files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a server can do beyond reading and writing whole files, as far as
+/// it says so at login (cheap to ask, asked often). How it treats `REST` +
+/// `STOR` needs a probe and is asked separately (`store_at_offset`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Capabilities {
     pub set_mtime: bool,
     pub chmod: bool,
     /// Listings give exact modification times (MLSD).
     pub exact_listing_mtime: bool,
+    /// `append` works (APPE: a base command of RFC 959, assumed of every
+    /// FTP server; a test store can turn it off).
+    pub append: bool,
+    /// The algorithms `digest` can ask the server for (from FEAT: `HASH
+    /// SHA-256;SHA-1;MD5;CRC32`, `XSHA256`, `XSHA1`, `XMD5`, `XCRC`). A
+    /// range, or a path the older commands cannot carry (spaces), may still
+    /// be Unsupported; MD5 is listed when offered but cannot be computed
+    /// locally (`DigestSet::best_local` picks one that can).
+    pub digests: DigestSet,
+}
+
+/// What the server does with `upload_at` (`REST n` + `STOR`): a property of
+/// the server, found by a probe (see `RemoteStore::store_at_offset`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StoreAtOffset {
+    /// Not known (yet): not probed, or the probe failed for a reason that
+    /// may pass (a dropped connection, a timeout, a directory where the
+    /// probe could not write).
+    #[default]
+    Unknown,
+    /// Writes from the offset and keeps the bytes after the written range:
+    /// `REST 3` + `STOR XY` into `0123456789` gives `012XY56789` (vsftpd).
+    InPlace,
+    /// Writes from the offset and the file ends where the write ended:
+    /// `012XY`.
+    Truncates,
+    /// Refuses `REST` before `STOR` (ProFTPD without `AllowStoreRestart
+    /// on`), or does something else with it that cannot be used.
+    Refused,
 }
 
 /// A download in progress from some offset; reads continue where the last
@@ -79,6 +111,39 @@ pub trait RemoteStore: Send + Sync {
     fn upload(&self, path: &[u8]) -> Result<Box<dyn UploadStream>>;
     /// Starts appending to `path`.
     fn append(&self, path: &[u8]) -> Result<Box<dyn UploadStream>>;
+    /// Starts writing `path` from byte `offset` (`REST offset` + `STOR`).
+    /// What happens to the bytes after the written range, or whether the
+    /// server allows it at all, is the server's: see `store_at_offset`,
+    /// which the caller asks first. An offset past the end leaves a gap the
+    /// server fills (with zeros, on a POSIX filesystem). `offset` 0 is
+    /// `upload` (the file is replaced).
+    fn upload_at(&self, path: &[u8], offset: u64) -> Result<Box<dyn UploadStream>>;
+    /// The server's size of the file right now (`SIZE`; where the server
+    /// has none, a fresh MLST or listing, never a cache). A reply that is not
+    /// a size (garbage, a sign, a fraction) is an error, never a number.
+    /// NotFound for a directory, as servers answer SIZE of one.
+    fn size(&self, path: &[u8]) -> Result<u64>;
+    /// The digest of the file as the server computes it (`HASH`, or
+    /// `XSHA256` and its kin), as raw bytes; of the bytes `[start, end)` only
+    /// when `range` is given (an empty range is InvalidInput). Unsupported
+    /// where the server offers no command for `algorithm` (or for a range,
+    /// or for this path). A reply naming another algorithm or range, of the
+    /// wrong length or not hex is Failed, never a digest.
+    fn digest(
+        &self,
+        path: &[u8],
+        algorithm: DigestAlgorithm,
+        range: Option<(u64, u64)>,
+    ) -> Result<Vec<u8>>;
+    /// What `upload_at` does on this server. Probed once, on first need (a
+    /// mount that never patches a file never writes a probe), in `dir`: on
+    /// a hidden temporary name there (`.<name>.ftpsfs-<hex>.part`, which
+    /// the core hides and sweeps), it uploads `0123456789`, writes `XY` at
+    /// 3 and reads the file back, then deletes it. The answer is remembered
+    /// for the store's life; `Unknown` when the probe could not tell (a
+    /// transient failure, or `dir` not writable), and then it is tried again
+    /// on the next call. Concurrent callers wait for one probe.
+    fn store_at_offset(&self, dir: &[u8]) -> StoreAtOffset;
     fn delete(&self, path: &[u8]) -> Result<()>;
     fn mkdir(&self, path: &[u8]) -> Result<()>;
     fn rmdir(&self, path: &[u8]) -> Result<()>;
@@ -111,6 +176,23 @@ impl<S: RemoteStore + ?Sized> RemoteStore for Arc<S> {
     }
     fn append(&self, path: &[u8]) -> Result<Box<dyn UploadStream>> {
         (**self).append(path)
+    }
+    fn upload_at(&self, path: &[u8], offset: u64) -> Result<Box<dyn UploadStream>> {
+        (**self).upload_at(path, offset)
+    }
+    fn size(&self, path: &[u8]) -> Result<u64> {
+        (**self).size(path)
+    }
+    fn digest(
+        &self,
+        path: &[u8],
+        algorithm: DigestAlgorithm,
+        range: Option<(u64, u64)>,
+    ) -> Result<Vec<u8>> {
+        (**self).digest(path, algorithm, range)
+    }
+    fn store_at_offset(&self, dir: &[u8]) -> StoreAtOffset {
+        (**self).store_at_offset(dir)
     }
     fn delete(&self, path: &[u8]) -> Result<()> {
         (**self).delete(path)

@@ -16,8 +16,8 @@ use std::time::{Duration, SystemTime};
 
 use ftpsfs::store::path::shown;
 use ftpsfs::store::{
-    Capabilities, DirEntry, Error, ErrorKind, Metadata, ReadStream, RemoteStore, Result,
-    UploadStream,
+    Capabilities, DigestAlgorithm, DirEntry, Error, ErrorKind, Metadata, ReadStream, RemoteStore,
+    Result, StoreAtOffset, UploadStream,
 };
 use parking_lot::Mutex;
 
@@ -189,6 +189,34 @@ impl<S: RemoteStore> RemoteStore for FaultyStore<S> {
         self.enter(Op::Append)?;
         let inner = self.inner.append(path)?;
         Ok(self.wrap_upload(path, inner))
+    }
+
+    fn upload_at(&self, path: &[u8], offset: u64) -> Result<Box<dyn UploadStream>> {
+        self.enter(Op::UploadAt)?;
+        let inner = self.inner.upload_at(path, offset)?;
+        Ok(self.wrap_upload(path, inner))
+    }
+
+    fn size(&self, path: &[u8]) -> Result<u64> {
+        self.enter(Op::Size)?;
+        self.inner.size(path)
+    }
+
+    fn digest(
+        &self,
+        path: &[u8],
+        algorithm: DigestAlgorithm,
+        range: Option<(u64, u64)>,
+    ) -> Result<Vec<u8>> {
+        self.enter(Op::Digest)?;
+        self.inner.digest(path, algorithm, range)
+    }
+
+    /// The inner store's answer, never counted, delayed or failed: the FTPS
+    /// store probes once for the store's life, and a failed probe is
+    /// `Unknown` (set that on the inner memory store to test it).
+    fn store_at_offset(&self, dir: &[u8]) -> StoreAtOffset {
+        self.inner.store_at_offset(dir)
     }
 
     fn delete(&self, path: &[u8]) -> Result<()> {
@@ -396,6 +424,13 @@ mod tests {
         assert_eq!(kind(store.upload(b"f")), ErrorKind::Failed);
         assert_eq!(kind(store.mkdir(b"d")), ErrorKind::Failed);
         assert_eq!(kind(store.rmdir(b"d")), ErrorKind::Failed);
+        assert_eq!(kind(store.upload_at(b"f", 1)), ErrorKind::Failed);
+        assert_eq!(kind(store.size(b"f")), ErrorKind::Failed);
+        assert_eq!(
+            kind(store.digest(b"f", DigestAlgorithm::Sha256, None)),
+            ErrorKind::Failed
+        );
+        assert_eq!(store.inner().file(b"f").unwrap(), b"x");
         assert_eq!(store.inner().paths(), vec![b"f".to_vec()]);
         store.delete(b"f").unwrap();
         assert!(store.inner().paths().is_empty());
@@ -483,6 +518,42 @@ mod tests {
         let mut up = store.append(b"f").unwrap();
         assert_eq!(kind(up.write(b"ab")), ErrorKind::Unavailable);
         assert_eq!(store.inner().file(b"f").unwrap(), b"a");
+    }
+
+    #[test]
+    fn the_new_operations_pass_through_and_break_as_uploads_do() {
+        let store = FaultyStore::new(MemoryStore::new());
+        store.inner().put_file(b"f", b"0123456789");
+        store
+            .inner()
+            .set_digests(ftpsfs::store::DigestSet::of(&[DigestAlgorithm::Crc32]));
+        assert_eq!(store.size(b"f").unwrap(), 10);
+        assert_eq!(
+            store
+                .digest(b"f", DigestAlgorithm::Crc32, Some((0, 10)))
+                .unwrap(),
+            DigestAlgorithm::Crc32.digest(b"0123456789").unwrap()
+        );
+        assert_eq!(store.store_at_offset(b""), StoreAtOffset::InPlace);
+        store.inner().set_store_at_offset(StoreAtOffset::Refused);
+        assert_eq!(store.store_at_offset(b""), StoreAtOffset::Refused);
+        assert_eq!(kind(store.upload_at(b"f", 3)), ErrorKind::Unsupported);
+        store.inner().set_store_at_offset(StoreAtOffset::InPlace);
+        store.fail_upload_after(1);
+        let mut up = store.upload_at(b"f", 3).unwrap();
+        assert_eq!(kind(up.write(b"XY")), ErrorKind::Unavailable);
+        assert_eq!(kind(up.finish()), ErrorKind::Unavailable);
+        assert_eq!(
+            store.inner().file(b"f").unwrap(),
+            b"012X456789",
+            "the byte before the break"
+        );
+        store.fail_next(Op::Size, ErrorKind::Unavailable);
+        assert_eq!(kind(store.size(b"f")), ErrorKind::Unavailable);
+        let counts = store.counters();
+        assert_eq!((counts.size, counts.digest, counts.upload_at), (2, 1, 2));
+        assert_eq!(store.inner().counters().size, 1);
+        assert_eq!(counts.bytes_uploaded, 1);
     }
 
     #[test]

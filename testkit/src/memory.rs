@@ -28,6 +28,17 @@
 //!   slash), `.` or `..`: InvalidInput.
 //! - Directories list with size 4096 and mode 0o755, files with mode 0o644;
 //!   a directory's mtime changes when an entry is added, removed or renamed.
+//! - `upload_at` (REST + STOR) does what `set_store_at_offset` says (vsftpd's
+//!   in-place write by default): an offset past the end fills the gap with
+//!   zeros, on a missing file too (vsftpd creates it); `Refused` refuses with
+//!   Unsupported and changes nothing; `Unknown` writes in place and is what
+//!   `store_at_offset` reports (a probe that could not tell).
+//! - `size` follows links; of a directory it is NotFound (vsftpd: 550).
+//! - `digest` only for the algorithms in `Capabilities::digests` (none by
+//!   default, as vsftpd), else Unsupported; MD5 cannot be computed here
+//!   (Unsupported); a range past the end of the file is Failed (ProFTPD:
+//!   501), an empty one InvalidInput; of a directory NotFound.
+//! - `append` is Unsupported when `Capabilities::append` is off.
 //! - Without `exact_listing_mtime`, `list` and `stat` give times as a LIST
 //!   line does: to the minute, or to the day when more than 182 days old or
 //!   in the future; `exact_mtime` (MDTM) is always exact.
@@ -54,8 +65,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ftpsfs::store::path::{is_under, join, shown};
 use ftpsfs::store::{
-    Capabilities, DirEntry, Error, ErrorKind, FileKind, Metadata, ReadStream, RemoteStore, Result,
-    UploadStream,
+    Capabilities, DigestAlgorithm, DigestSet, DirEntry, Error, ErrorKind, FileKind, Metadata,
+    ReadStream, RemoteStore, Result, StoreAtOffset, UploadStream,
 };
 use parking_lot::Mutex;
 
@@ -128,6 +139,7 @@ struct State {
     counts: OpCounts,
     quota: Option<u64>,
     denied: Vec<Vec<u8>>,
+    store_at_offset: StoreAtOffset,
 }
 
 impl Default for MemoryStore {
@@ -137,12 +149,15 @@ impl Default for MemoryStore {
 }
 
 impl MemoryStore {
-    /// An empty root, every capability.
+    /// An empty root, every capability but digests (none, as vsftpd);
+    /// REST + STOR writes in place (as vsftpd).
     pub fn new() -> MemoryStore {
         MemoryStore::with_capabilities(Capabilities {
             set_mtime: true,
             chmod: true,
             exact_listing_mtime: true,
+            append: true,
+            digests: DigestSet::EMPTY,
         })
     }
 
@@ -156,6 +171,7 @@ impl MemoryStore {
             counts: OpCounts::default(),
             quota: None,
             denied: Vec::new(),
+            store_at_offset: StoreAtOffset::InPlace,
         };
         MemoryStore {
             state: Arc::new(Mutex::new(state)),
@@ -164,6 +180,22 @@ impl MemoryStore {
 
     pub fn set_capabilities(&self, capabilities: Capabilities) {
         self.state.lock().capabilities = capabilities;
+    }
+
+    /// The digests the server computes (`Capabilities::digests`).
+    pub fn set_digests(&self, digests: DigestSet) {
+        self.state.lock().capabilities.digests = digests;
+    }
+
+    /// Whether APPE works (`Capabilities::append`).
+    pub fn set_append(&self, append: bool) {
+        self.state.lock().capabilities.append = append;
+    }
+
+    /// What `upload_at` does, and what `store_at_offset` reports (see the
+    /// module's comment); `InPlace` by default.
+    pub fn set_store_at_offset(&self, behaviour: StoreAtOffset) {
+        self.state.lock().store_at_offset = behaviour;
     }
 
     // --- Test helpers: they bypass counters, quota and denied subtrees. ---
@@ -342,10 +374,26 @@ impl MemoryStore {
         state
     }
 
-    fn start_upload(&self, op: Op, path: &[u8]) -> Result<Box<dyn UploadStream>> {
+    fn start_upload(&self, op: Op, path: &[u8], offset: u64) -> Result<Box<dyn UploadStream>> {
         let mut state = self.enter(op);
         let comps = parse(path)?;
         state.check_writable(path)?;
+        if op == Op::Append && !state.capabilities.append {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("appending to {}: the server refuses APPE", shown(path)),
+            ));
+        }
+        let behaviour = state.store_at_offset;
+        if op == Op::UploadAt && offset > 0 && behaviour == StoreAtOffset::Refused {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "writing {} from byte {offset}: the server refuses REST before STOR",
+                    shown(path)
+                ),
+            ));
+        }
         // STOR onto a link writes (or creates) its target, as open(2) does.
         let resolved = state.follow(&comps)?;
         let comps: Vec<&[u8]> = resolved.iter().map(Vec::as_slice).collect();
@@ -374,10 +422,18 @@ impl MemoryStore {
             }
             Some(Node::File(id)) => {
                 let id = *id;
-                if op == Op::Upload {
-                    if let Some(inode) = state.inodes.get_mut(&id) {
-                        state.used -= inode.content.len() as u64;
-                        inode.content = Arc::new(Vec::new());
+                let cut = match op {
+                    // REST 0 + STOR is STOR: the file is replaced.
+                    Op::Upload | Op::UploadAt if offset == 0 => Some(0),
+                    Op::UploadAt if behaviour == StoreAtOffset::Truncates => Some(offset),
+                    _ => None,
+                };
+                if let (Some(cut), Some(inode)) = (cut, state.inodes.get_mut(&id)) {
+                    let len = inode.content.len() as u64;
+                    if cut < len {
+                        state.used -= len - cut;
+                        // `cut` is below the length, so it fits in usize.
+                        Arc::make_mut(&mut inode.content).truncate(cut as usize);
                         inode.mtime = now;
                     }
                 }
@@ -403,8 +459,29 @@ impl MemoryStore {
             state: Arc::clone(&self.state),
             inode: id,
             path: path.to_vec(),
+            position: (op == Op::UploadAt && offset > 0).then_some(offset),
             failed: None,
         }))
+    }
+
+    /// The content of the file at `path`, links followed; NotFound for a
+    /// directory or nothing.
+    fn content(&self, state: &State, path: &[u8], what: &str) -> Result<Arc<Vec<u8>>> {
+        let comps = parse(path)?;
+        let resolved = state.follow(&comps)?;
+        let comps: Vec<&[u8]> = resolved.iter().map(Vec::as_slice).collect();
+        match lookup(&state.root, &comps) {
+            Some(Node::File(id)) => state
+                .inodes
+                .get(id)
+                .map(|i| Arc::clone(&i.content))
+                .ok_or_else(|| not_found(what, path)),
+            Some(Node::Dir(_)) => Err(Error::new(
+                ErrorKind::NotFound,
+                format!("{what} {}: it is a directory", shown(path)),
+            )),
+            None | Some(Node::Symlink(_)) => Err(not_found(what, path)),
+        }
     }
 }
 
@@ -589,11 +666,67 @@ impl RemoteStore for MemoryStore {
     }
 
     fn upload(&self, path: &[u8]) -> Result<Box<dyn UploadStream>> {
-        self.start_upload(Op::Upload, path)
+        self.start_upload(Op::Upload, path, 0)
     }
 
     fn append(&self, path: &[u8]) -> Result<Box<dyn UploadStream>> {
-        self.start_upload(Op::Append, path)
+        self.start_upload(Op::Append, path, 0)
+    }
+
+    fn upload_at(&self, path: &[u8], offset: u64) -> Result<Box<dyn UploadStream>> {
+        self.start_upload(Op::UploadAt, path, offset)
+    }
+
+    fn size(&self, path: &[u8]) -> Result<u64> {
+        let state = self.enter(Op::Size);
+        let content = self.content(&state, path, "reading the size of")?;
+        Ok(content.len() as u64)
+    }
+
+    fn digest(
+        &self,
+        path: &[u8],
+        algorithm: DigestAlgorithm,
+        range: Option<(u64, u64)>,
+    ) -> Result<Vec<u8>> {
+        let state = self.enter(Op::Digest);
+        let what = format!("computing the {algorithm} digest of {}", shown(path));
+        if !state.capabilities.digests.contains(algorithm) {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("{what}: the server offers no command for it"),
+            ));
+        }
+        let Some(mut hasher) = algorithm.hasher() else {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("{what}: the memory store cannot compute it"),
+            ));
+        };
+        let content = self.content(&state, path, "computing the digest of")?;
+        let len = content.len() as u64;
+        let (start, end) = range.unwrap_or((0, len));
+        if range.is_some() && end <= start {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("{what}: the range {start}..{end} is empty"),
+            ));
+        }
+        if end > len {
+            return Err(Error::new(
+                ErrorKind::Failed,
+                format!("{what}: the range ends past the end of the file ({len} bytes)"),
+            ));
+        }
+        // Both are at most the length, so they fit in usize.
+        hasher.update(&content[start as usize..end as usize]);
+        Ok(hasher.finish())
+    }
+
+    /// The configured behaviour (`set_store_at_offset`); not a call to the
+    /// server, so not counted.
+    fn store_at_offset(&self, _dir: &[u8]) -> StoreAtOffset {
+        self.state.lock().store_at_offset
     }
 
     fn delete(&self, path: &[u8]) -> Result<()> {
@@ -861,6 +994,8 @@ struct MemoryUpload {
     state: Arc<Mutex<State>>,
     inode: InodeId,
     path: Vec<u8>,
+    /// Where the next write goes (`upload_at`); `None`: at the end.
+    position: Option<u64>,
     /// Once a write failed, every later call fails the same way.
     failed: Option<Error>,
 }
@@ -872,12 +1007,22 @@ impl UploadStream for MemoryUpload {
         }
         let mut state = self.state.lock();
         let state = &mut *state;
+        let len = state
+            .inodes
+            .get(&self.inode)
+            .map_or(0, |i| i.content.len() as u64);
+        let at = self.position.unwrap_or(len);
+        // Bytes the file grows by if all of `data` is written: the gap
+        // before `at` (zeros) and what goes past the end.
+        let growth = |n: u64| (at + n).saturating_sub(len);
         let mut n = data.len() as u64;
         let mut failure = None;
         if let Some(quota) = state.quota {
             let allowed = quota.saturating_sub(state.used);
-            if allowed < n {
-                n = allowed;
+            if allowed < growth(n) {
+                // What fits: the gap and the overwritten part cost nothing
+                // beyond the growth.
+                n = (len + allowed).saturating_sub(at).min(n);
                 failure = Some(Error::new(
                     ErrorKind::NoSpace,
                     format!("uploading {}: over quota", shown(&self.path)),
@@ -886,11 +1031,24 @@ impl UploadStream for MemoryUpload {
         }
         // Writes to a file deleted meanwhile go nowhere, as on a server
         // writing to an unlinked file.
-        if let Some(inode) = state.inodes.get_mut(&self.inode) {
+        // (An empty write extends nothing, as write(2) after lseek(2).)
+        let inode = state.inodes.get_mut(&self.inode).filter(|_| n > 0);
+        if let Some(inode) = inode {
             let part = &data[..n as usize];
-            Arc::make_mut(&mut inode.content).extend_from_slice(part);
+            let content = Arc::make_mut(&mut inode.content);
+            let start = at as usize;
+            if content.len() < start {
+                content.resize(start, 0);
+            }
+            // Over what is there, then past the end.
+            let over = (content.len() - start).min(part.len());
+            content[start..start + over].copy_from_slice(&part[..over]);
+            content.extend_from_slice(&part[over..]);
             inode.mtime = SystemTime::now();
-            state.used += n;
+            state.used += growth(n);
+        }
+        if let Some(position) = self.position.as_mut() {
+            *position += n;
         }
         state.counts.bytes_uploaded += n;
         match failure {
@@ -1024,6 +1182,8 @@ mod tests {
             set_mtime,
             chmod,
             exact_listing_mtime,
+            append: true,
+            digests: DigestSet::EMPTY,
         }
     }
 
@@ -1269,6 +1429,176 @@ mod tests {
         up.write(b"x").unwrap();
         up.finish().unwrap();
         assert_eq!(store.file(b"created").unwrap(), b"x");
+    }
+
+    fn write_at(store: &MemoryStore, path: &[u8], offset: u64, bytes: &[u8]) {
+        let mut up = store.upload_at(path, offset).expect("upload_at");
+        up.write(bytes).expect("write");
+        up.finish().expect("finish");
+    }
+
+    #[test]
+    fn upload_at_as_each_server_does_it() {
+        let store = MemoryStore::new();
+        assert_eq!(
+            store.store_at_offset(b""),
+            StoreAtOffset::InPlace,
+            "vsftpd's"
+        );
+        store.put_file(b"f", b"0123456789");
+        write_at(&store, b"f", 3, b"XY");
+        assert_eq!(store.file(b"f").unwrap(), b"012XY56789");
+        // Writes continue where the last one ended, and past the end.
+        let mut up = store.upload_at(b"f", 8).unwrap();
+        up.write(b"ab").unwrap();
+        assert_eq!(store.file(b"f").unwrap(), b"012XY567ab", "shows at once");
+        up.write(b"cd").unwrap();
+        up.finish().unwrap();
+        assert_eq!(store.file(b"f").unwrap(), b"012XY567abcd");
+        // A gap is zeros, on a new file too; an empty write extends nothing.
+        write_at(&store, b"f", 14, b"!");
+        assert_eq!(store.file(b"f").unwrap(), b"012XY567abcd\0\0!");
+        write_at(&store, b"new", 2, b"z");
+        assert_eq!(store.file(b"new").unwrap(), b"\0\0z");
+        write_at(&store, b"new", 10, b"");
+        assert_eq!(store.file(b"new").unwrap(), b"\0\0z");
+        // REST 0 + STOR is STOR.
+        write_at(&store, b"f", 0, b"whole");
+        assert_eq!(store.file(b"f").unwrap(), b"whole");
+
+        store.set_store_at_offset(StoreAtOffset::Truncates);
+        assert_eq!(store.store_at_offset(b"any"), StoreAtOffset::Truncates);
+        store.put_file(b"f", b"0123456789");
+        let up = store.upload_at(b"f", 3).unwrap();
+        assert_eq!(
+            store.file(b"f").unwrap(),
+            b"012",
+            "cut at the offset at once"
+        );
+        drop(up);
+        write_at(&store, b"f", 3, b"XY");
+        assert_eq!(store.file(b"f").unwrap(), b"012XY");
+        write_at(&store, b"f", 7, b"Z");
+        assert_eq!(store.file(b"f").unwrap(), b"012XY\0\0Z");
+
+        store.set_store_at_offset(StoreAtOffset::Refused);
+        assert_eq!(kind(store.upload_at(b"f", 3)), ErrorKind::Unsupported);
+        assert_eq!(store.file(b"f").unwrap(), b"012XY\0\0Z", "nothing changed");
+        write_at(&store, b"f", 0, b"plain STOR still works");
+        assert_eq!(store.file(b"f").unwrap(), b"plain STOR still works");
+
+        store.set_store_at_offset(StoreAtOffset::Unknown);
+        assert_eq!(store.store_at_offset(b""), StoreAtOffset::Unknown);
+        write_at(&store, b"f", 6, b"S");
+        assert_eq!(store.file(b"f").unwrap(), b"plain STOR still works");
+        assert_eq!(store.counters().upload_at, 12);
+        assert_eq!(store.counters().upload, 0);
+    }
+
+    #[test]
+    fn upload_at_refusals_and_quota() {
+        let store = MemoryStore::new();
+        store.put_dir(b"d");
+        assert_eq!(kind(store.upload_at(b"d", 1)), ErrorKind::Failed);
+        assert_eq!(kind(store.upload_at(b"no/f", 1)), ErrorKind::NotFound);
+        assert_eq!(kind(store.upload_at(b"a\nb", 1)), ErrorKind::InvalidInput);
+        store.deny_writes_under(b"d");
+        assert_eq!(
+            kind(store.upload_at(b"d/f", 1)),
+            ErrorKind::PermissionDenied
+        );
+
+        store.put_file(b"f", b"0123456789");
+        store.set_quota(Some(12));
+        // Overwriting costs nothing; growing costs what it grows by.
+        write_at(&store, b"f", 2, b"abcdefgh");
+        let mut up = store.upload_at(b"f", 8).unwrap();
+        let err = up.write(b"ABCDEF").unwrap_err();
+        assert_eq!(err.kind, ErrorKind::NoSpace);
+        assert_eq!(store.file(b"f").unwrap(), b"01abcdefABCD", "what fits");
+        assert_eq!(kind(up.finish()), ErrorKind::NoSpace);
+        let mut up = store.upload_at(b"f", 20).unwrap();
+        assert_eq!(kind(up.write(b"x")), ErrorKind::NoSpace);
+        assert_eq!(store.file(b"f").unwrap().len(), 12, "no gap either");
+    }
+
+    #[test]
+    fn append_can_be_refused() {
+        let store = MemoryStore::new();
+        store.put_file(b"f", b"x");
+        store.set_append(false);
+        assert!(!store.capabilities().append);
+        assert_eq!(kind(store.append(b"f")), ErrorKind::Unsupported);
+        store.set_append(true);
+        store.append(b"f").unwrap().finish().unwrap();
+    }
+
+    #[test]
+    fn sizes_now() {
+        let store = MemoryStore::new();
+        store.put_file(b"d/f", b"12345");
+        store.put_symlink(b"link", b"d/f");
+        assert_eq!(store.size(b"d/f").unwrap(), 5);
+        assert_eq!(store.size(b"link").unwrap(), 5, "follows links");
+        let mut up = store.append(b"d/f").unwrap();
+        up.write(b"67").unwrap();
+        assert_eq!(store.size(b"d/f").unwrap(), 7, "as the server has it now");
+        assert_eq!(kind(store.size(b"d")), ErrorKind::NotFound);
+        assert_eq!(kind(store.size(b"")), ErrorKind::NotFound);
+        assert_eq!(kind(store.size(b"missing")), ErrorKind::NotFound);
+        assert_eq!(store.counters().size, 6);
+    }
+
+    #[test]
+    fn digests_only_where_offered() {
+        use ftpsfs::digest::to_hex;
+        let store = MemoryStore::new();
+        store.put_file(b"f", b"abc123456789");
+        assert!(store.capabilities().digests.is_empty(), "vsftpd has none");
+        let sha256 = DigestAlgorithm::Sha256;
+        assert_eq!(
+            kind(store.digest(b"f", sha256, None)),
+            ErrorKind::Unsupported
+        );
+        store.set_digests(DigestSet::of(&DigestAlgorithm::ALL));
+        assert_eq!(
+            to_hex(&store.digest(b"f", sha256, Some((0, 3))).unwrap()),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let crc = store.digest(b"f", DigestAlgorithm::Crc32, Some((3, 12)));
+        assert_eq!(to_hex(&crc.unwrap()), "cbf43926");
+        assert_eq!(
+            store.digest(b"f", DigestAlgorithm::Sha1, None).unwrap(),
+            DigestAlgorithm::Sha1.digest(b"abc123456789").unwrap()
+        );
+        assert_eq!(
+            kind(store.digest(b"f", DigestAlgorithm::Md5, None)),
+            ErrorKind::Unsupported,
+            "not computable here"
+        );
+        assert_eq!(
+            kind(store.digest(b"f", sha256, Some((3, 3)))),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            kind(store.digest(b"f", sha256, Some((3, 13)))),
+            ErrorKind::Failed
+        );
+        assert_eq!(kind(store.digest(b"", sha256, None)), ErrorKind::NotFound);
+        assert_eq!(
+            kind(store.digest(b"nope", sha256, None)),
+            ErrorKind::NotFound
+        );
+        store.put_file(b"empty", b"");
+        assert_eq!(
+            to_hex(
+                &store
+                    .digest(b"empty", DigestAlgorithm::Crc32, None)
+                    .unwrap()
+            ),
+            "00000000"
+        );
+        assert_eq!(store.counters().digest, 10);
     }
 
     #[test]

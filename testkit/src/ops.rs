@@ -12,6 +12,9 @@ pub enum Op {
     OpenRead,
     Upload,
     Append,
+    UploadAt,
+    Size,
+    Digest,
     Delete,
     Mkdir,
     Rmdir,
@@ -21,13 +24,16 @@ pub enum Op {
 }
 
 impl Op {
-    pub const ALL: [Op; 12] = [
+    pub const ALL: [Op; 15] = [
         Op::List,
         Op::Stat,
         Op::ExactMtime,
         Op::OpenRead,
         Op::Upload,
         Op::Append,
+        Op::UploadAt,
+        Op::Size,
+        Op::Digest,
         Op::Delete,
         Op::Mkdir,
         Op::Rmdir,
@@ -47,6 +53,9 @@ pub struct OpCounts {
     pub open_read: u64,
     pub upload: u64,
     pub append: u64,
+    pub upload_at: u64,
+    pub size: u64,
+    pub digest: u64,
     pub delete: u64,
     pub mkdir: u64,
     pub rmdir: u64,
@@ -73,6 +82,9 @@ impl OpCounts {
             Op::OpenRead => self.open_read,
             Op::Upload => self.upload,
             Op::Append => self.append,
+            Op::UploadAt => self.upload_at,
+            Op::Size => self.size,
+            Op::Digest => self.digest,
             Op::Delete => self.delete,
             Op::Mkdir => self.mkdir,
             Op::Rmdir => self.rmdir,
@@ -90,6 +102,9 @@ impl OpCounts {
             Op::OpenRead => &mut self.open_read,
             Op::Upload => &mut self.upload,
             Op::Append => &mut self.append,
+            Op::UploadAt => &mut self.upload_at,
+            Op::Size => &mut self.size,
+            Op::Digest => &mut self.digest,
             Op::Delete => &mut self.delete,
             Op::Mkdir => &mut self.mkdir,
             Op::Rmdir => &mut self.rmdir,
@@ -117,6 +132,7 @@ mod tests {
             assert_eq!(counts.get(op), i as u64 + 1, "{op:?}");
         }
         counts.bytes_read = 1000;
-        assert_eq!(counts.total(), (1..=12).sum::<u64>(), "bytes are not ops");
+        let n = Op::ALL.len() as u64;
+        assert_eq!(counts.total(), n * (n + 1) / 2, "bytes are not ops");
     }
 }

@@ -27,6 +27,9 @@
 //!   and the 1xx reply may come in either order (active mode); both make it
 //!   done, a negative reply before either fails.
 //! - `transfer::TransferEnd`: the final reply, 226/250 done, else fails.
+//! - `digest::Hash`: [OPTS HASH name --200-->] [RANG s e --350-->] HASH
+//!   path --213 (checked: algorithm, range, length, hex)--> [RANG 1 0 --350,
+//!   anything else drops the session-->] done with the digest.
 //! - `abort::Abort`: ABOR and NOOP sent together, then replies are collected
 //!   until NOOP's 200; when the transfer's own reply was not among them, one
 //!   late reply is waited for briefly (asynchronous servers send it last).
@@ -34,6 +37,7 @@ use super::error::{Error, Result};
 use super::reply::Reply;
 
 pub mod abort;
+pub mod digest;
 pub mod endpoint;
 pub mod login;
 pub mod transfer;
