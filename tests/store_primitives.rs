@@ -163,6 +163,12 @@ fn proftpd_refuses_rest_stor_by_default() {
         StoreAtOffset::Refused
     );
     assert!(store.capabilities().digests.is_empty());
+    // APPE falls under the same directive: "451 Append/Restart not
+    // permitted", every time. The store says Unsupported, so the core
+    // replaces appended files whole instead of retrying for --retry-time.
+    write_file(&store, b"log", b"head");
+    let err = store.append(b"log").map(|_| ()).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unsupported, "{err}");
 }
 
 /// With `AllowStoreRestart on`, ProFTPD 1.3.8 writes in place as vsftpd.

@@ -36,7 +36,7 @@ pub(super) enum Appended {
 
 impl Fs {
     pub(super) fn appends_allowed(&self) -> bool {
-        !self.appends_refused.load(Ordering::Relaxed)
+        self.store.capabilities().append && !self.appends_refused.load(Ordering::Relaxed)
     }
 
     /// Sends what was appended to `path`, resuming it if cut.

@@ -550,7 +550,21 @@ impl FtpsStore {
 
     fn start_upload(&self, verb: &'static str, path: &[u8]) -> Result<Box<dyn UploadStream>> {
         let remote = self.remote(path);
-        let describe = |e: ftp::Error| from_ftp(e, &format!("uploading {}", shown(&remote)));
+        let describe = |e: ftp::Error| {
+            // A server that answers APPE itself with "try again" (ProFTPD
+            // without AllowStoreRestart: 451 Append/Restart not permitted)
+            // says so every time: it refuses appending, and the core
+            // replaces the file whole instead of retrying.
+            let refuses_append = verb == "APPE"
+                && matches!(&e, ftp::Error::Reply { command, code: 450 | 451, .. }
+                    if command.starts_with("APPE"));
+            let err = from_ftp(e, &format!("uploading {}", shown(&remote)));
+            if refuses_append {
+                Error::new(ErrorKind::Unsupported, err.message)
+            } else {
+                err
+            }
+        };
         // Trying again is safe: no byte of the file has been sent yet. A
         // refused STOR (e.g. 553) is permanent and reported as is.
         let upload = open_transfer(&self.pool, describe, |session| {
