@@ -18,6 +18,21 @@
 //!   write the file; streaming (sequential writes past the stream threshold)
 //!   and its fallback, with the error of a broken stream coming from a
 //!   write or from the close; O_APPEND, O_TRUNC, holes read as zeros.
+//! - §3 appends: a write at the end of a file whose content is the
+//!   server's (O_APPEND, or at its size) fetches nothing; the file then
+//!   holds only what follows the server's size (`MFile::append_base`):
+//!   reads and writes there are served here, before it (and truncates
+//!   below it, and an unlink or a rename over the file) fetch the server's
+//!   copy first, failing with the download's errno and staying appended
+//!   (an unlink or rename goes on, its descriptors then keeping nothing).
+//!   At a save the server's size is asked (a lost connection waited out)
+//!   and the new bytes are sent with APPE, resumed from the server's size
+//!   when cut; an error asking, another size (another client appended:
+//!   `Step::OtherAppends`, the one change by others modelled) or a refused
+//!   APPE has the file fetched and replaced whole, and a refusal is
+//!   remembered for the mount (`Model::appe_refused`: at-end writes are
+//!   staged from then on); other APPE errors fail the upload as any.
+//!   FsStats::appends is checked after every step.
 //! - §4 create (O_EXCL), rename of files and directories over existing
 //!   targets with their errnos, rename of a file not yet uploaded, unlink of
 //!   open files (they keep working for their descriptors and are never
@@ -30,7 +45,10 @@
 //!
 //! Deliberately not modelled: timing (TTL expiry: the TTLs are an hour, so
 //! everything the mount shows comes from its own changes), other clients
-//! changing the server, servers that refuse renames or chmod/MFMT, LIST
+//! changing the server (but for appending to a file appended to here), the
+//! backoff before an append is resumed (it only delays: `retry_time` is a
+//! minute, and one fault at a time never exhausts it), servers that refuse
+//! renames or chmod/MFMT, LIST
 //! servers' rounded times, modes and times beyond the result of the call
 //! that sets them, read-ahead and download reuse, concurrency (one thread),
 //! crashes and shutdown, and which store calls the cache saves. Where the
@@ -2211,10 +2229,9 @@ fn fail(ops: impl Strategy<Value = FaultOp>) -> impl Strategy<Value = Arm> {
         // RMD or DELE): the core believes it and caches the name as
         // absent (§1, negative entries) until the TTL, which the model
         // does not run out. Not a fault but a lie.
-        (
-            FaultOp::List | FaultOp::Stat | FaultOp::Rmdir | FaultOp::Delete,
-            FaultKind::NotFound,
-        ) => Arm::Fail(op, FaultKind::Unavailable),
+        (FaultOp::List | FaultOp::Stat | FaultOp::Rmdir | FaultOp::Delete, FaultKind::NotFound) => {
+            Arm::Fail(op, FaultKind::Unavailable)
+        }
         _ => Arm::Fail(op, kind),
     })
 }
@@ -2304,7 +2321,6 @@ proptest! {
     }
 }
 
-
 /// Each path of an append (SEMANTICS §3) at least once, whatever the
 /// random cases meet: "a" (10 bytes) and "b" (100 bytes) are on the server,
 /// "a" is opened into h0 and 5 bytes are written at its end.
@@ -2341,16 +2357,33 @@ fn every_path_of_an_append() {
         vec![Flush(h0), write(At::End, 3), Release(h0)],
         // Its size asked: a lost connection waited out; another error, or
         // another size, and the file is replaced whole.
-        vec![faulty(fail(FaultOp::Stat, FaultKind::Unavailable), Fsync(h0))],
+        vec![faulty(
+            fail(FaultOp::Stat, FaultKind::Unavailable),
+            Fsync(h0),
+        )],
         vec![faulty(fail(FaultOp::Stat, FaultKind::Failed), Flush(h0))],
-        vec![OtherAppends { p: A, len: 4, seed: 1 }, Flush(h0)],
         vec![
-            OtherAppends { p: A, len: 4, seed: 1 },
+            OtherAppends {
+                p: A,
+                len: 4,
+                seed: 1,
+            },
+            Flush(h0),
+        ],
+        vec![
+            OtherAppends {
+                p: A,
+                len: 4,
+                seed: 1,
+            },
             faulty(fail(FaultOp::OpenRead, FaultKind::Failed), Flush(h0)),
             write(At::End, 1),
         ],
         // Cut: resumed from the server's size.
-        vec![faulty(fail(FaultOp::Append, FaultKind::Unavailable), Flush(h0))],
+        vec![faulty(
+            fail(FaultOp::Append, FaultKind::Unavailable),
+            Flush(h0),
+        )],
         // O_APPEND: at the end whatever the offset, without a fetch.
         vec![
             Open {
@@ -2390,8 +2423,14 @@ fn every_path_of_an_append() {
             write(At::End, 1),
             read(0, 100),
         ],
-        vec![faulty(fail(FaultOp::Append, FaultKind::NotFound), Fsync(h0))],
-        vec![faulty(fail(FaultOp::Append, FaultKind::Failed), Release(h0))],
+        vec![faulty(
+            fail(FaultOp::Append, FaultKind::NotFound),
+            Fsync(h0),
+        )],
+        vec![faulty(
+            fail(FaultOp::Append, FaultKind::Failed),
+            Release(h0),
+        )],
         // Reads: after the server's end from here, before it fetched.
         vec![
             faulty(fail(FaultOp::OpenRead, FaultKind::Failed), read(10, 10)),
@@ -2401,6 +2440,12 @@ fn every_path_of_an_append() {
             Flush(h0),
         ],
         // Writes and truncates before the server's end fetch; after, not.
+        // Past the end of a file not appended to: fetched, not appended.
+        vec![
+            open_b.clone(),
+            faulty(Arm::BreakRead(0), write_h1(At::Offset(101))),
+            write_h1(At::Offset(101)),
+        ],
         vec![
             faulty(Arm::BreakRead(0), write(At::Offset(20), 2)),
             faulty(Arm::BreakRead(0), write(At::Offset(9), 2)),
@@ -2445,11 +2490,7 @@ fn every_path_of_an_append() {
         // Moved: appended under the new name.
         vec![Rename { from: A, to: P(5) }, Flush(h0)],
     ];
-    let init = [
-        Init::Dir(D),
-        Init::File(A, 10, 3),
-        Init::File(B, 100, 4),
-    ];
+    let init = [Init::Dir(D), Init::File(A, 10, 3), Init::File(B, 100, 4)];
     for case in cases {
         let steps: Vec<Step> = [
             Open {
