@@ -56,11 +56,6 @@
 //! whether an orphaned file's old content can still be read), the model
 //! accepts exactly the documented alternatives and then checks that the
 //! state that follows is the one that goes with the alternative taken.
-//!
-//! Known bugs of the core, where the core and SEMANTICS.md disagree, are
-//! recognised by the model at the step that meets them and the case is
-//! rejected (search for KNOWN BUG: each names the bug and the passage), so
-//! that the rest keeps being tested until they are fixed.
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::rc::Rc;
@@ -503,9 +498,6 @@ struct Model {
     appe_refused: bool,
     /// Appends that succeeded (FsStats::appends).
     appends: u64,
-    /// Set when a step ran into a known bug of the core: the case is
-    /// rejected (each names its report).
-    known_bug: Option<&'static str>,
 }
 
 fn parent_of(p: &str) -> &str {
@@ -996,15 +988,7 @@ impl Model {
             None | Some(FaultKind::Unavailable) => {}
             Some(k) => return Appended::Failed(upload_errno(k)),
         }
-        let cut = self.fail_kind(FaultOp::Append) == Some(FaultKind::Unavailable);
         let f = self.files.get_mut(&id).unwrap();
-        if cut && f.content.len() == base {
-            // KNOWN BUG (src/fs/append.rs, send_appended): a cut append
-            // that finds the server already holding all of it (here: nothing
-            // was appended, the file was cut back to its base) returns
-            // before counting itself in FsStats::appends.
-            self.known_bug = Some("a resumed append with nothing left is not counted");
-        }
         self.server.insert(path, SNode::File(f.content.clone()));
         f.append_base = None;
         f.dirty = false;
@@ -2072,9 +2056,6 @@ fn run_case(init: &[Init], steps: &[Step]) -> Result<(), TestCaseError> {
                     model.leftovers.insert(name.to_string());
                 }
             }
-        }
-        if let Some(bug) = model.known_bug {
-            return Err(TestCaseError::reject(format!("KNOWN BUG {bug}")));
         }
         trace.push(format!("{i:>3}: {step:?} -> {actual:?}"));
         let failure = if actual != expected {

@@ -77,7 +77,8 @@ impl Fs {
                 ));
             }
             if attempt > 0 && size == end {
-                return Ok(Appended::Done);
+                // The last attempt got everything there (its reply was lost).
+                break;
             }
             attempt += 1;
             match self.append_from(path, a, size - a.base) {
