@@ -41,9 +41,6 @@ impl Fs {
         }
         let path = self.path(file.ino)?;
         let version = file.version();
-        // Read here: a guard in the `match` below would hold the view's lock
-        // while the download opens.
-        let file_size = file.view().size;
         let failures_before = h.read_failures.load(Ordering::SeqCst);
         let mut slot = h.reader.lock();
         if h.read_failures.load(Ordering::SeqCst) != failures_before {
@@ -58,7 +55,7 @@ impl Fs {
         }
         let reader = match &mut slot.current {
             Some((_, r)) => r,
-            None => match self.start_download(&path, offset, file_size) {
+            None => match self.start_download(&path, offset, file.view().size) {
                 Ok(r) => &mut slot.current.insert((version, r)).1,
                 Err(e) => {
                     slot.fail(&h.read_failures, &e);
