@@ -5,16 +5,13 @@
 //! on the handle's download slot. When the download fails, the requests
 //! that were waiting get its error instead of each opening a new download
 //! and waiting for its own timeouts.
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use super::handles::Handle;
 use super::open_file::FileState;
 use super::read_ahead::ReadAhead;
-use super::segmented::SegmentedStream;
 use super::spool::Spool;
 use super::{Error, Fs, Result};
-use crate::store::ReadStream;
 
 impl Fs {
     pub(super) fn read_handle(&self, h: &Handle, offset: u64, size: u32) -> Result<Vec<u8>> {
@@ -55,7 +52,7 @@ impl Fs {
         }
         let reader = match &mut slot.current {
             Some((_, r)) => r,
-            None => match self.start_download(&path, offset, file.view().size) {
+            None => match self.start_download(&path, offset) {
                 Ok(r) => &mut slot.current.insert((version, r)).1,
                 Err(e) => {
                     slot.fail(&h.read_failures, &e);
@@ -73,28 +70,9 @@ impl Fs {
         }
     }
 
-    fn start_download(&self, path: &[u8], offset: u64, size: u64) -> Result<ReadAhead> {
+    fn start_download(&self, path: &[u8], offset: u64) -> Result<ReadAhead> {
         let stream = self.store.open_read(path, offset)?;
-        // A file large enough for segments gets a stream that may fetch
-        // ahead on several sessions once it is read in order (`segmented`).
-        let settings = self.segments.settings;
-        let (stream, progress) = if settings.extra_streams > 0
-            && size.saturating_sub(offset) >= 2 * settings.segment_size
-        {
-            let progress = Arc::new(AtomicU64::new(offset));
-            let segmented = SegmentedStream::new(
-                &self.segments,
-                Arc::clone(&self.store),
-                path,
-                size,
-                stream,
-                Arc::clone(&progress),
-            );
-            (Box::new(segmented) as Box<dyn ReadStream>, Some(progress))
-        } else {
-            (stream, None)
-        };
-        ReadAhead::start(stream, self.config.read_ahead, progress)
+        ReadAhead::start(stream, self.config.read_ahead)
             .map_err(|e| Error::local(&e, "starting a download thread"))
     }
 }

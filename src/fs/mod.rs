@@ -23,8 +23,7 @@
 //!   upload in place), `spool` (local copies), `rescue` (what could not be
 //!   uploaded at unmount);
 //! - reads: `download` (local copy or download), `read_ahead` (a download
-//!   kept open and read ahead), `segmented` (a large file read in order
-//!   fetched ahead in segments on several sessions);
+//!   kept open and read ahead);
 //! - `errno` (the one errno table).
 //!
 //! Metadata (see `cache.rs`): lookups are answered from the parent's listing
@@ -82,7 +81,6 @@ mod read_ahead;
 mod replace;
 mod rescue;
 mod resolve;
-mod segmented;
 mod spool;
 mod streamer;
 mod upload;
@@ -105,7 +103,6 @@ pub use inode::{Ino, ROOT_INO, UNKNOWN_INO};
 use lister::Lister;
 use open_file::OpenFile;
 use prefetch::Prefetcher;
-pub use segmented::SegmentCounts;
 use spool::SpoolStats;
 
 pub type Fh = u64;
@@ -134,13 +131,6 @@ pub struct FsConfig {
     pub umask: u32,
     /// Bytes read ahead of a sequential reader.
     pub read_ahead: usize,
-    /// Extra streams (sessions) a large file read in order may be fetched
-    /// on, in segments, besides its own download; shared by all readers
-    /// (0: off). See `segmented`.
-    pub read_streams: usize,
-    /// Bytes per segment of a segmented read; one reader holds at most
-    /// `(read_streams + 2) x segment_size` of them.
-    pub segment_size: u64,
     /// Subdirectory listings fetched at once ahead of a program walking a
     /// tree (0: none). Each holds a server session while it runs.
     pub listing_prefetch: usize,
@@ -164,11 +154,6 @@ impl Default for FsConfig {
             gid: 0,
             umask: 0,
             read_ahead: 4 * 1024 * 1024,
-            // The pool's default sessions, all but the reader's own.
-            read_streams: crate::ftp::PoolSettings::default()
-                .max_sessions
-                .saturating_sub(1),
-            segment_size: 8 * 1024 * 1024,
             listing_prefetch: 0,
             write_in_place: false,
             // A server restart of 30 s fits, with the backoff around it.
@@ -270,7 +255,6 @@ pub struct Fs {
     /// Set by `shutdown`: uploads that fail from then on keep their content
     /// locally (see `rescue`).
     shutting_down: AtomicBool,
-    segments: segmented::Segments,
 }
 
 fn not_found(path: &[u8]) -> Error {
@@ -322,7 +306,6 @@ impl Fs {
         let lister = Arc::new(Lister::new(Arc::clone(&store), Arc::clone(&cache)));
         let prefetch = (config.listing_prefetch > 0)
             .then(|| Prefetcher::new(Arc::clone(&lister), config.listing_prefetch));
-        let segments = segmented::Segments::new(&config);
         Fs {
             cache,
             lister,
@@ -343,7 +326,6 @@ impl Fs {
             staged: AtomicU64::new(0),
             fallbacks: AtomicU64::new(0),
             shutting_down: AtomicBool::new(false),
-            segments,
         }
     }
 
