@@ -46,9 +46,29 @@ pub struct Mounted {
 }
 
 impl Mounted {
+    /// A handle that makes the kernel forget what it caches of an inode.
+    pub fn kernel_cache(&self) -> KernelCache {
+        KernelCache(self.session.notifier())
+    }
+
     /// Serves requests until the filesystem is unmounted.
     pub fn run(self) -> io::Result<()> {
         self.session.run()
+    }
+}
+
+/// The kernel's caches of a mount (attributes for the attribute TTL, file
+/// pages), for `ftpsfs refresh`.
+pub struct KernelCache(fuser::Notifier);
+
+impl KernelCache {
+    /// Drops the kernel's attributes and cached pages of `ino`. An inode
+    /// the kernel no longer knows (it forgot it) is not an error.
+    pub fn forget(&self, ino: u64) {
+        // Offset 0, length 0: the attributes, and the pages from 0 to the end.
+        if let Err(e) = self.0.inval_inode(INodeNo(ino), 0, 0) {
+            log::debug!("kernel cache of inode {ino} not invalidated: {e}");
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! The `ftpsfs` command: parse the command line, then mount and serve.
+//! The `ftpsfs` command: parse the command line, then mount and serve, or
+//! talk to a running mount (`ftpsfs status|refresh|sync`).
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -11,7 +12,11 @@ fn main() -> ExitCode {
     unsafe {
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
     }
-    match ftpsfs::cli::parse_args(std::env::args_os()) {
+    let args: Vec<_> = std::env::args_os().collect();
+    if ftpsfs::control::command::is_control_command(&args) {
+        return ftpsfs::control::command::run(args);
+    }
+    match ftpsfs::cli::parse_args(args) {
         Ok(options) => ftpsfs::run::run(options),
         Err(e) => e.exit(),
     }

@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::cli::Options;
+use crate::control::mount_target::MountTarget;
+use crate::control::{runtime, ControlServer};
 use crate::fs::{Fs, FsConfig};
 use crate::ftp::{Connector, Pool};
 use crate::fuse::{self, MountSettings};
@@ -155,9 +157,13 @@ fn serve_until_unmounted(
     let pool = Arc::new(Pool::new(connector, options.pool));
     pool.warm_up(options.pool.max_sessions)
         .map_err(|e| e.to_string())?;
-    let store =
-        FtpsStore::connect(Arc::clone(&pool), &options.remote_root).map_err(|e| e.to_string())?;
-    let fs = Arc::new(Fs::new(Arc::new(store), fs_config(options, spool_dir)?));
+    let store = Arc::new(
+        FtpsStore::connect(Arc::clone(&pool), &options.remote_root).map_err(|e| e.to_string())?,
+    );
+    let fs = Arc::new(Fs::new(
+        Arc::clone(&store) as Arc<dyn crate::store::RemoteStore>,
+        fs_config(options, spool_dir)?,
+    ));
     remind_of_unsaved_files(&fs.kept_by_earlier_mounts());
 
     let settings = MountSettings {
@@ -182,6 +188,8 @@ fn serve_until_unmounted(
         options.ftp.port,
         options.mountpoint.display()
     );
+    // Dropped when this function returns: the socket goes with the mount.
+    let _control = start_control_socket(options, &fs, &store, &session);
     let unsaved = Arc::new(AtomicBool::new(false));
     spawn_signal_thread(
         signals,
@@ -203,6 +211,44 @@ fn serve_until_unmounted(
         return Err("pending writes could not be uploaded before unmounting (see the log)".into());
     }
     Ok(())
+}
+
+/// The socket `ftpsfs status|refresh|sync` talk to. A mount without one
+/// still works: the failure is logged, not fatal.
+fn start_control_socket(
+    options: &Options,
+    fs: &Arc<Fs>,
+    store: &Arc<FtpsStore>,
+    session: &fuse::Mounted,
+) -> Option<ControlServer> {
+    let started = (|| {
+        let mountpoint = runtime::canonical_mountpoint(&options.mountpoint)?;
+        let socket = runtime::socket_path(&runtime::default_runtime_dir(), &mountpoint)?;
+        let target = MountTarget {
+            fs: Arc::clone(fs),
+            store: Arc::clone(store),
+            kernel: session.kernel_cache(),
+            server: format!(
+                "{}:{}/{}",
+                options.ftp.host,
+                options.ftp.port,
+                String::from_utf8_lossy(&options.remote_root).trim_start_matches('/')
+            ),
+            mountpoint,
+            started: std::time::Instant::now(),
+        };
+        ControlServer::start(&socket, Arc::new(target))
+    })();
+    match started {
+        Ok(server) => {
+            log::info!("control socket: {}", server.path().display());
+            Some(server)
+        }
+        Err(e) => {
+            log::warn!("no control socket (ftpsfs status, refresh and sync will not reach this mount): {e}");
+            None
+        }
+    }
 }
 
 fn fs_config(options: &Options, spool_dir: PathBuf) -> Result<FsConfig, String> {

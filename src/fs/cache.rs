@@ -18,6 +18,7 @@
 //! listing cannot bring back a name that was just removed.
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use lru::LruCache;
@@ -73,6 +74,18 @@ pub struct Cache {
     attr_ttl: Duration,
     dir_ttl: Duration,
     inner: Mutex<Inner>,
+    /// Answers `get` gave from the cache, and those it could not.
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// How much the cache holds and how often it answered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheUsage {
+    pub entries: usize,
+    pub listings: usize,
+    pub hits: u64,
+    pub misses: u64,
 }
 
 fn cap(n: usize) -> NonZeroUsize {
@@ -156,12 +169,49 @@ impl Cache {
                 touched: LruCache::new(cap(TOUCHED)),
                 misses: LruCache::new(cap(TOUCHED)),
             }),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         }
+    }
+
+    pub fn usage(&self) -> CacheUsage {
+        let inner = self.inner.lock();
+        CacheUsage {
+            entries: inner.entries.len(),
+            listings: inner.listings.len(),
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Forgets everything known under `path` (all of it for the root), and
+    /// `path`'s entry in its parent's listing, so the next lookups ask the
+    /// server (`ftpsfs refresh`). A listing in flight is not kept either.
+    /// Returns how many entries and listings were dropped.
+    pub fn forget_under(&self, path: &[u8]) -> usize {
+        let mut inner = self.inner.lock();
+        let before = inner.entries.len() + inner.listings.len();
+        inner.touch(path);
+        inner.drop_under(path);
+        if !path.is_empty() {
+            inner.listings.pop(split(path).0);
+        }
+        before - (inner.entries.len() + inner.listings.len())
     }
 
     /// What is known about `path`: its parent's fresh listing first, then a
     /// fresh single entry.
     pub fn get(&self, path: &[u8]) -> Cached {
+        let answer = self.lookup(path);
+        let counter = match answer {
+            Cached::Unknown => &self.misses,
+            _ => &self.hits,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        answer
+    }
+
+    fn lookup(&self, path: &[u8]) -> Cached {
         let mut inner = self.inner.lock();
         if !path.is_empty() {
             let (parent, name) = split(path);
@@ -414,6 +464,47 @@ mod tests {
         assert!(matches!(c.get(b"d/a"), Cached::Present(m, Source::Scan) if m.size == 1));
         assert_eq!(c.get(b"d/b"), Cached::Absent);
         assert_eq!(c.get(b"e/a"), Cached::Unknown);
+    }
+
+    #[test]
+    fn refresh_forgets_what_is_under_a_path_and_nothing_else() {
+        let c = ttl(60);
+        let started = Instant::now();
+        let listing = |names: &[&[u8]]| {
+            names
+                .iter()
+                .map(|n| (n.to_vec(), file(1, at(0), true)))
+                .collect::<Vec<_>>()
+        };
+        c.fill_listing(b"", listing(&[b"d", b"e"]), started, true);
+        c.fill_listing(b"d", listing(&[b"a"]), started, true);
+        c.fill_listing(b"d/sub", listing(&[b"x"]), started, true);
+        c.fill_listing(b"e", listing(&[b"b"]), started, true);
+        c.fill(b"dd", Some(file(2, at(0), true)), started);
+        assert_eq!(
+            c.forget_under(b"d"),
+            3,
+            "d's and d/sub's listings, and the root's"
+        );
+        assert_eq!(c.get(b"d/a"), Cached::Unknown);
+        assert_eq!(c.get(b"d/sub/x"), Cached::Unknown);
+        assert_eq!(c.get(b"d"), Cached::Unknown);
+        assert!(matches!(c.get(b"e/b"), Cached::Present(..)));
+        assert!(matches!(c.get(b"dd"), Cached::Present(..)), "not under d/");
+        assert!(c.forget_under(b"") >= 2);
+        assert_eq!(c.get(b"e/b"), Cached::Unknown);
+        assert_eq!(c.usage().entries + c.usage().listings, 0);
+    }
+
+    #[test]
+    fn hits_and_misses_are_counted() {
+        let c = ttl(60);
+        c.get(b"a");
+        c.fill(b"a", Some(file(1, at(0), true)), Instant::now());
+        c.get(b"a");
+        c.get(b"a");
+        let usage = c.usage();
+        assert_eq!((usage.hits, usage.misses), (2, 1));
     }
 
     #[test]

@@ -98,6 +98,35 @@ impl InodeTable {
         self.by_name.get(&(parent, name.to_vec())).copied()
     }
 
+    /// The inode a path leads to, if every name on the way is known.
+    pub fn find_path(&self, path: &[u8]) -> Option<Ino> {
+        path.split(|&b| b == b'/')
+            .filter(|name| !name.is_empty())
+            .try_fold(ROOT_INO, |dir, name| self.find(dir, name))
+    }
+
+    /// `path`'s inode and every attached inode below it (for a refresh,
+    /// which tells the kernel to forget what it holds of them).
+    pub fn attached_under(&self, path: &[u8]) -> Vec<Ino> {
+        let Some(top) = self.find_path(path) else {
+            return Vec::new();
+        };
+        // One pass over the names makes the walk linear in the table's size.
+        let mut children: HashMap<Ino, Vec<Ino>> = HashMap::new();
+        for (&(parent, _), &ino) in &self.by_name {
+            children.entry(parent).or_default().push(ino);
+        }
+        let mut found = vec![top];
+        let mut next = 0;
+        while let Some(&dir) = found.get(next) {
+            next += 1;
+            if let Some(below) = children.get(&dir) {
+                found.extend(below.iter().filter(|&&ino| ino != ROOT_INO));
+            }
+        }
+        found
+    }
+
     #[cfg(test)]
     fn contains(&self, ino: Ino) -> bool {
         self.nodes.contains_key(&ino)
@@ -253,6 +282,24 @@ mod tests {
         assert_eq!(t.path(f).as_deref(), Some(&b"b/c/f"[..]));
         assert_eq!(t.find(b, b"c"), Some(a));
         assert_eq!(t.find(ROOT_INO, b"a"), None);
+    }
+
+    #[test]
+    fn a_path_finds_its_inode_and_everything_below() {
+        let mut t = InodeTable::new();
+        let a = t.lookup(ROOT_INO, b"a", FileKind::Dir);
+        let sub = t.lookup(a, b"sub", FileKind::Dir);
+        let f = t.lookup(sub, b"f", FileKind::File);
+        let other = t.lookup(ROOT_INO, b"ab", FileKind::File);
+        assert_eq!(t.find_path(b"a/sub/f"), Some(f));
+        assert_eq!(t.find_path(b""), Some(ROOT_INO));
+        assert_eq!(t.find_path(b"a/nope"), None);
+        let mut under = t.attached_under(b"a");
+        under.sort();
+        assert_eq!(under, vec![a, sub, f]);
+        assert_eq!(t.attached_under(b"a/sub/f"), vec![f]);
+        assert_eq!(t.attached_under(b"").len(), 5);
+        assert!(!t.attached_under(b"a").contains(&other));
     }
 
     #[test]

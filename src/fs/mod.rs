@@ -76,6 +76,7 @@ mod lister;
 mod local_changes;
 mod namespace;
 mod open_file;
+mod overview;
 mod prefetch;
 mod read_ahead;
 mod replace;
@@ -95,6 +96,7 @@ use parking_lot::Mutex;
 
 use crate::store::path::shown;
 use crate::store::{FileKind, Metadata, RemoteStore, StorePath};
+pub use cache::CacheUsage;
 use cache::{Cache, Source};
 pub use errno::{Error, ErrorKind, Result};
 use handles::{Handle, OpenFiles};
@@ -102,6 +104,7 @@ use inode::InodeTable;
 pub use inode::{Ino, ROOT_INO, UNKNOWN_INO};
 use lister::Lister;
 use open_file::OpenFile;
+pub use overview::PendingUploads;
 use prefetch::Prefetcher;
 use spool::SpoolStats;
 
@@ -652,28 +655,7 @@ impl Fs {
     /// Uploads every pending write (at unmount); says which failed.
     pub fn shutdown(&self) -> Result<()> {
         self.shutting_down.store(true, Ordering::SeqCst);
-        let files = self.files.lock().all();
-        let mut failures = Vec::new();
-        for file in files {
-            if let Err(e) = self.save(&file) {
-                failures.push(e);
-            }
-        }
-        match failures.first() {
-            None => Ok(()),
-            Some(first) => Err(Error::new(
-                first.kind,
-                format!(
-                    "{} file(s) could not be uploaded: {}",
-                    failures.len(),
-                    failures
-                        .iter()
-                        .map(|e| e.message.as_str())
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                ),
-            )),
-        }
+        self.sync_all(&mut |_, _| {}).map(drop)
     }
 
     // ----- helpers: names, inodes, attributes -----

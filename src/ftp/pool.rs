@@ -248,6 +248,11 @@ impl Pool {
         self.shared.state.lock().open
     }
 
+    /// Sessions open and waiting for work.
+    pub fn idle_sessions(&self) -> usize {
+        self.shared.state.lock().idle.len()
+    }
+
     fn guard(&self, session: Session, fresh: bool) -> PooledSession {
         PooledSession {
             session: Some(session),

@@ -63,6 +63,9 @@ pub struct Stats {
     pub data_connections: AtomicU64,
     pub full_handshakes: AtomicU64,
     pub resumed_handshakes: AtomicU64,
+    /// The TLS version of the latest login (a `rustls::ProtocolVersion` as
+    /// u16; 0 before the first), for `ftpsfs status`.
+    pub tls_version: std::sync::atomic::AtomicU16,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -75,6 +78,18 @@ pub struct StatsSnapshot {
 }
 
 impl Stats {
+    /// "TLSv1.3" and the like, once a session logged in.
+    pub fn tls_version(&self) -> Option<String> {
+        match self.tls_version.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(match rustls::ProtocolVersion::from(n) {
+                rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
+                rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_string(),
+                other => format!("{other:?}"),
+            }),
+        }
+    }
+
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
             logins: self.logins.load(Ordering::Relaxed),
@@ -172,6 +187,11 @@ impl Connector {
         };
         session.log_in(refusals_before)?;
         self.stats.logins.fetch_add(1, Ordering::Relaxed);
+        if let Some(version) = session.control.tls_version() {
+            self.stats
+                .tls_version
+                .store(u16::from(version), Ordering::Relaxed);
+        }
         Ok(session)
     }
 }

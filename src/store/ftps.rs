@@ -19,6 +19,7 @@ use crate::ftp::transfer::{Download, Upload};
 use crate::ftp::{self, Kind, Pool, PooledSession, Retry};
 
 use super::path::{join, shown, split};
+use super::transfers::{Direction, Ticket, Transfers};
 use super::{
     Capabilities, DigestAlgorithm, DirEntry, Error, ErrorKind, FileKind, Metadata, ReadStream,
     RemoteStore, Result, StoreAtOffset, UploadStream,
@@ -47,6 +48,8 @@ pub struct FtpsStore {
     /// What REST + STOR does here; locked for the length of a probe, so
     /// that concurrent callers wait for one probe.
     store_at_offset: Mutex<StoreAtOffset>,
+    /// Downloads and uploads in flight, for `ftpsfs status`.
+    transfers: Arc<Transfers>,
 }
 
 impl FtpsStore {
@@ -73,6 +76,7 @@ impl FtpsStore {
             set_mtime_refused: AtomicBool::new(false),
             hash_ignores_rang: AtomicBool::new(false),
             store_at_offset: Mutex::new(StoreAtOffset::Unknown),
+            transfers: Arc::default(),
         };
         store.check_root()?;
         Ok(store)
@@ -106,6 +110,11 @@ impl FtpsStore {
                 format!("{} does not exist on the server", shown(root)),
             )),
         }
+    }
+
+    /// The downloads and uploads in flight now.
+    pub fn transfers(&self) -> Vec<super::transfers::InFlight> {
+        self.transfers.snapshot()
     }
 
     pub fn pool(&self) -> &Arc<Pool> {
@@ -235,6 +244,7 @@ impl RemoteStore for FtpsStore {
             position: offset,
             download: Some(download),
             resumes_left: DOWNLOAD_RESUMES,
+            ticket: self.transfers.start(Direction::Download, path, offset),
         }))
     }
 
@@ -265,6 +275,7 @@ impl RemoteStore for FtpsStore {
         Ok(Box::new(FtpsUpload {
             upload: Some(upload),
             remote,
+            ticket: self.transfers.start(Direction::Upload, path, offset),
         }))
     }
 
@@ -573,6 +584,7 @@ impl FtpsStore {
         Ok(Box::new(FtpsUpload {
             upload: Some(upload),
             remote,
+            ticket: self.transfers.start(Direction::Upload, path, 0),
         }))
     }
 }
@@ -634,6 +646,7 @@ struct FtpsReader {
     /// `None` after the end of the file was reached and the transfer closed.
     download: Option<Download<PooledSession>>,
     resumes_left: u32,
+    ticket: Ticket,
 }
 
 impl ReadStream for FtpsReader {
@@ -654,6 +667,7 @@ impl ReadStream for FtpsReader {
                 }
                 Ok(n) => {
                     self.position += n as u64;
+                    self.ticket.count(n);
                     return Ok(n);
                 }
                 Err(e) if self.resumes_left > 0 => {
@@ -688,6 +702,7 @@ struct FtpsUpload {
     /// `None` once a write failed and the transfer was abandoned.
     upload: Option<Upload<PooledSession>>,
     remote: Vec<u8>,
+    ticket: Ticket,
 }
 
 impl FtpsUpload {
@@ -706,6 +721,9 @@ impl UploadStream for FtpsUpload {
             return Err(self.broken("the upload failed before"));
         };
         let result = upload.write_all(data);
+        if result.is_ok() {
+            self.ticket.count(data.len());
+        }
         result.map_err(|e| {
             if let Some(broken) = self.upload.take() {
                 abandon(broken);

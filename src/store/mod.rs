@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 pub mod ftps;
 pub mod path;
+pub mod transfers;
 
 pub use crate::digest::{DigestAlgorithm, DigestSet, Hasher};
 pub use path::StorePath;
