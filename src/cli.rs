@@ -37,7 +37,12 @@ const SECONDS_MAX: u64 = 365 * 24 * 3600;
         ftp://[user@]host[:port][/path]    the same; TLS is still required\n  \
         ftps://[user@]host[:port][/path]   implicit TLS, port 990\n\n\
         Password: URL, then FTPSFS_PASSWORD, --password-file, ~/.netrc (or --netrc-file),\n\
-        then a prompt when stdin is a terminal. See ftpsfs(1)."
+        then a prompt when stdin is a terminal.\n\n\
+        Commands for a running mount (the mounting user only; `ftpsfs COMMAND --help`):\n  \
+        ftpsfs status [--json] [--watch] MOUNTPOINT  sessions, transfers, uploads, cache\n  \
+        ftpsfs refresh MOUNTPOINT [PATH]             forget cached listings and attributes\n  \
+        ftpsfs sync MOUNTPOINT                       upload every pending change now\n\n\
+        See ftpsfs(1)."
 )]
 pub struct Args {
     /// Server and directory to mount: ftpes://, ftp:// or ftps://[user@]host[:port][/path]
