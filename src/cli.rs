@@ -171,6 +171,10 @@ pub struct Args {
     #[arg(long, value_name = "SECS", default_value_t = Seconds(FsConfig::default().dir_ttl), value_parser = seconds, help_heading = "Cache")]
     dir_ttl: Seconds,
 
+    /// Close-to-open consistency: each open asks the server for the file's size and time (one MLST, or SIZE and MDTM), so it reads what the server has now, whatever the TTLs; the kernel then keeps no attributes of its own
+    #[arg(long, visible_alias = "cto", help_heading = "Cache")]
+    revalidate_on_open: bool,
+
     /// Directory for the write spool [default: $XDG_CACHE_HOME/ftpsfs, /var/cache/ftpsfs for root]
     #[arg(long, value_name = "DIR", help_heading = "Cache")]
     cache_dir: Option<PathBuf>,
@@ -257,6 +261,7 @@ pub struct Options {
     pub attr_ttl: Duration,
     pub dir_ttl: Duration,
     pub write_in_place: bool,
+    pub revalidate_on_open: bool,
     pub retry_time: Duration,
     /// Absolute.
     pub cache_dir: PathBuf,
@@ -505,7 +510,10 @@ fn mount_option_as_flag(command: &clap::Command, option: &str) -> Result<OsStrin
     let long = name.replace('_', "-");
     let arg = command
         .get_arguments()
-        .find(|arg| arg.get_long() == Some(long.as_str()))
+        .find(|arg| {
+            arg.get_long_and_visible_aliases()
+                .is_some_and(|names| names.contains(&long.as_str()))
+        })
         .filter(|_| !matches!(long.as_str(), "help" | "version"))
         .ok_or_else(|| CliError::invalid(format!("unknown mount option \"{name}\" in -o")))?;
     match (arg.get_action().takes_values(), value) {
@@ -553,6 +561,7 @@ fn build_options(args: Args, env: &dyn Environment) -> Result<Options, CliError>
         foreground: args.foreground,
         mount: mount_options(&args),
         write_in_place: args.write_in_place,
+        revalidate_on_open: args.revalidate_on_open,
         retry_time: args.retry_time.0,
         attr_ttl: args.attr_ttl.0,
         dir_ttl: args.dir_ttl.0,

@@ -175,9 +175,17 @@ fn serve_until_unmounted(
         // session) leave others free for `ls` and getattr.
         threads: (options.pool.max_sessions * 2 + 4).max(8),
     };
+    // With close-to-open consistency the kernel keeps no attributes: it
+    // asks the core (which answers from its own cache, without the
+    // network) each time, and so sees the size an open just fetched.
+    let kernel_attr_ttl = if options.revalidate_on_open {
+        std::time::Duration::ZERO
+    } else {
+        options.attr_ttl
+    };
     let session = fuse::mount(
         Arc::clone(&fs),
-        options.attr_ttl,
+        kernel_attr_ttl,
         &options.mountpoint,
         &settings,
     )
@@ -264,6 +272,7 @@ fn fs_config(options: &Options, spool_dir: PathBuf) -> Result<FsConfig, String> 
         gid: options.mount.gid.unwrap_or(gid),
         umask: options.mount.umask.unwrap_or(0),
         write_in_place: options.write_in_place,
+        revalidate_on_open: options.revalidate_on_open,
         retry_time: options.retry_time,
         // All sessions but one, which stays free for what programs ask.
         listing_prefetch: options.pool.max_sessions.saturating_sub(1),

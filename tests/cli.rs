@@ -1104,3 +1104,16 @@ fn every_long_option_is_accepted_in_o() {
     }
     assert!(!names.iter().any(|n| n == "help" || n == "version"));
 }
+
+#[test]
+fn close_to_open_consistency_by_either_name() {
+    assert!(!parse(&["ftpes://u@h/", "/mnt"]).revalidate_on_open);
+    for args in [
+        &["--revalidate-on-open", "ftpes://u@h/", "/mnt"][..],
+        &["--cto", "ftpes://u@h/", "/mnt"],
+        &["-o", "cto", "ftpes://u@h/", "/mnt"],
+        &["-o", "revalidate_on_open", "ftpes://u@h/", "/mnt"],
+    ] {
+        assert!(parse(args).revalidate_on_open, "{args:?}");
+    }
+}

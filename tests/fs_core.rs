@@ -34,6 +34,7 @@ fn config(spool: &tempfile::TempDir) -> FsConfig {
         read_ahead: 8 * MIB,
         listing_prefetch: 0,
         write_in_place: false,
+        revalidate_on_open: false,
         retry_time: Duration::from_secs(60),
     }
 }

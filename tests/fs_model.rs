@@ -1623,6 +1623,7 @@ impl Harness {
             read_ahead: 256 * KIB,
             listing_prefetch: 0,
             write_in_place: false,
+            revalidate_on_open: false,
             retry_time: Duration::from_secs(60),
         };
         let fs = Fs::new(store.clone(), config);

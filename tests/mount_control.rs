@@ -246,3 +246,26 @@ fn the_commands_say_when_no_mount_answers() {
         "{shown}"
     );
 }
+
+#[test]
+fn with_cto_an_open_reads_what_another_client_just_wrote() {
+    let server = Vsftpd::start(&[]);
+    std::fs::write(server.info.root.join("f"), b"old").unwrap();
+    let mount = Mount::start(
+        &server.info,
+        &["--attr-ttl", "600", "--dir-ttl", "600", "-o", "cto"],
+    );
+    assert_eq!(std::fs::read(mount.path("f")).unwrap(), b"old");
+    std::fs::write(server.info.root.join("f"), b"new and longer").unwrap();
+    assert_eq!(
+        std::fs::read(mount.path("f")).unwrap(),
+        b"new and longer",
+        "the open asked the server, and the kernel kept no stale size"
+    );
+    let sizes = server
+        .commands()
+        .iter()
+        .filter(|c| c.starts_with("SIZE") || c.starts_with("MDTM"))
+        .count();
+    assert!(sizes >= 2, "SIZE and MDTM at open: {:?}", server.commands());
+}

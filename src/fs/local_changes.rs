@@ -18,7 +18,12 @@ impl Fs {
             Some(f) => f,
             None => {
                 let path = self.path(ino)?;
-                let (meta, _) = self.resolve(&path)?.ok_or_else(|| not_found(&path))?;
+                let known = if self.config.revalidate_on_open {
+                    self.revalidate(&path)?
+                } else {
+                    self.resolve(&path)?.map(|(meta, _)| meta)
+                };
+                let meta = known.ok_or_else(|| not_found(&path))?;
                 if meta.kind == FileKind::Dir {
                     return Err(Error::new(
                         ErrorKind::IsDir,

@@ -143,6 +143,10 @@ pub struct FsConfig {
     /// name and a rename (for servers that refuse renames; a failed or cut
     /// upload can then leave a partial file there).
     pub write_in_place: bool,
+    /// Close-to-open consistency: opening a file that is not open yet asks
+    /// the server for its size and time (MLST, or SIZE and MDTM), instead
+    /// of trusting the cache.
+    pub revalidate_on_open: bool,
 }
 
 impl Default for FsConfig {
@@ -159,6 +163,7 @@ impl Default for FsConfig {
             read_ahead: 4 * 1024 * 1024,
             listing_prefetch: 0,
             write_in_place: false,
+            revalidate_on_open: false,
             // A server restart of 30 s fits, with the backoff around it.
             retry_time: Duration::from_secs(60),
         }

@@ -133,4 +133,51 @@ impl Fs {
         }
         meta
     }
+
+    /// What the server says of a file now, for an open with close-to-open
+    /// consistency: one MLST where the server has it; elsewhere SIZE and
+    /// MDTM (two commands, no data connection, where a stat would list the
+    /// whole directory), over what the cache knows of the file's kind and
+    /// mode. The answer replaces what the cache held, the parent's listing
+    /// included; a change is logged.
+    pub(super) fn revalidate(&self, path: &[u8]) -> Result<Option<Metadata>> {
+        let cached = match self.cache.get(path) {
+            Cached::Present(meta, _) => Some(meta),
+            _ => None,
+        };
+        let asked = match (&cached, self.store.capabilities().exact_listing_mtime) {
+            (Some(known), false) if known.kind == FileKind::File => {
+                self.size_and_time(path, known.clone())
+            }
+            _ => self.store.stat(path).map_err(Error::from),
+        };
+        let fresh = match asked {
+            Ok(meta) => meta,
+            Err(e) if e.is_not_found() => {
+                self.cache.remove(path);
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(old) = &cached {
+            if (old.size, old.mtime) != (fresh.size, fresh.mtime) {
+                log::debug!(
+                    "{}: changed on the server since it was cached ({} -> {} bytes)",
+                    shown(path),
+                    old.size,
+                    fresh.size
+                );
+            }
+        }
+        self.cache.update(path, fresh.clone());
+        Ok(Some(fresh))
+    }
+
+    /// `known` with the size and exact time the server gives now (SIZE,
+    /// MDTM).
+    fn size_and_time(&self, path: &[u8], mut known: Metadata) -> Result<Metadata> {
+        known.size = self.store.size(path)?;
+        known.mtime_exact = false;
+        Ok(self.with_exact_mtime(path, known))
+    }
 }
