@@ -68,6 +68,7 @@
 mod append;
 mod attrs;
 mod cache;
+pub mod content;
 mod download;
 mod errno;
 mod handles;
