@@ -171,6 +171,10 @@ pub struct Args {
     #[arg(long, value_name = "SECS", default_value_t = Seconds(FsConfig::default().dir_ttl), value_parser = seconds, help_heading = "Cache")]
     dir_ttl: Seconds,
 
+    /// Keep up to SIZE of file contents on disk under the cache directory, across opens and remounts (e.g. 512M, 10G; 0: off)
+    #[arg(long, value_name = "SIZE", default_value_t = ByteSize(crate::fs::ContentCache::DEFAULT_LIMIT), value_parser = parse_byte_size, help_heading = "Cache")]
+    cache_size: ByteSize,
+
     /// Close-to-open consistency: each open asks the server for the file's size and time (one MLST, or SIZE and MDTM), so it reads what the server has now, whatever the TTLs; the kernel then keeps no attributes of its own
     #[arg(long, visible_alias = "cto", help_heading = "Cache")]
     revalidate_on_open: bool,
@@ -262,6 +266,8 @@ pub struct Options {
     pub dir_ttl: Duration,
     pub write_in_place: bool,
     pub revalidate_on_open: bool,
+    /// Bytes of file contents kept on disk (0: no content cache).
+    pub cache_size: u64,
     pub retry_time: Duration,
     /// Absolute.
     pub cache_dir: PathBuf,
@@ -562,6 +568,7 @@ fn build_options(args: Args, env: &dyn Environment) -> Result<Options, CliError>
         mount: mount_options(&args),
         write_in_place: args.write_in_place,
         revalidate_on_open: args.revalidate_on_open,
+        cache_size: args.cache_size.0,
         retry_time: args.retry_time.0,
         attr_ttl: args.attr_ttl.0,
         dir_ttl: args.dir_ttl.0,
@@ -968,9 +975,67 @@ fn seconds_from(text: &str, min: u64) -> Result<Seconds, String> {
     }
 }
 
+/// A size on the command line: bytes, or with K, M, G or T (powers of 1024).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ByteSize(u64);
+
+impl std::fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut n = self.0;
+        for unit in ["", "K", "M", "G"] {
+            if !n.is_multiple_of(1024) || n == 0 {
+                return write!(f, "{n}{unit}");
+            }
+            n /= 1024;
+        }
+        write!(f, "{n}T")
+    }
+}
+
+fn parse_byte_size(text: &str) -> Result<ByteSize, String> {
+    let invalid = || format!("expected a size such as 512M or 10G, not {text:?}");
+    let trimmed = text.trim_end_matches(['B', 'b', 'i']);
+    let (digits, shift) = match trimmed.char_indices().last() {
+        Some((at, unit)) if unit.is_ascii_alphabetic() => {
+            let shift = match unit.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(invalid()),
+            };
+            (&trimmed[..at], shift)
+        }
+        _ => (trimmed, 0),
+    };
+    let n: u64 = digits.parse().map_err(|_| invalid())?;
+    n.checked_mul(1u64 << shift)
+        .map(ByteSize)
+        .ok_or_else(invalid)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_byte_size("0"), Ok(ByteSize(0)));
+        assert_eq!(parse_byte_size("4096"), Ok(ByteSize(4096)));
+        assert_eq!(parse_byte_size("512M"), Ok(ByteSize(512 << 20)));
+        assert_eq!(parse_byte_size("10G"), Ok(ByteSize(10 << 30)));
+        assert_eq!(parse_byte_size("2GiB"), Ok(ByteSize(2 << 30)));
+        assert_eq!(parse_byte_size("1k"), Ok(ByteSize(1024)));
+        for bad in ["", "M", "1X", "-1G", "1.5G", "99999999999T", "G1"] {
+            assert!(parse_byte_size(bad).is_err(), "{bad}");
+        }
+        assert_eq!(ByteSize(1 << 30).to_string(), "1G");
+        assert_eq!(ByteSize(1500).to_string(), "1500");
+        assert_eq!(
+            parse_byte_size(&ByteSize(3 << 20).to_string()),
+            Ok(ByteSize(3 << 20))
+        );
+    }
 
     #[test]
     fn percent_decoding() {

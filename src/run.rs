@@ -17,7 +17,7 @@ use std::sync::Arc;
 use crate::cli::Options;
 use crate::control::mount_target::MountTarget;
 use crate::control::{runtime, ControlServer};
-use crate::fs::{Fs, FsConfig};
+use crate::fs::{ContentCache, Fs, FsConfig};
 use crate::ftp::{Connector, Pool};
 use crate::fuse::{self, MountSettings};
 use crate::guard::Guard;
@@ -160,10 +160,14 @@ fn serve_until_unmounted(
     let store = Arc::new(
         FtpsStore::connect(Arc::clone(&pool), &options.remote_root).map_err(|e| e.to_string())?,
     );
-    let fs = Arc::new(Fs::new(
+    let mut fs = Fs::new(
         Arc::clone(&store) as Arc<dyn crate::store::RemoteStore>,
         fs_config(options, spool_dir)?,
-    ));
+    );
+    if let Some(content) = open_content_cache(options) {
+        fs = fs.with_content_cache(content);
+    }
+    let fs = Arc::new(fs);
     remind_of_unsaved_files(&fs.kept_by_earlier_mounts());
 
     let settings = MountSettings {
@@ -219,6 +223,40 @@ fn serve_until_unmounted(
         return Err("pending writes could not be uploaded before unmounting (see the log)".into());
     }
     Ok(())
+}
+
+/// The content cache of this server, user and directory (None: off, or it
+/// could not be opened, which is logged: the mount works without it).
+fn open_content_cache(options: &Options) -> Option<Arc<ContentCache>> {
+    if options.cache_size == 0 {
+        return None;
+    }
+    let identity = format!(
+        "{}@{}:{}/{}",
+        options.ftp.credentials.user,
+        options.ftp.host,
+        options.ftp.port,
+        String::from_utf8_lossy(&options.remote_root)
+    );
+    match ContentCache::open(&options.cache_dir, identity.as_bytes(), options.cache_size) {
+        Ok(cache) => {
+            let usage = cache.usage();
+            log::info!(
+                "content cache: {} blocks ({} bytes) kept from earlier mounts, limit {} bytes",
+                usage.blocks,
+                usage.bytes,
+                usage.limit
+            );
+            Some(Arc::new(cache))
+        }
+        Err(e) => {
+            log::warn!(
+                "no content cache in {} ({e}): every read goes to the server",
+                options.cache_dir.display()
+            );
+            None
+        }
+    }
 }
 
 /// The socket `ftpsfs status|refresh|sync` talk to. A mount without one

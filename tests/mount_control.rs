@@ -1,7 +1,8 @@
 //! `ftpsfs status`, `refresh` and `sync` against a real mount of vsftpd,
-//! run as the commands a user types; and the control socket refusing other
+//! run as the commands a user types; the control socket refusing other
 //! users, as the kernel reports them (SO_PEERCRED), even where the runtime
-//! directory was opened up.
+//! directory was opened up; and what the mount keeps of others' files: the
+//! content cache across a remount and a crash, `-o cto`.
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
@@ -268,4 +269,93 @@ fn with_cto_an_open_reads_what_another_client_just_wrote() {
         .filter(|c| c.starts_with("SIZE") || c.starts_with("MDTM"))
         .count();
     assert!(sizes >= 2, "SIZE and MDTM at open: {:?}", server.commands());
+}
+
+fn retrs(server: &Vsftpd, name: &str) -> usize {
+    server
+        .commands()
+        .iter()
+        .filter(|c| c.starts_with("RETR") && c.ends_with(name))
+        .count()
+}
+
+#[test]
+fn a_file_read_before_a_remount_is_read_from_the_cache_after_it() {
+    let server = Vsftpd::start(&[]);
+    let data: Vec<u8> = (0..(6 << 20) + 777).map(|i: u32| (i % 249) as u8).collect();
+    std::fs::write(server.info.root.join("big"), &data).unwrap();
+    // Written an hour ago: the rewrite below has another time even to the
+    // second, which is all the server tells (MDTM).
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(server.info.root.join("big"))
+        .and_then(|f| f.set_modified(an_hour_ago))
+        .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = cache.path().to_str().unwrap();
+    {
+        let mount = Mount::start(&server.info, &["--cache-dir", cache_dir]);
+        assert!(std::fs::read(mount.path("big")).unwrap() == data);
+    }
+    assert_eq!(retrs(&server, "big"), 1);
+    let mount = Mount::start(&server.info, &["--cache-dir", cache_dir]);
+    assert!(std::fs::read(mount.path("big")).unwrap() == data);
+    assert_eq!(retrs(&server, "big"), 1, "no download after the remount");
+    let status = text(&ftpsfs(&["status", &mount.path_str("")]));
+    assert!(status.contains("in 7 blocks"), "{status}");
+
+    // Changed on the server (same size, new time): read anew.
+    let mut changed = data.clone();
+    changed[100] ^= 1;
+    std::fs::write(server.info.root.join("big"), &changed).unwrap();
+    let out = ftpsfs(&["refresh", &mount.path_str("")]);
+    assert!(out.status.success(), "{}", text(&out));
+    let read = std::fs::read(mount.path("big")).unwrap();
+    assert!(
+        read == changed,
+        "stale bytes after a refresh:\n{}",
+        mount.log_text()
+    );
+    assert_eq!(retrs(&server, "big"), 2);
+}
+
+#[test]
+fn a_mount_killed_while_filling_the_cache_serves_only_whole_blocks_after() {
+    let server = Vsftpd::start(&[]);
+    let data: Vec<u8> = (0..24u32 << 20).map(|i| (i % 241) as u8).collect();
+    std::fs::write(server.info.root.join("big"), &data).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = cache.path().to_str().unwrap();
+    let mut mount = Mount::start(&server.info, &["--cache-dir", cache_dir]);
+    let path = mount.path_str("big");
+    let mut reader = std::process::Command::new("dd")
+        .args([&format!("if={path}"), "of=/dev/null", "bs=64k"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Some blocks stored, the download still going.
+    let blocks = |dir: &Path| std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+    let content = cache.path().join("content");
+    assert!(
+        wait_until(30, || std::fs::read_dir(&content)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|m| std::fs::read_dir(m.path()).into_iter().flatten().flatten())
+            .any(|f| blocks(&f.path()) >= 2)),
+        "no block stored"
+    );
+    let pid = mount.pid().unwrap().to_string();
+    ok("kill", &["-9", &pid], 10);
+    let _ = reader.wait();
+    assert!(wait_until(10, || !common::mount::is_mounted(&mount.dir)));
+    assert!(!mount.unmount());
+    drop(mount);
+
+    let mount = Mount::start(&server.info, &["--cache-dir", cache_dir]);
+    assert!(
+        std::fs::read(mount.path("big")).unwrap() == data,
+        "every byte right"
+    );
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::status::{CacheUse, Direction, Sessions, Status, Transfer, Uploads};
+use super::status::{CacheUse, ContentUse, Direction, Sessions, Status, Transfer, Uploads};
 use super::target::Target;
 use crate::fs::Fs;
 use crate::fuse::KernelCache;
@@ -81,6 +81,14 @@ impl Target for MountTarget {
                 listings: cache.listings,
                 hits: cache.hits,
                 misses: cache.misses,
+                content: self.fs.content_usage().map(|c| ContentUse {
+                    bytes: c.bytes,
+                    limit: c.limit,
+                    blocks: c.blocks,
+                    hits: c.hits,
+                    misses: c.misses,
+                    damaged: c.damaged,
+                }),
             },
         }
     }

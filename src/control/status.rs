@@ -82,12 +82,25 @@ pub struct CacheUse {
     pub listings: usize,
     pub hits: u64,
     pub misses: u64,
+    /// The content cache on disk (None: off).
+    pub content: Option<ContentUse>,
 }
 
-impl CacheUse {
-    pub fn hit_rate(&self) -> Option<f64> {
-        let total = self.hits + self.misses;
-        (total > 0).then(|| self.hits as f64 / total as f64)
+/// Blocks of file contents: reads served from them (hits) and not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContentUse {
+    pub bytes: u64,
+    pub limit: u64,
+    pub blocks: usize,
+    pub hits: u64,
+    pub misses: u64,
+    pub damaged: u64,
+}
+
+fn hit_rate(hits: u64, misses: u64) -> String {
+    match hits + misses {
+        0 => "no lookups yet".into(),
+        total => format!("{:.0}% hits", hits as f64 * 100.0 / total as f64),
     }
 }
 
@@ -150,15 +163,33 @@ impl Status {
             let _ = writeln!(out, "  kept locally: {path}");
         }
         let c = &self.cache;
-        let rate = match c.hit_rate() {
-            Some(rate) => format!("{:.0}% hits", rate * 100.0),
-            None => "no lookups yet".into(),
-        };
         let _ = writeln!(
             out,
-            "cache:     {} entries, {} listings; {} hits, {} misses ({rate})",
-            c.entries, c.listings, c.hits, c.misses
+            "cache:     {} entries, {} listings; {} hits, {} misses ({})",
+            c.entries,
+            c.listings,
+            c.hits,
+            c.misses,
+            hit_rate(c.hits, c.misses)
         );
+        match &c.content {
+            Some(b) => {
+                let _ = writeln!(
+                    out,
+                    "contents:  {} of {} in {} blocks; {} hits, {} misses ({}), {} damaged",
+                    bytes(b.bytes),
+                    bytes(b.limit),
+                    b.blocks,
+                    b.hits,
+                    b.misses,
+                    hit_rate(b.hits, b.misses),
+                    b.damaged
+                );
+            }
+            None => {
+                let _ = writeln!(out, "contents:  not cached (--cache-size 0)");
+            }
+        }
         out
     }
 
@@ -194,7 +225,7 @@ impl Status {
              \"transfers\":[{}],\
              \"uploads\":{{\"pending_files\":{},\"pending_bytes\":{},\"failed\":[{}],\
              \"streamed\":{},\"staged\":{},\"appended\":{}}},\
-             \"cache\":{{\"entries\":{},\"listings\":{},\"hits\":{},\"misses\":{}}}}}",
+             \"cache\":{{\"entries\":{},\"listings\":{},\"hits\":{},\"misses\":{},\"content\":{}}}}}",
             string(&self.version),
             string(&self.server),
             string(&self.mountpoint),
@@ -220,7 +251,11 @@ impl Status {
             c.entries,
             c.listings,
             c.hits,
-            c.misses
+            c.misses,
+            c.content.as_ref().map_or("null".into(), |b| format!(
+                "{{\"bytes\":{},\"limit\":{},\"blocks\":{},\"hits\":{},\"misses\":{},\"damaged\":{}}}",
+                b.bytes, b.limit, b.blocks, b.hits, b.misses, b.damaged
+            ))
         )
     }
 }
@@ -316,6 +351,14 @@ mod tests {
                 listings: 2,
                 hits: 3,
                 misses: 1,
+                content: Some(ContentUse {
+                    bytes: 2 << 20,
+                    limit: 1 << 30,
+                    blocks: 2,
+                    hits: 9,
+                    misses: 1,
+                    damaged: 0,
+                }),
             },
         }
     }
@@ -332,6 +375,7 @@ mod tests {
             "1 pending (10 B), 1 failed",
             "kept locally: /var/cache/x",
             "75% hits",
+            "2.0 MiB of 1.0 GiB in 2 blocks; 9 hits, 1 misses (90% hits)",
         ] {
             assert!(text.contains(part), "{part:?} missing from:\n{text}");
         }
@@ -347,6 +391,10 @@ mod tests {
         assert!(json.contains(r#""path":"big\tfile\u0001""#), "{json}");
         assert!(json.contains(r#""tls":"TLSv1.3""#), "{json}");
         assert!(json.contains(r#""size":8388608"#), "{json}");
+        assert!(
+            json.contains(r#""content":{"bytes":2097152,"limit":1073741824"#),
+            "{json}"
+        );
         assert!(!json.contains('\n'));
         // Balanced, as a parser would need (no brace inside strings here).
         let open = json.matches('{').count();

@@ -7,6 +7,9 @@
 //! and waiting for its own timeouts.
 use std::sync::atomic::Ordering;
 
+use std::sync::Arc;
+
+use super::content::{ContentCache, Filling, Version, BLOCK_SIZE};
 use super::handles::Handle;
 use super::open_file::FileState;
 use super::read_ahead::ReadAhead;
@@ -37,6 +40,25 @@ impl Fs {
             }
         }
         let path = self.path(file.ino)?;
+        let content = self.content.as_ref().and_then(|cache| {
+            let view = file.view();
+            let version = Version {
+                size: view.size,
+                mtime: Some(view.mtime),
+            };
+            // A rounded time (a LIST server without MDTM) cannot tell a
+            // rewrite of the same size apart: such files are not cached.
+            view.mtime_exact.then_some((cache, version))
+        });
+        if let Some((cache, version)) = &content {
+            if offset >= version.size {
+                // The end of the file as opened (the kernel asks no further).
+                return Ok(Vec::new());
+            }
+            if let Some(data) = read_cached(cache, &path, version, offset, size) {
+                return Ok(data);
+            }
+        }
         let version = file.version();
         let failures_before = h.read_failures.load(Ordering::SeqCst);
         let mut slot = h.reader.lock();
@@ -52,7 +74,7 @@ impl Fs {
         }
         let reader = match &mut slot.current {
             Some((_, r)) => r,
-            None => match self.start_download(&path, offset) {
+            None => match self.start_download(&path, offset, content) {
                 Ok(r) => &mut slot.current.insert((version, r)).1,
                 Err(e) => {
                     slot.fail(&h.read_failures, &e);
@@ -70,11 +92,56 @@ impl Fs {
         }
     }
 
-    fn start_download(&self, path: &[u8], offset: u64) -> Result<ReadAhead> {
-        let stream = self.store.open_read(path, offset)?;
+    /// A download from `offset`; with the content cache, from the start of
+    /// `offset`'s block, so that the block can be stored whole.
+    fn start_download(
+        &self,
+        path: &[u8],
+        offset: u64,
+        content: Option<(&Arc<ContentCache>, Version)>,
+    ) -> Result<ReadAhead> {
+        let stream = match content {
+            Some((cache, version)) => {
+                let start = offset - offset % BLOCK_SIZE;
+                let stream = self.store.open_read(path, start)?;
+                Box::new(Filling::new(stream, Arc::clone(cache), path, version))
+            }
+            None => self.store.open_read(path, offset)?,
+        };
         ReadAhead::start(stream, self.config.read_ahead)
             .map_err(|e| Error::local(&e, "starting a download thread"))
     }
+}
+
+/// `size` bytes at `offset` from the content cache, if every block they
+/// touch is there (fewer at the end of the file).
+fn read_cached(
+    cache: &ContentCache,
+    path: &[u8],
+    version: &Version,
+    offset: u64,
+    size: u32,
+) -> Option<Vec<u8>> {
+    let end = (offset + u64::from(size)).min(version.size);
+    if offset >= end {
+        return None;
+    }
+    let mut out = Vec::with_capacity((end - offset) as usize);
+    let mut at = offset;
+    while at < end {
+        let index = at / BLOCK_SIZE;
+        let block_start = index * BLOCK_SIZE;
+        let from = (at - block_start) as usize;
+        let to = ((end - block_start).min(BLOCK_SIZE)) as usize;
+        let data = cache.read(path, version, index, from, to)?;
+        if data.len() != to - from {
+            // A block shorter than the version says: not this version's.
+            return None;
+        }
+        at += data.len() as u64;
+        out.extend_from_slice(&data);
+    }
+    Some(out)
 }
 
 fn read_spool(spool: &Spool, offset: u64, size: u32) -> Result<Vec<u8>> {

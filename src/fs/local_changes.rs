@@ -23,7 +23,12 @@ impl Fs {
                 } else {
                     self.resolve(&path)?.map(|(meta, _)| meta)
                 };
-                let meta = known.ok_or_else(|| not_found(&path))?;
+                let mut meta = known.ok_or_else(|| not_found(&path))?;
+                if self.content.is_some() && meta.kind == FileKind::File {
+                    // Cached contents are keyed by size and time: a time
+                    // rounded to the minute could not tell a rewrite apart.
+                    meta = self.with_exact_mtime(&path, meta);
+                }
                 if meta.kind == FileKind::Dir {
                     return Err(Error::new(
                         ErrorKind::IsDir,

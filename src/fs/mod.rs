@@ -68,7 +68,7 @@
 mod append;
 mod attrs;
 mod cache;
-pub mod content;
+mod content;
 mod download;
 mod errno;
 mod handles;
@@ -99,6 +99,7 @@ use crate::store::path::shown;
 use crate::store::{FileKind, Metadata, RemoteStore, StorePath};
 pub use cache::CacheUsage;
 use cache::{Cache, Source};
+pub use content::{ContentCache, ContentUsage};
 pub use errno::{Error, ErrorKind, Result};
 use handles::{Handle, OpenFiles};
 use inode::InodeTable;
@@ -264,6 +265,8 @@ pub struct Fs {
     /// Set by `shutdown`: uploads that fail from then on keep their content
     /// locally (see `rescue`).
     shutting_down: AtomicBool,
+    /// File contents kept on disk between opens (None: off).
+    content: Option<Arc<ContentCache>>,
 }
 
 fn not_found(path: &[u8]) -> Error {
@@ -335,7 +338,15 @@ impl Fs {
             staged: AtomicU64::new(0),
             fallbacks: AtomicU64::new(0),
             shutting_down: AtomicBool::new(false),
+            content: None,
         }
+    }
+
+    /// Reads go through `cache`: blocks read before are served from it,
+    /// blocks downloaded are stored in it.
+    pub fn with_content_cache(mut self, cache: Arc<ContentCache>) -> Fs {
+        self.content = Some(cache);
+        self
     }
 
     pub fn stats(&self) -> FsStats {
@@ -665,6 +676,14 @@ impl Fs {
     }
 
     // ----- helpers: names, inodes, attributes -----
+
+    /// The mount changed the file at `path`: its cached blocks are of an
+    /// old version.
+    fn forget_content(&self, path: &[u8]) {
+        if let Some(content) = &self.content {
+            content.forget(path);
+        }
+    }
 
     fn writable(&self) -> Result<()> {
         if self.config.read_only {

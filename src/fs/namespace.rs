@@ -75,6 +75,7 @@ impl Fs {
             None => self.delete_remote(&path)?,
         }
         self.cache.remove(&path);
+        self.forget_content(&path);
         self.inodes.lock().detach(parent, name);
         Ok(())
     }
@@ -226,6 +227,10 @@ impl Fs {
             .and_then(|f| f.local_metadata())
             .unwrap_or(src);
         self.cache.rename(&from, &to, meta);
+        // Blocks are stored by path: neither name's may serve a file that
+        // later has the same size and time there.
+        self.forget_content(&from);
+        self.forget_content(&to);
         Ok(())
     }
 

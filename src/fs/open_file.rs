@@ -226,6 +226,10 @@ impl FileState {
 pub struct View {
     pub size: u64,
     pub mtime: SystemTime,
+    /// `mtime` is the server's to the second or better (MLSD, MDTM) or the
+    /// mount's own, not a listing's rounded time: only then can it tell
+    /// two versions of the file apart (the content cache needs that).
+    pub mtime_exact: bool,
     pub mode: Option<u32>,
     pub truth: Truth,
 }
@@ -265,6 +269,7 @@ impl OpenFile {
             View {
                 size: meta.size,
                 mtime: meta.mtime.unwrap_or(now),
+                mtime_exact: meta.mtime.is_some() && meta.mtime_exact,
                 mode: meta.mode,
                 truth: Truth::Server,
             },
@@ -286,6 +291,7 @@ impl OpenFile {
         let view = View {
             size: 0,
             mtime: now,
+            mtime_exact: true,
             mode: Some(mode),
             truth: state.truth(),
         };

@@ -2,6 +2,7 @@
 //! `refresh`, `sync`): pending changes, cache use, forgetting cached
 //! metadata, and uploading everything now.
 use super::cache::CacheUsage;
+use super::content::ContentUsage;
 use super::inode::Ino;
 use super::{Error, Fs, Result};
 
@@ -27,6 +28,11 @@ impl Fs {
 
     pub fn cache_usage(&self) -> CacheUsage {
         self.cache.usage()
+    }
+
+    /// What the content cache holds and served (None: it is off).
+    pub fn content_usage(&self) -> Option<ContentUsage> {
+        self.content.as_ref().map(|c| c.usage())
     }
 
     /// The size of the file at `path` as the mount shows it, when it is

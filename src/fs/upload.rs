@@ -388,6 +388,7 @@ impl Fs {
     fn saved(&self, file: &OpenFile, path: &[u8], size: u64, pending: PendingAttrs) {
         file.bump_version();
         self.cache.forget_exact_mtime(path);
+        self.forget_content(path);
         let mut meta = Metadata {
             kind: FileKind::File,
             size,

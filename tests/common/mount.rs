@@ -103,12 +103,18 @@ impl Mount {
         let cache = base.join("cache");
         std::fs::create_dir_all(&dir).unwrap();
         let log = base.join("ftpsfs.log");
+        // A test may name its own cache directory, to share it between
+        // mounts (the content cache across a remount).
+        let cache_args = if extra.contains(&"--cache-dir") {
+            Vec::new()
+        } else {
+            vec!["--cache-dir".into(), cache.into_os_string()]
+        };
         let child = Command::new(binary())
             .arg("-f")
             .arg("--ca-file")
             .arg(&info.ca_file)
-            .arg("--cache-dir")
-            .arg(&cache)
+            .args(cache_args)
             .arg("--log-file")
             .arg(&log)
             .arg("--log-level")

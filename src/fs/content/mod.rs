@@ -9,9 +9,9 @@
 //!   size and modification time) and the block's number. A file whose size
 //!   or time changed has a new version: its old blocks are never read for
 //!   it, and are deleted the first time the new version is stored.
-//! - **Integrity.** Each block carries a SHA-256 of its data, checked at
-//!   every read (`block_file`); a damaged block is deleted and fetched
-//!   again, never served. A block is written to a temporary name and
+//! - **Integrity.** Each block carries a SHA-256 of each 16 KiB of its
+//!   data, checked at every read of that part (`block_file`); a damaged
+//!   block is deleted and fetched again, never served. A block is written to a temporary name and
 //!   renamed into place, so after `kill -9` a block is there whole or not
 //!   at all (temporary files are removed at the next start); after a power
 //!   cut the checksum catches what the disk did not finish.
@@ -30,7 +30,10 @@ use parking_lot::Mutex;
 use ring::digest::{digest, SHA256};
 
 mod block_file;
+mod filler;
 mod index;
+
+pub use filler::Filling;
 
 use block_file::BlockId;
 use index::Index;
@@ -82,6 +85,12 @@ pub struct ContentCache {
 static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
 
 impl ContentCache {
+    /// The default limit: a gigabyte holds the files a session re-reads
+    /// (what rsync, a build or an editor read twice) and the blocks of a
+    /// few large ones, and fits the disk of the smallest machine that
+    /// mounts a server; larger working sets ask for more (`--cache-size`).
+    pub const DEFAULT_LIMIT: u64 = 1 << 30;
+
     /// Opens (or creates) the cache of the mount named by `identity` under
     /// `cache_dir`, keeping at most `limit` bytes of blocks. Blocks left by
     /// earlier mounts are kept when whole; temporary files are removed.
@@ -105,26 +114,32 @@ impl ContentCache {
         Ok(cache)
     }
 
-    /// The block `index` of the file at `path` in `version`, if it is
-    /// cached and whole.
-    pub fn get(&self, path: &[u8], version: &Version, index: u64) -> Option<Vec<u8>> {
+    /// Bytes `[start, end)` of block `index` of the file at `path` in
+    /// `version` (cut to the block's length), if the block is cached and
+    /// the chunks read are whole.
+    pub fn read(
+        &self,
+        path: &[u8],
+        version: &Version,
+        index: u64,
+        start: usize,
+        end: usize,
+    ) -> Option<Vec<u8>> {
         let id = block_id(path, version, index);
         if !self.index.lock().touch(&id) {
             self.misses.fetch_add(1, Ordering::Relaxed);
             return None;
         }
         let file = self.block_path(&id);
-        let decoded = fs::read(&file)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| block_file::decode(&id, &bytes).map_err(str::to_string));
-        match decoded {
+        let read = fs::File::open(&file).and_then(|f| block_file::read_range(&f, &id, start, end));
+        match read {
             Ok(data) => {
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 Some(data)
             }
             Err(why) => {
                 log::warn!(
-                    "cached block {} is damaged ({why}): fetching it again",
+                    "cached block {} is damaged or gone ({why}): fetching it again",
                     file.display()
                 );
                 self.damaged.fetch_add(1, Ordering::Relaxed);
@@ -134,6 +149,11 @@ impl ContentCache {
                 None
             }
         }
+    }
+
+    /// The whole block, if cached and whole.
+    pub fn get(&self, path: &[u8], version: &Version, index: u64) -> Option<Vec<u8>> {
+        self.read(path, version, index, 0, BLOCK_SIZE as usize)
     }
 
     /// Stores block `index` of `path` in `version`. Blocks of other
@@ -391,6 +411,7 @@ mod tests {
         let mut bytes = fs::read(cache.block_path(&id)).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 0x20;
+        assert_eq!(cache.read(b"f", &v, 0, 1, 3).as_deref(), Some(&b"el"[..]));
         fs::write(cache.block_path(&id), bytes).unwrap();
         assert_eq!(cache.get(b"f", &v, 0), None);
         assert_eq!(cache.usage().damaged, 1);
