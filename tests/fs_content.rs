@@ -245,3 +245,87 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+#[test]
+fn cached_files_stay_readable_while_the_server_is_unreachable() {
+    use ftpsfs::store::ErrorKind;
+    use ftpsfs_testkit::{FaultyStore, Op};
+    let dir = tempfile::tempdir().unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let data = pattern(3 * MIB, 9);
+    store.put_file(b"kept", &data);
+    store.put_file(b"never-read", b"x");
+    let faults = Arc::new(FaultyStore::new(Arc::clone(&store)));
+    let cache = ContentCache::open(dir.path(), b"offline", 1 << 30).unwrap();
+    let fs = Fs::new(
+        faults.clone(),
+        FsConfig {
+            // Everything cached expires at once: only the offline rule
+            // can answer.
+            attr_ttl: Duration::ZERO,
+            dir_ttl: Duration::ZERO,
+            spool_dir: spool.path().join("spool"),
+            retry_time: Duration::from_millis(100),
+            ..FsConfig::default()
+        },
+    )
+    .with_content_cache(Arc::new(cache));
+    let m = Mount {
+        store: Arc::clone(&store),
+        fs,
+        _spool: spool,
+    };
+    assert_eq!(m.cat("kept"), data);
+    assert_eq!(m.fs.readdir(ROOT_INO).unwrap().len(), 2);
+
+    for op in Op::ALL {
+        faults.fail_always(op, ErrorKind::Unavailable);
+    }
+    assert!(m.cat("kept") == data, "read offline from the cache");
+    let names: Vec<Vec<u8>> =
+        m.fs.readdir(ROOT_INO)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+    assert!(names.contains(&b"kept".to_vec()), "the last listing");
+    let fh =
+        m.fs.open(m.ino("never-read"), READ)
+            .expect("open from the stale listing");
+    let err =
+        m.fs.read(fh, 0, 10)
+            .expect_err("its contents were never cached");
+    assert_eq!(err.errno(), libc::ETIMEDOUT);
+    m.fs.release(fh).unwrap();
+    let write = OpenFlags {
+        write: true,
+        truncate: true,
+        ..READ
+    };
+    // Writing fails at once, with the server's state (not a local guess).
+    let err =
+        m.fs.create(ROOT_INO, b"new", 0o644, write)
+            .expect_err("no new file while the server is unreachable");
+    assert_eq!(err.errno(), libc::ETIMEDOUT, "{err:?}");
+    let fh =
+        m.fs.open(m.ino("kept"), write)
+            .expect("opened from the cache");
+    m.fs.write(fh, 0, b"changed offline").unwrap();
+    let err = m.fs.flush(fh).expect_err("the upload cannot happen");
+    assert!(
+        matches!(err.errno(), libc::EIO | libc::ETIMEDOUT),
+        "{err:?}"
+    );
+    let _ = m.fs.release(fh);
+    assert!(
+        store.file(b"kept").unwrap() == data,
+        "the server's copy untouched"
+    );
+    assert!(!store.exists(b"new"), "not uploaded while unreachable");
+
+    // Back online: fresh answers again.
+    faults.clear_faults();
+    store.put_file(b"later", b"y");
+    assert!(m.fs.lookup(ROOT_INO, b"later").is_ok());
+}

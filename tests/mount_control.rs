@@ -359,3 +359,36 @@ fn a_mount_killed_while_filling_the_cache_serves_only_whole_blocks_after() {
         "every byte right"
     );
 }
+
+#[test]
+fn cached_files_stay_readable_while_the_server_is_down() {
+    let server = Vsftpd::start(&[]);
+    let data: Vec<u8> = (0..(2u32 << 20) + 5).map(|i| (i % 239) as u8).collect();
+    std::fs::write(server.info.root.join("kept"), &data).unwrap();
+    let mount = Mount::start(
+        &server.info,
+        &["--attr-ttl", "1", "--dir-ttl", "1", "--retry-time", "2"],
+    );
+    assert!(std::fs::read(mount.path("kept")).unwrap() == data);
+    server.stop();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let started = std::time::Instant::now();
+    assert!(
+        std::fs::read(mount.path("kept")).unwrap() == data,
+        "read from the cache while the server is down"
+    );
+    let out = run("ls", &[&mount.path_str("")], 60);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("kept"));
+    // fsync (as careful programs do; close reports it too) hears of it.
+    let write = std::fs::File::create(mount.path("new")).and_then(|mut f| {
+        use std::io::Write;
+        f.write_all(b"x")?;
+        f.sync_all()
+    });
+    assert!(write.is_err(), "a write fails while the server is down");
+    eprintln!(
+        "offline reads and the failed write took {:?}",
+        started.elapsed()
+    );
+    assert!(mount.log_text().contains("the server cannot be reached"));
+}

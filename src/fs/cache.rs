@@ -18,7 +18,7 @@
 //! listing cannot bring back a name that was just removed.
 use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use lru::LruCache;
@@ -77,6 +77,8 @@ pub struct Cache {
     /// Answers `get` gave from the cache, and those it could not.
     hits: AtomicU64,
     misses: AtomicU64,
+    /// Answers come from expired entries: the server cannot be reached.
+    serving_stale: AtomicBool,
 }
 
 /// How much the cache holds and how often it answered.
@@ -171,6 +173,7 @@ impl Cache {
             }),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            serving_stale: AtomicBool::new(false),
         }
     }
 
@@ -264,6 +267,43 @@ impl Cache {
                 .map(|(n, m)| (n.clone(), m.clone()))
                 .collect(),
         )
+    }
+
+    /// What was last known of `path`, however old: for answering while the
+    /// server cannot be reached (see `offline`).
+    pub fn stale(&self, path: &[u8]) -> Option<Metadata> {
+        let mut inner = self.inner.lock();
+        if !path.is_empty() {
+            let (parent, name) = split(path);
+            if let Some(meta) = inner
+                .listings
+                .get(parent)
+                .and_then(|l| l.children.get(name).cloned())
+            {
+                return Some(meta);
+            }
+        }
+        inner.entries.get(path).and_then(|e| e.meta.clone())
+    }
+
+    /// The last listing of `dir`, however old (see `stale`).
+    pub fn stale_listing(&self, dir: &[u8]) -> Option<Vec<(Vec<u8>, Metadata)>> {
+        let mut inner = self.inner.lock();
+        let listing = inner.listings.get(dir)?;
+        Some(
+            listing
+                .children
+                .iter()
+                .map(|(n, m)| (n.clone(), m.clone()))
+                .collect(),
+        )
+    }
+
+    /// Records whether answers are being given from expired entries
+    /// because the server cannot be reached; true when that changed (to
+    /// log it once, not at every lookup).
+    pub fn offline(&self, offline: bool) -> bool {
+        self.serving_stale.swap(offline, Ordering::Relaxed) != offline
     }
 
     /// Whether the fresh listing of `dir` has entries (None: not known).

@@ -126,9 +126,17 @@ impl Lister {
 
     fn list_and_cache(&self, dir: &[u8], scan: bool) -> Result<Entries> {
         let started = Instant::now();
-        let (temps, entries): (Vec<_>, Vec<_>) = self
-            .store
-            .list(dir)?
+        let listed = match self.store.list(dir) {
+            Ok(listed) => listed,
+            Err(e) => {
+                return match offline_answer(&self.cache, &e, || self.cache.stale_listing(dir)) {
+                    Some(stale) => Ok(stale),
+                    None => Err(e.into()),
+                }
+            }
+        };
+        self.cache.offline(false);
+        let (temps, entries): (Vec<_>, Vec<_>) = listed
             .into_iter()
             .partition(|e| replace::is_temp_name(&e.name));
         self.remove_stale_temps(dir, temps);
@@ -155,4 +163,23 @@ impl Lister {
             }
         }
     }
+}
+
+/// While the server cannot be reached (`err` says so), what was last known
+/// (`stale`), however old: cached files stay readable offline (their
+/// contents from the content cache), and changes made meanwhile by other
+/// clients show once the server answers again. The switch is logged once.
+pub(super) fn offline_answer<T>(
+    cache: &Cache,
+    err: &crate::store::Error,
+    stale: impl FnOnce() -> Option<T>,
+) -> Option<T> {
+    if err.kind != crate::store::ErrorKind::Unavailable {
+        return None;
+    }
+    let answer = stale()?;
+    if cache.offline(true) {
+        log::warn!("the server cannot be reached ({err}): answering from what was cached");
+    }
+    Some(answer)
 }

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::cache::{Cached, Source};
+use super::lister::offline_answer;
 
 use super::{replace, Error, ErrorKind, Fs, Ino, Result, STAT_MISSES};
 use crate::store::path::{join, shown, split};
@@ -96,15 +97,21 @@ impl Fs {
         }
         let started = Instant::now();
         match self.store.stat(path) {
-            Ok(meta) => Ok(self
-                .cache
-                .fill(path, Some(meta), started)
-                .map(|m| (m, Source::Single))),
+            Ok(meta) => {
+                self.cache.offline(false);
+                Ok(self
+                    .cache
+                    .fill(path, Some(meta), started)
+                    .map(|m| (m, Source::Single)))
+            }
             Err(e) if e.kind == crate::store::ErrorKind::NotFound => {
                 self.cache.fill(path, None, started);
                 Ok(None)
             }
-            Err(e) => Err(e.into()),
+            Err(e) => match offline_answer(&self.cache, &e, || self.cache.stale(path)) {
+                Some(meta) => Ok(Some((meta, Source::Single))),
+                None => Err(e.into()),
+            },
         }
     }
 

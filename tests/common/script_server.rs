@@ -74,8 +74,15 @@ fn parse_env(stdout: &str) -> HashMap<String, String> {
         .collect()
 }
 
-impl Drop for ScriptServer {
-    fn drop(&mut self) {
+impl ScriptServer {
+    /// Stops the server (its sessions too) before the test ends, as a
+    /// server that went down does.
+    #[allow(dead_code)] // not every test file stops its server
+    pub fn stop(&self) {
+        self.run_stop();
+    }
+
+    fn run_stop(&self) {
         let _ = Command::new("timeout")
             .arg("60")
             .arg(&self.script)
@@ -83,5 +90,11 @@ impl Drop for ScriptServer {
             .arg("--dir")
             .arg(&self.state_dir)
             .output();
+    }
+}
+
+impl Drop for ScriptServer {
+    fn drop(&mut self) {
+        self.run_stop();
     }
 }
