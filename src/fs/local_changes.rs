@@ -24,9 +24,15 @@ impl Fs {
                     self.resolve(&path)?.map(|(meta, _)| meta)
                 };
                 let mut meta = known.ok_or_else(|| not_found(&path))?;
-                if self.content.is_some() && meta.kind == FileKind::File {
+                if self.content.is_some()
+                    && meta.kind == FileKind::File
+                    && meta.size >= super::content::BLOCK_SIZE
+                {
                     // Cached contents are keyed by size and time: a time
                     // rounded to the minute could not tell a rewrite apart.
+                    // Not for small files: the MDTM would add a round trip
+                    // to each of their downloads (they are cached where the
+                    // exact time is known anyway: MLSD, a stat).
                     meta = self.with_exact_mtime(&path, meta);
                 }
                 if meta.kind == FileKind::Dir {

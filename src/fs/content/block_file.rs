@@ -48,53 +48,79 @@ pub fn encode(id: &BlockId, data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Bytes `[start, end)` of the block's data, each chunk they touch checked;
-/// `end` is cut to the block's length. Err(InvalidData) names the damage.
-pub fn read_range(file: &File, id: &BlockId, start: usize, end: usize) -> io::Result<Vec<u8>> {
-    let mut header = vec![0u8; HEADER_LEN];
-    file.read_exact_at(&mut header, 0)
-        .map_err(|_| damaged("shorter than its header"))?;
-    if &header[..8] != MAGIC {
-        return Err(damaged("not a block file"));
-    }
-    let word = |at: usize| {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&header[at..at + 8]);
-        u64::from_le_bytes(b)
-    };
-    if word(8) != id.version || word(16) != id.index {
-        return Err(damaged("another block's file"));
-    }
-    let mut len = [0u8; 4];
-    len.copy_from_slice(&header[24..28]);
-    let len = u32::from_le_bytes(len) as usize;
-    if len > super::BLOCK_SIZE as usize {
-        return Err(damaged("longer than a block"));
-    }
-    let end = end.min(len);
-    if start >= end {
-        return Ok(Vec::new());
-    }
-    let first = start / CHUNK;
-    let last = (end - 1) / CHUNK;
-    let from = first * CHUNK;
-    let to = ((last + 1) * CHUNK).min(len);
-    let mut data = vec![0u8; to - from];
-    file.read_exact_at(&mut data, (HEADER_LEN + from) as u64)
-        .map_err(|_| damaged("shorter than its length"))?;
-    for (i, chunk) in data.chunks(CHUNK).enumerate() {
-        let at = FIXED + (first + i) * SHA256_OUTPUT_LEN;
-        if digest(&SHA256, chunk).as_ref() != &header[at..at + SHA256_OUTPUT_LEN] {
-            return Err(damaged("checksum does not match"));
+/// A block file opened and its header checked, kept open for the reads
+/// that follow (see `ContentCache`): a read then costs one `pread` and the
+/// digests of the chunks it touches.
+pub struct OpenBlock {
+    file: File,
+    len: usize,
+    digests: Vec<[u8; SHA256_OUTPUT_LEN]>,
+}
+
+impl OpenBlock {
+    /// Reads and checks the header of `file`, the block `id`.
+    pub fn open(file: File, id: &BlockId) -> io::Result<OpenBlock> {
+        let mut header = vec![0u8; HEADER_LEN];
+        file.read_exact_at(&mut header, 0)
+            .map_err(|_| damaged("shorter than its header"))?;
+        if &header[..8] != MAGIC {
+            return Err(damaged("not a block file"));
         }
+        let word = |at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&header[at..at + 8]);
+            u64::from_le_bytes(b)
+        };
+        if word(8) != id.version || word(16) != id.index {
+            return Err(damaged("another block's file"));
+        }
+        let mut len = [0u8; 4];
+        len.copy_from_slice(&header[24..28]);
+        let len = u32::from_le_bytes(len) as usize;
+        if len > super::BLOCK_SIZE as usize {
+            return Err(damaged("longer than a block"));
+        }
+        // A block file of another length than its header says was cut short
+        // (a power cut) or was not written by us.
+        if file.metadata()?.len() != (HEADER_LEN + len) as u64 {
+            return Err(damaged("length does not match"));
+        }
+        let digests = (0..len.div_ceil(CHUNK))
+            .map(|i| {
+                let at = FIXED + i * SHA256_OUTPUT_LEN;
+                let mut d = [0u8; SHA256_OUTPUT_LEN];
+                d.copy_from_slice(&header[at..at + SHA256_OUTPUT_LEN]);
+                d
+            })
+            .collect();
+        Ok(OpenBlock { file, len, digests })
     }
-    // A block file longer than its header says was not written by us.
-    if file.metadata()?.len() != (HEADER_LEN + len) as u64 {
-        return Err(damaged("length does not match"));
+
+    /// Bytes `[start, end)` of the block's data (`end` cut to its length),
+    /// each chunk they touch read from disk now and checked against its
+    /// digest. Err(InvalidData) names the damage.
+    pub fn read_range(&self, start: usize, end: usize) -> io::Result<Vec<u8>> {
+        let end = end.min(self.len);
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let first = start / CHUNK;
+        let last = (end - 1) / CHUNK;
+        let from = first * CHUNK;
+        let to = ((last + 1) * CHUNK).min(self.len);
+        let mut data = vec![0u8; to - from];
+        self.file
+            .read_exact_at(&mut data, (HEADER_LEN + from) as u64)
+            .map_err(|_| damaged("shorter than its length"))?;
+        for (i, chunk) in data.chunks(CHUNK).enumerate() {
+            if digest(&SHA256, chunk).as_ref() != self.digests[first + i] {
+                return Err(damaged("checksum does not match"));
+            }
+        }
+        data.drain(..start - from);
+        data.truncate(end - start);
+        Ok(data)
     }
-    data.drain(..start - from);
-    data.truncate(end - start);
-    Ok(data)
 }
 
 fn damaged(why: &'static str) -> io::Error {
@@ -115,6 +141,10 @@ mod tests {
         let mut f = tempfile::tempfile().unwrap();
         std::io::Write::write_all(&mut f, bytes).unwrap();
         f
+    }
+
+    fn read_range(file: &File, id: &BlockId, start: usize, end: usize) -> io::Result<Vec<u8>> {
+        OpenBlock::open(file.try_clone()?, id)?.read_range(start, end)
     }
 
     fn data(len: usize) -> Vec<u8> {

@@ -21,11 +21,14 @@
 //!   were stored).
 use std::fs;
 use std::io::{self, Write};
+use std::num::NonZeroUsize;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use lru::LruCache;
 use parking_lot::Mutex;
 use ring::digest::{digest, SHA256};
 
@@ -35,7 +38,7 @@ mod index;
 
 pub use filler::Filling;
 
-use block_file::BlockId;
+use block_file::{BlockId, OpenBlock};
 use index::Index;
 
 /// Bytes per block: big enough that a block costs one file and one read,
@@ -80,7 +83,12 @@ pub struct ContentCache {
     hits: AtomicU64,
     misses: AtomicU64,
     damaged: AtomicU64,
+    /// Block files kept open, their headers checked (`OPEN_BLOCKS`).
+    open: Mutex<LruCache<BlockId, Arc<OpenBlock>>>,
 }
+
+/// Block files kept open: 64 descriptors, 2 KiB of digests each.
+const OPEN_BLOCKS: usize = 64;
 
 static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
 
@@ -109,6 +117,9 @@ impl ContentCache {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             damaged: AtomicU64::new(0),
+            open: Mutex::new(LruCache::new(
+                NonZeroUsize::new(OPEN_BLOCKS).unwrap_or(NonZeroUsize::MIN),
+            )),
         };
         cache.load()?;
         Ok(cache)
@@ -131,7 +142,9 @@ impl ContentCache {
             return None;
         }
         let file = self.block_path(&id);
-        let read = fs::File::open(&file).and_then(|f| block_file::read_range(&f, &id, start, end));
+        let read = self
+            .open_block(&id, &file)
+            .and_then(|b| b.read_range(start, end));
         match read {
             Ok(data) => {
                 self.hits.fetch_add(1, Ordering::Relaxed);
@@ -144,8 +157,7 @@ impl ContentCache {
                 );
                 self.damaged.fetch_add(1, Ordering::Relaxed);
                 self.misses.fetch_add(1, Ordering::Relaxed);
-                self.index.lock().remove(&id);
-                let _ = fs::remove_file(&file);
+                self.delete(&[id]);
                 None
             }
         }
@@ -174,6 +186,8 @@ impl ContentCache {
             log::debug!("content cache: block not stored: {e}");
             return;
         }
+        // A file of this block kept open is the one just replaced.
+        self.open.lock().pop(&id);
         let evicted = self.index.lock().insert(id, data.len() as u64);
         self.delete(&evicted);
     }
@@ -199,8 +213,20 @@ impl ContentCache {
     fn delete(&self, blocks: &[BlockId]) {
         for id in blocks {
             self.index.lock().remove(id);
+            self.open.lock().pop(id);
             let _ = fs::remove_file(self.block_path(id));
         }
+    }
+
+    /// The block's file, opened and its header checked: from the blocks
+    /// kept open (a random reader returns to the same blocks), or opened now.
+    fn open_block(&self, id: &BlockId, file: &Path) -> io::Result<Arc<OpenBlock>> {
+        if let Some(open) = self.open.lock().get(id) {
+            return Ok(Arc::clone(open));
+        }
+        let block = Arc::new(OpenBlock::open(fs::File::open(file)?, id)?);
+        self.open.lock().put(*id, Arc::clone(&block));
+        Ok(block)
     }
 
     fn file_dir(&self, path_hash: u64) -> PathBuf {
