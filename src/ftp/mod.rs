@@ -15,6 +15,7 @@ pub mod net;
 pub mod pool;
 pub mod reply;
 pub mod session;
+pub mod socks;
 pub mod stream;
 pub mod time;
 pub mod tls;

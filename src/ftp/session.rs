@@ -24,7 +24,7 @@ use super::control::Control;
 use super::data::{self, Endpoint, Ready};
 use super::dialogue::abort::Abort;
 use super::dialogue::digest::{self as digest_dialogue, Hash, Hashed};
-use super::dialogue::endpoint::{Active, Passive};
+use super::dialogue::endpoint::{Active, Passive, PassiveAddress};
 use super::dialogue::login::{Credentials, Greeting, Setup};
 use super::dialogue::transfer::{OpenTransfer, TransferEnd};
 use super::dialogue::{self, Action, Command, Conversation, Fact, Input, ReadReply, Step, Wait};
@@ -34,6 +34,7 @@ use super::listing::{self, Entry};
 use super::login_gate::LoginGate;
 use super::net;
 use super::reply::Reply;
+use super::socks::{self, Address};
 use super::stream::Stream;
 use super::time;
 use super::tls::SessionStore;
@@ -166,7 +167,7 @@ impl Connector {
         let refusals_before = self.login_gate.refusals();
         let config = &self.config;
         let timeouts = config.timeouts;
-        let tcp = net::connect("control connection", &config.address(), timeouts.connect)?;
+        let (tcp, server) = self.open_control_tcp()?;
         net::tune(&tcp, timeouts.connect, &config.keepalive)?;
         let base = if self.tls12_for_data_reuse.load(Ordering::Relaxed) {
             &self.tls12_base
@@ -176,6 +177,7 @@ impl Connector {
         let (tls, tickets) = base.as_ref().map(super::tls::for_session).unzip();
         let mut session = Session {
             control: Control::new(tcp, timeouts.connect)?,
+            server,
             connector: Arc::clone(self),
             tls,
             tickets,
@@ -194,10 +196,38 @@ impl Connector {
         }
         Ok(session)
     }
+
+    /// The control connection's socket, straight to the server or through
+    /// the proxy, and the server's address as it was reached.
+    fn open_control_tcp(&self) -> Result<(std::net::TcpStream, Address)> {
+        let config = &self.config;
+        let timeout = config.timeouts.connect;
+        match &config.proxy {
+            Some(proxy) => socks::connect(
+                proxy,
+                "control connection",
+                &config.host,
+                config.port,
+                timeout,
+            ),
+            None => {
+                let tcp = net::connect("control connection", &config.address(), timeout)?;
+                let peer = tcp.peer_addr().map_err(|source| Error::Io {
+                    phase: "reading the server's address".into(),
+                    source,
+                })?;
+                Ok((tcp, Address::Ip(peer)))
+            }
+        }
+    }
 }
 
 pub struct Session {
     control: Control,
+    /// The server as the control connection reached it: its address, or
+    /// through a proxy the host as given. Data connections go here by
+    /// default, whatever a PASV reply says.
+    server: Address,
     connector: Arc<Connector>,
     /// This session's TLS configuration, with its own resumption store.
     tls: Option<Arc<ClientConfig>>,
@@ -603,9 +633,9 @@ impl Session {
         offset: u64,
     ) -> Result<Stream> {
         self.keep_data_resumable()?;
-        let (mut passive, listener) = match self.open_endpoint()? {
+        let (mut passive, mut waiting) = match self.open_endpoint()? {
             Endpoint::Connected(tcp) => (Some(tcp), None),
-            Endpoint::Listening(listener) => (None, Some(listener)),
+            waiting => (None, Some(waiting)),
         };
         let shown = dialogue::shown_command(verb, arg);
         let timeouts = self.config().timeouts;
@@ -625,12 +655,10 @@ impl Session {
                         }
                         Err(e) => Err(session.refusal_behind(e, &shown)),
                     },
-                    None => session.await_active(listener.as_ref(), &phase, &shown, &mut stream),
+                    None => session.await_active(&mut waiting, &phase, &shown, &mut stream),
                 }
             }
-            Action::AwaitData => {
-                session.await_active(listener.as_ref(), &phase, &shown, &mut stream)
-            }
+            Action::AwaitData => session.await_active(&mut waiting, &phase, &shown, &mut stream),
             action => session.perform(action),
         })?;
         let mut stream =
@@ -666,22 +694,46 @@ impl Session {
 
     /// In active mode: the server's connection to our listener (wrapped in
     /// TLS into `stream`), or its reply if it says something first.
+    /// `waiting` is the listener, or the proxy's bind, which stays there
+    /// while the control connection speaks first.
     fn await_active(
         &mut self,
-        listener: Option<&std::net::TcpListener>,
+        waiting: &mut Option<Endpoint>,
         phase: &str,
         shown: &str,
         stream: &mut Option<Stream>,
     ) -> Result<Input> {
-        let listener =
-            listener.ok_or_else(|| Error::protocol(phase.to_string(), "no data connection"))?;
-        match self.wait_for_active(listener, phase)? {
+        let ready = match waiting.take() {
+            Some(Endpoint::Listening(listener)) => {
+                let ready = self.wait_for_active(&listener, phase);
+                *waiting = Some(Endpoint::Listening(listener));
+                ready?
+            }
+            Some(Endpoint::Bound(bind)) => match self.wait_for_bind(bind, phase)? {
+                data::BindReady::Connection(tcp) => Ready::Connection(tcp),
+                data::BindReady::Control(bind) => {
+                    *waiting = Some(Endpoint::Bound(bind));
+                    Ready::Control
+                }
+            },
+            _ => return Err(Error::protocol(phase.to_string(), "no data connection")),
+        };
+        match ready {
             Ready::Connection(tcp) => {
                 *stream = Some(self.wrap_data(tcp, phase)?);
                 Ok(Input::DataConnected)
             }
             Ready::Control => Ok(Input::Reply(self.read_reply(shown)?)),
         }
+    }
+
+    /// Through a proxy: waits for the server to connect to the proxy's BIND
+    /// port, or to say something on the control connection first.
+    fn wait_for_bind(&self, bind: Box<socks::Bind>, phase: &str) -> Result<data::BindReady> {
+        let control_tcp = self.control.tcp().ok_or_else(|| Error::Closed {
+            phase: phase.to_string(),
+        })?;
+        data::bound_or_reply(bind, control_tcp, self.config().timeouts.connect)
     }
 
     /// Waits for the server to connect to our active-mode listener, or to say
@@ -779,14 +831,30 @@ impl Session {
                 epsv,
             } => {
                 let try_epsv = epsv && !self.connector.epsv_refused.load(Ordering::Relaxed);
-                let passive = Passive::new(self.control.peer(), try_epsv, trust_pasv_address);
-                let addr = self.converse(passive)?;
-                let tcp = net::connect(
-                    "data connection",
-                    &addr.to_string(),
-                    self.config().timeouts.connect,
-                )?;
+                let over_ipv6 = matches!(self.server, Address::Ip(SocketAddr::V6(_)));
+                let passive = Passive::new(over_ipv6, try_epsv, trust_pasv_address);
+                let target = match self.converse(passive)? {
+                    PassiveAddress::ControlPeer(port) => self.server.with_port(port),
+                    PassiveAddress::Advertised(addr) => Address::Ip(addr),
+                };
+                let timeout = self.config().timeouts.connect;
+                let tcp = match &self.config().proxy {
+                    Some(proxy) => socks::connect_to(proxy, "data connection", &target, timeout)?,
+                    None => net::connect("data connection", &target.to_string(), timeout)?,
+                };
                 Ok(Endpoint::Connected(tcp))
+            }
+            DataMode::Active { advertise, .. } if self.config().proxy.is_some() => {
+                // SOCKS5 BIND: the proxy listens for the server.
+                let config = self.config();
+                let proxy = config.proxy.as_ref().ok_or_else(|| Error::Closed {
+                    phase: "the proxy configuration".into(),
+                })?;
+                let bind = socks::bind(proxy, &self.server, config.timeouts.connect)?;
+                let listening = bind.listening;
+                let shown = SocketAddr::new(advertise.unwrap_or(listening.ip()), listening.port());
+                self.converse(Active::new(shown))?;
+                Ok(Endpoint::Bound(Box::new(bind)))
             }
             DataMode::Active { ports, advertise } => {
                 let local_ip = self.control.local().ip();
@@ -806,6 +874,10 @@ impl Session {
 
     pub(super) fn session_timeouts(&self) -> super::config::Timeouts {
         self.config().timeouts
+    }
+
+    pub(super) fn through_proxy(&self) -> bool {
+        self.config().proxy.is_some()
     }
 
     /// Reads the reply that closes a transfer; 226/250 mean complete.
