@@ -105,6 +105,10 @@ pub struct Args {
     )]
     insecure_plain_ftp: bool,
 
+    /// After login, end TLS on the control connection (CCC) so that firewalls and NAT devices can read PASV/PORT; the password and all data stay encrypted, commands and file names do not (warns on every start)
+    #[arg(long, conflicts_with = "insecure_plain_ftp", help_heading = "TLS")]
+    clear_control_after_login: bool,
+
     /// Highest TLS version to offer
     #[arg(long, value_name = "VERSION", value_parser = tls_version_parser(), help_heading = "TLS")]
     tls_max: Option<TlsVersion>,
@@ -573,6 +577,7 @@ fn build_options(args: Args, env: &dyn Environment) -> Result<Options, CliError>
     };
     ftp.data_mode = data_mode(&args);
     ftp.proxy = proxy(&args, env, &mut warnings)?;
+    ftp.clear_control_after_login = args.clear_control_after_login;
     ftp.keepalive.noop_after = args.keepalive.0;
     // A firewall that forgets idle connections sooner than the default
     // probes come needs them sooner too: --keepalive sets both.
@@ -616,6 +621,14 @@ fn security_warnings(args: &Args) -> Vec<String> {
         warnings.push(
             "--insecure: the server's certificate is not verified; anyone on the network path \
              can read and change the traffic, the password included"
+                .to_string(),
+        );
+    }
+    if args.clear_control_after_login {
+        warnings.push(
+            "--clear-control-after-login: after login the control connection is in clear text; \
+             commands, file names and replies can be read and changed on the network (the \
+             password and the data stay encrypted)"
                 .to_string(),
         );
     }

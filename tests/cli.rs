@@ -1231,3 +1231,30 @@ fn proxy_errors_are_one_line() {
     ]);
     assert!(text.contains("--proxy"), "{text}");
 }
+
+#[test]
+fn clear_control_after_login_is_opt_in_and_warned_about() {
+    assert!(!parse(&["ftpes://h", "/mnt"]).ftp.clear_control_after_login);
+    for args in [
+        &["ftpes://h", "/mnt", "--clear-control-after-login"][..],
+        &["ftpes://h", "/mnt", "-o", "clear_control_after_login"][..],
+    ] {
+        let options = parse(args);
+        assert!(options.ftp.clear_control_after_login);
+        assert!(
+            options
+                .warnings
+                .iter()
+                .any(|w| w.starts_with("--clear-control-after-login: after login")),
+            "{:?}",
+            options.warnings
+        );
+    }
+    let text = error_text(&[
+        "ftp://h",
+        "/mnt",
+        "--insecure-plain-ftp",
+        "--clear-control-after-login",
+    ]);
+    assert!(text.contains("--clear-control-after-login"), "{text}");
+}

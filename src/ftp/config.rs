@@ -169,6 +169,9 @@ pub struct FtpConfig {
     pub keepalive: Keepalive,
     /// A SOCKS5 proxy that every connection (control and data) goes through.
     pub proxy: Option<Proxy>,
+    /// Send CCC after login (and PROT P), so that the control connection
+    /// goes on in clear text for firewalls' FTP helpers. Opt-in; callers warn.
+    pub clear_control_after_login: bool,
 }
 
 impl FtpConfig {
@@ -184,6 +187,7 @@ impl FtpConfig {
             data_mode: DataMode::default(),
             keepalive: Keepalive::default(),
             proxy: None,
+            clear_control_after_login: false,
         }
     }
 

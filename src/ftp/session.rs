@@ -25,7 +25,7 @@ use super::data::{self, Endpoint, Ready};
 use super::dialogue::abort::Abort;
 use super::dialogue::digest::{self as digest_dialogue, Hash, Hashed};
 use super::dialogue::endpoint::{Active, Passive, PassiveAddress};
-use super::dialogue::login::{Credentials, Greeting, Setup};
+use super::dialogue::login::{ClearControl, Cleared, Credentials, Greeting, Setup};
 use super::dialogue::transfer::{OpenTransfer, TransferEnd};
 use super::dialogue::{self, Action, Command, Conversation, Fact, Input, ReadReply, Step, Wait};
 use super::error::{Error, Result};
@@ -120,6 +120,8 @@ pub struct Connector {
     epsv_refused: AtomicBool,
     /// Set once the server refused `LIST -a`, so later listings use plain LIST.
     list_a_refused: AtomicBool,
+    /// Set once the server refused CCC, which is then logged at debug level.
+    ccc_refused: AtomicBool,
     /// Until the credentials were accepted once, one session sends them.
     login_gate: LoginGate,
     stats: Stats,
@@ -147,6 +149,7 @@ impl Connector {
             server_name,
             epsv_refused: AtomicBool::new(false),
             list_a_refused: AtomicBool::new(false),
+            ccc_refused: AtomicBool::new(false),
             login_gate: LoginGate::default(),
             stats: Stats::default(),
         }))
@@ -288,6 +291,27 @@ impl Session {
         outcome?;
         self.features = self.converse(Setup::new(self.tls.is_some()))?;
         self.hash_selected = self.features.hash_selected;
+        if self.config().clear_control_after_login && self.control.is_tls() {
+            self.clear_control()?;
+        }
+        Ok(())
+    }
+
+    /// CCC, on every new or reconnected session; a refusal keeps TLS and
+    /// is said once per mount (then at debug level).
+    fn clear_control(&mut self) -> Result<()> {
+        match self.converse(ClearControl::new())? {
+            Cleared::Yes => log::debug!("CCC: the control connection is in clear text now"),
+            Cleared::Refused(reply) => {
+                if !self.connector.ccc_refused.swap(true, Ordering::Relaxed) {
+                    log::warn!(
+                        "the server refused CCC ({reply}); the control connection stays encrypted"
+                    );
+                } else {
+                    log::debug!("CCC refused again ({reply}); staying with TLS");
+                }
+            }
+        }
         Ok(())
     }
 
@@ -390,6 +414,10 @@ impl Session {
             Action::SendAhead(command) => self.send(&command).map(|()| Input::Done),
             Action::Read(read) => self.read_for(&read),
             Action::StartTls => self.start_tls().map(|()| Input::Done),
+            Action::EndTls => {
+                let timeout = self.config().timeouts.reply;
+                self.control.end_tls(timeout).map(|()| Input::Done)
+            }
             Action::Learn(Fact::EpsvRefused) => {
                 self.connector.epsv_refused.store(true, Ordering::Relaxed);
                 Ok(Input::Done)
