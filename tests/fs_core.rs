@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ftpsfs::fs::{Fs, FsConfig, Ino, OpenFlags, SetAttr, ROOT_INO, UNKNOWN_INO};
+use ftpsfs::fs::{Fs, FsConfig, Ino, OpenFlags, SetAttr, FREE_SPACE_TTL, ROOT_INO, UNKNOWN_INO};
 use ftpsfs::store::{Capabilities, ErrorKind, FileKind, RemoteStore};
 use ftpsfs_testkit::{FaultyStore, MemoryStore, Op};
 
@@ -1604,6 +1604,33 @@ fn attributes_are_what_ls_expects() {
         (0, 0, 0),
         "unknown, not invented"
     );
+}
+
+#[test]
+fn statfs_shows_the_free_space_the_server_tells_asking_once_per_ttl() {
+    let m = mount();
+    m.store.set_quota(Some(10 * MIB as u64 + 100));
+    let s = m.fs.statfs();
+    let free = (10 * MIB / 4096) as u64;
+    assert_eq!((s.blocks, s.bfree, s.bavail), (free, free, free));
+    let asked = m.faults.counters().get(Op::FreeSpace);
+    assert_eq!(asked, 1);
+    for _ in 0..5 {
+        assert_eq!(m.fs.statfs().bavail, free);
+    }
+    assert_eq!(
+        m.faults.counters().get(Op::FreeSpace),
+        asked,
+        "cached for {FREE_SPACE_TTL:?}: df in a loop costs no round trips"
+    );
+    // A server that cannot tell (no quota here, a refused AVBL there) or
+    // fails to: unknown, as before.
+    let m = mount();
+    assert_eq!(m.fs.statfs().bavail, 0);
+    let m = mount();
+    m.store.set_quota(Some(MIB as u64));
+    m.faults.fail_next(Op::FreeSpace, ErrorKind::Unavailable);
+    assert_eq!(m.fs.statfs().bavail, 0);
 }
 
 #[test]

@@ -173,3 +173,32 @@ fn symbolic_links_on_the_server_are_links_in_the_mount() {
     let found = ok("find", &[&mount.path_str(""), "-type", "l"], 30);
     assert_eq!(String::from_utf8_lossy(&found.stdout).lines().count(), 3);
 }
+
+/// vsftpd does not tell free space (AVBL is "500 Unknown command"): df
+/// shows the mount with 0 blocks as before, and the server was asked once,
+/// however often df runs.
+#[test]
+fn df_shows_unknown_space_and_asks_vsftpd_once() {
+    let (server, mount) = setup();
+    for _ in 0..3 {
+        let out = ok(
+            "df",
+            &["-B1", "--output=size,avail", &mount.path_str("")],
+            30,
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let numbers: Vec<&str> = text
+            .lines()
+            .nth(1)
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        assert_eq!(numbers, ["0", "0"], "{text}");
+    }
+    let asked = server
+        .commands()
+        .iter()
+        .filter(|c| c.as_str() == "AVBL")
+        .count();
+    assert_eq!(asked, 1, "{:?}", server.commands());
+}

@@ -2,6 +2,7 @@
 //! connections, listings and a pool of control sessions. It knows nothing of
 //! FUSE, inodes or caches.
 pub mod address;
+pub mod avbl;
 pub mod config;
 pub mod control;
 pub mod data;

@@ -474,6 +474,12 @@ impl Session {
         self.control.close();
     }
 
+    /// The free space the server tells (AVBL); see `avbl`.
+    pub fn available_space(&mut self) -> Result<super::avbl::Available> {
+        let reply = self.command("AVBL", None)?;
+        Ok(super::avbl::Available::from_reply(&reply))
+    }
+
     pub fn pwd(&mut self) -> Result<Vec<u8>> {
         let reply = self.expect("PWD", None, |c| c == 257)?;
         parse_quoted_path(reply.first_line())
