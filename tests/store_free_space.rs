@@ -60,3 +60,24 @@ fn a_reply_that_is_no_number_is_unknown() {
         "asked again: it may be a passing fault"
     );
 }
+
+#[test]
+fn with_every_session_busy_free_space_is_unknown_at_once() {
+    use ftpsfs::ftp::{Connector, Pool, PoolSettings};
+    let server = FakeServer::start(|c| answering(c, "213 1000"));
+    let pool = Pool::new(
+        Connector::new(common::fake::plain_config(server.port)).unwrap(),
+        PoolSettings {
+            max_sessions: 1,
+            ..PoolSettings::default()
+        },
+    );
+    let pool = std::sync::Arc::new(pool);
+    let store =
+        ftpsfs::store::ftps::FtpsStore::connect(std::sync::Arc::clone(&pool), b"").expect("store");
+    let busy = pool.get().expect("the only session");
+    assert_eq!(store.free_space(), None, "not waited for");
+    drop(busy);
+    assert_eq!(store.free_space(), Some(1000));
+    assert_eq!(avbl_sent(&server), 1);
+}

@@ -7,7 +7,7 @@
 //! says it is complete.
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
@@ -479,7 +479,13 @@ impl RemoteStore for FtpsStore {
         if self.avbl_refused.load(Ordering::Relaxed) {
             return None;
         }
-        match self.pool.run(Retry::Idempotent, |s| s.available_space()) {
+        // Not worth waiting for: with every session busy (downloads), df
+        // answers "unknown" at once instead of waiting for one.
+        let asked = self
+            .pool
+            .get_within(Duration::ZERO)
+            .and_then(|mut session| session.available_space());
+        match asked {
             Ok(Available::Bytes(bytes)) => Some(bytes),
             Ok(Available::NotOffered(reply)) => {
                 log::debug!("the server does not tell free space (AVBL: {reply}); df shows 0");
