@@ -561,6 +561,7 @@ impl Fs {
         let meta = file.view().metadata();
         self.inodes.lock().pin(ino);
         self.cache.update(&path, meta.clone());
+        self.cache.dir_changed(&ppath, now);
         let fh = self.add_handle(file, flags);
         Ok((self.attr(ino, &meta), fh))
     }
