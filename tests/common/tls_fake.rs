@@ -152,9 +152,7 @@ fn serve(mut tcp: TcpStream, config: Arc<ServerConfig>, data_end: DataEnd, ccc: 
             }
             control.conn.send_close_notify();
             let _ = control.flush();
-            // Until the client's close_notify (read returns 0).
-            let mut rest = Vec::new();
-            if control.read_to_end(&mut rest).is_err() || !rest.is_empty() {
+            if !read_until_close_notify(&mut control) {
                 return;
             }
             let mut plain = control.sock;
@@ -171,6 +169,31 @@ fn serve(mut tcp: TcpStream, config: Arc<ServerConfig>, data_end: DataEnd, ccc: 
         };
         let _ = control.write_all(reply.as_bytes());
         let _ = control.flush();
+    }
+}
+
+/// Reads TLS records one at a time until the client's close_notify, so
+/// that the clear-text command right behind it stays in the socket (a
+/// rustls read would take it into its buffer). False if anything else came.
+fn read_until_close_notify(tls: &mut Tls) -> bool {
+    loop {
+        match tls.conn.process_new_packets() {
+            Ok(state) if state.plaintext_bytes_to_read() > 0 => return false,
+            Ok(state) if state.peer_has_closed() => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+        let mut record = vec![0u8; 5];
+        if tls.sock.read_exact(&mut record).is_err() {
+            return false;
+        }
+        let length = usize::from(u16::from_be_bytes([record[3], record[4]]));
+        record.resize(5 + length, 0);
+        if tls.sock.read_exact(&mut record[5..]).is_err()
+            || tls.conn.read_tls(&mut &record[..]).is_err()
+        {
+            return false;
+        }
     }
 }
 
