@@ -1052,6 +1052,114 @@ mod tests {
         assert!(parse_proxy_url("proxy:1080").is_err());
     }
 
+    // ---- the I/O, against a scripted proxy on loopback ----
+
+    use std::net::TcpListener;
+
+    /// A proxy that reads what the client sends and answers with `script`
+    /// (pieces written with a pause between, so the client sees short
+    /// reads); returns its address and what it received.
+    fn scripted_proxy(script: Vec<&'static [u8]>) -> (Proxy, std::thread::JoinHandle<Vec<u8>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut tcp, _) = listener.accept().unwrap();
+            tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut received = vec![0u8; 3];
+            tcp.read_exact(&mut received).unwrap();
+            for piece in script {
+                tcp.write_all(piece).unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+                // Whatever the client sent meanwhile (its request).
+                tcp.set_nonblocking(true).unwrap();
+                let mut more = [0u8; 512];
+                while let Ok(n @ 1..) = tcp.read(&mut more) {
+                    received.extend_from_slice(&more[..n]);
+                }
+                tcp.set_nonblocking(false).unwrap();
+            }
+            // Hold the connection until the client closes it.
+            let _ = tcp.read_to_end(&mut received);
+            received
+        });
+        let proxy = Proxy {
+            host: "127.0.0.1".into(),
+            port,
+            remote_dns: true,
+            auth: None,
+        };
+        (proxy, server)
+    }
+
+    #[test]
+    fn connect_through_a_proxy_that_answers_in_pieces_keeps_the_greeting() {
+        let (proxy, server) = scripted_proxy(vec![
+            &[5],
+            &[0],
+            &[5, 0, 0],
+            &[1, 127, 0, 0, 1],
+            b"\x00\x15220 ftp server ready\r\n",
+        ]);
+        let timeout = Duration::from_secs(5);
+        let (mut tcp, reached) =
+            connect(&proxy, "control connection", "ftp.example", 21, timeout).unwrap();
+        assert_eq!(reached, Address::Name("ftp.example".into(), 21));
+        let mut greeting = [0u8; 22];
+        tcp.read_exact(&mut greeting).unwrap();
+        assert_eq!(&greeting, b"220 ftp server ready\r\n", "not swallowed");
+        drop(tcp);
+        let received = server.join().unwrap();
+        assert_eq!(received, [&[5, 1, 0][..], CONNECT_REQUEST_TO_21].concat());
+    }
+
+    /// `CONNECT ftp.example:21` as sent.
+    const CONNECT_REQUEST_TO_21: &[u8] = b"\x05\x01\x00\x03\x0bftp.example\x00\x15";
+
+    #[test]
+    fn a_silent_proxy_times_out_and_a_closing_one_is_named() {
+        let (proxy, _server) = scripted_proxy(vec![&[5, 0]]);
+        let timeout = Duration::from_millis(300);
+        let err = connect(&proxy, "data connection", "ftp.example", 21, timeout).unwrap_err();
+        assert!(matches!(err, Error::Timeout { .. }), "{err}");
+        assert!(err.is_transient());
+        assert!(err.to_string().contains("SOCKS5 proxy 127.0.0.1:"), "{err}");
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            // Reads the greeting, then hangs up without a word.
+            let (mut tcp, _) = listener.accept().unwrap();
+            let _ = tcp.read_exact(&mut [0u8; 3]);
+        });
+        let proxy = Proxy { port, ..proxy };
+        let err = connect(&proxy, "data connection", "ftp.example", 21, timeout).unwrap_err();
+        assert!(matches!(err, Error::Closed { .. }), "{err}");
+        assert!(
+            err.to_string().contains("the proxy closed the connection"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_refusal_is_an_error_naming_the_proxy_and_the_target() {
+        let (proxy, _server) = scripted_proxy(vec![&[5, 0], &[5, 2, 0, 1, 0, 0, 0, 0, 0, 0]]);
+        let err = connect(
+            &proxy,
+            "control connection",
+            "ftp.example",
+            21,
+            Duration::from_secs(5),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("control connection to ftp.example:21")
+                && text.contains("not allowed by the proxy's rules"),
+            "{text}"
+        );
+        assert_eq!(err.kind(), Kind::Refused);
+    }
+
     proptest::proptest! {
         #[test]
         fn never_panics_on_any_reply(
