@@ -21,7 +21,10 @@ use crate::credentials::{self, Sources, PASSWORD_ENV};
 use crate::fs::FsConfig;
 use crate::ftp::config::{parse_port_range, parse_sha256_hex, Keepalive, Timeouts};
 use crate::ftp::identity;
-use crate::ftp::{DataMode, FtpConfig, Password, PoolSettings, Security, TlsOptions, TlsVersion};
+use crate::ftp::socks::{self, Proxy, ProxyUrl, PROXY_PASSWORD_ENV};
+use crate::ftp::{
+    Credentials, DataMode, FtpConfig, Password, PoolSettings, Security, TlsOptions, TlsVersion,
+};
 
 const SESSIONS_MAX: u16 = 64;
 const SECONDS_MAX: u64 = 365 * 24 * 3600;
@@ -102,6 +105,10 @@ pub struct Args {
     )]
     insecure_plain_ftp: bool,
 
+    /// After login, end TLS on the control connection (CCC) so that firewalls and NAT devices can read PASV/PORT; the password and all data stay encrypted, commands and file names do not (warns on every start)
+    #[arg(long, conflicts_with = "insecure_plain_ftp", help_heading = "TLS")]
+    clear_control_after_login: bool,
+
     /// Highest TLS version to offer
     #[arg(long, value_name = "VERSION", value_parser = tls_version_parser(), help_heading = "TLS")]
     tls_max: Option<TlsVersion>,
@@ -126,6 +133,7 @@ pub struct Args {
         value_name = "LOW-HIGH",
         value_parser = parse_active_ports,
         requires = "active",
+        conflicts_with = "proxy",
         help_heading = "Connection"
     )]
     active_ports: Option<RangeInclusive<u16>>,
@@ -146,6 +154,19 @@ pub struct Args {
     /// Use PASV only, without trying EPSV first
     #[arg(long, help_heading = "Connection")]
     no_epsv: bool,
+
+    /// Connect through this SOCKS5 proxy, control and data: socks5://[USER@]HOST:PORT (names resolved here) or socks5h://… (names resolved by the proxy); the password comes from FTPSFS_PROXY_PASSWORD or --proxy-password-file
+    #[arg(long, value_name = "URL", value_parser = socks::parse_proxy_url, help_heading = "Connection")]
+    proxy: Option<ProxyUrl>,
+
+    /// Read the proxy user's password from the first line of FILE
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "proxy",
+        help_heading = "Connection"
+    )]
+    proxy_password_file: Option<PathBuf>,
 
     /// Timeout for TCP connect and TLS handshakes
     #[arg(long, value_name = "SECS", default_value_t = Seconds(Timeouts::default().connect), value_parser = positive_seconds, help_heading = "Connection")]
@@ -448,10 +469,14 @@ fn clap_error_as_one_line(rendered: &str) -> String {
         .join(" ")
 }
 
-/// A clap error may quote any argument, the URL included.
+/// A clap error may quote any argument, the URL included, also the URL of
+/// an `-o name=URL` (which reaches clap as `--name=URL`).
 fn redact_url_passwords(message: &str, argv: &[OsString]) -> String {
     argv.iter()
         .filter_map(|arg| arg.to_str())
+        .flat_map(|arg| arg.split(','))
+        .flat_map(|piece| [Some(piece), piece.split_once('=').map(|(_, value)| value)])
+        .flatten()
         .filter_map(|arg| redact_url(arg).map(|redacted| (arg, redacted)))
         .fold(message.to_string(), |text, (arg, redacted)| {
             text.replace(arg, &redacted)
@@ -551,6 +576,8 @@ fn build_options(args: Args, env: &dyn Environment) -> Result<Options, CliError>
         data_idle: args.data_timeout.0,
     };
     ftp.data_mode = data_mode(&args);
+    ftp.proxy = proxy(&args, env, &mut warnings)?;
+    ftp.clear_control_after_login = args.clear_control_after_login;
     ftp.keepalive.noop_after = args.keepalive.0;
     // A firewall that forgets idle connections sooner than the default
     // probes come needs them sooner too: --keepalive sets both.
@@ -594,6 +621,14 @@ fn security_warnings(args: &Args) -> Vec<String> {
         warnings.push(
             "--insecure: the server's certificate is not verified; anyone on the network path \
              can read and change the traffic, the password included"
+                .to_string(),
+        );
+    }
+    if args.clear_control_after_login {
+        warnings.push(
+            "--clear-control-after-login: after login the control connection is in clear text; \
+             commands, file names and replies can be read and changed on the network (the \
+             password and the data stay encrypted)"
                 .to_string(),
         );
     }
@@ -652,6 +687,44 @@ fn tls_options(args: &Args, warnings: &mut Vec<String>) -> Result<TlsOptions, Cl
         client_identity,
         ..TlsOptions::default()
     })
+}
+
+fn proxy(
+    args: &Args,
+    env: &dyn Environment,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Proxy>, CliError> {
+    let Some(url) = &args.proxy else {
+        return Ok(None);
+    };
+    let auth = match &url.user {
+        Some(user) => {
+            let env_value = env.var(PROXY_PASSWORD_ENV);
+            let password = credentials::proxy_password(
+                user,
+                env_value.as_deref(),
+                args.proxy_password_file.as_deref(),
+                warnings,
+            )
+            .map_err(CliError::invalid)?;
+            Some(Credentials {
+                user: user.clone(),
+                password,
+            })
+        }
+        None if args.proxy_password_file.is_some() => {
+            return Err(CliError::invalid(
+                "--proxy-password-file needs a proxy user: socks5://USER@host:port",
+            ))
+        }
+        None => None,
+    };
+    Ok(Some(Proxy {
+        host: url.host.clone(),
+        port: url.port,
+        remote_dns: url.remote_dns,
+        auth,
+    }))
 }
 
 fn readable_file(path: &Path, option: &str) -> Result<PathBuf, CliError> {

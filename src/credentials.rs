@@ -139,6 +139,35 @@ fn prompt_for_password(sources: &Sources, user: &str) -> Result<Password, String
     }
 }
 
+/// The SOCKS5 proxy's password, for a proxy user named in `--proxy`:
+/// `FTPSFS_PROXY_PASSWORD` first, then `--proxy-password-file` (never the
+/// command line, which every user can read). RFC 1929 carries at most 255
+/// bytes.
+pub fn proxy_password(
+    user: &str,
+    env_value: Option<&std::ffi::OsStr>,
+    file: Option<&Path>,
+    warnings: &mut Vec<String>,
+) -> Result<Password, String> {
+    use crate::ftp::socks::PROXY_PASSWORD_ENV;
+    let password = if let Some(value) = env_value.filter(|v| !v.is_empty()) {
+        let text = value
+            .to_str()
+            .ok_or_else(|| format!("{PROXY_PASSWORD_ENV} is not valid UTF-8"))?;
+        Password::new(text)
+    } else if let Some(path) = file {
+        read_password_file(path, warnings)?
+    } else {
+        return Err(format!(
+            "no password for the proxy user {user}: set {PROXY_PASSWORD_ENV} or use              --proxy-password-file"
+        ));
+    };
+    if password.expose().len() > 255 {
+        return Err("the proxy password is longer than 255 bytes, which SOCKS5 cannot send".into());
+    }
+    Ok(password)
+}
+
 /// FTP sends the password in a `PASS` line: a line break would end it early
 /// and let the rest be read as another command.
 fn checked(secret: String, source: &str) -> Result<Password, String> {

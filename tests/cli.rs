@@ -1117,3 +1117,144 @@ fn close_to_open_consistency_by_either_name() {
         assert!(parse(args).revalidate_on_open, "{args:?}");
     }
 }
+
+// SOCKS5 proxy
+
+#[test]
+fn proxy_from_flag_or_o() {
+    let options = parse(&["ftpes://h", "/mnt", "--proxy", "socks5://127.0.0.1:1080"]);
+    let proxy = options.ftp.proxy.expect("a proxy");
+    assert_eq!((proxy.host.as_str(), proxy.port), ("127.0.0.1", 1080));
+    assert!(!proxy.remote_dns && proxy.auth.is_none());
+    let options = parse(&[
+        "-o",
+        "proxy=socks5h://gate.example:9050",
+        "ftpes://h",
+        "/mnt",
+    ]);
+    let proxy = options.ftp.proxy.expect("a proxy");
+    assert_eq!(
+        (proxy.host.as_str(), proxy.remote_dns),
+        ("gate.example", true)
+    );
+    assert!(parse(&["ftpes://h", "/mnt"]).ftp.proxy.is_none());
+}
+
+#[test]
+fn proxy_password_from_environment_or_file() {
+    let env = FakeEnv::new()
+        .password("pw")
+        .var("FTPSFS_PROXY_PASSWORD", "proxy-secret");
+    let options = parse_in(
+        &env,
+        &["ftpes://h", "/mnt", "--proxy", "socks5://bob@p:1080"],
+    )
+    .unwrap();
+    let auth = options.ftp.proxy.unwrap().auth.unwrap();
+    assert_eq!(
+        (auth.user.as_str(), auth.password.expose()),
+        ("bob", "proxy-secret")
+    );
+
+    let dir = TempDir::new();
+    let file = dir.file("proxy-pw", "from-file\n", 0o600);
+    let options = parse(&[
+        "ftpes://h",
+        "/mnt",
+        "-o",
+        &format!(
+            "proxy=socks5://bob@p:1080,proxy_password_file={}",
+            path_arg(&file)
+        ),
+    ]);
+    let auth = options.ftp.proxy.unwrap().auth.unwrap();
+    assert_eq!(auth.password.expose(), "from-file");
+    // The login password is not the proxy's.
+    assert_ne!(options.ftp.credentials.password.expose(), "from-file");
+}
+
+#[test]
+fn proxy_password_on_the_command_line_is_refused() {
+    for args in [
+        &[
+            "ftpes://h",
+            "/mnt",
+            "--proxy",
+            "socks5://bob:hunter2@p:1080",
+        ][..],
+        &[
+            "ftpes://h",
+            "/mnt",
+            "-o",
+            "proxy=socks5://bob:hunter2@p:1080",
+        ][..],
+    ] {
+        let text = error_text(args);
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(
+            text.contains("FTPSFS_PROXY_PASSWORD") && text.contains("--proxy-password-file"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn proxy_errors_are_one_line() {
+    let text = error_text(&["ftpes://h", "/mnt", "--proxy", "socks5://bob@p:1080"]);
+    assert!(
+        text.contains("no password for the proxy user bob"),
+        "{text}"
+    );
+    let text = error_text(&["ftpes://h", "/mnt", "--proxy", "http://p:3128"]);
+    assert!(text.contains("socks5h://"), "{text}");
+    let text = error_text(&["ftpes://h", "/mnt", "--proxy", "socks5://p"]);
+    assert!(text.contains("host:port"), "{text}");
+    let dir = TempDir::new();
+    let file = dir.file("pw", "x", 0o600);
+    let text = error_text(&[
+        "ftpes://h",
+        "/mnt",
+        "--proxy",
+        "socks5://p:1",
+        "--proxy-password-file",
+        path_arg(&file),
+    ]);
+    assert!(text.contains("needs a proxy user"), "{text}");
+    let text = error_text(&[
+        "ftpes://h",
+        "/mnt",
+        "--active",
+        "--active-ports",
+        "40000-40010",
+        "--proxy",
+        "socks5://p:1",
+    ]);
+    assert!(text.contains("--proxy"), "{text}");
+}
+
+#[test]
+fn clear_control_after_login_is_opt_in_and_warned_about() {
+    assert!(!parse(&["ftpes://h", "/mnt"]).ftp.clear_control_after_login);
+    for args in [
+        &["ftpes://h", "/mnt", "--clear-control-after-login"][..],
+        &["ftpes://h", "/mnt", "-o", "clear_control_after_login"][..],
+    ] {
+        let options = parse(args);
+        assert!(options.ftp.clear_control_after_login);
+        assert!(
+            options
+                .warnings
+                .iter()
+                .any(|w| w.starts_with("--clear-control-after-login: after login")),
+            "{:?}",
+            options.warnings
+        );
+    }
+    let text = error_text(&[
+        "ftp://h",
+        "/mnt",
+        "--insecure-plain-ftp",
+        "--clear-control-after-login",
+    ]);
+    assert!(text.contains("--clear-control-after-login"), "{text}");
+}

@@ -352,3 +352,58 @@ except Exception as e:
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// CCC (--clear-control-after-login) against the scripted TLS server.
+
+fn ccc_config(server: &common::tls_fake::TlsFake) -> FtpConfig {
+    let mut config = tls_fake_config(server);
+    config.clear_control_after_login = true;
+    config.timeouts.reply = std::time::Duration::from_secs(2);
+    config
+}
+
+/// One download of the fake's 1000 bytes on `session`.
+fn download_works(session: &mut ftpsfs::ftp::Session) {
+    let mut download = session.retr(b"f", 0, None).unwrap();
+    let mut body = Vec::new();
+    download.read_to_end(&mut body).unwrap();
+    assert_eq!(download.finish().unwrap(), 1000);
+}
+
+#[test]
+fn ccc_accepted_goes_on_in_clear_text_and_data_stays_tls() {
+    use common::tls_fake::{Ccc, DataEnd, TlsFake};
+    let server = TlsFake::start_with(DataEnd::CloseNotify, Ccc::Clears);
+    let connector = Connector::new(ccc_config(&server)).unwrap();
+    let mut session = connector.connect().expect("CCC and close_notify both ways");
+    // The fake serves the commands after CCC only in clear text, and the
+    // data connection only over TLS (resumed).
+    download_works(&mut session);
+    session.noop().unwrap();
+    download_works(&mut session);
+    assert_eq!(connector.stats().snapshot().resumed_handshakes, 2);
+}
+
+#[test]
+fn ccc_refused_keeps_tls() {
+    use common::tls_fake::{Ccc, DataEnd, TlsFake};
+    let server = TlsFake::start_with(DataEnd::CloseNotify, Ccc::Unknown);
+    let connector = Connector::new(ccc_config(&server)).unwrap();
+    let mut session = connector.connect().expect("a refused CCC is no error");
+    download_works(&mut session);
+}
+
+#[test]
+fn ccc_answered_200_without_ending_tls_fails_the_session_clearly() {
+    use common::tls_fake::{Ccc, DataEnd, TlsFake};
+    let server = TlsFake::start_with(DataEnd::CloseNotify, Ccc::KeepsTls);
+    let connector = Connector::new(ccc_config(&server)).unwrap();
+    let err = connector.connect().err().expect("no session");
+    let text = err.to_string();
+    assert!(
+        text.contains("accepted CCC (200) but did not end TLS within 2 s")
+            && text.contains("--clear-control-after-login"),
+        "{text}"
+    );
+    assert_eq!(err.kind(), ftpsfs::ftp::Kind::Protocol, "not retried");
+}

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ftpsfs::fs::{Fs, FsConfig, Ino, OpenFlags, SetAttr, ROOT_INO, UNKNOWN_INO};
+use ftpsfs::fs::{Fs, FsConfig, Ino, OpenFlags, SetAttr, FREE_SPACE_TTL, ROOT_INO, UNKNOWN_INO};
 use ftpsfs::store::{Capabilities, ErrorKind, FileKind, RemoteStore};
 use ftpsfs_testkit::{FaultyStore, MemoryStore, Op};
 
@@ -1604,6 +1604,117 @@ fn attributes_are_what_ls_expects() {
         (0, 0, 0),
         "unknown, not invented"
     );
+}
+
+/// An open file whose content vanished from the server before it was read
+/// (removed there by someone else, or unlinked through the mount) reads as
+/// ESTALE, not ENOENT (which read(2) never returns) or EIO; the mount
+/// forgets the name.
+#[test]
+fn a_file_gone_from_the_server_while_open_reads_as_estale() {
+    let m = mount();
+    m.store.put_file(b"gone", b"content");
+    m.store.put_file(b"unlinked", b"content");
+    let gone = m.fs.lookup(ROOT_INO, b"gone").unwrap().ino;
+    let unlinked = m.fs.lookup(ROOT_INO, b"unlinked").unwrap().ino;
+    let fh_gone = m.fs.open(gone, READ).unwrap();
+    let fh_unlinked = m.fs.open(unlinked, READ).unwrap();
+    m.store.delete(b"gone").unwrap();
+    let err = m.fs.read(fh_gone, 0, 100).expect_err("gone");
+    assert_eq!(err.errno(), libc::ESTALE, "{err}");
+    m.fs.unlink(ROOT_INO, b"unlinked").unwrap();
+    let err = m.fs.read(fh_unlinked, 0, 100).expect_err("unlinked");
+    assert_eq!(err.errno(), libc::ESTALE, "{err}");
+    let names: Vec<Vec<u8>> =
+        m.fs.readdir(ROOT_INO)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+    assert!(!names.contains(&b"gone".to_vec()), "forgotten: {names:?}");
+    m.fs.release(fh_gone).unwrap();
+    m.fs.release(fh_unlinked).unwrap();
+}
+
+/// Each change of a name in a directory shows as that directory's mtime
+/// at once, even while its old attributes are cached; directories whose
+/// names did not change keep theirs.
+#[test]
+fn creating_removing_and_renaming_update_the_parent_directory_mtime() {
+    let m = mount();
+    let old = UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    // One directory per change, each cached with an old time.
+    for dir in ["mkdir", "rmdir", "unlink", "create", "from", "to", "other"] {
+        m.store.mkdir(dir.as_bytes()).unwrap();
+    }
+    m.store.mkdir(b"rmdir/d").unwrap();
+    m.store.put_file(b"unlink/f", b"x");
+    m.store.put_file(b"from/g", b"y");
+    for dir in ["mkdir", "rmdir", "unlink", "create", "from", "to", "other"] {
+        m.store.set_mtime(dir.as_bytes(), old).unwrap();
+    }
+    let ino = |name: &str| {
+        let attr = m.fs.lookup(ROOT_INO, name.as_bytes()).unwrap();
+        assert_eq!(attr.mtime, old, "{name} cached with its old time");
+        attr.ino
+    };
+    let dirs: Vec<Ino> = ["mkdir", "rmdir", "unlink", "create", "from", "to", "other"]
+        .iter()
+        .map(|name| ino(name))
+        .collect();
+    let [mkdir, rmdir, unlink, create, from, to, other] = dirs[..] else {
+        unreachable!()
+    };
+    m.fs.mkdir(mkdir, b"d", 0o755).unwrap();
+    m.fs.rmdir(rmdir, b"d").unwrap();
+    m.fs.unlink(unlink, b"f").unwrap();
+    let (_, fh) = m.fs.create(create, b"n", 0o644, WRITE).unwrap();
+    m.fs.release(fh).unwrap();
+    m.fs.rename(from, b"g", to, b"g2", false).unwrap();
+    let recent = SystemTime::now() - Duration::from_secs(60);
+    for (what, dir) in [
+        ("mkdir", mkdir),
+        ("rmdir", rmdir),
+        ("unlink", unlink),
+        ("create", create),
+        ("rename (from)", from),
+        ("rename (to)", to),
+    ] {
+        let shown = m.fs.getattr(dir).unwrap().mtime;
+        assert!(shown > recent, "{what}: {shown:?}");
+    }
+    assert_eq!(
+        m.fs.getattr(other).unwrap().mtime,
+        old,
+        "untouched directory"
+    );
+}
+
+#[test]
+fn statfs_shows_the_free_space_the_server_tells_asking_once_per_ttl() {
+    let m = mount();
+    m.store.set_quota(Some(10 * MIB as u64 + 100));
+    let s = m.fs.statfs();
+    let free = (10 * MIB / 4096) as u64;
+    assert_eq!((s.blocks, s.bfree, s.bavail), (free, free, free));
+    let asked = m.faults.counters().get(Op::FreeSpace);
+    assert_eq!(asked, 1);
+    for _ in 0..5 {
+        assert_eq!(m.fs.statfs().bavail, free);
+    }
+    assert_eq!(
+        m.faults.counters().get(Op::FreeSpace),
+        asked,
+        "cached for {FREE_SPACE_TTL:?}: df in a loop costs no round trips"
+    );
+    // A server that cannot tell (no quota here, a refused AVBL there) or
+    // fails to: unknown, as before.
+    let m = mount();
+    assert_eq!(m.fs.statfs().bavail, 0);
+    let m = mount();
+    m.store.set_quota(Some(MIB as u64));
+    m.faults.fail_next(Op::FreeSpace, ErrorKind::Unavailable);
+    assert_eq!(m.fs.statfs().bavail, 0);
 }
 
 #[test]

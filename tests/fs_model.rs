@@ -341,6 +341,7 @@ impl fmt::Debug for Errno {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = match self.0 {
             libc::ENOENT => "ENOENT",
+            libc::ESTALE => "ESTALE",
             libc::EACCES => "EACCES",
             libc::EEXIST => "EEXIST",
             libc::ENOTEMPTY => "ENOTEMPTY",
@@ -391,6 +392,15 @@ fn store_errno(k: FaultKind) -> Errno {
     })
 }
 
+/// A read's failure: a file the server no longer has, while open, is
+/// ESTALE (§10 `Vanished`); the rest as any store failure.
+fn read_errno(k: FaultKind) -> Errno {
+    match k {
+        FaultKind::NotFound => ESTALE,
+        k => store_errno(k),
+    }
+}
+
 /// An upload's failure: written data lost to a dropped connection is EIO.
 fn upload_errno(k: FaultKind) -> Errno {
     match k {
@@ -400,6 +410,7 @@ fn upload_errno(k: FaultKind) -> Errno {
 }
 
 const ENOENT: Errno = Errno(libc::ENOENT);
+const ESTALE: Errno = Errno(libc::ESTALE);
 const EIO: Errno = Errno(libc::EIO);
 const ETIMEDOUT: Errno = Errno(libc::ETIMEDOUT);
 
@@ -454,7 +465,7 @@ struct MFile {
     /// here on go to the server (APPE); nothing is held locally before.
     append_base: Option<usize>,
     /// Not held locally and gone from the server: a read may fail with
-    /// ENOENT (SEMANTICS §4: "can fail with ENOENT once the current
+    /// ESTALE (SEMANTICS §4: "can fail with ESTALE once the current
     /// download ends"), a write starts from empty.
     maybe_gone: bool,
     handles: usize,
@@ -1262,12 +1273,12 @@ impl Model {
                 if f.local || f.append_base.is_some() {
                     return bytes;
                 }
-                if f.maybe_gone && actual == &Err(ENOENT) {
-                    return Err(ENOENT);
+                if f.maybe_gone && actual == &Err(ESTALE) {
+                    return Err(ESTALE);
                 }
                 let mut failures = Vec::new();
                 if let Some(k) = self.fail_kind(FaultOp::OpenRead) {
-                    failures.push(store_errno(k));
+                    failures.push(read_errno(k));
                 }
                 if self.breaks_read() {
                     failures.push(ETIMEDOUT);

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::mount::{is_mounted, ok, run, wait_until};
 use common::scratch::Scratch;
+use common::socks::SocksServer;
 use common::vsftpd::Vsftpd;
 use common::ServerInfo;
 
@@ -506,4 +507,87 @@ fn a_client_key_others_can_read_is_a_warning_and_the_mount_works() {
         30,
     );
     assert!(wait_until(30, || serving(&place.mountpoint()) == 0));
+}
+
+// SOCKS5 proxies (the mounts that work are in mount_proxy.rs).
+
+/// Runs ftpsfs through `proxy` (with `extra` options) and requires it to
+/// fail at start with one line naming each of `reasons`, without `secret`;
+/// no login reaches the server.
+fn refused_through_proxy(
+    server: &Vsftpd,
+    proxy: &str,
+    extra: &[&str],
+    reasons: &[&str],
+    secret: &str,
+) {
+    let place = Place::new("start-proxy");
+    let mut args = with_ca(&server.info, &place);
+    args.extend(["--proxy", proxy].map(String::from));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.push(url(&server.info, server.info.port));
+    args.push(place.mountpoint().to_string_lossy().into_owned());
+    let (out, took) = ftpsfs(&strs(&args), &server.info.password);
+    failed_with(&out, took, reasons, &place, secret);
+    assert!(took < Duration::from_secs(15), "not retried: {took:?}");
+    assert_eq!(server.logins(), 0);
+}
+
+#[test]
+fn a_wrong_proxy_password_is_one_line_and_no_mount() {
+    let server = Vsftpd::start(&[]);
+    let proxy = SocksServer::microsocks(Some(("alice", "right-proxy-pw")));
+    let scratch = Scratch::new("start-proxy-pw");
+    let file = scratch.path("pw");
+    std::fs::write(&file, "wrong-proxy-pw\n").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    refused_through_proxy(
+        &server,
+        &proxy.url("socks5", Some("alice")),
+        &["--proxy-password-file", &file.to_string_lossy()],
+        &["socks5 proxy", "refused the user name or password"],
+        "wrong-proxy-pw",
+    );
+    // And with no user name at all, the line says where to put one.
+    refused_through_proxy(
+        &server,
+        &proxy.url("socks5", None),
+        &[],
+        &["requires a user name and password", "ftpsfs_proxy_password"],
+        &server.info.password,
+    );
+}
+
+#[test]
+fn a_proxy_whose_rules_refuse_is_one_line_and_no_mount() {
+    let server = Vsftpd::start(&[]);
+    let dante = SocksServer::dante("socks block { from: 0.0.0.0/0 to: 0.0.0.0/0 }");
+    refused_through_proxy(
+        &server,
+        &dante.url("socks5", None),
+        &[],
+        &["socks5 proxy", "not allowed by the proxy's rules"],
+        &server.info.password,
+    );
+}
+
+#[test]
+fn a_server_that_is_no_socks5_proxy_is_one_line_and_no_mount() {
+    let server = Vsftpd::start(&[]);
+    // The FTP server itself, given as the proxy: it greets with "220".
+    let not_a_proxy = format!("socks5://127.0.0.1:{}", server.info.port);
+    let password = &server.info.password;
+    let reasons = ["not a socks5 proxy", "220"];
+    refused_through_proxy(&server, &not_a_proxy, &[], &reasons, password);
+    // Nothing listening: the line names the proxy.
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    refused_through_proxy(
+        &server,
+        &format!("socks5://127.0.0.1:{port}"),
+        &[],
+        &[&format!("socks5 proxy 127.0.0.1:{port}")],
+        password,
+    );
 }

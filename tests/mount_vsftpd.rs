@@ -173,3 +173,83 @@ fn symbolic_links_on_the_server_are_links_in_the_mount() {
     let found = ok("find", &[&mount.path_str(""), "-type", "l"], 30);
     assert_eq!(String::from_utf8_lossy(&found.stdout).lines().count(), 3);
 }
+
+/// vsftpd does not tell free space (AVBL is "500 Unknown command"): df
+/// shows the mount with 0 blocks as before, and the server was asked once,
+/// however often df runs.
+#[test]
+fn df_shows_unknown_space_and_asks_vsftpd_once() {
+    let (server, mount) = setup();
+    for _ in 0..3 {
+        let out = ok(
+            "df",
+            &["-B1", "--output=size,avail", &mount.path_str("")],
+            30,
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let numbers: Vec<&str> = text
+            .lines()
+            .nth(1)
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        assert_eq!(numbers, ["0", "0"], "{text}");
+    }
+    let asked = server
+        .commands()
+        .iter()
+        .filter(|c| c.as_str() == "AVBL")
+        .count();
+    assert_eq!(asked, 1, "{:?}", server.commands());
+}
+
+/// A file removed on the server after it was opened through the mount, but
+/// before it was read: the read fails with ESTALE, and the name is gone.
+#[test]
+fn a_file_removed_on_the_server_while_open_reads_as_estale() {
+    use std::io::Read;
+    let (server, mount) = setup();
+    let on_server = server.info.root.join("vanishing.txt");
+    std::fs::write(&on_server, b"here for now").unwrap();
+    let mut file = std::fs::File::open(mount.path("vanishing.txt")).unwrap();
+    std::fs::remove_file(&on_server).unwrap();
+    let mut buffer = Vec::new();
+    let err = file.read_to_end(&mut buffer).expect_err("gone");
+    assert_eq!(err.raw_os_error(), Some(libc::ESTALE), "{err}");
+    drop(file);
+    assert!(!mount.path("vanishing.txt").exists(), "the mount forgot it");
+}
+
+/// The directory's mtime moves with each name created or removed in it
+/// through the mount at once, though the mount has the directory's old
+/// time cached (and vsftpd's listing gives days for old times).
+#[test]
+fn creating_and_removing_names_updates_the_directory_mtime() {
+    let (server, mount) = setup();
+    for dir in ["created-in", "removed-from"] {
+        std::fs::create_dir(server.info.root.join(dir)).unwrap();
+    }
+    std::fs::write(server.info.root.join("removed-from/f"), b"x").unwrap();
+    for dir in ["created-in", "removed-from"] {
+        let on_server = server.info.root.join(dir).to_string_lossy().into_owned();
+        // Root made it: the FTP user must own it to write there.
+        ok(
+            "chown",
+            &["-R", &format!("{}:", server.info.user), &on_server],
+            30,
+        );
+        ok("touch", &["-d", "@1000000000", &on_server], 30);
+    }
+    let mtime = |dir: &str| {
+        std::fs::metadata(mount.path(dir))
+            .unwrap()
+            .modified()
+            .unwrap()
+    };
+    let recent = std::time::SystemTime::now() - Duration::from_secs(60);
+    assert!(mtime("created-in") < recent && mtime("removed-from") < recent);
+    std::fs::write(mount.path("created-in/new"), b"x").unwrap();
+    std::fs::remove_file(mount.path("removed-from/f")).unwrap();
+    assert!(mtime("created-in") > recent, "create");
+    assert!(mtime("removed-from") > recent, "unlink");
+}

@@ -4,12 +4,8 @@
 //! that no garbage passes as a size or a digest.
 mod common;
 
-use std::sync::Arc;
-
-use common::fake::{plain_config, Conn, FakeServer};
+use common::fake::{plain_store, Conn, FakeServer};
 use ftpsfs::digest::to_hex;
-use ftpsfs::ftp::{Connector, Pool, PoolSettings};
-use ftpsfs::store::ftps::FtpsStore;
 use ftpsfs::store::{DigestAlgorithm, DigestSet, ErrorKind, RemoteStore};
 
 /// The content of every file the script knows (all are "abc").
@@ -86,18 +82,10 @@ fn digest_server(c: &mut Conn) {
     }
 }
 
-fn store(server: &FakeServer) -> FtpsStore {
-    let pool = Pool::new(
-        Connector::new(plain_config(server.port)).unwrap(),
-        PoolSettings::default(),
-    );
-    FtpsStore::connect(Arc::new(pool), b"").expect("store")
-}
-
 #[test]
 fn sizes_are_numbers_or_errors() {
     let server = FakeServer::start(digest_server);
-    let store = store(&server);
+    let store = plain_store(&server);
     assert_eq!(store.size(b"f").unwrap(), 3);
     for garbage in [&b"negative"[..], b"garbage"] {
         let err = store.size(garbage).unwrap_err();
@@ -112,7 +100,7 @@ fn sizes_are_numbers_or_errors() {
 fn digests_by_the_command_that_fits() {
     use DigestAlgorithm::*;
     let server = FakeServer::start(digest_server);
-    let store = store(&server);
+    let store = plain_store(&server);
     assert_eq!(
         store.capabilities().digests,
         DigestSet::of(&[Sha256, Sha1, Crc32])
@@ -165,7 +153,7 @@ fn digests_by_the_command_that_fits() {
 fn no_garbage_passes_as_a_digest() {
     use DigestAlgorithm::*;
     let server = FakeServer::start(digest_server);
-    let store = store(&server);
+    let store = plain_store(&server);
     let kind =
         |path: &[u8], algorithm, range| store.digest(path, algorithm, range).unwrap_err().kind;
     assert_eq!(

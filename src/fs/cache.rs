@@ -425,6 +425,31 @@ impl Cache {
         );
     }
 
+    /// A name in `dir` was added or removed through the mount: the
+    /// directory's modification time shows `now`, as on a local disk, until
+    /// the server's listing or stat of it says otherwise (its cached
+    /// entries expire). Not cached: the server's answer comes next anyway.
+    pub fn dir_changed(&self, dir: &[u8], now: SystemTime) {
+        let mut inner = self.inner.lock();
+        let newer = |meta: &mut Metadata| {
+            meta.mtime = Some(now);
+            meta.mtime_exact = true;
+        };
+        if let Some(Entry { meta: Some(m), .. }) = inner.entries.get_mut(dir) {
+            newer(m);
+        }
+        if !dir.is_empty() {
+            let (parent, name) = split(dir);
+            if let Some(m) = inner
+                .listings
+                .get_mut(parent)
+                .and_then(|l| l.children.get_mut(name))
+            {
+                newer(m);
+            }
+        }
+    }
+
     /// `from` was renamed to `to` through the mount.
     pub fn rename(&self, from: &[u8], to: &[u8], meta: Metadata) {
         let mut inner = self.inner.lock();

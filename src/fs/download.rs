@@ -14,7 +14,8 @@ use super::handles::Handle;
 use super::open_file::FileState;
 use super::read_ahead::ReadAhead;
 use super::spool::Spool;
-use super::{Error, Fs, Result};
+use super::{Error, ErrorKind, Fs, Result};
+use crate::store::StorePath;
 
 impl Fs {
     pub(super) fn read_handle(&self, h: &Handle, offset: u64, size: u32) -> Result<Vec<u8>> {
@@ -39,7 +40,9 @@ impl Fs {
                 return Ok(Vec::new());
             }
         }
-        let path = self.path(file.ino)?;
+        let path = self
+            .path(file.ino)
+            .map_err(|_| vanished(&format!("inode {}", file.ino)))?;
         let content = self.content.as_ref().and_then(|cache| {
             let view = file.view();
             let version = Version {
@@ -77,6 +80,7 @@ impl Fs {
             None => match self.start_download(&path, offset, content) {
                 Ok(r) => &mut slot.current.insert((version, r)).1,
                 Err(e) => {
+                    let e = self.vanished_if_gone(e, &path);
                     slot.fail(&h.read_failures, &e);
                     return Err(e);
                 }
@@ -85,11 +89,21 @@ impl Fs {
         match reader.read(offset, size as usize) {
             Ok(data) => Ok(data),
             Err(e) => {
-                let e = Error::from(e);
+                let e = self.vanished_if_gone(Error::from(e), &path);
                 slot.fail(&h.read_failures, &e);
                 Err(e)
             }
         }
+    }
+
+    /// A download of an open file that the server no longer has: the
+    /// file vanished while open (ESTALE), and the cache forgets it.
+    fn vanished_if_gone(&self, e: Error, path: &StorePath) -> Error {
+        if !e.is_not_found() {
+            return e;
+        }
+        self.cache.invalidate(path);
+        vanished(&path.to_string())
     }
 
     /// A download from `offset`; with the content cache, from the start of
@@ -151,4 +165,11 @@ fn read_spool(spool: &Spool, offset: u64, size: u32) -> Result<Vec<u8>> {
         .map_err(|e| Error::local(&e, "reading the write spool"))?;
     buf.truncate(n);
     Ok(buf)
+}
+
+fn vanished(what: &str) -> Error {
+    Error::new(
+        ErrorKind::Vanished,
+        format!("{what}: removed from the server while open"),
+    )
 }

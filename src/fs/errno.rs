@@ -31,6 +31,11 @@ pub enum ErrorKind {
     Invalid,
     /// The inode is no longer known (forgotten or removed).
     Stale,
+    /// An open file whose content is gone from the server (removed or
+    /// replaced there, or unlinked through the mount before it was read):
+    /// ESTALE, as NFS reports a handle whose file is gone, rather than
+    /// ENOENT, which read(2) is never documented to return.
+    Vanished,
     /// The local write spool failed (disk full, I/O error): the raw errno.
     Local(i32),
 }
@@ -101,6 +106,7 @@ impl Error {
             ErrorKind::NameTooLong => libc::ENAMETOOLONG,
             ErrorKind::Invalid => libc::EINVAL,
             ErrorKind::Stale => libc::ENOENT,
+            ErrorKind::Vanished => libc::ESTALE,
             ErrorKind::Local(errno) => errno,
         }
     }
@@ -160,6 +166,7 @@ mod tests {
         assert_eq!(errno(ErrorKind::NameTooLong), libc::ENAMETOOLONG);
         assert_eq!(errno(ErrorKind::Invalid), libc::EINVAL);
         assert_eq!(errno(ErrorKind::Stale), libc::ENOENT);
+        assert_eq!(errno(ErrorKind::Vanished), libc::ESTALE);
         let disk_full = io::Error::from_raw_os_error(libc::ENOSPC);
         assert_eq!(Error::local(&disk_full, "spool").errno(), libc::ENOSPC);
     }

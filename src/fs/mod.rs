@@ -71,6 +71,7 @@ mod cache;
 mod content;
 mod download;
 mod errno;
+mod free_space;
 mod handles;
 mod inode;
 mod lister;
@@ -101,6 +102,8 @@ pub use cache::CacheUsage;
 use cache::{Cache, Source};
 pub use content::{ContentCache, ContentUsage};
 pub use errno::{Error, ErrorKind, Result};
+use free_space::FreeSpace;
+pub use free_space::FREE_SPACE_TTL;
 use handles::{Handle, OpenFiles};
 use inode::InodeTable;
 pub use inode::{Ino, ROOT_INO, UNKNOWN_INO};
@@ -208,8 +211,13 @@ pub struct SetAttr {
     pub mtime: Option<SystemTime>,
 }
 
-/// What `statfs` reports. FTP cannot tell sizes or free space, so those are
-/// 0 (unknown), not a made-up large number.
+/// The block size `statfs` counts in.
+const STATFS_BLOCK: u64 = 4096;
+
+/// What `statfs` reports. FTP cannot tell the size of the server's disk, so
+/// that is 0 (unknown), not a made-up large number; free space is what the
+/// server says where it says (AVBL), shown as free blocks of a disk of that
+/// size (nothing used), and 0 elsewhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatFs {
     pub blocks: u64,
@@ -267,6 +275,7 @@ pub struct Fs {
     shutting_down: AtomicBool,
     /// File contents kept on disk between opens (None: off).
     content: Option<Arc<ContentCache>>,
+    free_space: FreeSpace,
 }
 
 fn not_found(path: &[u8]) -> Error {
@@ -339,6 +348,7 @@ impl Fs {
             fallbacks: AtomicU64::new(0),
             shutting_down: AtomicBool::new(false),
             content: None,
+            free_space: FreeSpace::default(),
         }
     }
 
@@ -459,15 +469,19 @@ impl Fs {
     }
 
     pub fn statfs(&self) -> StatFs {
+        let free_blocks = self
+            .free_space
+            .bytes(&*self.store)
+            .map_or(0, |bytes| bytes / STATFS_BLOCK);
         StatFs {
-            blocks: 0,
-            bfree: 0,
-            bavail: 0,
+            blocks: free_blocks,
+            bfree: free_blocks,
+            bavail: free_blocks,
             files: 0,
             ffree: 0,
-            bsize: 4096,
+            bsize: STATFS_BLOCK as u32,
             namelen: NAME_MAX as u32,
-            frsize: 4096,
+            frsize: STATFS_BLOCK as u32,
         }
     }
 
@@ -547,6 +561,7 @@ impl Fs {
         let meta = file.view().metadata();
         self.inodes.lock().pin(ino);
         self.cache.update(&path, meta.clone());
+        self.cache.dir_changed(&ppath, now);
         let fh = self.add_handle(file, flags);
         Ok((self.attr(ino, &meta), fh))
     }

@@ -42,6 +42,7 @@ impl Fs {
         };
         self.cache.update(&path, meta.clone());
         self.cache.set_empty_dir(&path);
+        self.cache.dir_changed(&ppath, SystemTime::now());
         let ino = self.inodes.lock().lookup(parent, name, FileKind::Dir);
         Ok(self.attr(ino, &meta))
     }
@@ -76,6 +77,7 @@ impl Fs {
         }
         self.cache.remove(&path);
         self.forget_content(&path);
+        self.cache.dir_changed(&ppath, SystemTime::now());
         self.inodes.lock().detach(parent, name);
         Ok(())
     }
@@ -103,6 +105,7 @@ impl Fs {
             return Err(e.into());
         }
         self.cache.remove(&path);
+        self.cache.dir_changed(&ppath, SystemTime::now());
         self.inodes.lock().detach(parent, name);
         Ok(())
     }
@@ -231,6 +234,9 @@ impl Fs {
         // later has the same size and time there.
         self.forget_content(&from);
         self.forget_content(&to);
+        let now = SystemTime::now();
+        self.cache.dir_changed(&ppath, now);
+        self.cache.dir_changed(&npath, now);
         Ok(())
     }
 

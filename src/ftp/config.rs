@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::identity::ClientIdentity;
+use super::socks::Proxy;
 
 /// How the control connection is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,6 +167,11 @@ pub struct FtpConfig {
     pub timeouts: Timeouts,
     pub data_mode: DataMode,
     pub keepalive: Keepalive,
+    /// A SOCKS5 proxy that every connection (control and data) goes through.
+    pub proxy: Option<Proxy>,
+    /// Send CCC after login (and PROT P), so that the control connection
+    /// goes on in clear text for firewalls' FTP helpers. Opt-in; callers warn.
+    pub clear_control_after_login: bool,
 }
 
 impl FtpConfig {
@@ -180,6 +186,8 @@ impl FtpConfig {
             timeouts: Timeouts::default(),
             data_mode: DataMode::default(),
             keepalive: Keepalive::default(),
+            proxy: None,
+            clear_control_after_login: false,
         }
     }
 

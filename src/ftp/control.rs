@@ -1,12 +1,12 @@
 //! The control connection: sends command lines and reads replies, over plain
 //! TCP until `AUTH TLS` and over TLS after it.
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
-use rustls::ClientConfig;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 use super::error::{Error, Result};
 use super::reply::{parse_reply, Reply};
@@ -20,6 +20,8 @@ pub struct Control {
     reply_timeout: Duration,
     peer: SocketAddr,
     local: SocketAddr,
+    /// The TLS version the connection had before CCC ended TLS.
+    negotiated: Option<rustls::ProtocolVersion>,
 }
 
 impl Control {
@@ -36,6 +38,7 @@ impl Control {
             reply_timeout,
             peer,
             local,
+            negotiated: None,
         })
     }
 
@@ -53,11 +56,12 @@ impl Control {
         self.stream.as_ref().is_some_and(Stream::is_tls)
     }
 
-    /// The TLS version negotiated on this connection (None before TLS).
+    /// The TLS version negotiated on this connection (None before TLS;
+    /// after CCC, the version it had, which its data connections still use).
     pub fn tls_version(&self) -> Option<rustls::ProtocolVersion> {
         match self.stream.as_ref()? {
             Stream::Tls(tls) => tls.conn.protocol_version(),
-            Stream::Plain(_) => None,
+            Stream::Plain(_) => self.negotiated,
         }
     }
 
@@ -93,6 +97,34 @@ impl Control {
         stream.finish_handshake(phase, timeout)?;
         stream.set_timeout(self.reply_timeout)?;
         self.stream = Some(stream);
+        Ok(())
+    }
+
+    /// Ends TLS after the server accepted CCC: our close_notify, then the
+    /// server's within `timeout`, then the same TCP connection in clear text.
+    /// Records are read one at a time straight from the socket, so nothing
+    /// the server sends after its close_notify (clear text) is taken into
+    /// rustls's buffer and lost. A server that answered 200 and keeps TLS
+    /// is an error that names the option to leave out.
+    pub fn end_tls(&mut self, timeout: Duration) -> Result<()> {
+        let phase = "ending TLS on the control connection after CCC";
+        if !self.pending.is_empty() {
+            return Err(Error::protocol(
+                phase,
+                "the server sent more after accepting CCC",
+            ));
+        }
+        let Some(Stream::Tls(mut tls)) = self.stream.take() else {
+            return Err(Error::protocol(phase, "the control connection is not TLS"));
+        };
+        if let Err(e) = close_tls_both_ways(&mut tls, phase, timeout) {
+            self.stream = Some(Stream::Tls(tls));
+            return Err(e);
+        }
+        self.negotiated = tls.conn.protocol_version();
+        let plain = Stream::Plain(tls.sock);
+        plain.set_timeout(self.reply_timeout)?;
+        self.stream = Some(plain);
         Ok(())
     }
 
@@ -169,4 +201,70 @@ impl Control {
             phase: "control connection is not open".into(),
         })
     }
+}
+
+/// How long a TLS record header is: type, version, length.
+const RECORD_HEADER: usize = 5;
+
+/// Sends our close_notify and reads records until the peer's (see
+/// `Control::end_tls`).
+fn close_tls_both_ways(
+    tls: &mut StreamOwned<ClientConnection, TcpStream>,
+    phase: &str,
+    timeout: Duration,
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let io = |e: std::io::Error| Error::io(phase.to_string(), e, timeout);
+    tls.conn.send_close_notify();
+    while tls.conn.wants_write() {
+        tls.conn.write_tls(&mut tls.sock).map_err(io)?;
+    }
+    let kept_tls = || {
+        Error::protocol(
+            phase,
+            format!(
+                "the server accepted CCC (200) but did not end TLS within {:.0} s (no close_notify); \
+                 leave out --clear-control-after-login with this server",
+                timeout.as_secs_f64()
+            ),
+        )
+    };
+    loop {
+        let state = tls.conn.process_new_packets().map_err(|e| Error::Tls {
+            phase: phase.to_string(),
+            reason: super::tls::describe_tls_error(&e),
+        })?;
+        if state.plaintext_bytes_to_read() > 0 {
+            return Err(Error::protocol(
+                phase,
+                "the server sent more over TLS after accepting CCC",
+            ));
+        }
+        if state.peer_has_closed() {
+            return Ok(());
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(kept_tls());
+        }
+        tls.sock.set_read_timeout(Some(left)).map_err(io)?;
+        let record = match read_record(&mut tls.sock) {
+            Ok(record) => record,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Err(kept_tls())
+            }
+            Err(e) => return Err(io(e)),
+        };
+        tls.conn.read_tls(&mut &record[..]).map_err(io)?;
+    }
+}
+
+/// Exactly one TLS record from the socket.
+fn read_record(sock: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut record = vec![0u8; RECORD_HEADER];
+    sock.read_exact(&mut record)?;
+    let length = usize::from(u16::from_be_bytes([record[3], record[4]]));
+    record.resize(RECORD_HEADER + length, 0);
+    sock.read_exact(&mut record[RECORD_HEADER..])?;
+    Ok(record)
 }

@@ -6,6 +6,7 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use super::error::{Error, Result};
+use super::socks::Bind;
 
 /// Where the data connection comes from before the transfer command is sent.
 pub enum Endpoint {
@@ -13,6 +14,9 @@ pub enum Endpoint {
     Connected(TcpStream),
     /// Active: waiting for the server to connect to us.
     Listening(TcpListener),
+    /// Active through a SOCKS5 proxy: waiting for the server to connect to
+    /// the proxy's BIND port.
+    Bound(Box<Bind>),
 }
 
 /// Binds a listener for active mode on `ip`, on a port of `range` (or any).
@@ -64,16 +68,10 @@ pub fn accept_or_reply(
     timeout: Duration,
 ) -> Result<Ready> {
     let deadline = Instant::now() + timeout;
+    let phase = "waiting for the server to open the active data connection";
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(Error::Timeout {
-                phase: "waiting for the server to open the active data connection".into(),
-                after: timeout,
-            });
-        }
-        let (listener_ready, control_ready) =
-            poll_two(listener.as_raw_fd(), control.as_raw_fd(), left)?;
+        let (listener_ready, control_ready, _) =
+            first_readable(listener.as_raw_fd(), control, deadline, timeout, phase)?;
         if listener_ready {
             let (stream, peer) = listener.accept().map_err(|source| Error::Io {
                 phase: "accepting the active data connection".into(),
@@ -89,6 +87,55 @@ pub fn accept_or_reply(
             return Ok(Ready::Control);
         }
     }
+}
+
+/// What became ready first in active mode through a proxy.
+pub enum BindReady {
+    /// The server connected to the proxy, which passes the connection on.
+    Connection(TcpStream),
+    /// The control connection has something to say; the bind is still waiting.
+    Control(Box<Bind>),
+}
+
+/// Waits until the proxy reports the server's connection (its second BIND
+/// reply) or the control connection becomes readable, for at most `timeout`.
+pub fn bound_or_reply(
+    bind: Box<Bind>,
+    control: &TcpStream,
+    timeout: Duration,
+) -> Result<BindReady> {
+    let deadline = Instant::now() + timeout;
+    let phase = "waiting for the server to connect to the proxy's BIND port";
+    loop {
+        let (proxy_ready, control_ready, left) =
+            first_readable(bind.socket().as_raw_fd(), control, deadline, timeout, phase)?;
+        if proxy_ready {
+            return bind.accept(left).map(BindReady::Connection);
+        }
+        if control_ready {
+            return Ok(BindReady::Control(bind));
+        }
+    }
+}
+
+/// Polls `fd` and the control connection until `deadline` (a timeout of
+/// `timeout` in all, named `phase`): which are readable, and the time left.
+fn first_readable(
+    fd: i32,
+    control: &TcpStream,
+    deadline: Instant,
+    timeout: Duration,
+    phase: &str,
+) -> Result<(bool, bool, Duration)> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(Error::Timeout {
+            phase: phase.into(),
+            after: timeout,
+        });
+    }
+    let (fd_ready, control_ready) = poll_two(fd, control.as_raw_fd(), left)?;
+    Ok((fd_ready, control_ready, left))
 }
 
 /// poll(2) on two descriptors for readability.

@@ -63,6 +63,13 @@ pub enum Error {
     InvalidInput(String),
     /// The configuration cannot work (e.g. unreadable CA file).
     Config(String),
+    /// A SOCKS5 proxy refused or broke the handshake; `kind` says whether
+    /// that may pass (unreachable host) or not (wrong password, rules).
+    Proxy {
+        phase: String,
+        detail: String,
+        kind: Kind,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -114,6 +121,7 @@ impl Error {
             Error::Reply { code, text, .. } => classify_reply(*code, text),
             Error::Protocol { .. } => Kind::Protocol,
             Error::InvalidInput(_) | Error::Config(_) => Kind::InvalidInput,
+            Error::Proxy { kind, .. } => *kind,
         }
     }
 
@@ -218,6 +226,7 @@ impl fmt::Display for Error {
             }
             Error::InvalidInput(msg) => write!(f, "invalid request: {msg}"),
             Error::Config(msg) => write!(f, "configuration error: {msg}"),
+            Error::Proxy { phase, detail, .. } => write!(f, "{phase}: {detail}"),
         }
     }
 }

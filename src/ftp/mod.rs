@@ -2,6 +2,7 @@
 //! connections, listings and a pool of control sessions. It knows nothing of
 //! FUSE, inodes or caches.
 pub mod address;
+pub mod avbl;
 pub mod config;
 pub mod control;
 pub mod data;
@@ -15,6 +16,7 @@ pub mod net;
 pub mod pool;
 pub mod reply;
 pub mod session;
+pub mod socks;
 pub mod stream;
 pub mod time;
 pub mod tls;

@@ -140,8 +140,15 @@ impl Pool {
     /// Checks out a session, connecting a new one when below the limit and
     /// waiting for one to come back otherwise.
     pub fn get(&self) -> Result<PooledSession> {
+        self.get_within(self.shared.settings.checkout_timeout)
+    }
+
+    /// `get`, waiting at most `wait` for a session to come back (zero: a
+    /// session only if one is idle or may be opened now), for what is not
+    /// worth waiting for, such as the free space `df` shows.
+    pub fn get_within(&self, wait: Duration) -> Result<PooledSession> {
         let shared = &self.shared;
-        let deadline = Instant::now() + shared.settings.checkout_timeout;
+        let deadline = Instant::now() + wait;
         loop {
             let mut state = shared.state.lock();
             if state.closed {
@@ -186,7 +193,7 @@ impl Pool {
             {
                 return Err(Error::Timeout {
                     phase: format!("waiting for a free FTP session ({} in use)", state.open),
-                    after: shared.settings.checkout_timeout,
+                    after: wait,
                 });
             }
         }

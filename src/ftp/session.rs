@@ -24,8 +24,8 @@ use super::control::Control;
 use super::data::{self, Endpoint, Ready};
 use super::dialogue::abort::Abort;
 use super::dialogue::digest::{self as digest_dialogue, Hash, Hashed};
-use super::dialogue::endpoint::{Active, Passive};
-use super::dialogue::login::{Credentials, Greeting, Setup};
+use super::dialogue::endpoint::{Active, Passive, PassiveAddress};
+use super::dialogue::login::{ClearControl, Cleared, Credentials, Greeting, Setup};
 use super::dialogue::transfer::{OpenTransfer, TransferEnd};
 use super::dialogue::{self, Action, Command, Conversation, Fact, Input, ReadReply, Step, Wait};
 use super::error::{Error, Result};
@@ -34,6 +34,7 @@ use super::listing::{self, Entry};
 use super::login_gate::LoginGate;
 use super::net;
 use super::reply::Reply;
+use super::socks::{self, Address};
 use super::stream::Stream;
 use super::time;
 use super::tls::SessionStore;
@@ -119,6 +120,8 @@ pub struct Connector {
     epsv_refused: AtomicBool,
     /// Set once the server refused `LIST -a`, so later listings use plain LIST.
     list_a_refused: AtomicBool,
+    /// Set once the server refused CCC, which is then logged at debug level.
+    ccc_refused: AtomicBool,
     /// Until the credentials were accepted once, one session sends them.
     login_gate: LoginGate,
     stats: Stats,
@@ -146,6 +149,7 @@ impl Connector {
             server_name,
             epsv_refused: AtomicBool::new(false),
             list_a_refused: AtomicBool::new(false),
+            ccc_refused: AtomicBool::new(false),
             login_gate: LoginGate::default(),
             stats: Stats::default(),
         }))
@@ -166,7 +170,7 @@ impl Connector {
         let refusals_before = self.login_gate.refusals();
         let config = &self.config;
         let timeouts = config.timeouts;
-        let tcp = net::connect("control connection", &config.address(), timeouts.connect)?;
+        let (tcp, server) = self.open_control_tcp()?;
         net::tune(&tcp, timeouts.connect, &config.keepalive)?;
         let base = if self.tls12_for_data_reuse.load(Ordering::Relaxed) {
             &self.tls12_base
@@ -176,6 +180,7 @@ impl Connector {
         let (tls, tickets) = base.as_ref().map(super::tls::for_session).unzip();
         let mut session = Session {
             control: Control::new(tcp, timeouts.connect)?,
+            server,
             connector: Arc::clone(self),
             tls,
             tickets,
@@ -194,10 +199,38 @@ impl Connector {
         }
         Ok(session)
     }
+
+    /// The control connection's socket, straight to the server or through
+    /// the proxy, and the server's address as it was reached.
+    fn open_control_tcp(&self) -> Result<(std::net::TcpStream, Address)> {
+        let config = &self.config;
+        let timeout = config.timeouts.connect;
+        match &config.proxy {
+            Some(proxy) => socks::connect(
+                proxy,
+                "control connection",
+                &config.host,
+                config.port,
+                timeout,
+            ),
+            None => {
+                let tcp = net::connect("control connection", &config.address(), timeout)?;
+                let peer = tcp.peer_addr().map_err(|source| Error::Io {
+                    phase: "reading the server's address".into(),
+                    source,
+                })?;
+                Ok((tcp, Address::Ip(peer)))
+            }
+        }
+    }
 }
 
 pub struct Session {
     control: Control,
+    /// The server as the control connection reached it: its address, or
+    /// through a proxy the host as given. Data connections go here by
+    /// default, whatever a PASV reply says.
+    server: Address,
     connector: Arc<Connector>,
     /// This session's TLS configuration, with its own resumption store.
     tls: Option<Arc<ClientConfig>>,
@@ -258,6 +291,27 @@ impl Session {
         outcome?;
         self.features = self.converse(Setup::new(self.tls.is_some()))?;
         self.hash_selected = self.features.hash_selected;
+        if self.config().clear_control_after_login && self.control.is_tls() {
+            self.clear_control()?;
+        }
+        Ok(())
+    }
+
+    /// CCC, on every new or reconnected session; a refusal keeps TLS and
+    /// is said once per mount (then at debug level).
+    fn clear_control(&mut self) -> Result<()> {
+        match self.converse(ClearControl::new())? {
+            Cleared::Yes => log::debug!("CCC: the control connection is in clear text now"),
+            Cleared::Refused(reply) => {
+                if !self.connector.ccc_refused.swap(true, Ordering::Relaxed) {
+                    log::warn!(
+                        "the server refused CCC ({reply}); the control connection stays encrypted"
+                    );
+                } else {
+                    log::debug!("CCC refused again ({reply}); staying with TLS");
+                }
+            }
+        }
         Ok(())
     }
 
@@ -360,6 +414,10 @@ impl Session {
             Action::SendAhead(command) => self.send(&command).map(|()| Input::Done),
             Action::Read(read) => self.read_for(&read),
             Action::StartTls => self.start_tls().map(|()| Input::Done),
+            Action::EndTls => {
+                let timeout = self.config().timeouts.reply;
+                self.control.end_tls(timeout).map(|()| Input::Done)
+            }
             Action::Learn(Fact::EpsvRefused) => {
                 self.connector.epsv_refused.store(true, Ordering::Relaxed);
                 Ok(Input::Done)
@@ -414,6 +472,12 @@ impl Session {
             let _ = self.command("QUIT", None);
         }
         self.control.close();
+    }
+
+    /// The free space the server tells (AVBL); see `avbl`.
+    pub fn available_space(&mut self) -> Result<super::avbl::Available> {
+        let reply = self.command("AVBL", None)?;
+        Ok(super::avbl::Available::from_reply(&reply))
     }
 
     pub fn pwd(&mut self) -> Result<Vec<u8>> {
@@ -603,9 +667,9 @@ impl Session {
         offset: u64,
     ) -> Result<Stream> {
         self.keep_data_resumable()?;
-        let (mut passive, listener) = match self.open_endpoint()? {
+        let (mut passive, mut waiting) = match self.open_endpoint()? {
             Endpoint::Connected(tcp) => (Some(tcp), None),
-            Endpoint::Listening(listener) => (None, Some(listener)),
+            waiting => (None, Some(waiting)),
         };
         let shown = dialogue::shown_command(verb, arg);
         let timeouts = self.config().timeouts;
@@ -625,12 +689,10 @@ impl Session {
                         }
                         Err(e) => Err(session.refusal_behind(e, &shown)),
                     },
-                    None => session.await_active(listener.as_ref(), &phase, &shown, &mut stream),
+                    None => session.await_active(&mut waiting, &phase, &shown, &mut stream),
                 }
             }
-            Action::AwaitData => {
-                session.await_active(listener.as_ref(), &phase, &shown, &mut stream)
-            }
+            Action::AwaitData => session.await_active(&mut waiting, &phase, &shown, &mut stream),
             action => session.perform(action),
         })?;
         let mut stream =
@@ -666,22 +728,46 @@ impl Session {
 
     /// In active mode: the server's connection to our listener (wrapped in
     /// TLS into `stream`), or its reply if it says something first.
+    /// `waiting` is the listener, or the proxy's bind, which stays there
+    /// while the control connection speaks first.
     fn await_active(
         &mut self,
-        listener: Option<&std::net::TcpListener>,
+        waiting: &mut Option<Endpoint>,
         phase: &str,
         shown: &str,
         stream: &mut Option<Stream>,
     ) -> Result<Input> {
-        let listener =
-            listener.ok_or_else(|| Error::protocol(phase.to_string(), "no data connection"))?;
-        match self.wait_for_active(listener, phase)? {
+        let ready = match waiting.take() {
+            Some(Endpoint::Listening(listener)) => {
+                let ready = self.wait_for_active(&listener, phase);
+                *waiting = Some(Endpoint::Listening(listener));
+                ready?
+            }
+            Some(Endpoint::Bound(bind)) => match self.wait_for_bind(bind, phase)? {
+                data::BindReady::Connection(tcp) => Ready::Connection(tcp),
+                data::BindReady::Control(bind) => {
+                    *waiting = Some(Endpoint::Bound(bind));
+                    Ready::Control
+                }
+            },
+            _ => return Err(Error::protocol(phase.to_string(), "no data connection")),
+        };
+        match ready {
             Ready::Connection(tcp) => {
                 *stream = Some(self.wrap_data(tcp, phase)?);
                 Ok(Input::DataConnected)
             }
             Ready::Control => Ok(Input::Reply(self.read_reply(shown)?)),
         }
+    }
+
+    /// Through a proxy: waits for the server to connect to the proxy's BIND
+    /// port, or to say something on the control connection first.
+    fn wait_for_bind(&self, bind: Box<socks::Bind>, phase: &str) -> Result<data::BindReady> {
+        let control_tcp = self.control.tcp().ok_or_else(|| Error::Closed {
+            phase: phase.to_string(),
+        })?;
+        data::bound_or_reply(bind, control_tcp, self.config().timeouts.connect)
     }
 
     /// Waits for the server to connect to our active-mode listener, or to say
@@ -779,14 +865,30 @@ impl Session {
                 epsv,
             } => {
                 let try_epsv = epsv && !self.connector.epsv_refused.load(Ordering::Relaxed);
-                let passive = Passive::new(self.control.peer(), try_epsv, trust_pasv_address);
-                let addr = self.converse(passive)?;
-                let tcp = net::connect(
-                    "data connection",
-                    &addr.to_string(),
-                    self.config().timeouts.connect,
-                )?;
+                let over_ipv6 = matches!(self.server, Address::Ip(SocketAddr::V6(_)));
+                let passive = Passive::new(over_ipv6, try_epsv, trust_pasv_address);
+                let target = match self.converse(passive)? {
+                    PassiveAddress::ControlPeer(port) => self.server.with_port(port),
+                    PassiveAddress::Advertised(addr) => Address::Ip(addr),
+                };
+                let timeout = self.config().timeouts.connect;
+                let tcp = match &self.config().proxy {
+                    Some(proxy) => socks::connect_to(proxy, "data connection", &target, timeout)?,
+                    None => net::connect("data connection", &target.to_string(), timeout)?,
+                };
                 Ok(Endpoint::Connected(tcp))
+            }
+            DataMode::Active { advertise, .. } if self.config().proxy.is_some() => {
+                // SOCKS5 BIND: the proxy listens for the server.
+                let config = self.config();
+                let proxy = config.proxy.as_ref().ok_or_else(|| Error::Closed {
+                    phase: "the proxy configuration".into(),
+                })?;
+                let bind = socks::bind(proxy, &self.server, config.timeouts.connect)?;
+                let listening = bind.listening;
+                let shown = SocketAddr::new(advertise.unwrap_or(listening.ip()), listening.port());
+                self.converse(Active::new(shown))?;
+                Ok(Endpoint::Bound(Box::new(bind)))
             }
             DataMode::Active { ports, advertise } => {
                 let local_ip = self.control.local().ip();
@@ -806,6 +908,10 @@ impl Session {
 
     pub(super) fn session_timeouts(&self) -> super::config::Timeouts {
         self.config().timeouts
+    }
+
+    pub(super) fn through_proxy(&self) -> bool {
+        self.config().proxy.is_some()
     }
 
     /// Reads the reply that closes a transfer; 226/250 mean complete.

@@ -79,10 +79,24 @@ impl Stream {
     /// session tickets sent after the data arrive and get stored for the next
     /// data connection to resume.
     pub fn close_write(&mut self) -> io::Result<()> {
+        self.end_writing(true)
+    }
+
+    /// `close_write`, where `half_close` false leaves the TCP connection
+    /// open after a TLS close_notify, for the peer to close. Needed through
+    /// SOCKS5 proxies that end both directions at the first EOF (microsocks):
+    /// the server's own close_notify then meets a closed socket, and the
+    /// reset that answers it makes the server lose the end of the upload
+    /// (vsftpd: "426 Failure reading network stream"). Plain connections
+    /// always half-close: EOF is their only end of data.
+    pub fn end_writing(&mut self, half_close: bool) -> io::Result<()> {
         if let Stream::Tls(tls) = self {
             tls.conn.send_close_notify();
             while tls.conn.wants_write() {
                 tls.conn.write_tls(&mut tls.sock)?;
+            }
+            if !half_close {
+                return Ok(());
             }
         }
         self.tcp().shutdown(Shutdown::Write)

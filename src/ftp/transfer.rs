@@ -152,9 +152,10 @@ impl<S: DerefMut<Target = Session>> Upload<S> {
             return Err(Error::protocol("upload", "already finished"));
         };
         let data_idle = self.session.session_timeouts().data_idle;
+        let half_close = !self.session.through_proxy();
         let closed = stream
             .flush()
-            .and_then(|()| stream.close_write())
+            .and_then(|()| stream.end_writing(half_close))
             .and_then(|()| stream.drain_to_eof());
         drop(stream);
         if let Err(e) = closed {

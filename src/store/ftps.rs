@@ -7,10 +7,11 @@
 //! says it is complete.
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
+use crate::ftp::avbl::Available;
 use crate::ftp::dialogue::digest::Hashed;
 use crate::ftp::features::Features;
 use crate::ftp::listing::{Entry, EntryKind};
@@ -50,6 +51,8 @@ pub struct FtpsStore {
     store_at_offset: Mutex<StoreAtOffset>,
     /// Downloads and uploads in flight, for `ftpsfs status`.
     transfers: Arc<Transfers>,
+    /// Set once the server refused AVBL: free space is not asked again.
+    avbl_refused: AtomicBool,
 }
 
 impl FtpsStore {
@@ -77,6 +80,7 @@ impl FtpsStore {
             hash_ignores_rang: AtomicBool::new(false),
             store_at_offset: Mutex::new(StoreAtOffset::Unknown),
             transfers: Arc::default(),
+            avbl_refused: AtomicBool::new(false),
         };
         store.check_root()?;
         Ok(store)
@@ -468,6 +472,34 @@ impl RemoteStore for FtpsStore {
             set_mtime: self.capabilities.set_mtime
                 && !self.set_mtime_refused.load(Ordering::Relaxed),
             ..self.capabilities
+        }
+    }
+
+    fn free_space(&self) -> Option<u64> {
+        if self.avbl_refused.load(Ordering::Relaxed) {
+            return None;
+        }
+        // Not worth waiting for: with every session busy (downloads), df
+        // answers "unknown" at once instead of waiting for one.
+        let asked = self
+            .pool
+            .get_within(Duration::ZERO)
+            .and_then(|mut session| session.available_space());
+        match asked {
+            Ok(Available::Bytes(bytes)) => Some(bytes),
+            Ok(Available::NotOffered(reply)) => {
+                log::debug!("the server does not tell free space (AVBL: {reply}); df shows 0");
+                self.avbl_refused.store(true, Ordering::Relaxed);
+                None
+            }
+            Ok(Available::Unreadable(reply)) => {
+                log::debug!("AVBL did not answer a number of bytes ({reply:?}); df shows 0");
+                None
+            }
+            Err(e) => {
+                log::debug!("asking free space (AVBL) failed: {e}; df shows 0");
+                None
+            }
         }
     }
 }

@@ -154,6 +154,10 @@ pub trait RemoteStore: Send + Sync {
     fn chmod(&self, path: &[u8], mode: u32) -> Result<()>;
     fn set_mtime(&self, path: &[u8], mtime: SystemTime) -> Result<()>;
     fn capabilities(&self) -> Capabilities;
+    /// The bytes the server says this user may still store, where it tells
+    /// (AVBL; a quota in the memory store); `None` where it cannot say.
+    /// Never an error: `df` falls back to "unknown" (0).
+    fn free_space(&self) -> Option<u64>;
 }
 
 /// A shared store is a store, so a wrapper (a fault injector in the tests, a
@@ -215,6 +219,9 @@ impl<S: RemoteStore + ?Sized> RemoteStore for Arc<S> {
     }
     fn capabilities(&self) -> Capabilities {
         (**self).capabilities()
+    }
+    fn free_space(&self) -> Option<u64> {
+        (**self).free_space()
     }
 }
 

@@ -254,6 +254,14 @@ impl<S: RemoteStore> RemoteStore for FaultyStore<S> {
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
     }
+
+    /// A fault armed for it makes the answer "unknown", as a failed AVBL.
+    fn free_space(&self) -> Option<u64> {
+        match self.enter(Op::FreeSpace) {
+            Ok(()) => self.inner.free_space(),
+            Err(_) => None,
+        }
+    }
 }
 
 struct FaultyReader {

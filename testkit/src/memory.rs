@@ -962,6 +962,12 @@ impl RemoteStore for MemoryStore {
     fn capabilities(&self) -> Capabilities {
         self.state.lock().capabilities
     }
+
+    /// What is left of the quota; `None` without one, as most FTP servers.
+    fn free_space(&self) -> Option<u64> {
+        let state = self.enter(Op::FreeSpace);
+        state.quota.map(|quota| quota.saturating_sub(state.used))
+    }
 }
 
 /// A download over the content as it was when it was opened.

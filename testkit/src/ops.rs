@@ -21,10 +21,11 @@ pub enum Op {
     Rename,
     Chmod,
     SetMtime,
+    FreeSpace,
 }
 
 impl Op {
-    pub const ALL: [Op; 15] = [
+    pub const ALL: [Op; 16] = [
         Op::List,
         Op::Stat,
         Op::ExactMtime,
@@ -40,6 +41,7 @@ impl Op {
         Op::Rename,
         Op::Chmod,
         Op::SetMtime,
+        Op::FreeSpace,
     ];
 }
 
@@ -62,6 +64,7 @@ pub struct OpCounts {
     pub rename: u64,
     pub chmod: u64,
     pub set_mtime: u64,
+    pub free_space: u64,
     /// Bytes returned by the reads of download streams.
     pub bytes_read: u64,
     /// Bytes stored by the writes of upload streams.
@@ -91,6 +94,7 @@ impl OpCounts {
             Op::Rename => self.rename,
             Op::Chmod => self.chmod,
             Op::SetMtime => self.set_mtime,
+            Op::FreeSpace => self.free_space,
         }
     }
 
@@ -111,6 +115,7 @@ impl OpCounts {
             Op::Rename => &mut self.rename,
             Op::Chmod => &mut self.chmod,
             Op::SetMtime => &mut self.set_mtime,
+            Op::FreeSpace => &mut self.free_space,
         };
         *count += 1;
     }

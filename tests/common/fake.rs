@@ -92,6 +92,17 @@ pub fn plain_config(port: u16) -> FtpConfig {
     config
 }
 
+/// The FTPS store over plain FTP to a scripted server, with the mount's
+/// root at the login directory.
+pub fn plain_store(server: &FakeServer) -> ftpsfs::store::ftps::FtpsStore {
+    use ftpsfs::ftp::{Connector, Pool, PoolSettings};
+    let pool = Pool::new(
+        Connector::new(plain_config(server.port)).unwrap(),
+        PoolSettings::default(),
+    );
+    ftpsfs::store::ftps::FtpsStore::connect(std::sync::Arc::new(pool), b"").expect("store")
+}
+
 impl FakeServer {
     /// Serves each connection with `script` on its own thread. The threads
     /// end when the client disconnects; the listener thread ends with the

@@ -12,6 +12,7 @@ pub mod require;
 pub mod scratch;
 pub mod script_server;
 pub mod server;
+pub mod socks;
 pub mod store_contract;
 pub mod suite;
 pub mod tls_fake;

@@ -92,7 +92,7 @@ impl Mount {
         Mount::start_url(info, &url, extra)
     }
 
-    fn start_url(info: &ServerInfo, url: &str, extra: &[&str]) -> Mount {
+    pub fn start_url(info: &ServerInfo, url: &str, extra: &[&str]) -> Mount {
         super::require::fuse();
         let base = std::env::temp_dir().join(format!(
             "ftpsfs-mount-{}-{}",

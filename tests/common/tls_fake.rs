@@ -30,6 +30,17 @@ pub enum DataEnd {
     Plaintext,
 }
 
+/// How the server answers CCC.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Ccc {
+    /// 502, as vsftpd does.
+    Unknown,
+    /// 200, close_notify both ways, then the control connection in clear.
+    Clears,
+    /// 200, and TLS goes on: no close_notify ever comes.
+    KeepsTls,
+}
+
 struct TempDir(PathBuf);
 impl Drop for TempDir {
     fn drop(&mut self) {
@@ -58,6 +69,11 @@ pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
 
 impl TlsFake {
     pub fn start(data_end: DataEnd) -> TlsFake {
+        TlsFake::start_with(data_end, Ccc::Unknown)
+    }
+
+    /// With `ccc`, what the server does with CCC.
+    pub fn start_with(data_end: DataEnd, ccc: Ccc) -> TlsFake {
         let dir = std::env::temp_dir().join(format!(
             "ftpsfs-tlsfake-{}-{:?}",
             std::process::id(),
@@ -82,7 +98,7 @@ impl TlsFake {
         thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let config = Arc::clone(&config);
-                thread::spawn(move || serve(stream, config, data_end));
+                thread::spawn(move || serve(stream, config, data_end, ccc));
             }
         });
         TlsFake {
@@ -100,7 +116,7 @@ fn tls_accept(tcp: TcpStream, config: &Arc<ServerConfig>) -> Tls {
     StreamOwned::new(ServerConnection::new(Arc::clone(config)).unwrap(), tcp)
 }
 
-fn recv(tls: &mut Tls) -> Option<String> {
+fn recv(tls: &mut impl Read) -> Option<String> {
     let mut line = Vec::new();
     let mut byte = [0u8; 1];
     loop {
@@ -114,7 +130,7 @@ fn recv(tls: &mut Tls) -> Option<String> {
     }
 }
 
-fn serve(mut tcp: TcpStream, config: Arc<ServerConfig>, data_end: DataEnd) {
+fn serve(mut tcp: TcpStream, config: Arc<ServerConfig>, data_end: DataEnd, ccc: Ccc) {
     let _ = tcp.write_all(b"220 tls fake\r\n");
     let mut auth = [0u8; 10];
     if tcp.read_exact(&mut auth).is_err() || &auth != b"AUTH TLS\r\n" {
@@ -124,47 +140,110 @@ fn serve(mut tcp: TcpStream, config: Arc<ServerConfig>, data_end: DataEnd) {
     let mut control = tls_accept(tcp, &config);
     let mut passive: Option<TcpListener> = None;
     while let Some(line) = recv(&mut control) {
-        let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
-        let reply = match verb.as_str() {
-            "USER" => "331 password\r\n".to_string(),
-            "PASS" => "230 in\r\n".to_string(),
-            "PBSZ" | "PROT" | "TYPE" | "NOOP" => "200 ok\r\n".to_string(),
-            "FEAT" => "211-Features:\r\n EPSV\r\n211 End\r\n".to_string(),
-            "EPSV" => {
-                let l = TcpListener::bind("127.0.0.1:0").unwrap();
-                let port = l.local_addr().unwrap().port();
-                passive = Some(l);
-                format!("229 ok (|||{port}|)\r\n")
+        if line.eq_ignore_ascii_case("CCC") && ccc != Ccc::Unknown {
+            let _ = control.write_all(b"200 clearing\r\n");
+            let _ = control.flush();
+            if ccc == Ccc::KeepsTls {
+                // Deaf to the client's close_notify: holds the connection
+                // until the client gives up and closes it.
+                let mut ignored = Vec::new();
+                let _ = control.sock.read_to_end(&mut ignored);
+                return;
             }
-            "RETR" => {
-                let Some(l) = passive.take() else { return };
-                let _ = control.write_all(b"150 data\r\n");
-                let (mut tcp, _) = l.accept().unwrap();
-                if let DataEnd::Plaintext = data_end {
-                    let _ = tcp.write_all(&[7u8; 1000]);
-                    let _ = tcp.shutdown(Shutdown::Both);
-                    let _ = control.write_all(b"226 done\r\n");
-                    continue;
-                }
-                let mut data = tls_accept(tcp, &config);
-                let _ = data.write_all(&[7u8; 1000]);
-                let _ = data.flush();
-                match data_end {
-                    DataEnd::CloseNotify => {
-                        data.conn.send_close_notify();
-                        let _ = data.flush();
-                        let mut rest = Vec::new();
-                        let _ = data.read_to_end(&mut rest);
-                    }
-                    DataEnd::BareClose | DataEnd::Plaintext => {
-                        let _ = data.sock.shutdown(Shutdown::Both);
-                    }
-                }
-                "226 done\r\n".to_string()
+            control.conn.send_close_notify();
+            let _ = control.flush();
+            if !read_until_close_notify(&mut control) {
+                return;
             }
-            _ => "502 no\r\n".to_string(),
+            let mut plain = control.sock;
+            while let Some(line) = recv(&mut plain) {
+                let Some(reply) = answer(&mut plain, &line, &mut passive, &config, data_end) else {
+                    return;
+                };
+                let _ = plain.write_all(reply.as_bytes());
+            }
+            return;
+        }
+        let Some(reply) = answer(&mut control, &line, &mut passive, &config, data_end) else {
+            return;
         };
         let _ = control.write_all(reply.as_bytes());
         let _ = control.flush();
     }
+}
+
+/// Reads TLS records one at a time until the client's close_notify, so
+/// that the clear-text command right behind it stays in the socket (a
+/// rustls read would take it into its buffer). False if anything else came.
+fn read_until_close_notify(tls: &mut Tls) -> bool {
+    loop {
+        match tls.conn.process_new_packets() {
+            Ok(state) if state.plaintext_bytes_to_read() > 0 => return false,
+            Ok(state) if state.peer_has_closed() => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+        let mut record = vec![0u8; 5];
+        if tls.sock.read_exact(&mut record).is_err() {
+            return false;
+        }
+        let length = usize::from(u16::from_be_bytes([record[3], record[4]]));
+        record.resize(5 + length, 0);
+        if tls.sock.read_exact(&mut record[5..]).is_err()
+            || tls.conn.read_tls(&mut &record[..]).is_err()
+        {
+            return false;
+        }
+    }
+}
+
+/// The reply to one command line (`None`: end the session).
+fn answer(
+    control: &mut impl Write,
+    line: &str,
+    passive: &mut Option<TcpListener>,
+    config: &Arc<ServerConfig>,
+    data_end: DataEnd,
+) -> Option<String> {
+    let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
+    let reply = match verb.as_str() {
+        "USER" => "331 password\r\n".to_string(),
+        "PASS" => "230 in\r\n".to_string(),
+        "PBSZ" | "PROT" | "TYPE" | "NOOP" => "200 ok\r\n".to_string(),
+        "FEAT" => "211-Features:\r\n EPSV\r\n211 End\r\n".to_string(),
+        "EPSV" => {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = l.local_addr().unwrap().port();
+            *passive = Some(l);
+            format!("229 ok (|||{port}|)\r\n")
+        }
+        "RETR" => {
+            let l = passive.take()?;
+            let _ = control.write_all(b"150 data\r\n");
+            let _ = control.flush();
+            let (mut tcp, _) = l.accept().unwrap();
+            if let DataEnd::Plaintext = data_end {
+                let _ = tcp.write_all(&[7u8; 1000]);
+                let _ = tcp.shutdown(Shutdown::Both);
+                return Some("226 done\r\n".to_string());
+            }
+            let mut data = tls_accept(tcp, config);
+            let _ = data.write_all(&[7u8; 1000]);
+            let _ = data.flush();
+            match data_end {
+                DataEnd::CloseNotify => {
+                    data.conn.send_close_notify();
+                    let _ = data.flush();
+                    let mut rest = Vec::new();
+                    let _ = data.read_to_end(&mut rest);
+                }
+                DataEnd::BareClose | DataEnd::Plaintext => {
+                    let _ = data.sock.shutdown(Shutdown::Both);
+                }
+            }
+            "226 done\r\n".to_string()
+        }
+        _ => "502 no\r\n".to_string(),
+    };
+    Some(reply)
 }

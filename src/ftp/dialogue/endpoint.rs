@@ -19,9 +19,20 @@ fn not_understood(code: u16) -> bool {
     matches!(code, 500 | 502 | 504 | 522)
 }
 
+/// Where a passive data connection goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassiveAddress {
+    /// This port on the server the control connection reached (its peer,
+    /// or through a proxy the server's host as given).
+    ControlPeer(u16),
+    /// The address of a trusted PASV reply.
+    Advertised(SocketAddr),
+}
+
 pub struct Passive {
-    /// The control connection's peer: where data connections go by default.
-    peer: SocketAddr,
+    /// Whether the control connection reached the server over IPv6, where
+    /// PASV cannot name an address.
+    over_ipv6: bool,
     trust_pasv_address: bool,
     state: PassiveState,
 }
@@ -36,9 +47,9 @@ enum PassiveState {
 
 impl Passive {
     /// `try_epsv`: EPSV is enabled and this server has not refused it yet.
-    pub fn new(peer: SocketAddr, try_epsv: bool, trust_pasv_address: bool) -> Passive {
+    pub fn new(over_ipv6: bool, try_epsv: bool, trust_pasv_address: bool) -> Passive {
         Passive {
-            peer,
+            over_ipv6,
             trust_pasv_address,
             state: if try_epsv {
                 PassiveState::Epsv
@@ -55,41 +66,38 @@ impl Passive {
         }
     }
 
-    fn pasv_address(&self, reply: &Reply) -> Result<SocketAddr> {
+    fn pasv_address(&self, reply: &Reply) -> Result<PassiveAddress> {
         let advertised = address::parse_pasv(reply.first_line())
             .ok_or_else(|| Error::protocol("PASV", format!("no address in {:?}", reply.text())))?;
         if self.trust_pasv_address {
-            return Ok(advertised);
+            return Ok(PassiveAddress::Advertised(advertised));
         }
-        if advertised.ip() != self.peer.ip() {
-            log::debug!(
-                "PASV reply names {}; using the control connection's peer {} instead",
-                advertised.ip(),
-                self.peer.ip()
-            );
-        }
-        Ok(SocketAddr::new(self.peer.ip(), advertised.port()))
+        log::debug!(
+            "PASV reply names {}; using the server the control connection reached",
+            advertised.ip(),
+        );
+        Ok(PassiveAddress::ControlPeer(advertised.port()))
     }
 }
 
 impl Conversation for Passive {
     /// Where to open the data connection.
-    type Outcome = SocketAddr;
+    type Outcome = PassiveAddress;
 
-    fn start(&mut self) -> Result<Step<SocketAddr>> {
+    fn start(&mut self) -> Result<Step<PassiveAddress>> {
         send(self.command())
     }
 
-    fn next(&mut self, input: Input) -> Result<Step<SocketAddr>> {
+    fn next(&mut self, input: Input) -> Result<Step<PassiveAddress>> {
         match (self.state, input) {
             (PassiveState::Epsv, Input::Reply(reply)) => {
                 if reply.code == 229 {
                     let port = address::parse_epsv(reply.first_line()).ok_or_else(|| {
                         Error::protocol("EPSV", format!("no port in {:?}", reply.text()))
                     })?;
-                    return finished(SocketAddr::new(self.peer.ip(), port));
+                    return finished(PassiveAddress::ControlPeer(port));
                 }
-                if !not_understood(reply.code) || self.peer.is_ipv6() {
+                if !not_understood(reply.code) || self.over_ipv6 {
                     return Err(super::refused("EPSV", &reply));
                 }
                 log::info!("server refused EPSV ({}); using PASV", reply.code);
@@ -183,21 +191,20 @@ mod tests {
 
     #[test]
     fn passive() {
-        let v4 = addr("192.0.2.1:21");
-        let v6 = addr("[2001:db8::1]:21");
+        let (v4, v6) = (false, true);
         #[rustfmt::skip]
         let table: Vec<(Passive, Lines, Lines, Expected<&str>)> = vec![
-            (Passive::new(v4, EPSV, UNTRUSTED), &["229 Entering Extended Passive Mode (|||6446|)"], &["EPSV"], Ok("192.0.2.1:6446")),
-            (Passive::new(v6, EPSV, UNTRUSTED), &["229 ok (|||6446|)"], &["EPSV"], Ok("[2001:db8::1]:6446")),
+            (Passive::new(v4, EPSV, UNTRUSTED), &["229 Entering Extended Passive Mode (|||6446|)"], &["EPSV"], Ok("peer:6446")),
+            (Passive::new(v6, EPSV, UNTRUSTED), &["229 ok (|||6446|)"], &["EPSV"], Ok("peer:6446")),
             (Passive::new(v4, EPSV, UNTRUSTED), &["500 EPSV not understood", "227 Entering Passive Mode (192,0,2,1,4,1)."],
-                &["EPSV", "learn EpsvRefused", "PASV"], Ok("192.0.2.1:1025")),
-            (Passive::new(v4, EPSV, UNTRUSTED), &["502 no", "227 (192,0,2,1,4,1)"], &["EPSV", "learn EpsvRefused", "PASV"], Ok("192.0.2.1:1025")),
-            (Passive::new(v4, EPSV, UNTRUSTED), &["504 no", "227 (192,0,2,1,4,1)"], &["EPSV", "learn EpsvRefused", "PASV"], Ok("192.0.2.1:1025")),
-            (Passive::new(v4, EPSV, UNTRUSTED), &["522 no", "227 (192,0,2,1,4,1)"], &["EPSV", "learn EpsvRefused", "PASV"], Ok("192.0.2.1:1025")),
+                &["EPSV", "learn EpsvRefused", "PASV"], Ok("peer:1025")),
+            (Passive::new(v4, EPSV, UNTRUSTED), &["502 no", "227 (192,0,2,1,4,1)"], &["EPSV", "learn EpsvRefused", "PASV"], Ok("peer:1025")),
+            (Passive::new(v4, EPSV, UNTRUSTED), &["504 no", "227 (192,0,2,1,4,1)"], &["EPSV", "learn EpsvRefused", "PASV"], Ok("peer:1025")),
+            (Passive::new(v4, EPSV, UNTRUSTED), &["522 no", "227 (192,0,2,1,4,1)"], &["EPSV", "learn EpsvRefused", "PASV"], Ok("peer:1025")),
             // Remembered: straight to PASV.
-            (Passive::new(v4, NO_EPSV, UNTRUSTED), &["227 (192,0,2,1,4,1)"], &["PASV"], Ok("192.0.2.1:1025")),
+            (Passive::new(v4, NO_EPSV, UNTRUSTED), &["227 (192,0,2,1,4,1)"], &["PASV"], Ok("peer:1025")),
             // The PASV address is ignored unless trusted (NAT, hostile servers).
-            (Passive::new(v4, NO_EPSV, UNTRUSTED), &["227 (10,0,0,7,4,1)"], &["PASV"], Ok("192.0.2.1:1025")),
+            (Passive::new(v4, NO_EPSV, UNTRUSTED), &["227 (10,0,0,7,4,1)"], &["PASV"], Ok("peer:1025")),
             (Passive::new(v4, NO_EPSV, TRUSTED), &["227 (10,0,0,7,4,1)"], &["PASV"], Ok("10.0.0.7:1025")),
             (Passive::new(v6, EPSV, UNTRUSTED), &["500 no"], &["EPSV"], Err("server refused EPSV: no (500) — the server does not allow passive mode; try active mode (--active)")),
             (Passive::new(v4, EPSV, UNTRUSTED), &["550 Permission denied."], &["EPSV"],
@@ -212,7 +219,11 @@ mod tests {
         for (passive, replies, sent, outcome) in table {
             let (actual_sent, actual) = run(passive, replies);
             assert_eq!(actual_sent, sent, "{replies:?}");
-            let expected = outcome.map(addr).map_err(String::from);
+            let expected = outcome.map(|text| match text.strip_prefix("peer:") {
+                Some(port) => PassiveAddress::ControlPeer(port.parse().unwrap()),
+                None => PassiveAddress::Advertised(addr(text)),
+            });
+            let expected = expected.map_err(String::from);
             assert_eq!(actual, expected, "{replies:?}");
         }
     }

@@ -220,6 +220,63 @@ impl Conversation for Setup {
     }
 }
 
+/// `CCC` (RFC 4217 section 12.3), asked for with
+/// `--clear-control-after-login`: after login and `PROT P`, the control
+/// connection goes on in clear text so that firewalls and NAT devices can
+/// read PASV/PORT replies; the password was sent encrypted and the data
+/// stays encrypted. A server may refuse (vsftpd does not know CCC; ProFTPD
+/// refuses it while `TLSRequired` covers the control connection).
+pub struct ClearControl {
+    state: ClearState,
+}
+
+/// What came of CCC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cleared {
+    /// The control connection is in clear text now.
+    Yes,
+    /// The server refused (its reply); TLS stays on.
+    Refused(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClearState {
+    Ccc,
+    EndingTls,
+}
+
+impl ClearControl {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> ClearControl {
+        ClearControl {
+            state: ClearState::Ccc,
+        }
+    }
+}
+
+impl Conversation for ClearControl {
+    type Outcome = Cleared;
+
+    fn start(&mut self) -> Result<Step<Cleared>> {
+        send(Command::new("CCC"))
+    }
+
+    fn next(&mut self, input: Input) -> Result<Step<Cleared>> {
+        match (self.state, input) {
+            (ClearState::Ccc, Input::Reply(reply)) if reply.code == 200 => {
+                self.state = ClearState::EndingTls;
+                Ok(Step::Do(Action::EndTls))
+            }
+            (ClearState::Ccc, Input::Reply(reply)) if reply.code >= 400 => {
+                finished(Cleared::Refused(format!("{} {}", reply.code, reply.text())))
+            }
+            (ClearState::Ccc, Input::Reply(reply)) => Err(super::refused("CCC", &reply)),
+            (ClearState::EndingTls, Input::Done) => finished(Cleared::Yes),
+            (_, input) => unexpected("CCC", &input),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::script::{error_of, run, Expected, Lines};
@@ -284,6 +341,24 @@ mod tests {
         assert_eq!(err.kind(), Kind::LoginFailed);
         let err = error_of(Greeting::new(Security::Explicit), &["220 hi", "500 no"]);
         assert_eq!(err.kind(), Kind::Tls, "never retried in plaintext");
+    }
+
+    #[test]
+    fn clear_control() {
+        #[rustfmt::skip]
+        let table: &[(Lines, Lines, Expected<Cleared>)] = &[
+            (&["200 Clearing control channel protection"], &["CCC", "end TLS"], Ok(Cleared::Yes)),
+            (&["534 Unwilling to accept security parameters"], &["CCC"],
+                Ok(Cleared::Refused("534 Unwilling to accept security parameters".into()))),
+            (&["500 Unknown command."], &["CCC"], Ok(Cleared::Refused("500 Unknown command.".into()))),
+            (&["421 Timeout"], &["CCC"], Ok(Cleared::Refused("421 Timeout".into()))),
+            (&["250 what"], &["CCC"], Err("server refused CCC: what (250)")),
+        ];
+        for (replies, sent, outcome) in table {
+            let (actual_sent, actual) = run(ClearControl::new(), replies);
+            assert_eq!(&actual_sent, sent, "{replies:?}");
+            assert_eq!(actual, outcome.clone().map_err(String::from), "{replies:?}");
+        }
     }
 
     /// Whether the features say MLSD and UTF8.

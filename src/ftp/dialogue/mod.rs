@@ -19,6 +19,8 @@
 //!   --230/202--> done; anything else fails as a login refusal.
 //! - `login::Setup`: [TLS: Pbsz --200--> Prot --200-->] Type --200--> Feat
 //!   --any--> [UTF8 offered: OptsUtf8 --any-->] done with the features.
+//! - `login::ClearControl`: Ccc --200--> EndTls → done (cleared); --4xx/5xx-->
+//!   done (refused, TLS kept); anything else fails.
 //! - `endpoint::Passive`: [Epsv --229--> done; --500/502/504/522 (IPv4)-->
 //!   learn "EPSV refused"] → Pasv --227--> done with the address to connect to.
 //! - `endpoint::Active`: Eprt --200--> done; --500/502/504/522 (IPv4)--> Port
@@ -106,6 +108,9 @@ pub enum Action {
     Read(ReadReply),
     /// Switch the control connection to TLS (`Input::Done`).
     StartTls,
+    /// End TLS on the control connection, close_notify both ways, and go
+    /// on in clear text (`Input::Done`).
+    EndTls,
     /// Remember a fact about the server for all its sessions (`Input::Done`).
     Learn(Fact),
     /// Send the transfer command, then tell whichever comes first: the data
@@ -295,6 +300,10 @@ pub(crate) mod script {
                 }
                 Action::StartTls => {
                     sent.push("TLS".to_string());
+                    Input::Done
+                }
+                Action::EndTls => {
+                    sent.push("end TLS".to_string());
                     Input::Done
                 }
                 Action::Learn(fact) => {
