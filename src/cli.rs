@@ -247,6 +247,17 @@ pub struct Args {
     /// Upload files under their own names, not through a hidden temporary name renamed into place (for servers that refuse renames; found out by itself otherwise). A failed or cut upload can then leave a partial file
     #[arg(long, help_heading = "Mount")]
     write_in_place: bool,
+
+    /// A big file changed a little: send only the changed ranges (REST + STOR) where the server writes them in place (auto), or always replace the file whole and atomically (never). A patch is not atomic: see doc/SEMANTICS.md
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = Patch::Auto, help_heading = "Mount")]
+    patch: Patch,
+}
+
+/// When a changed file may be patched in place (`--patch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Patch {
+    Auto,
+    Never,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -289,6 +300,8 @@ pub struct Options {
     pub revalidate_on_open: bool,
     /// Bytes of file contents kept on disk (0: no content cache).
     pub cache_size: u64,
+    /// `--patch auto`: a big file changed a little may be patched in place.
+    pub patch_in_place: bool,
     pub retry_time: Duration,
     /// Absolute.
     pub cache_dir: PathBuf,
@@ -596,6 +609,7 @@ fn build_options(args: Args, env: &dyn Environment) -> Result<Options, CliError>
         write_in_place: args.write_in_place,
         revalidate_on_open: args.revalidate_on_open,
         cache_size: args.cache_size.0,
+        patch_in_place: args.patch == Patch::Auto,
         retry_time: args.retry_time.0,
         attr_ttl: args.attr_ttl.0,
         dir_ttl: args.dir_ttl.0,

@@ -311,6 +311,7 @@ fn fs_config(options: &Options, spool_dir: PathBuf) -> Result<FsConfig, String> 
         umask: options.mount.umask.unwrap_or(0),
         write_in_place: options.write_in_place,
         revalidate_on_open: options.revalidate_on_open,
+        patch_in_place: options.patch_in_place,
         retry_time: options.retry_time,
         // All sessions but one, which stays free for what programs ask.
         listing_prefetch: options.pool.max_sessions.saturating_sub(1),

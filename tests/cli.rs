@@ -547,6 +547,16 @@ fn o_takes_long_options_by_name() {
 }
 
 #[test]
+fn patching_in_place_is_on_unless_never() {
+    assert!(parse(&["ftpes://h", "/mnt"]).patch_in_place);
+    assert!(!parse(&["ftpes://h", "/mnt", "--patch", "never"]).patch_in_place);
+    assert!(!parse(&["ftpes://h", "/mnt", "-o", "patch=never"]).patch_in_place);
+    assert!(parse(&["ftpes://h", "/mnt", "-o", "patch=auto"]).patch_in_place);
+    let text = error_text(&["ftpes://h", "/mnt", "--patch", "always"]);
+    assert!(text.contains("never"), "{text}");
+}
+
+#[test]
 fn o_accepts_and_ignores_what_mount_passes() {
     let ignored = "rw,defaults,dev,suid,exec,auto,noauto,user,nouser,nofail,_netdev,\
                    x-systemd.automount,x-systemd.idle-timeout=60,nodev,nosuid";

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ftpsfs::fs::{Fs, FsConfig, Ino, OpenFlags, SetAttr, FREE_SPACE_TTL, ROOT_INO, UNKNOWN_INO};
-use ftpsfs::store::{Capabilities, ErrorKind, FileKind, RemoteStore};
+use ftpsfs::store::{Capabilities, ErrorKind, FileKind, RemoteStore, StoreAtOffset};
 use ftpsfs_testkit::{FaultyStore, MemoryStore, Op};
 
 const KIB: usize = 1024;
@@ -35,6 +35,7 @@ fn config(spool: &tempfile::TempDir) -> FsConfig {
         listing_prefetch: 0,
         write_in_place: false,
         revalidate_on_open: false,
+        patch_in_place: true,
         retry_time: Duration::from_secs(60),
     }
 }
@@ -2071,5 +2072,279 @@ fn an_upload_that_fails_at_shutdown_keeps_its_content_locally() {
         next_start.kept_by_earlier_mounts(),
         vec![kept],
         "the next mount with this spool finds what was kept"
+    );
+}
+
+// ----- patching in place -----
+
+const BIG: usize = 8 * MIB;
+
+impl Mount {
+    /// `dd conv=notrunc`: opens `name` for writing without truncating,
+    /// writes each `(offset, bytes)`, closes. The first error, as dd sees it.
+    fn dd(&self, name: &str, writes: &[(usize, &[u8])]) -> Result<(), ftpsfs::fs::Error> {
+        let fh = self.fs.open(self.ino(name), WRITE)?;
+        let mut result = Ok(());
+        for (offset, bytes) in writes {
+            result = result.and(self.fs.write(fh, *offset as u64, bytes).map(|_| ()));
+        }
+        let flushed = self.fs.flush(fh);
+        let released = self.fs.release(fh);
+        result.and(flushed).and(released)
+    }
+
+    /// A big file on the server, and the counters started afresh.
+    fn big_file(&self, name: &str) -> Vec<u8> {
+        let data = pattern(BIG, 7);
+        self.store.put_file(name.as_bytes(), &data);
+        self.ino(name);
+        self.store.reset_counters();
+        data
+    }
+
+    /// (whole uploads, REST + STOR uploads, renames, bytes uploaded)
+    fn uploads(&self) -> (u64, u64, u64, u64) {
+        let c = self.store.counters();
+        (c.upload, c.upload_at, c.rename, c.bytes_uploaded)
+    }
+}
+
+/// `data` with `bytes` written at `offset`.
+fn written(mut data: Vec<u8>, offset: usize, bytes: &[u8]) -> Vec<u8> {
+    if data.len() < offset + bytes.len() {
+        data.resize(offset + bytes.len(), 0);
+    }
+    data[offset..offset + bytes.len()].copy_from_slice(bytes);
+    data
+}
+
+/// A 4 KiB `dd conv=notrunc` into a big file sends those 4 KiB with one
+/// REST + STOR, on a server that writes in place: no whole upload, no
+/// rename, no temporary file left.
+#[test]
+fn a_small_change_inside_a_big_file_sends_only_that_range() {
+    let m = mount();
+    let data = m.big_file("big");
+    let block = pattern(4 * KIB, 8);
+    m.dd("big", &[(3 * MIB, &block)]).expect("dd");
+    assert_eq!(m.uploads(), (0, 1, 0, 4 * KIB as u64));
+    assert_eq!(m.store.file(b"big"), Some(written(data, 3 * MIB, &block)));
+    let stats = m.fs.stats();
+    assert_eq!((stats.patches, stats.bytes_patched), (1, 4 * KIB as u64));
+    assert_eq!(stats.staged_uploads, 0);
+    assert!(m.temp_files().is_empty());
+    assert_eq!(m.fs.getattr(m.ino("big")).unwrap().size, BIG as u64);
+}
+
+/// Writes close together go as one range (the bytes between are the
+/// server's own); far apart, as one range each, in order.
+#[test]
+fn near_writes_merge_and_far_ones_go_range_by_range() {
+    let m = mount();
+    let data = m.big_file("big");
+    let (a, b, c) = (pattern(4 * KIB, 1), pattern(4 * KIB, 2), pattern(100, 3));
+    m.dd("big", &[(5 * MIB, &c), (MIB + 10 * KIB, &b), (MIB, &a)])
+        .expect("dd");
+    let merged = (14 * KIB + 100) as u64;
+    assert_eq!(m.uploads(), (0, 2, 0, merged));
+    let expected = written(
+        written(written(data, MIB, &a), MIB + 10 * KIB, &b),
+        5 * MIB,
+        &c,
+    );
+    assert_eq!(m.store.file(b"big"), Some(expected));
+}
+
+/// Growing a big file a little (a write over its end, a truncate up) is a
+/// patch of the new tail, zeros included.
+#[test]
+fn a_big_file_grown_a_little_sends_its_new_tail() {
+    let m = mount();
+    let data = m.big_file("big");
+    let tail = pattern(8 * KIB, 9);
+    m.dd("big", &[(BIG - 4 * KIB, &tail)])
+        .expect("dd over the end");
+    let data = written(data, BIG - 4 * KIB, &tail);
+    assert_eq!(m.uploads(), (0, 1, 0, 8 * KIB as u64));
+    m.store.reset_counters();
+    let ino = m.ino("big");
+    let grown = (BIG + 12 * KIB) as u64;
+    let size = SetAttr {
+        size: Some(grown),
+        ..SetAttr::default()
+    };
+    m.fs.setattr(ino, None, size).expect("truncate up");
+    assert_eq!(m.uploads(), (0, 1, 0, 8 * KIB as u64), "8 KiB of zeros");
+    let mut expected = data;
+    expected.resize(grown as usize, 0);
+    assert_eq!(m.store.file(b"big"), Some(expected));
+}
+
+/// A server that truncates after REST + STOR (Pure-FTPd) gets a patch only
+/// of what runs to the end of the file; a change in the middle replaces the
+/// file whole.
+#[test]
+fn a_truncating_server_is_patched_only_at_the_end() {
+    let m = mount();
+    m.store.set_store_at_offset(StoreAtOffset::Truncates);
+    let data = m.big_file("big");
+    let block = pattern(4 * KIB, 8);
+    m.dd("big", &[(3 * MIB, &block)]).expect("dd");
+    let data = written(data, 3 * MIB, &block);
+    assert_eq!(m.uploads(), (1, 0, 1, BIG as u64), "replaced whole");
+    assert_eq!(m.store.file(b"big"), Some(data.clone()));
+    m.store.reset_counters();
+    m.dd("big", &[(BIG - 2 * KIB, &block)])
+        .expect("dd at the end");
+    assert_eq!(m.uploads(), (0, 1, 0, 4 * KIB as u64), "the tail patched");
+    assert_eq!(
+        m.store.file(b"big"),
+        Some(written(data, BIG - 2 * KIB, &block))
+    );
+    assert!(m.temp_files().is_empty());
+}
+
+/// Where the server refuses REST + STOR, or the probe could not tell, or
+/// the user said `--patch never`, the file is replaced whole.
+#[test]
+fn without_in_place_writes_the_file_is_replaced_whole() {
+    for (mode, patch) in [
+        (StoreAtOffset::Refused, true),
+        (StoreAtOffset::Unknown, true),
+        (StoreAtOffset::InPlace, false),
+    ] {
+        let m = mount_with(MemoryStore::new(), |c| c.patch_in_place = patch);
+        m.store.set_store_at_offset(mode);
+        let data = m.big_file("big");
+        m.dd("big", &[(MIB, b"x")]).expect("dd");
+        assert_eq!(m.uploads(), (1, 0, 1, BIG as u64), "{mode:?} {patch}");
+        assert_eq!(m.store.file(b"big"), Some(written(data, MIB, b"x")));
+        assert_eq!(m.fs.stats().patches, 0);
+    }
+}
+
+/// What is not a small change inside a big file is replaced whole: a
+/// small file, a change of more than an eighth, too many scattered
+/// writes, a shrink (then writes).
+#[test]
+fn big_small_scattered_or_shrinking_changes_replace_the_file() {
+    let m = mount();
+    m.store.put_file(b"small", &pattern(MIB - 1, 1));
+    m.dd("small", &[(10, b"x")]).expect("dd");
+    assert_eq!(m.uploads().0, 1, "a file under 1 MiB");
+
+    let data = m.big_file("big");
+    let chunk = pattern(BIG / 8 + 1, 2);
+    m.dd("big", &[(0, &chunk)]).expect("dd");
+    assert_eq!(m.uploads(), (1, 0, 1, BIG as u64), "more than an eighth");
+    let data = written(data, 0, &chunk);
+
+    m.store.reset_counters();
+    let writes: Vec<(usize, &[u8])> = (0..17).map(|i| (i * 300 * KIB, &b"y"[..])).collect();
+    m.dd("big", &writes).expect("dd");
+    assert_eq!(m.uploads().0, 1, "17 ranges");
+    let data = writes.iter().fold(data, |d, (o, b)| written(d, *o, b));
+    assert_eq!(m.store.file(b"big"), Some(data.clone()));
+
+    m.store.reset_counters();
+    let ino = m.ino("big");
+    let fh = m.fs.open(ino, WRITE).expect("open");
+    let size = SetAttr {
+        size: Some((BIG - 10) as u64),
+        ..SetAttr::default()
+    };
+    m.fs.setattr(ino, Some(fh), size).expect("shrink");
+    m.fs.write(fh, (BIG - 10) as u64, b"0123")
+        .expect("write after the shrink");
+    m.fs.release(fh).expect("release");
+    assert_eq!(
+        m.uploads(),
+        (1, 0, 1, (BIG - 6) as u64),
+        "shrunk, then grown"
+    );
+    let mut expected = data[..BIG - 10].to_vec();
+    expected.extend_from_slice(b"0123");
+    assert_eq!(m.store.file(b"big"), Some(expected));
+    assert_eq!(m.fs.stats().patches, 0);
+}
+
+/// Another client changed the file since it was fetched: it is replaced
+/// whole (the mount's content wins, as before), never patched into a file
+/// it does not know. Caught by the size on any server, by the time where
+/// the server tells exact times.
+#[test]
+fn a_file_changed_by_another_client_is_replaced_not_patched() {
+    for (server, same_size) in [(list_server(), false), (MemoryStore::new(), true)] {
+        let m = mount_with(server, |_| {});
+        let data = m.big_file("big");
+        let ino = m.ino("big");
+        let fh = m.fs.open(ino, WRITE).expect("open");
+        m.fs.write(fh, MIB as u64, b"mine").expect("write");
+        std::thread::sleep(Duration::from_millis(5));
+        let theirs = if same_size {
+            pattern(BIG, 99)
+        } else {
+            pattern(BIG + 1, 99)
+        };
+        m.store.put_file(b"big", &theirs);
+        m.store.reset_counters();
+        m.fs.release(fh).expect("release");
+        assert_eq!(m.uploads(), (1, 0, 1, BIG as u64), "same size: {same_size}");
+        assert_eq!(m.store.file(b"big"), Some(written(data, MIB, b"mine")));
+    }
+}
+
+/// A range cut halfway is sent again from its start: the server ends with
+/// the right bytes, nothing else sent again.
+#[test]
+fn a_cut_patch_is_sent_again_from_the_range_start() {
+    let m = mount();
+    let data = m.big_file("big");
+    let block = pattern(64 * KIB, 5);
+    let fh = m.fs.open(m.ino("big"), WRITE).expect("open");
+    m.fs.write(fh, 2 * MIB as u64, &block).expect("write");
+    m.faults.fail_upload_after(10 * KIB as u64);
+    m.fs.flush(fh).expect("sent again");
+    m.fs.release(fh).expect("release");
+    assert_eq!(m.uploads(), (0, 2, 0, 74 * KIB as u64));
+    assert_eq!(m.store.file(b"big"), Some(written(data, 2 * MIB, &block)));
+}
+
+/// A patch refused or failing for good falls back to replacing the file
+/// whole, which the local copy can always do.
+#[test]
+fn a_refused_patch_replaces_the_file_whole() {
+    let m = mount();
+    let data = m.big_file("big");
+    m.faults
+        .fail_next(Op::UploadAt, ErrorKind::PermissionDenied);
+    m.dd("big", &[(MIB, b"x")]).expect("dd");
+    assert_eq!(m.uploads(), (1, 0, 1, BIG as u64));
+    assert_eq!(m.faults.counters().upload_at, 1);
+    assert_eq!(m.store.file(b"big"), Some(written(data, MIB, b"x")));
+}
+
+/// A patch that cannot be finished in the retry time fails with EIO, and
+/// the local copy is kept in the spool directory (the server's file may
+/// mix old and new bytes now).
+#[test]
+fn a_patch_that_cannot_finish_fails_with_eio_and_keeps_the_local_copy() {
+    let m = mount_with(MemoryStore::new(), |c| {
+        c.retry_time = Duration::from_secs(1)
+    });
+    let data = m.big_file("big");
+    let fh = m.fs.open(m.ino("big"), WRITE).expect("open");
+    m.fs.write(fh, MIB as u64, b"mine").expect("write");
+    m.faults.fail_always(Op::UploadAt, ErrorKind::Unavailable);
+    let err = m.fs.flush(fh).expect_err("the server stays away");
+    assert_eq!(err.errno(), libc::EIO);
+    assert!(m.faults.counters().upload_at >= 3, "retried with backoff");
+    m.faults.stop_failing(Op::UploadAt);
+    let _ = m.fs.release(fh);
+    let kept = m.fs.kept_by_earlier_mounts();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(
+        std::fs::read(&kept[0]).unwrap(),
+        written(data, MIB, b"mine")
     );
 }

@@ -1635,6 +1635,7 @@ impl Harness {
             listing_prefetch: 0,
             write_in_place: false,
             revalidate_on_open: false,
+            patch_in_place: true,
             retry_time: Duration::from_secs(60),
         };
         let fs = Fs::new(store.clone(), config);

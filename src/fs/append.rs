@@ -22,7 +22,7 @@ use super::{Error, ErrorKind, Fs, Result};
 use crate::store::{self, StorePath};
 
 /// The first wait before resuming a cut append; it doubles up to the next.
-const BACKOFF_FIRST: Duration = Duration::from_millis(200);
+pub(super) const BACKOFF_FIRST: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// What became of an append.
@@ -130,7 +130,7 @@ impl Fs {
 
     /// Sleeps before the next attempt, or gives up with `err` if that would
     /// pass the deadline.
-    fn wait_to_retry(
+    pub(super) fn wait_to_retry(
         &self,
         backoff: &mut Duration,
         deadline: Instant,

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use super::changes::{Changes, ServerCopy};
 use super::open_file::{Appending, FileState, LocalCopy, OpenFile};
 use super::spool::Spool;
 use super::{not_found, Error, ErrorKind, Fs, Ino, Result, FETCH_CHUNK, STREAM_AFTER};
@@ -82,6 +83,7 @@ impl Fs {
             spool: self.new_spool(),
             replaces,
             pending: Default::default(),
+            changes: Changes::Whole,
         }
     }
 
@@ -135,7 +137,9 @@ impl Fs {
                     return Ok(());
                 }
                 FileState::Staged(copy) => {
+                    let len = copy.spool.len();
                     copy.spool.write_at(offset, data).map_err(spool_error)?;
+                    copy.changes.wrote(len, offset, data.len() as u64);
                     Self::touched(file, state);
                     return Ok(());
                 }
@@ -170,9 +174,17 @@ impl Fs {
     /// gets the server's bytes before its end, then what was appended.
     pub(super) fn stage(&self, file: &OpenFile, state: &mut FileState) -> Result<()> {
         let path = self.inodes.lock().path(file.ino);
-        let mut spool = match (&*state, path) {
-            (FileState::Remote | FileState::Appending(_), Some(path)) => self.fetch(&path)?,
-            _ => self.new_spool(),
+        let (mut spool, mut changes) = match (&*state, path) {
+            (FileState::Remote | FileState::Appending(_), Some(path)) => {
+                let mtime = self.patch_base_mtime(&path, file.view().size);
+                let spool = self.fetch(&path)?;
+                let base = ServerCopy {
+                    size: spool.len(),
+                    mtime,
+                };
+                (spool, Changes::fetched(base))
+            }
+            _ => (self.new_spool(), Changes::Whole),
         };
         let replaces = matches!(
             state,
@@ -182,16 +194,20 @@ impl Fs {
         if let FileState::Appending(a) = &*state {
             // The server's copy may have changed since (another client):
             // its first `base` bytes are what this file was appended to.
+            let fetched = spool.len();
             spool
                 .set_len(a.base)
                 .and_then(|()| append_spool(&mut spool, &a.tail))
                 .map_err(|e| Error::local(&e, "writing the spool"))?;
+            changes.resized(fetched, a.base);
+            changes.wrote(a.base, a.base, a.tail.len());
             pending = a.pending;
         }
         *state = FileState::Staged(LocalCopy {
             spool,
             replaces,
             pending,
+            changes,
         });
         Ok(())
     }
@@ -240,10 +256,14 @@ impl Fs {
                 self.stage(file, &mut state)?;
             }
         }
-        let (spool, size) = match &mut *state {
-            FileState::Appending(a) => (&mut a.tail, size - a.base),
-            FileState::Filling(c) | FileState::Staged(c) => (&mut c.spool, size),
-            FileState::Orphaned(spool) => (spool.get_or_insert_with(|| self.new_spool()), size),
+        let (spool, size, changes) = match &mut *state {
+            FileState::Appending(a) => (&mut a.tail, size - a.base, None),
+            FileState::Filling(c) | FileState::Staged(c) => {
+                (&mut c.spool, size, Some(&mut c.changes))
+            }
+            FileState::Orphaned(spool) => {
+                (spool.get_or_insert_with(|| self.new_spool()), size, None)
+            }
             // Every other state became one of those above.
             _ => return Ok(()),
         };
@@ -251,6 +271,9 @@ impl Fs {
         spool
             .set_len(size)
             .map_err(|e| Error::local(&e, "truncating the spool"))?;
+        if let Some(changes) = changes {
+            changes.resized(was, size);
+        }
         Self::touched(file, &mut state);
         // Cut back to nothing, or left as it was, a file being filled in
         // order can still stream; anything else is staged.

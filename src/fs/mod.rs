@@ -68,6 +68,7 @@
 mod append;
 mod attrs;
 mod cache;
+mod changes;
 mod content;
 mod download;
 mod errno;
@@ -79,6 +80,7 @@ mod local_changes;
 mod namespace;
 mod open_file;
 mod overview;
+mod patch;
 mod prefetch;
 mod read_ahead;
 mod replace;
@@ -152,6 +154,10 @@ pub struct FsConfig {
     /// the server for its size and time (MLST, or SIZE and MDTM), instead
     /// of trusting the cache.
     pub revalidate_on_open: bool,
+    /// Send only the changed ranges of a big file changed a little, where
+    /// the server writes `REST n` + `STOR` in place (see `patch`); off:
+    /// every upload replaces its file whole and atomically.
+    pub patch_in_place: bool,
 }
 
 impl Default for FsConfig {
@@ -169,6 +175,7 @@ impl Default for FsConfig {
             listing_prefetch: 0,
             write_in_place: false,
             revalidate_on_open: false,
+            patch_in_place: true,
             // A server restart of 30 s fits, with the backoff around it.
             retry_time: Duration::from_secs(60),
         }
@@ -247,6 +254,10 @@ pub struct FsStats {
     pub spool_files: u64,
     /// Streamed files that fell back to staging.
     pub stream_fallbacks: u64,
+    /// Files saved by sending only their changed ranges (`patch`).
+    pub patches: u64,
+    /// Bytes those patches sent.
+    pub bytes_patched: u64,
 }
 
 pub struct Fs {
@@ -269,6 +280,8 @@ pub struct Fs {
     streamed: AtomicU64,
     appended: AtomicU64,
     staged: AtomicU64,
+    patched: AtomicU64,
+    bytes_patched: AtomicU64,
     fallbacks: AtomicU64,
     /// Set by `shutdown`: uploads that fail from then on keep their content
     /// locally (see `rescue`).
@@ -345,6 +358,8 @@ impl Fs {
             streamed: AtomicU64::new(0),
             appended: AtomicU64::new(0),
             staged: AtomicU64::new(0),
+            patched: AtomicU64::new(0),
+            bytes_patched: AtomicU64::new(0),
             fallbacks: AtomicU64::new(0),
             shutting_down: AtomicBool::new(false),
             content: None,
@@ -364,6 +379,8 @@ impl Fs {
             streamed_uploads: self.streamed.load(Ordering::Relaxed),
             appends: self.appended.load(Ordering::Relaxed),
             staged_uploads: self.staged.load(Ordering::Relaxed),
+            patches: self.patched.load(Ordering::Relaxed),
+            bytes_patched: self.bytes_patched.load(Ordering::Relaxed),
             spool_peak_memory: self.spool_stats.peak_memory.load(Ordering::Relaxed),
             spool_peak_size: self.spool_stats.peak_size.load(Ordering::Relaxed),
             spool_files: self.spool_stats.files.load(Ordering::Relaxed),

@@ -44,6 +44,7 @@ use std::time::SystemTime;
 
 use parking_lot::{Mutex, MutexGuard};
 
+use super::changes::Changes;
 use super::inode::Ino;
 use super::spool::Spool;
 use super::streamer::Streamer;
@@ -81,6 +82,8 @@ pub struct LocalCopy {
     pub replaces: bool,
     /// Attributes set while changed, applied once the upload is done.
     pub pending: PendingAttrs,
+    /// What differs from the server's copy (a patch can send just that).
+    pub changes: Changes,
 }
 
 /// An upload taking the writes as they come.
@@ -287,6 +290,7 @@ impl OpenFile {
             spool,
             replaces: false,
             pending,
+            changes: Changes::Whole,
         });
         let view = View {
             size: 0,
@@ -410,6 +414,7 @@ mod tests {
             spool: spool(),
             replaces: true,
             pending: PendingAttrs::default(),
+            changes: Changes::Whole,
         });
         assert!(state.has_changes());
         assert!(state.orphan().is_none());

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::append::Appended;
+use super::changes::Changes;
 use super::open_file::{FileState, LocalCopy, OpenFile, PendingAttrs, Streaming};
 use super::replace;
 use super::rescue;
@@ -235,6 +236,7 @@ impl Fs {
                     spool,
                     replaces: replaces || in_place,
                     pending,
+                    changes: Changes::Whole,
                 });
                 Ok(())
             }
@@ -289,9 +291,8 @@ impl Fs {
                 s.replaces,
             ),
             FileState::Filling(copy) | FileState::Staged(copy) => {
-                let r = self.upload_staged(&copy, &path);
+                let r = self.patch_or_replace(&copy, &path);
                 if r.is_ok() {
-                    self.staged.fetch_add(1, Ordering::Relaxed);
                     // Shells and dd open a new file, dup2 it and close the
                     // first descriptor: a flush before any data is written.
                     // Keep the known (empty) content, so that the writes
@@ -321,7 +322,7 @@ impl Fs {
 
     /// The mount is ending and `path` could not be uploaded: its content
     /// goes to the spool directory rather than away with the spool.
-    fn keep_locally(&self, spool: &Spool, path: &[u8]) {
+    pub(super) fn keep_locally(&self, spool: &Spool, path: &[u8]) {
         match rescue::keep(spool, &self.config.spool_dir, path) {
             Ok(kept) => log::error!(
                 "{} was not uploaded; its content is kept in {}",
@@ -371,7 +372,7 @@ impl Fs {
 
     /// Uploads a whole local copy: through a temporary name when it replaces
     /// a file on the server (and the server can rename), else in place.
-    fn upload_staged(&self, copy: &LocalCopy, path: &[u8]) -> Result<()> {
+    pub(super) fn upload_staged(&self, copy: &LocalCopy, path: &[u8]) -> Result<()> {
         if copy.replaces && self.temp_names() {
             let (dir, name) = split(path);
             let temp = join(dir, &replace::temp_name(name));

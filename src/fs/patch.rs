@@ -1,0 +1,237 @@
+//! Patching in place: a small change inside a big file sends only the
+//! changed ranges (`REST n` + `STOR`), where the server writes them in
+//! place, instead of uploading the whole file again.
+//!
+//! The rule, decided at each save (flush, fsync, last close) of a staged
+//! file; anything else replaces the file whole through a temporary name
+//! and a rename, as before:
+//! - patching is on (`--patch auto`, the default), and the local copy was
+//!   fetched from the server and changed since only in a few ranges
+//!   (`changes`: at most `MAX_RANGES`, never shrunk below the size fetched);
+//! - the file is at least `PATCH_MIN_SIZE` (1 MiB) and the bytes to send are
+//!   at most an eighth of it: below that, a whole upload is cheap and, unlike
+//!   a patch, atomic;
+//! - the server writes `REST n` + `STOR` in place (probed once per mount, on
+//!   first need): every range is sent. Where it truncates at the end of
+//!   what was written (Pure-FTPd), one range from the first changed byte to
+//!   the end is sent instead, which the same share limit then allows only
+//!   for a change near the end (an appended tail, say); where it refuses
+//!   (ProFTPD without `AllowStoreRestart`), or the probe could not tell,
+//!   the file is replaced;
+//! - the server still has the file as fetched: its size (SIZE, one command)
+//!   and, where listings give exact times (MLST), its time are what they
+//!   were. Another client changed it: it is replaced, and the log says so.
+//!
+//! After the ranges are sent, the server's size must be the local size; if
+//! not, the file is replaced whole from the local copy.
+//!
+//! A patch is not atomic. A range cut halfway leaves the server's file
+//! with old and new bytes mixed in that range (its size unchanged, or
+//! between the old and the new end); it is sent again from the range's
+//! start on a new session, with backoff, until `retry_time` has passed.
+//! A refusal or any other failure falls back to replacing the file whole
+//! (which the local copy can always do). If the retries run out, or the
+//! mount dies (crash, kill -9) during a patch, the server's file is that
+//! mix: the retries ending fail the save with EIO and keep the local copy
+//! in the spool directory (the log says where); after a crash, the
+//! program's last writes are lost, as for any unsaved file. `--patch never`
+//! always replaces atomically.
+use std::ops::Range;
+use std::sync::atomic::Ordering;
+use std::time::{Instant, SystemTime};
+
+use super::append::BACKOFF_FIRST;
+use super::open_file::LocalCopy;
+use super::streamer::BATCH;
+use super::{Fs, Result};
+use crate::store::path::split;
+use crate::store::{self, StoreAtOffset, StorePath};
+
+/// Smaller files are always replaced whole (cheap, and atomic).
+pub(super) const PATCH_MIN_SIZE: u64 = 1024 * 1024;
+/// A patch sends at most 1/PATCH_MAX_SHARE of the file.
+pub(super) const PATCH_MAX_SHARE: u64 = 8;
+
+/// What became of a patch.
+pub(super) enum Patched {
+    /// The server has the whole file.
+    Done,
+    /// Not patched (see the rule): replace the file whole.
+    Replace,
+}
+
+impl Fs {
+    /// The time of the server's copy of a file about to be fetched, where
+    /// it may be patched later and the server tells exact times; asked
+    /// before the fetch, so a change during it shows at the save.
+    pub(super) fn patch_base_mtime(&self, path: &StorePath, size: u64) -> Option<SystemTime> {
+        if !self.config.patch_in_place
+            || size < PATCH_MIN_SIZE
+            || !self.store.capabilities().exact_listing_mtime
+        {
+            return None;
+        }
+        match self.store.stat(path) {
+            Ok(meta) if meta.mtime_exact => meta.mtime,
+            Ok(_) => None,
+            Err(e) => {
+                log::debug!("{path}: time before fetching: {e}");
+                None
+            }
+        }
+    }
+
+    /// Uploads a local copy: only its changed ranges where the rule allows
+    /// (see the module comment), else whole. On a failure after a patch
+    /// began, the local copy is kept in the spool directory.
+    pub(super) fn patch_or_replace(&self, copy: &LocalCopy, path: &StorePath) -> Result<()> {
+        match self.patch(copy, path) {
+            Ok(Patched::Done) => Ok(()),
+            Ok(Patched::Replace) => {
+                self.upload_staged(copy, path)?;
+                self.staged.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                log::error!("{path}: a patch in place failed halfway: the server's file mixes old and new bytes");
+                // At shutdown `save` keeps it, as any upload that failed.
+                if !self.shutting_down.load(Ordering::SeqCst) {
+                    self.keep_locally(&copy.spool, path);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn patch(&self, copy: &LocalCopy, path: &StorePath) -> Result<Patched> {
+        if !self.config.patch_in_place || !copy.replaces {
+            return Ok(Patched::Replace);
+        }
+        let Some((base, ranges)) = copy.changes.since() else {
+            log::debug!("{path}: replaced whole: not a copy of the server's with a few changes");
+            return Ok(Patched::Replace);
+        };
+        let len = copy.spool.len();
+        let limit = len / PATCH_MAX_SHARE;
+        if len < PATCH_MIN_SIZE || len < base.size || sent(ranges) > limit {
+            log::debug!(
+                "{path}: replaced whole: {} of {len} bytes changed",
+                sent(ranges)
+            );
+            return Ok(Patched::Replace);
+        }
+        let plan = match self.store.store_at_offset(split(path).0) {
+            StoreAtOffset::InPlace => ranges.to_vec(),
+            StoreAtOffset::Truncates => ranges.first().map(|r| r.start..len).into_iter().collect(),
+            mode @ (StoreAtOffset::Refused | StoreAtOffset::Unknown) => {
+                log::debug!("{path}: replaced whole: REST + STOR on this server: {mode:?}");
+                return Ok(Patched::Replace);
+            }
+        };
+        if sent(&plan) > limit {
+            log::debug!("{path}: replaced whole: the server truncates after REST + STOR");
+            return Ok(Patched::Replace);
+        }
+        match self.server_unchanged(path, base.size, base.mtime) {
+            Ok(true) => {}
+            Ok(false) => {
+                log::info!("{path}: changed on the server since it was fetched: replaced whole, not patched");
+                return Ok(Patched::Replace);
+            }
+            Err(e) => {
+                log::debug!("{path}: replaced whole: its size could not be asked: {e}");
+                return Ok(Patched::Replace);
+            }
+        }
+        let deadline = Instant::now() + self.config.retry_time;
+        let mut backoff = BACKOFF_FIRST;
+        for range in &plan {
+            loop {
+                match self.send_range(copy, path, range) {
+                    Ok(()) => break,
+                    Err(e) if e.kind == store::ErrorKind::Unavailable => {
+                        log::info!("{path}: patch of {range:?} cut ({e}); sending it again");
+                        self.wait_to_retry(&mut backoff, deadline, e)?;
+                    }
+                    Err(e) => {
+                        log::warn!(
+                            "{path}: patch of {range:?} failed ({e}); replacing the file whole"
+                        );
+                        return Ok(Patched::Replace);
+                    }
+                }
+            }
+        }
+        let size = loop {
+            match self.store.size(path) {
+                Ok(size) => break size,
+                Err(e) if e.kind == store::ErrorKind::Unavailable => {
+                    self.wait_to_retry(&mut backoff, deadline, e)?;
+                }
+                Err(e) => {
+                    log::warn!("{path}: size after a patch: {e}; replacing the file whole");
+                    return Ok(Patched::Replace);
+                }
+            }
+        };
+        if size != len {
+            log::warn!("{path}: after a patch the server holds {size} bytes, not {len}; replacing the file whole");
+            return Ok(Patched::Replace);
+        }
+        log::debug!(
+            "{path}: patched in place: {} bytes in {} range(s)",
+            sent(&plan),
+            plan.len()
+        );
+        self.patched.fetch_add(1, Ordering::Relaxed);
+        self.bytes_patched.fetch_add(sent(&plan), Ordering::Relaxed);
+        Ok(Patched::Done)
+    }
+
+    /// Whether the server's file still has `size` bytes and, when given,
+    /// the time `mtime`: one command (MLST where times are exact, else SIZE).
+    fn server_unchanged(
+        &self,
+        path: &StorePath,
+        size: u64,
+        mtime: Option<SystemTime>,
+    ) -> store::Result<bool> {
+        if mtime.is_some() {
+            let meta = self.store.stat(path)?;
+            return Ok(meta.size == size && (!meta.mtime_exact || meta.mtime == mtime));
+        }
+        Ok(self.store.size(path)? == size)
+    }
+
+    /// One `REST start` + `STOR` of the local bytes of `range`.
+    fn send_range(
+        &self,
+        copy: &LocalCopy,
+        path: &StorePath,
+        range: &Range<u64>,
+    ) -> store::Result<()> {
+        let mut up = self.store.upload_at(path, range.start)?;
+        let mut buf = vec![0u8; BATCH.min((range.end - range.start) as usize).max(1)];
+        let mut offset = range.start;
+        while offset < range.end {
+            let want = buf.len().min((range.end - offset) as usize);
+            let n = copy.spool.read_at(offset, &mut buf[..want]).map_err(|e| {
+                store::Error::new(store::ErrorKind::Failed, format!("reading the spool: {e}"))
+            })?;
+            if n == 0 {
+                return Err(store::Error::new(
+                    store::ErrorKind::Failed,
+                    format!("the spool ended at {offset}, inside the range to patch"),
+                ));
+            }
+            up.write(&buf[..n])?;
+            offset += n as u64;
+        }
+        up.finish()
+    }
+}
+
+/// The bytes a plan sends.
+fn sent(ranges: &[Range<u64>]) -> u64 {
+    ranges.iter().map(|r| r.end - r.start).sum()
+}
