@@ -36,6 +36,7 @@ fn config(spool: &tempfile::TempDir) -> FsConfig {
         write_in_place: false,
         revalidate_on_open: false,
         patch_in_place: true,
+        patch_min_size: MIB as u64,
         retry_time: Duration::from_secs(60),
     }
 }

@@ -33,6 +33,16 @@
 //!   remembered for the mount (`Model::appe_refused`: at-end writes are
 //!   staged from then on); other APPE errors fail the upload as any.
 //!   FsStats::appends is checked after every step.
+//! - §3 patches in place: what the server does with REST + STOR is drawn
+//!   per case (`rest_stor`: in place, truncating, refused, unknown), and
+//!   files from `PATCH_MIN` bytes may be patched. The model does not
+//!   predict whether a save patches (the core's rule of changed bytes and
+//!   ranges), but checks that a patch (FsStats::patches) happens only where
+//!   the rule allows it (`check_patch_allowed`: a copy fetched from the
+//!   server, never cut below that, the server's file unchanged, a server
+//!   that writes REST + STOR), that one fault (a cut or refused REST +
+//!   STOR, a failed SIZE or MLST) never fails it (the range is sent again,
+//!   or the file replaced whole), and what the server holds after it.
 //! - §4 create (O_EXCL), rename of files and directories over existing
 //!   targets with their errnos, rename of a file not yet uploaded, unlink of
 //!   open files (they keep working for their descriptors and are never
@@ -63,7 +73,7 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use ftpsfs::fs::{Fh, Fs, FsConfig, Ino, OpenFlags, SetAttr, ROOT_INO};
-use ftpsfs::store::{ErrorKind as Kind, FileKind};
+use ftpsfs::store::{ErrorKind as Kind, FileKind, StoreAtOffset};
 use proptest::prelude::*;
 
 // ----- The store under test: built, and faults injected, only here -----
@@ -112,6 +122,9 @@ const SLOTS: usize = 3;
 /// rmdir of full directories, names reused after unlink.
 const PATHS: [&str; 7] = ["a", "b", "d", "a/x", "b/x", "d/x", "d/y"];
 const BASE_TIME: u64 = 1_600_000_000;
+/// Files from this size may be patched in place (the core's 1 MiB would
+/// need files too big to run thousands of cases).
+const PATCH_MIN: usize = 2 * KIB;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct P(u8);
@@ -164,6 +177,10 @@ enum FaultOp {
     OpenRead,
     Upload,
     Append,
+    /// REST + STOR of a patch in place.
+    UploadAt,
+    /// SIZE, asked before and after a patch.
+    Size,
     Delete,
     Mkdir,
     Rmdir,
@@ -180,6 +197,8 @@ impl From<FaultOp> for Op {
             FaultOp::OpenRead => Op::OpenRead,
             FaultOp::Upload => Op::Upload,
             FaultOp::Append => Op::Append,
+            FaultOp::UploadAt => Op::UploadAt,
+            FaultOp::Size => Op::Size,
             FaultOp::Delete => Op::Delete,
             FaultOp::Mkdir => Op::Mkdir,
             FaultOp::Rmdir => Op::Rmdir,
@@ -464,6 +483,10 @@ struct MFile {
     /// first `base` bytes, then what was written). Only the bytes from
     /// here on go to the server (APPE); nothing is held locally before.
     append_base: Option<usize>,
+    /// Held locally as fetched from the server, which had this many bytes,
+    /// and never cut below that since: a save may patch it in place (the
+    /// model checks that a patch happens only then).
+    fetched: Option<usize>,
     /// Not held locally and gone from the server: a read may fail with
     /// ESTALE (SEMANTICS §4: "can fail with ESTALE once the current
     /// download ends"), a write starts from empty.
@@ -488,6 +511,8 @@ struct Obs {
     fell_back: bool,
     /// The store was asked to open an upload.
     upload_opened: bool,
+    /// A file was patched in place (FsStats::patches).
+    patched: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -509,6 +534,8 @@ struct Model {
     appe_refused: bool,
     /// Appends that succeeded (FsStats::appends).
     appends: u64,
+    /// What the server does with REST + STOR (a patch in place).
+    rest_stor: StoreAtOffset,
 }
 
 fn parent_of(p: &str) -> &str {
@@ -667,6 +694,7 @@ impl Model {
                 in_order: false,
                 stream: None,
                 append_base: None,
+                fetched: None,
                 maybe_gone: false,
                 handles: 1,
                 writers: 0,
@@ -708,6 +736,7 @@ impl Model {
         f.dirty = false;
         f.in_order = false;
         f.local = false;
+        f.fetched = None;
         if let Some(p) = f.path.clone() {
             if !f.on_server {
                 // What the upload of a new file left is deleted.
@@ -758,6 +787,7 @@ impl Model {
         let f = self.files.get_mut(&id).unwrap();
         f.stream = None;
         f.local = true;
+        f.fetched = None;
         f.in_order = false;
         if !s.temp && f.path.as_deref() == Some(&s.dest) {
             let partial = server(store).file(s.dest.as_bytes()).unwrap_or_default();
@@ -799,9 +829,11 @@ impl Model {
                         self.upload_failed(id, e, caller);
                         return Err(e);
                     }
+                    let fetched = self.fetched_for_append(&path, base);
                     let f = self.files.get_mut(&id).unwrap();
                     f.append_base = None;
                     f.local = true;
+                    f.fetched = fetched;
                     f.in_order = false;
                 }
             }
@@ -812,6 +844,9 @@ impl Model {
         if f.stream.is_some() && self.obs.fell_back {
             // A stream with writes held ahead of a gap falls back first.
             self.unstream(id, actual_or, caller, store)?;
+        }
+        if self.obs.patched {
+            self.check_patch_allowed(id, &path);
         }
         let f = &self.files[&id];
         let mut failures = Vec::new();
@@ -845,6 +880,9 @@ impl Model {
             }
         }
         let failed = match actual {
+            // A patch is cut at worst (sent again) or falls back to a
+            // whole upload: one fault never fails it.
+            _ if self.obs.patched => None,
             Some(Err(e)) if failures.contains(e) => Some(*e),
             Some(_) => None,
             None => {
@@ -869,6 +907,7 @@ impl Model {
         // An empty file just uploaded with writers still open stays known
         // here, so the writes that follow can still stream.
         f.local = f.content.is_empty() && writers > 0;
+        f.fetched = None;
         f.in_order = f.local;
         Ok(())
     }
@@ -903,9 +942,12 @@ impl Model {
             if let Some(e) = self.fetch_fails(base) {
                 return Err(e);
             }
+            let path = f.path.clone().expect("appending under a name");
+            let fetched = self.fetched_for_append(&path, base);
             let f = self.files.get_mut(&id).unwrap();
             f.append_base = None;
             f.local = true;
+            f.fetched = fetched;
             f.in_order = false;
             return Ok(());
         }
@@ -929,9 +971,48 @@ impl Model {
             f.content = Rc::new(Vec::new());
             f.maybe_gone = false;
         }
+        f.fetched = fetch.then_some(f.content.len());
         f.local = true;
         f.in_order = f.content.is_empty() && !fetch;
         Ok(())
+    }
+
+    /// An appended file fetched: a copy of the server's, changed only from
+    /// `base` on, unless the server's file is not `base` bytes any more.
+    fn fetched_for_append(&self, path: &str, base: usize) -> Option<usize> {
+        match self.server.get(path) {
+            Some(SNode::File(c)) if c.len() == base => Some(base),
+            _ => None,
+        }
+    }
+
+    /// A save patched the file in place: only a copy of the server's file,
+    /// never cut below the size fetched, at least `PATCH_MIN` bytes, on a
+    /// server that writes REST + STOR in place or truncates after it, and
+    /// whose file is still what was fetched, may be (SEMANTICS §3).
+    fn check_patch_allowed(&self, id: usize, path: &str) {
+        let f = &self.files[&id];
+        let server_len = match self.server.get(path) {
+            Some(SNode::File(c)) => Some(c.len()),
+            _ => None,
+        };
+        assert!(
+            f.stream.is_none()
+                && f.on_server
+                && f.fetched.is_some()
+                && f.fetched == server_len
+                && f.content.len() >= PATCH_MIN.max(f.fetched.unwrap_or(0))
+                && matches!(
+                    self.rest_stor,
+                    StoreAtOffset::InPlace | StoreAtOffset::Truncates
+                ),
+            "{path} was patched in place, against the rule: {} bytes, fetched {:?}, \
+             streaming {}, the server's {server_len:?} bytes, REST + STOR {:?}",
+            f.content.len(),
+            f.fetched,
+            f.stream.is_some(),
+            self.rest_stor
+        );
     }
 
     fn appending_at(&self, p: &str) -> bool {
@@ -1095,6 +1176,7 @@ impl Model {
                 let f = self.files.get_mut(&id).unwrap();
                 f.content = Rc::new(Vec::new());
                 f.local = true;
+                f.fetched = None;
                 f.in_order = true;
                 f.maybe_gone = false;
                 f.dirty = f.path.is_some();
@@ -1108,6 +1190,11 @@ impl Model {
         let f = self.files.get_mut(&id).unwrap();
         let was = f.content.len();
         Rc::make_mut(&mut f.content).resize(size, 0);
+        // REST + STOR never shortens a file: cut below what was fetched,
+        // it is replaced whole.
+        if f.fetched.is_some_and(|b| size < b) {
+            f.fetched = None;
+        }
         f.in_order = size == 0 || (f.in_order && size == was);
         f.dirty = f.path.is_some();
         Ok(())
@@ -1166,6 +1253,7 @@ impl Model {
                                 in_order: true,
                                 stream: None,
                                 append_base: None,
+                                fetched: None,
                                 maybe_gone: false,
                                 handles: 1,
                                 writers: 1,
@@ -1619,7 +1707,7 @@ fn errno(e: ftpsfs::fs::Error) -> Errno {
 }
 
 impl Harness {
-    fn new() -> Harness {
+    fn new(rest_stor: StoreAtOffset) -> Harness {
         let spool = tempfile::tempdir().expect("temp dir");
         let store = new_store();
         let config = FsConfig {
@@ -1636,8 +1724,10 @@ impl Harness {
             write_in_place: false,
             revalidate_on_open: false,
             patch_in_place: true,
+            patch_min_size: PATCH_MIN as u64,
             retry_time: Duration::from_secs(60),
         };
+        server(&store).set_store_at_offset(rest_stor);
         let fs = Fs::new(store.clone(), config);
         Harness {
             store,
@@ -2003,9 +2093,12 @@ enum Init {
     File(P, u32, u8),
 }
 
-fn run_case(init: &[Init], steps: &[Step]) -> Result<(), TestCaseError> {
-    let mut sut = Harness::new();
-    let mut model = Model::default();
+fn run_case(rest_stor: StoreAtOffset, init: &[Init], steps: &[Step]) -> Result<(), TestCaseError> {
+    let mut sut = Harness::new(rest_stor);
+    let mut model = Model {
+        rest_stor,
+        ..Model::default()
+    };
     for i in init {
         let (p, node) = match *i {
             Init::Dir(p) => (p.path(), SNode::Dir),
@@ -2058,6 +2151,7 @@ fn run_case(init: &[Init], steps: &[Step]) -> Result<(), TestCaseError> {
         let obs = Obs {
             fell_back: sut.fs.stats().stream_fallbacks > before.stream_fallbacks,
             upload_opened: uploads_opened(&sut.store) > uploads_before,
+            patched: sut.fs.stats().patches > before.patches,
         };
         model.arm = arm;
         let expected = model.apply(inner, &actual, obs, &sut.store);
@@ -2183,6 +2277,9 @@ fn plain_step() -> impl Strategy<Value = Step> {
         2 => path().prop_map(|p| Step::Open { p, mode: Mode::WriteOnly, trunc: false, append: true }),
         8 => (slot(), at, write_len(), any::<u8>())
             .prop_map(|(h, at, len, seed)| Step::Write { h, at, len, seed }),
+        // A small change inside a file, which a save may patch in place.
+        2 => (slot(), offset(), 1u32..=64, any::<u8>())
+            .prop_map(|(h, off, len, seed)| Step::Write { h, at: At::Offset(off), len, seed }),
         3 => (slot(), offset(), prop_oneof![1u32..=100, 1u32..=300_000])
             .prop_map(|(h, off, len)| Step::Read { h, off, len }),
         2 => (target(), prop_oneof![Just(0u32), 0u32..100, 0u32..150_000])
@@ -2260,6 +2357,8 @@ fn save_arm() -> impl Strategy<Value = Arm> {
         1 => Just(FaultOp::OpenRead),
         1 => Just(FaultOp::Upload),
         1 => Just(FaultOp::Rename),
+        2 => Just(FaultOp::UploadAt),
+        1 => Just(FaultOp::Size),
     ];
     prop_oneof![
         4 => fail(op),
@@ -2291,6 +2390,17 @@ fn init() -> impl Strategy<Value = Init> {
     ]
 }
 
+/// What the server does with REST + STOR: each way a server answers the
+/// probe (vsftpd, Pure-FTPd, ProFTPD, a probe that could not tell).
+fn rest_stor() -> impl Strategy<Value = StoreAtOffset> {
+    prop_oneof![
+        3 => Just(StoreAtOffset::InPlace),
+        1 => Just(StoreAtOffset::Truncates),
+        1 => Just(StoreAtOffset::Refused),
+        1 => Just(StoreAtOffset::Unknown),
+    ]
+}
+
 fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")
         .ok()
@@ -2309,9 +2419,10 @@ proptest! {
     fn the_core_does_what_semantics_md_promises(
         init in proptest::collection::vec(init(), 0..5)
             .prop_map(|more| [Init::Dir(P(2))].into_iter().chain(more).collect::<Vec<_>>()),
-        steps in proptest::collection::vec(step(), 1..30)
+        steps in proptest::collection::vec(step(), 1..30),
+        rest_stor in rest_stor(),
     ) {
-        run_case(&init, &steps)?;
+        run_case(rest_stor, &init, &steps)?;
     }
 }
 
@@ -2486,20 +2597,82 @@ fn every_path_of_an_append() {
     ];
     let init = [Init::Dir(D), Init::File(A, 10, 3), Init::File(B, 100, 4)];
     for case in cases {
-        let steps: Vec<Step> = [
-            Open {
-                p: A,
-                mode: Mode::ReadWrite,
-                trunc: false,
-                append: false,
-            },
-            write(At::End, 5),
-        ]
-        .into_iter()
-        .chain(case)
-        .collect();
-        if let Err(e) = run_case(&init, &steps) {
-            panic!("{e}");
-        }
+        run_fixed(StoreAtOffset::InPlace, &init, write(At::End, 5), case);
+    }
+}
+
+/// A fixed case: "a" is opened read-write into h0 and `first` runs, then
+/// `case`; panics with the trace where the core and the model part.
+fn run_fixed(rest_stor: StoreAtOffset, init: &[Init], first: Step, case: Vec<Step>) {
+    let open = Step::Open {
+        p: P(0),
+        mode: Mode::ReadWrite,
+        trunc: false,
+        append: false,
+    };
+    let steps: Vec<Step> = [open, first].into_iter().chain(case).collect();
+    if let Err(e) = run_case(rest_stor, init, &steps) {
+        panic!("{e}");
+    }
+}
+
+/// Each path of a patch in place (SEMANTICS §3) at least once: "a"
+/// (100 000 bytes) is on the server, opened into h0 and written at 99 000.
+#[test]
+fn every_path_of_a_patch() {
+    use Step::*;
+    const A: P = P(0);
+    const D: P = P(2);
+    let h0 = H(0);
+    let write = |off, len| Write {
+        h: h0,
+        at: At::Offset(off),
+        len,
+        seed: 9,
+    };
+    let flush_with = |arm| vec![Faulty(arm, Box::new(Flush(h0)))];
+    let failing = |op, kind| flush_with(Arm::Fail(op, kind));
+    let in_place = StoreAtOffset::InPlace;
+    let cases: Vec<(StoreAtOffset, Vec<Step>)> = vec![
+        (in_place, vec![Release(h0)]),
+        (in_place, vec![write(90_000, 50), Fsync(h0)]),
+        // Overlapping the first write, and a write far from it.
+        (in_place, vec![write(98_990, 12), write(5, 5), Release(h0)]),
+        // Cut, sent again.
+        (in_place, flush_with(Arm::BreakUpload(3))),
+        (in_place, failing(FaultOp::UploadAt, FaultKind::Unavailable)),
+        // Refused, or the server's file not asked: replaced whole.
+        (
+            in_place,
+            failing(FaultOp::UploadAt, FaultKind::PermissionDenied),
+        ),
+        (in_place, failing(FaultOp::Size, FaultKind::Failed)),
+        (in_place, failing(FaultOp::Stat, FaultKind::Failed)),
+        // Cut below the size fetched, then grown: replaced whole.
+        (
+            in_place,
+            vec![
+                Truncate {
+                    t: Target::Handle(h0),
+                    size: 50_000,
+                },
+                write(60_000, 10),
+                Release(h0),
+            ],
+        ),
+        // Truncated at the end of the write: only a change near the end
+        // is patched (from it to the end).
+        (StoreAtOffset::Truncates, vec![Release(h0)]),
+        (
+            StoreAtOffset::Truncates,
+            vec![write(99_990, 20), Release(h0)],
+        ),
+        (StoreAtOffset::Truncates, vec![write(10, 5), Release(h0)]),
+        (StoreAtOffset::Refused, vec![Release(h0)]),
+        (StoreAtOffset::Unknown, vec![Release(h0)]),
+    ];
+    let init = [Init::Dir(D), Init::File(A, 100_000, 3)];
+    for (rest_stor, case) in cases {
+        run_fixed(rest_stor, &init, write(99_000, 5), case);
     }
 }

@@ -158,6 +158,9 @@ pub struct FsConfig {
     /// the server writes `REST n` + `STOR` in place (see `patch`); off:
     /// every upload replaces its file whole and atomically.
     pub patch_in_place: bool,
+    /// Smaller files are never patched, always replaced whole (cheap, and
+    /// atomic); `patch::PATCH_MIN_SIZE` but in tests.
+    pub patch_min_size: u64,
 }
 
 impl Default for FsConfig {
@@ -176,6 +179,7 @@ impl Default for FsConfig {
             write_in_place: false,
             revalidate_on_open: false,
             patch_in_place: true,
+            patch_min_size: patch::PATCH_MIN_SIZE,
             // A server restart of 30 s fits, with the backoff around it.
             retry_time: Duration::from_secs(60),
         }

@@ -8,7 +8,7 @@
 //! - patching is on (`--patch auto`, the default), and the local copy was
 //!   fetched from the server and changed since only in a few ranges
 //!   (`changes`: at most `MAX_RANGES`, never shrunk below the size fetched);
-//! - the file is at least `PATCH_MIN_SIZE` (1 MiB) and the bytes to send are
+//! - the file is at least `PATCH_MIN_SIZE` (1 MiB; `FsConfig::patch_min_size`) and the bytes to send are
 //!   at most an eighth of it: below that, a whole upload is cheap and, unlike
 //!   a patch, atomic;
 //! - the server writes `REST n` + `STOR` in place (probed once per mount, on
@@ -66,7 +66,7 @@ impl Fs {
     /// before the fetch, so a change during it shows at the save.
     pub(super) fn patch_base_mtime(&self, path: &StorePath, size: u64) -> Option<SystemTime> {
         if !self.config.patch_in_place
-            || size < PATCH_MIN_SIZE
+            || size < self.config.patch_min_size
             || !self.store.capabilities().exact_listing_mtime
         {
             return None;
@@ -113,7 +113,7 @@ impl Fs {
         };
         let len = copy.spool.len();
         let limit = len / PATCH_MAX_SHARE;
-        if len < PATCH_MIN_SIZE || len < base.size || sent(ranges) > limit {
+        if len < self.config.patch_min_size || len < base.size || sent(ranges) > limit {
             log::debug!(
                 "{path}: replaced whole: {} of {len} bytes changed",
                 sent(ranges)
