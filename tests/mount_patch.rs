@@ -1,0 +1,140 @@
+//! Patching in place on real servers (SEMANTICS §3): a 4 KiB `dd
+//! conv=notrunc` into a big file sends about those 4 KiB where the server
+//! writes `REST n` + `STOR` in place (vsftpd: counted on the wire by the
+//! fault proxy; ProFTPD with `AllowStoreRestart on`), and replaces the file
+//! whole where it truncates (Pure-FTPd) or refuses (ProFTPD by default).
+//! Either way the server ends with exactly the bytes a local disk would
+//! hold. A patch keeps the server's file (its inode); a replacement is a
+//! new file renamed over it.
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use common::data;
+use common::mount::{ok, Mount};
+use common::proxied::Proxied;
+use common::proxy::Kind;
+use common::scratch::Scratch;
+use common::script_server::ScriptServer;
+
+const MIB: usize = 1024 * 1024;
+const BIG: usize = 8 * MIB;
+const BLOCK: usize = 4096;
+/// The 4 KiB block written: in the middle of the file.
+const SEEK: usize = 1000;
+
+/// What a dd into a big file did on the server.
+struct Dd {
+    /// The server's file is the one it was (patched), not a new one.
+    same_inode: bool,
+}
+
+/// An 8 MiB file written through the mount: its content.
+fn big_file(mount: &Mount, name: &str) -> Vec<u8> {
+    let body = data::bytes(BIG, 61);
+    std::fs::write(mount.path(name), &body).unwrap();
+    body
+}
+
+/// `dd bs=4k count=1 seek=SEEK conv=notrunc` into `name`, which holds
+/// `body`, through the mount; checks the server then holds exactly `body`
+/// with that block changed.
+fn dd_a_block(root: &Path, mount: &Mount, name: &str, body: Vec<u8>) -> Dd {
+    let on_server = root.join(name);
+    let before = std::fs::metadata(&on_server).unwrap().ino();
+    let local = Scratch::new("patch-dd");
+    let block = data::bytes(BLOCK, 62);
+    std::fs::write(local.path("block"), &block).unwrap();
+    ok(
+        "dd",
+        &[
+            &format!("if={}", local.str("block")),
+            &format!("of={}", mount.path_str(name)),
+            "bs=4k",
+            "count=1",
+            &format!("seek={SEEK}"),
+            "conv=notrunc",
+            "status=none",
+        ],
+        120,
+    );
+    let mut expected = body;
+    expected[SEEK * BLOCK..(SEEK + 1) * BLOCK].copy_from_slice(&block);
+    let held = std::fs::read(&on_server).unwrap();
+    assert_eq!(held.len(), BIG, "the size is kept");
+    assert!(
+        data::sha256(&held) == data::sha256(&expected),
+        "the server holds the file with the block changed"
+    );
+    let after = std::fs::metadata(&on_server).unwrap().ino();
+    Dd {
+        same_inode: before == after,
+    }
+}
+
+/// vsftpd writes REST + STOR in place: the dd sends its 4 KiB (with the
+/// one-time probe's 12 bytes and the TLS handshakes of a few data
+/// connections), not 8 MiB.
+#[test]
+fn vsftpd_gets_a_4k_dd_into_8_mib_as_a_4k_patch() {
+    let rig = Proxied::start(&[]);
+    let mount = rig.mount(&[]);
+    let body = big_file(&mount, "big.bin");
+    let before = rig.proxy.stats(Kind::Data).to_server;
+    let dd = dd_a_block(&rig.info.root, &mount, "big.bin", body);
+    let sent = rig.proxy.stats(Kind::Data).to_server - before;
+    eprintln!("a 4 KiB dd into 8 MiB sent {sent} bytes on data connections");
+    assert!(
+        (BLOCK as u64..32 * 1024).contains(&sent),
+        "{sent} bytes sent for a 4 KiB change"
+    );
+    assert!(dd.same_inode, "patched in place, not replaced");
+    let log = mount.log_text();
+    assert!(
+        log.contains("patched in place: 4096 bytes in 1 range"),
+        "{log}"
+    );
+}
+
+/// With `--patch never` the same dd replaces the file whole, atomically.
+#[test]
+fn vsftpd_with_patch_never_replaces_whole() {
+    let rig = Proxied::start(&[]);
+    let mount = rig.mount(&["-o", "patch=never"]);
+    let body = big_file(&mount, "big.bin");
+    let before = rig.proxy.stats(Kind::Data).to_server;
+    let dd = dd_a_block(&rig.info.root, &mount, "big.bin", body);
+    let sent = rig.proxy.stats(Kind::Data).to_server - before;
+    assert!(sent >= BIG as u64, "{sent} bytes: the whole file");
+    assert!(!dd.same_inode, "replaced through a temporary name");
+}
+
+/// Pure-FTPd truncates after REST + STOR: a change in the middle replaces
+/// the file whole (a patch would cut it there).
+#[test]
+fn pure_ftpd_gets_the_dd_as_a_whole_replacement() {
+    let server = ScriptServer::start("pure-ftpd-test-server", &[]);
+    let mount = Mount::start(&server.info, &[]);
+    let body = big_file(&mount, "big.bin");
+    let dd = dd_a_block(&server.info.root, &mount, "big.bin", body);
+    assert!(!dd.same_inode, "replaced, not patched");
+    let log = mount.log_text();
+    assert!(
+        log.contains("the server truncates after REST + STOR"),
+        "{log}"
+    );
+}
+
+/// ProFTPD refuses REST before STOR by default (replaced whole), and
+/// writes in place with `AllowStoreRestart on` (patched).
+#[test]
+fn proftpd_is_patched_only_with_allow_store_restart() {
+    for (options, patched) in [(&[][..], false), (&["--allow-store-restart"][..], true)] {
+        let server = ScriptServer::start("proftpd-test-server", options);
+        let mount = Mount::start(&server.info, &[]);
+        let body = big_file(&mount, "big.bin");
+        let dd = dd_a_block(&server.info.root, &mount, "big.bin", body);
+        assert_eq!(dd.same_inode, patched, "{options:?}");
+    }
+}
