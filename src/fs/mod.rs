@@ -19,7 +19,9 @@
 //!   transitions), `handles` (descriptors and the table of open files),
 //!   `local_changes` (writes, staging, truncation), `upload` (where an
 //!   upload is decided, and what follows it), `streamer` (an upload fed
-//!   while the program writes), `replace` (temporary names and putting an
+//!   while the program writes), `append` (only the new end sent, APPE),
+//!   `changes` (the ranges a staged file changed) and `patch` (only those
+//!   sent, REST + STOR), `replace` (temporary names and putting an
 //!   upload in place), `spool` (local copies), `rescue` (what could not be
 //!   uploaded at unmount);
 //! - reads: `download` (local copy or download), `read_ahead` (a download
@@ -50,7 +52,8 @@
 //! it comes, so memory stays bounded whatever the size. Anything else
 //! (random writes, O_RDWR, append, truncate to a non-zero size, writes to an
 //! existing file) first fetches the file's content into the spool (memory,
-//! then a private file) and uploads the whole file at flush. A streamed file
+//! then a private file) and uploads the whole file at flush, or only the
+//! ranges changed where that is allowed (see `patch`). A streamed file
 //! written out of order falls back to staging: the bytes already uploaded are
 //! fetched back. An upload failure is returned by that write (when
 //! streaming), by flush, fsync and release, and stays on the handle (every
