@@ -75,6 +75,7 @@ impl Target for MountTarget {
                 streamed: fs_stats.streamed_uploads,
                 staged: fs_stats.staged_uploads,
                 appended: fs_stats.appends,
+                patched: fs_stats.patches,
             },
             cache: CacheUse {
                 entries: cache.entries,

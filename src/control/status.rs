@@ -73,6 +73,8 @@ pub struct Uploads {
     pub streamed: u64,
     pub staged: u64,
     pub appended: u64,
+    /// Files saved by sending only their changed ranges (patched in place).
+    pub patched: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -151,13 +153,14 @@ impl Status {
         let u = &self.uploads;
         let _ = writeln!(
             out,
-            "uploads:   {} pending ({}), {} failed; done: {} streamed, {} staged, {} appended",
+            "uploads:   {} pending ({}), {} failed; done: {} streamed, {} staged, {} appended, {} patched",
             u.pending_files,
             bytes(u.pending_bytes),
             u.failed.len(),
             u.streamed,
             u.staged,
-            u.appended
+            u.appended,
+            u.patched
         );
         for path in &u.failed {
             let _ = writeln!(out, "  kept locally: {path}");
@@ -224,7 +227,7 @@ impl Status {
              \"resumed_handshakes\":{},\"full_handshakes\":{}}},\
              \"transfers\":[{}],\
              \"uploads\":{{\"pending_files\":{},\"pending_bytes\":{},\"failed\":[{}],\
-             \"streamed\":{},\"staged\":{},\"appended\":{}}},\
+             \"streamed\":{},\"staged\":{},\"appended\":{},\"patched\":{}}},\
              \"cache\":{{\"entries\":{},\"listings\":{},\"hits\":{},\"misses\":{},\"content\":{}}}}}",
             string(&self.version),
             string(&self.server),
@@ -248,6 +251,7 @@ impl Status {
             u.streamed,
             u.staged,
             u.appended,
+            u.patched,
             c.entries,
             c.listings,
             c.hits,
@@ -345,6 +349,7 @@ mod tests {
                 streamed: 1,
                 staged: 2,
                 appended: 3,
+                patched: 4,
             },
             cache: CacheUse {
                 entries: 5,
@@ -373,6 +378,7 @@ mod tests {
             "9 resumed TLS, 1 full handshakes",
             "down 3.0 MiB of 8.0 MiB, 1.5 MiB/s",
             "1 pending (10 B), 1 failed",
+            "2 staged, 3 appended, 4 patched",
             "kept locally: /var/cache/x",
             "75% hits",
             "2.0 MiB of 1.0 GiB in 2 blocks; 9 hits, 1 misses (90% hits)",
