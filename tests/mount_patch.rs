@@ -8,6 +8,7 @@
 //! new file renamed over it.
 mod common;
 
+use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -95,6 +96,48 @@ fn vsftpd_gets_a_4k_dd_into_8_mib_as_a_4k_patch() {
         log.contains("patched in place: 4096 bytes in 1 range"),
         "{log}"
     );
+}
+
+/// A patch cut by a reset of its data connection is sent again from the
+/// start of its range: the server ends with the right bytes, in the same
+/// file, and what went up is the range twice at most, not the file.
+#[test]
+fn vsftpd_a_patch_cut_by_a_data_reset_is_sent_again() {
+    let rig = Proxied::start(&[]);
+    let mount = rig.mount(&[]);
+    let mut expected = big_file(&mount, "big.bin");
+    let on_server = rig.info.root.join("big.bin");
+    let inode = std::fs::metadata(&on_server).unwrap().ino();
+    let change = data::bytes(512 * 1024, 63);
+    let at = 3 * MIB;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(mount.path("big.bin"))
+        .unwrap();
+    file.seek(SeekFrom::Start(at as u64)).unwrap();
+    // The write fetches the file (the mount has no write-back cache): the
+    // download is over before the reset is armed for the patch.
+    file.write_all(&change).unwrap();
+    let before = rig.proxy.stats(Kind::Data).to_server;
+    rig.proxy.reset_after(Kind::Data, 200 * 1024);
+    file.sync_all()
+        .expect("the patch is sent again after the reset");
+    drop(file);
+    let sent = rig.proxy.stats(Kind::Data).to_server - before;
+    assert!(rig.proxy.reset_fired(Kind::Data), "the reset cut the patch");
+    assert!(
+        (change.len() as u64..2 * change.len() as u64).contains(&sent),
+        "{sent} bytes sent for a 512 KiB change cut once"
+    );
+    expected[at..at + change.len()].copy_from_slice(&change);
+    let held = std::fs::read(&on_server).unwrap();
+    assert!(
+        data::sha256(&held) == data::sha256(&expected),
+        "the right bytes"
+    );
+    assert_eq!(std::fs::metadata(&on_server).unwrap().ino(), inode);
+    let log = mount.log_text();
+    assert!(log.contains("sending it again"), "{log}");
 }
 
 /// With `--patch never` the same dd replaces the file whole, atomically.
