@@ -93,7 +93,7 @@ impl Fs {
                 Ok(())
             }
             Err(e) => {
-                log::error!("{path}: a patch in place failed halfway: the server's file mixes old and new bytes");
+                log::error!("{path}: a patch in place could not be finished: the server's file may mix old and new bytes");
                 // At shutdown `save` keeps it, as any upload that failed.
                 if !self.shutting_down.load(Ordering::SeqCst) {
                     self.keep_locally(&copy.spool, path);
