@@ -2225,8 +2225,8 @@ fn without_in_place_writes_the_file_is_replaced_whole() {
 }
 
 /// What is not a small change inside a big file is replaced whole: a
-/// small file, a change of more than an eighth, too many scattered
-/// writes, a shrink (then writes).
+/// small file, a change from its first byte, a change of more than an
+/// eighth, too many scattered writes, a shrink (then writes).
 #[test]
 fn big_small_scattered_or_shrinking_changes_replace_the_file() {
     let m = mount();
@@ -2235,6 +2235,12 @@ fn big_small_scattered_or_shrinking_changes_replace_the_file() {
     assert_eq!(m.uploads().0, 1, "a file under 1 MiB");
 
     let data = m.big_file("big");
+    m.dd("big", &[(0, b"x"), (BIG - 1, b"y")]).expect("dd");
+    assert_eq!(m.uploads().0, 1, "from byte 0: REST 0 + STOR would cut it");
+    let data = written(written(data, 0, b"x"), BIG - 1, b"y");
+    assert_eq!(m.store.file(b"big"), Some(data.clone()));
+
+    m.store.reset_counters();
     let chunk = pattern(BIG / 8 + 1, 2);
     m.dd("big", &[(0, &chunk)]).expect("dd");
     assert_eq!(m.uploads(), (1, 0, 1, BIG as u64), "more than an eighth");

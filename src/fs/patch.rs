@@ -18,6 +18,8 @@
 //!   for a change near the end (an appended tail, say); where it refuses
 //!   (ProFTPD without `AllowStoreRestart`), or the probe could not tell,
 //!   the file is replaced;
+//! - the first byte is not changed: `REST 0` + `STOR` is a plain `STOR`,
+//!   which cuts the file, so a change from byte 0 replaces the file;
 //! - the server still has the file as fetched: its size (SIZE, one command)
 //!   and, where listings give exact times (MLST), its time are what they
 //!   were. Another client changed it: it is replaced, and the log says so.
@@ -130,6 +132,11 @@ impl Fs {
         };
         if sent(&plan) > limit {
             log::debug!("{path}: replaced whole: the server truncates after REST + STOR");
+            return Ok(Patched::Replace);
+        }
+        // `REST 0` + `STOR` is a plain STOR: it would cut the file there.
+        if plan.first().is_some_and(|r| r.start == 0) {
+            log::debug!("{path}: replaced whole: its first byte changed");
             return Ok(Patched::Replace);
         }
         match self.server_unchanged(path, base.size, base.mtime) {
