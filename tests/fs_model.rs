@@ -62,7 +62,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use ftpsfs::fs::{Fh, Fs, FsConfig, Ino, OpenFlags, SetAttr, ROOT_INO};
+use ftpsfs::fs::{Fh, Fs, FsConfig, Ino, OpenFlags, SetAttr, Verify, ROOT_INO};
 use ftpsfs::store::{ErrorKind as Kind, FileKind};
 use proptest::prelude::*;
 
@@ -440,8 +440,6 @@ struct MStream {
     temp: bool,
     /// Where a new file's upload is (its real name when the stream began).
     dest: String,
-    /// The upload breaks after this many bytes (armed when it began).
-    breaks_after: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -558,13 +556,6 @@ impl Model {
     fn fail_kind(&self, op: FaultOp) -> Option<FaultKind> {
         match self.arm {
             Some(Arm::Fail(o, k)) if o == op => Some(k),
-            _ => None,
-        }
-    }
-
-    fn breaks_upload(&self) -> Option<u64> {
-        match self.arm {
-            Some(Arm::BreakUpload(n)) => Some(n as u64),
             _ => None,
         }
     }
@@ -746,7 +737,7 @@ impl Model {
         if let Some(k) = self.fail_kind(FaultOp::OpenRead) {
             failures.push(upload_errno(k));
         }
-        if self.breaks_read() || s.breaks_after.is_some() {
+        if self.breaks_read() {
             failures.push(EIO);
         }
         if let Err(e) = actual {
@@ -819,20 +810,12 @@ impl Model {
             Some(s) => s.temp || s.dest != path,
             None => f.on_server,
         };
+        // A lost connection while opening the upload, and a cut upload
+        // (staged or streaming), are resumed: only a refusal fails it.
         if f.stream.is_none() {
-            if let Some(k) = self.fail_kind(FaultOp::Upload) {
-                failures.push(upload_errno(k));
-            }
-            if self
-                .breaks_upload()
-                .is_some_and(|n| f.content.len() as u64 > n)
-            {
-                failures.push(EIO);
-            }
-        }
-        if let Some(s) = &f.stream {
-            if s.breaks_after.is_some_and(|n| f.content.len() as u64 > n) {
-                failures.push(EIO);
+            match self.fail_kind(FaultOp::Upload) {
+                None | Some(FaultKind::Unavailable) => {}
+                Some(k) => failures.push(upload_errno(k)),
             }
         }
         if through_temp {
@@ -1037,30 +1020,15 @@ impl Model {
         if !self.obs.upload_opened {
             return Ok(());
         }
-        let breaks_after = self.breaks_upload();
         let f = self.files.get_mut(&id).unwrap();
         f.stream = Some(MStream {
             // New files too (§3: nothing partial under the real name); the
             // model has no server that refuses renames.
             temp: true,
             dest: path,
-            breaks_after,
         });
-        self.stream_write_failed(id, h, actual)
-    }
-
-    /// A broken stream's error can come from any write after the break.
-    fn stream_write_failed(&mut self, id: usize, h: H, actual: &Res) -> Saved {
-        let f = &self.files[&id];
-        let broken = f
-            .stream
-            .as_ref()
-            .and_then(|s| s.breaks_after)
-            .is_some_and(|n| f.content.len() as u64 > n);
-        if broken && actual == &Err(EIO) {
-            self.upload_failed(id, EIO, Some(h));
-            return Err(EIO);
-        }
+        // A break of the stream (`Arm::BreakUpload`) is resumed from its
+        // window: it fails nothing.
         Ok(())
     }
 
@@ -1229,7 +1197,6 @@ impl Model {
                         let f = self.files.get_mut(&id).unwrap();
                         write_at(&mut f.content, offset, &data);
                         f.dirty = true;
-                        self.stream_write_failed(id, *h, actual)?;
                         return Ok(Out::Done);
                     }
                 }
@@ -1636,6 +1603,8 @@ impl Harness {
             write_in_place: false,
             revalidate_on_open: false,
             retry_time: Duration::from_secs(60),
+            verify: Verify::Digest,
+            upload_window: 16 * 1024 * 1024,
         };
         let fs = Fs::new(store.clone(), config);
         Harness {

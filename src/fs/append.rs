@@ -13,17 +13,12 @@
 //! then it fails (EIO); the server's file then ends with part of the
 //! appended bytes, which the mount shows from then on.
 use std::sync::atomic::Ordering;
-use std::thread;
-use std::time::{Duration, Instant};
 
 use super::open_file::Appending;
+use super::retry::Backoff;
 use super::streamer::BATCH;
 use super::{Error, ErrorKind, Fs, Result};
 use crate::store::{self, StorePath};
-
-/// The first wait before resuming a cut append; it doubles up to the next.
-const BACKOFF_FIRST: Duration = Duration::from_millis(200);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// What became of an append.
 pub(super) enum Appended {
@@ -41,9 +36,8 @@ impl Fs {
 
     /// Sends what was appended to `path`, resuming it if cut.
     pub(super) fn send_appended(&self, path: &StorePath, a: &Appending) -> Result<Appended> {
-        let deadline = Instant::now() + self.config.retry_time;
         let end = a.base + a.tail.len();
-        let mut backoff = BACKOFF_FIRST;
+        let mut retry = Backoff::new(self.config.retry_time);
         // Where the server is, which is where the next attempt starts.
         let mut server_size = None;
         let mut attempt = 0u32;
@@ -53,7 +47,7 @@ impl Fs {
                 None => match self.store.stat(path) {
                     Ok(meta) => meta.size,
                     Err(e) if e.kind == store::ErrorKind::Unavailable => {
-                        self.wait_to_retry(&mut backoff, deadline, e)?;
+                        retry.wait(e)?;
                         continue;
                     }
                     Err(e) if attempt == 0 => {
@@ -90,7 +84,7 @@ impl Fs {
                 }
                 Err(e) if e.kind == store::ErrorKind::Unavailable => {
                     log::info!("{path}: append cut ({e}); resuming");
-                    self.wait_to_retry(&mut backoff, deadline, e)?;
+                    retry.wait(e)?;
                     server_size = None;
                 }
                 Err(e) => return Err(e.into()),
@@ -126,22 +120,6 @@ impl Fs {
             offset += n as u64;
         }
         up.finish()
-    }
-
-    /// Sleeps before the next attempt, or gives up with `err` if that would
-    /// pass the deadline.
-    fn wait_to_retry(
-        &self,
-        backoff: &mut Duration,
-        deadline: Instant,
-        err: store::Error,
-    ) -> Result<()> {
-        if Instant::now() + *backoff > deadline {
-            return Err(err.into());
-        }
-        thread::sleep(*backoff);
-        *backoff = (*backoff * 2).min(BACKOFF_MAX);
-        Ok(())
     }
 }
 
