@@ -261,6 +261,10 @@ impl Fs {
                 to_hex(want)
             )));
         }
+        log::debug!(
+            "{}: the server's {algorithm} matches what was sent",
+            shown(path)
+        );
         self.uploads
             .verified_by_digest
             .fetch_add(1, Ordering::Relaxed);
