@@ -2338,3 +2338,60 @@ fn a_streamed_upload_that_does_not_match_fails() {
     assert_eq!(m.store.file(b"big").as_deref(), Some(&b"old"[..]));
     assert!(m.temp_files().is_empty(), "{:?}", m.temp_files());
 }
+
+/// The final reply of an upload is lost: the resume's SIZE finds every
+/// byte there, and is the check too (no second SIZE), even with
+/// `--verify none`, which checks a resumed upload's size all the same.
+#[test]
+fn a_lost_final_reply_costs_one_size_and_nothing_sent_again() {
+    for verify in [Verify::Size, Verify::None] {
+        let m = mount_with(MemoryStore::new(), |c| c.verify = verify);
+        let data = pattern(300 * KIB, 17);
+        m.faults.corrupt_next_uploads(&[Corruption::LoseReply]);
+        m.cp(ROOT_INO, "f", &data).expect("complete");
+        assert_eq!(m.store.file(b"f"), Some(data.clone()));
+        let c = m.faults.counters();
+        assert_eq!(
+            (c.upload, c.upload_at, c.append, c.size),
+            (1, 0, 0, 1),
+            "{verify}: {c:?}"
+        );
+        assert_eq!(m.store.counters().bytes_uploaded, data.len() as u64);
+    }
+}
+
+/// A digest or size reply that is no digest or no size is never taken as
+/// a match: sent again once, then EIO with the content kept.
+#[test]
+fn unusable_check_replies_are_never_a_success() {
+    let m = mount_with(digest_server(), |_| {});
+    m.store.put_file(b"big", &pattern(2 * MIB, 18));
+    m.faults.fail_next(Op::Digest, ErrorKind::Failed);
+    m.faults.fail_next(Op::Size, ErrorKind::Failed);
+    let err = m
+        .overwrite("big", &pattern(2 * MIB, 19))
+        .expect_err("no usable check, twice");
+    assert_eq!(err.errno(), libc::EIO);
+    assert_eq!(m.store.file(b"big"), Some(pattern(2 * MIB, 18)));
+    assert_eq!(m.kept_locally().len(), 1);
+    assert_eq!(m.fs.stats().upload_mismatches, 2);
+}
+
+/// An append is checked by the server's size too: one that lost a byte
+/// on the server is EIO, not a success (it is not sent again: an append
+/// is not atomic, and the server's file now ends differently).
+#[test]
+fn an_append_is_checked_by_the_servers_size() {
+    let m = mount();
+    m.store.put_file(b"log", b"head\n");
+    let ino = m.ino("log");
+    let fh = m.fs.open(ino, WRITE).expect("open");
+    m.fs.write(fh, 5, b"line 1\n").expect("write at the end");
+    m.fs.flush(fh).expect("appended");
+    assert_eq!(m.fs.stats().verified_by_size, 1);
+    m.fs.write(fh, 12, b"line 2\n").expect("write at the end");
+    m.faults.corrupt_next_uploads(&[Corruption::DropLast]);
+    assert_eq!(m.fs.flush(fh).expect_err("a byte lost").errno(), libc::EIO);
+    let _ = m.fs.release(fh);
+    assert_eq!(m.fs.stats().upload_mismatches, 1);
+}

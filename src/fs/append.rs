@@ -12,11 +12,17 @@
 //! until `retry_time` has passed: never a gap, never a range twice. Only
 //! then it fails (EIO); the server's file then ends with part of the
 //! appended bytes, which the mount shows from then on.
+//!
+//! An append is checked by the server's size afterwards (`verify`; a
+//! resumed one even with `--verify none`), never by digest: the server's
+//! digest is of the whole file, and only the new end passes through here.
 use std::sync::atomic::Ordering;
 
 use super::open_file::Appending;
+use super::resume::Sent;
 use super::retry::Backoff;
 use super::streamer::BATCH;
+use super::verify::Checked;
 use super::{Error, ErrorKind, Fs, Result};
 use crate::store::{self, StorePath};
 
@@ -41,6 +47,8 @@ impl Fs {
         // Where the server is, which is where the next attempt starts.
         let mut server_size = None;
         let mut attempt = 0u32;
+        // The server's size when the last attempt ended, if asked since.
+        let mut known = None;
         loop {
             let size = match server_size {
                 Some(size) => size,
@@ -72,6 +80,7 @@ impl Fs {
             }
             if attempt > 0 && size == end {
                 // The last attempt got everything there (its reply was lost).
+                known = Some(size);
                 break;
             }
             attempt += 1;
@@ -90,15 +99,19 @@ impl Fs {
                 Err(e) => return Err(e.into()),
             }
         }
-        // Resumed appends are checked: the server must hold exactly the file.
-        if attempt > 1 {
-            let size = self.store.stat(path)?.size;
-            if size != end {
-                return Err(Error::new(
-                    ErrorKind::Store(store::ErrorKind::Failed),
-                    format!("{path}: after resuming the append the server holds {size} bytes, not {end}"),
-                ));
-            }
+        // The server must hold exactly the file (see `verify`): a resumed
+        // append always, others unless `--verify none`.
+        let sent = Sent {
+            len: end,
+            resumed: attempt > 1,
+            size_known: known,
+            digest: None,
+        };
+        if let Checked::Mismatch(why) = self.check_upload(path.as_bytes(), &sent)? {
+            return Err(Error::new(
+                ErrorKind::Unverified,
+                format!("{path}: after appending, {why}"),
+            ));
         }
         self.appended.fetch_add(1, Ordering::Relaxed);
         Ok(Appended::Done)

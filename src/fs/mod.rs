@@ -20,8 +20,10 @@
 //!   `local_changes` (writes, staging, truncation), `upload` (where an
 //!   upload is decided, and what follows it), `streamer` (an upload fed
 //!   while the program writes), `replace` (temporary names and putting an
-//!   upload in place), `spool` (local copies), `rescue` (what could not be
-//!   uploaded at unmount);
+//!   upload in place), `resume` (a cut upload goes on from the server's
+//!   size), `retry` (the backoff), `verify` (checking what the server
+//!   stored), `spool` (local copies), `rescue` (what could not be
+//!   uploaded at unmount, or not stored right);
 //! - reads: `download` (local copy or download), `read_ahead` (a download
 //!   kept open and read ahead);
 //! - `errno` (the one errno table).
@@ -52,8 +54,9 @@
 //! existing file) first fetches the file's content into the spool (memory,
 //! then a private file) and uploads the whole file at flush. A streamed file
 //! written out of order falls back to staging: the bytes already uploaded are
-//! fetched back. An upload failure is returned by that write (when
-//! streaming), by flush, fsync and release, and stays on the handle (every
+//! fetched back. A cut upload is resumed from the server's size (see `resume`),
+//! and every upload is checked (see `verify`). An upload failure is
+//! returned by that write (when streaming), by flush, fsync and release, and stays on the handle (every
 //! later call on it reports it); the local changes are then dropped and the
 //! file is what the server has. `fsync` uploads at once (a streaming upload
 //! is finished; writing on stages the file again). A file unlinked while open

@@ -6,11 +6,13 @@
 //! file once complete, so a failed upload leaves the old file as it was. If
 //! the server refuses the rename even after the old file is removed (some
 //! servers forbid renames), the finished temporary file is copied to the
-//! target through a download piped into an upload, and later uploads go to
+//! target through a download piped into an upload (`Fs::copy_checked`:
+//! resumed and checked as any upload), and later uploads go to
 //! the target directly. A file that did not exist before (created through
 //! the mount) is uploaded under its own name: there is nothing to protect,
-//! and it saves a RNFR/RNTO per file when copying many small files; if that
-//! upload fails, what it left is deleted.
+//! and it saves a RNFR/RNTO per file when copying many small files; a cut
+//! upload is resumed (see `resume`), and if it fails for good, what it
+//! left is deleted.
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -218,8 +218,18 @@ impl Fs {
             return Ok(Checked::Match);
         }
         let size = match sent.size_known {
-            Some(size) => size,
-            None => self.ask(|| self.store.size(path))?,
+            Some(size) => Ok(size),
+            None => self.ask(|| self.store.size(path)),
+        };
+        let size = match size {
+            Ok(size) => size,
+            // A reply that is no size (garbage, a sign, a fraction) is no
+            // proof of the upload.
+            Err(e) if e.store_kind() == Some(store::ErrorKind::Failed) => {
+                self.uploads.mismatches.fetch_add(1, Ordering::Relaxed);
+                return Ok(Checked::Mismatch(format!("no usable size: {e}")));
+            }
+            Err(e) => return Err(e),
         };
         if size != sent.len {
             self.uploads.mismatches.fetch_add(1, Ordering::Relaxed);

@@ -52,6 +52,9 @@ pub enum Corruption {
     DropLast,
     /// The first byte is stored inverted (the size is right).
     FlipFirst,
+    /// Stored right, but the final reply is lost: `finish` fails with
+    /// `Unavailable` after the server has every byte.
+    LoseReply,
 }
 
 impl<S: RemoteStore> FaultyStore<S> {
@@ -426,6 +429,16 @@ impl UploadStream for FaultyUpload {
             self.send(held)?;
         }
         match self.inner {
+            Some(inner) if self.corrupt == Some(Corruption::LoseReply) => {
+                inner.finish()?;
+                Err(Error::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "uploading {}: injected loss of the final reply",
+                        shown(&self.path)
+                    ),
+                ))
+            }
             Some(inner) => inner.finish(),
             None => Err(Error::new(
                 ErrorKind::Failed,
@@ -633,6 +646,46 @@ mod tests {
         assert_eq!((counts.size, counts.digest, counts.upload_at), (2, 1, 2));
         assert_eq!(store.inner().counters().size, 1);
         assert_eq!(counts.bytes_uploaded, 1);
+    }
+
+    #[test]
+    fn uploads_can_lag_break_by_path_and_be_stored_wrongly() {
+        let store = FaultyStore::new(MemoryStore::new());
+        store.set_upload_lag(3);
+        store.fail_upload_after(8);
+        let mut up = store.upload(b"f").unwrap();
+        up.write(b"0123456").unwrap();
+        assert_eq!(
+            store.inner().file(b"f").unwrap(),
+            b"0123",
+            "3 bytes in flight"
+        );
+        assert_eq!(kind(up.write(b"789")), ErrorKind::Unavailable);
+        assert_eq!(
+            store.inner().file(b"f").unwrap(),
+            b"01234",
+            "a break loses what was in flight"
+        );
+        store.set_upload_lag(0);
+        store.fail_upload_to_after(b"g", 1);
+        write(&store, b"h", b"whole");
+        let mut up = store.upload(b"g").unwrap();
+        assert_eq!(kind(up.write(b"ab")), ErrorKind::Unavailable);
+        store.corrupt_next_uploads(&[
+            Corruption::DropLast,
+            Corruption::FlipFirst,
+            Corruption::LoseReply,
+        ]);
+        write(&store, b"a", b"abc");
+        write(&store, b"b", b"abc");
+        let mut up = store.upload(b"c").unwrap();
+        up.write(b"abc").unwrap();
+        assert_eq!(kind(up.finish()), ErrorKind::Unavailable);
+        assert_eq!(store.inner().file(b"a").unwrap(), b"ab");
+        assert_eq!(store.inner().file(b"b").unwrap(), b"\x9ebc");
+        assert_eq!(store.inner().file(b"c").unwrap(), b"abc");
+        write(&store, b"d", b"abc");
+        assert_eq!(store.inner().file(b"d").unwrap(), b"abc", "only those");
     }
 
     #[test]
