@@ -751,6 +751,50 @@ fn a_copy_over_a_file_another_client_created_survives_a_data_reset() {
     cp_through_a_data_reset(&rig, &mount, "victim", &data::bytes(900_000, 26), 400_000);
 }
 
+/// The server goes away for 3 s in the middle of an upload (every control
+/// and data connection closed, new ones refused), as in a restart: the
+/// upload goes on from the server's size once it is back, and the server
+/// ends with exactly the new bytes.
+#[test]
+fn an_upload_resumes_across_a_server_outage() {
+    let (rig, mount, _old) = with_file("doc.bin", MIB, 27, &[]);
+    let local = Local::new("outage-upload");
+    let body = data::bytes(4 * MIB, 28);
+    let src = local.file("doc.bin", &body);
+    rig.proxy.set_bandwidth(Kind::Data, Some(2 * MIB as u64));
+    let before = rig.proxy.stats(Kind::Data).to_server;
+    let writer = in_background("cp", vec![src, mount.path_str("doc.bin")], 120);
+    assert!(wait_until(30, || rig.proxy.stats(Kind::Data).to_server
+        > before + MIB as u64));
+    for kind in [Kind::Control, Kind::Data] {
+        rig.proxy.set_refuse(kind, true);
+        rig.proxy.close_all(kind);
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    for kind in [Kind::Control, Kind::Data] {
+        rig.proxy.set_refuse(kind, false);
+    }
+    let (out, _) = writer.join().unwrap();
+    rig.proxy.set_bandwidth(Kind::Data, None);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        stderr(&out),
+        mount.log_text()
+    );
+    assert_eq!(
+        data::sha256(&std::fs::read(rig.root().join("doc.bin")).unwrap()),
+        data::sha256(&body),
+        "exactly the new bytes"
+    );
+    assert_eq!(others_on_server(&rig, &["doc.bin"]), Vec::<String>::new());
+    assert!(
+        mount.log_text().contains("upload resumed at byte"),
+        "{}",
+        mount.log_text()
+    );
+}
+
 /// rsync through a data reset completes in one run: the cut upload is
 /// resumed under rsync, which never sees it.
 #[test]
