@@ -16,8 +16,11 @@
 //!   changes are dropped, the file shows the server's content (a new file an
 //!   empty one, while open) and the error sticks to the descriptors that
 //!   write the file; streaming (sequential writes past the stream threshold)
-//!   and its fallback, with the error of a broken stream coming from a
-//!   write or from the close; O_APPEND, O_TRUNC, holes read as zeros.
+//!   and its fallback; O_APPEND, O_TRUNC, holes read as zeros. An upload
+//!   cut by a lost connection (`Arm::BreakUpload`, or `Unavailable` when
+//!   it opens), staged or streaming, is resumed from the server's size and
+//!   succeeds with the whole file (§3 "Cut uploads resume"); only a
+//!   refusal fails it.
 //! - §3 appends: a write at the end of a file whose content is the
 //!   server's (O_APPEND, or at its size) fetches nothing; the file then
 //!   holds only what follows the server's size (`MFile::append_base`):
@@ -39,14 +42,14 @@
 //!   uploaded), rmdir of non-empty directories, mkdir.
 //! - §5 the size shown for files being written; chmod and utimens results.
 //! - §10 the errno of every store error kind, for metadata operations and
-//!   for uploads (EIO for a connection lost during an upload).
+//!   for uploads.
 //! - Temporary names never show in listings, and none is left on the server
 //!   once no upload is in progress.
 //!
 //! Deliberately not modelled: timing (TTL expiry: the TTLs are an hour, so
 //! everything the mount shows comes from its own changes), other clients
 //! changing the server (but for appending to a file appended to here), the
-//! backoff before an append is resumed (it only delays: `retry_time` is a
+//! backoff before an upload is resumed (it only delays: `retry_time` is a
 //! minute, and one fault at a time never exhausts it), servers that refuse
 //! renames or chmod/MFMT, LIST
 //! servers' rounded times, modes and times beyond the result of the call
@@ -68,7 +71,7 @@ use proptest::prelude::*;
 
 // ----- The store under test: built, and faults injected, only here -----
 
-use ftpsfs_testkit::{FaultyStore, MemoryStore, Op};
+use ftpsfs_testkit::{Corruption, FaultyStore, MemoryStore, Op};
 
 type Store = FaultyStore<MemoryStore>;
 
@@ -86,6 +89,7 @@ fn arm_fault(store: &Store, arm: &Arm) {
         Arm::Fail(op, kind) => store.fail_next(op.into(), kind.into()),
         Arm::BreakUpload(n) => store.fail_upload_after(n as u64),
         Arm::BreakRead(n) => store.fail_read_after(n as u64),
+        Arm::Corrupt => store.corrupt_next_uploads(&[Corruption::DropLast]),
     }
 }
 
@@ -223,6 +227,9 @@ enum Arm {
     BreakUpload(u32),
     /// The next download opened breaks after that many bytes.
     BreakRead(u32),
+    /// The next upload opened stores all but its last byte, and the
+    /// server answers that it is fine (`verify` finds it).
+    Corrupt,
 }
 
 #[derive(Clone, Debug)]
@@ -981,6 +988,14 @@ impl Model {
             // Cut (and a broken stream): resumed from the server's size.
             None | Some(FaultKind::Unavailable) => {}
             Some(k) => return Appended::Failed(upload_errno(k)),
+        }
+        let f = &self.files[&id];
+        if matches!(self.arm, Some(Arm::Corrupt)) && f.content.len() > base {
+            // The server kept all but the last byte: the size check after
+            // the append finds it, and an append is not sent again.
+            let kept = f.content[..f.content.len() - 1].to_vec();
+            self.server.insert(path, SNode::File(Rc::new(kept)));
+            return Appended::Failed(EIO);
         }
         let f = self.files.get_mut(&id).unwrap();
         self.server.insert(path, SNode::File(f.content.clone()));
@@ -2232,6 +2247,7 @@ fn save_arm() -> impl Strategy<Value = Arm> {
     prop_oneof![
         4 => fail(op),
         1 => prop_oneof![0u32..64, 0u32..150_000].prop_map(Arm::BreakUpload),
+        1 => Just(Arm::Corrupt),
     ]
 }
 

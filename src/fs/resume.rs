@@ -17,7 +17,7 @@
 //! The digest of what is sent is computed here too, as the bytes go out
 //! (`Tracked`): no second read of the local data.
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,6 +78,8 @@ pub(super) struct Resume {
     /// Whether the upload was cut and went on: its size must be checked.
     resumed: bool,
     counters: Arc<UploadCounters>,
+    /// Set when the upload is abandoned: stop resuming.
+    abort: Option<Arc<AtomicBool>>,
 }
 
 impl Resume {
@@ -98,6 +100,7 @@ impl Resume {
             known_size: None,
             resumed: false,
             counters,
+            abort: None,
         }
     }
 
@@ -133,6 +136,13 @@ impl Resume {
         let mut err = err;
         loop {
             self.backoff.wait(err)?;
+            if self
+                .abort
+                .as_ref()
+                .is_some_and(|a| a.load(Ordering::Relaxed))
+            {
+                return Err(store::Error::new(ErrorKind::Failed, "upload abandoned"));
+            }
             let size = match self.store.size(&self.path) {
                 Ok(size) => size,
                 // The cut came before the server created the file.
@@ -297,6 +307,13 @@ impl Sending {
     pub fn open(mut resume: Resume, hash: Option<Tracked>) -> store::Result<Sending> {
         let up = resume.open()?;
         Ok(Sending::with_stream(resume, up, hash))
+    }
+
+    /// Stops resuming once `abort` is set.
+    pub fn abort_on(&mut self, abort: Arc<AtomicBool>) {
+        if let Some(resume) = &mut self.resume {
+            resume.abort = Some(abort);
+        }
     }
 
     /// Takes over an upload already opened from byte 0.

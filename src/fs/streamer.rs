@@ -63,6 +63,8 @@ impl Streamer {
             .name("ftpsfs-upload".into())
             .spawn(move || {
                 let mut upload = sending;
+                // Abandoning the stream also stops a resume in progress.
+                upload.abort_on(Arc::clone(&abort2));
                 let mut window = Window::new(window);
                 for batch in rx {
                     if abort2.load(Ordering::Relaxed) {
