@@ -562,7 +562,12 @@ fn an_append_cut_by_a_data_reset_is_resumed() {
         out.status,
         started.elapsed()
     );
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        stderr(&out),
+        mount.log_text()
+    );
     assert!(rig.proxy.reset_fired(Kind::Data));
     let whole = [old, added].concat();
     assert_eq!(
