@@ -2395,3 +2395,20 @@ fn an_append_is_checked_by_the_servers_size() {
     let _ = m.fs.release(fh);
     assert_eq!(m.fs.stats().upload_mismatches, 1);
 }
+
+/// After a cut the server holds more than was sent (garbage after the
+/// break, beyond the 256 KiB write it broke in): the upload is not resumed
+/// on top of it but sent again from zero, once.
+#[test]
+fn a_server_holding_more_than_was_sent_gets_the_upload_again_from_zero() {
+    let m = mount();
+    let data = pattern(300 * KIB, 20);
+    m.faults.fail_upload_after(100 * KIB as u64);
+    m.faults
+        .corrupt_next_uploads(&[Corruption::GarbageOnBreak(200 * KIB as u32)]);
+    m.cp(ROOT_INO, "f", &data).expect("sent again");
+    assert!(m.store.file(b"f") == Some(data), "the file as sent");
+    let c = m.faults.counters();
+    assert_eq!((c.upload, c.upload_at, c.append), (2, 0, 0), "{c:?}");
+    assert_eq!(m.fs.stats().restarted_uploads, 1);
+}

@@ -55,6 +55,10 @@ pub enum Corruption {
     /// Stored right, but the final reply is lost: `finish` fails with
     /// `Unavailable` after the server has every byte.
     LoseReply,
+    /// At an injected break (`fail_upload_after`), the server also stores
+    /// this many bytes of garbage after what it received, so it holds more
+    /// than the client sent.
+    GarbageOnBreak(u32),
 }
 
 impl<S: RemoteStore> FaultyStore<S> {
@@ -402,6 +406,11 @@ impl UploadStream for FaultyUpload {
             Some(allowed) if allowed < data.len() as u64 => {
                 // `allowed` is below `data.len()`, so it fits in usize.
                 self.pass(&data[..allowed as usize])?;
+                if let Some(Corruption::GarbageOnBreak(n)) = self.corrupt {
+                    let held = std::mem::take(&mut self.held);
+                    self.send(held)?;
+                    self.send(vec![0xEE; n as usize])?;
+                }
                 self.inner = None;
                 let err = Error::new(
                     ErrorKind::Unavailable,
