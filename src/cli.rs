@@ -18,7 +18,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{ArgAction, CommandFactory, Parser, ValueEnum};
 
 use crate::credentials::{self, Sources, PASSWORD_ENV};
-use crate::fs::FsConfig;
+use crate::fs::{FsConfig, Verify};
 use crate::ftp::config::{parse_port_range, parse_sha256_hex, Keepalive, Timeouts};
 use crate::ftp::identity;
 use crate::ftp::socks::{self, Proxy, ProxyUrl, PROXY_PASSWORD_ENV};
@@ -240,13 +240,21 @@ pub struct Args {
     #[arg(long, help_heading = "Mount")]
     default_permissions: bool,
 
-    /// Resume a cut upload (an append today) for this long before it fails with EIO
+    /// Resume a cut upload for this long without progress before it fails with EIO
     #[arg(long, value_name = "SECS", default_value_t = Seconds(FsConfig::default().retry_time), value_parser = seconds, help_heading = "Connection")]
     retry_time: Seconds,
 
     /// Upload files under their own names, not through a hidden temporary name renamed into place (for servers that refuse renames; found out by itself otherwise). A failed or cut upload can then leave a partial file
     #[arg(long, help_heading = "Mount")]
     write_in_place: bool,
+
+    /// Check each upload: none; size (the server's size must be the bytes sent); digest (also the digest of files of 1 MiB or more, where the server offers HASH, XSHA256, XSHA1 or XCRC; size elsewhere)
+    #[arg(long, value_name = "HOW", default_value_t = Verify::Digest, value_parser = parse_verify, help_heading = "Mount")]
+    verify: Verify,
+}
+
+fn parse_verify(value: &str) -> Result<Verify, String> {
+    value.parse()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -290,6 +298,7 @@ pub struct Options {
     /// Bytes of file contents kept on disk (0: no content cache).
     pub cache_size: u64,
     pub retry_time: Duration,
+    pub verify: Verify,
     /// Absolute.
     pub cache_dir: PathBuf,
     pub log: LogSettings,
@@ -597,6 +606,7 @@ fn build_options(args: Args, env: &dyn Environment) -> Result<Options, CliError>
         revalidate_on_open: args.revalidate_on_open,
         cache_size: args.cache_size.0,
         retry_time: args.retry_time.0,
+        verify: args.verify,
         attr_ttl: args.attr_ttl.0,
         dir_ttl: args.dir_ttl.0,
         cache_dir: cache_dir(&args, env)?,

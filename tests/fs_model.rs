@@ -16,8 +16,11 @@
 //!   changes are dropped, the file shows the server's content (a new file an
 //!   empty one, while open) and the error sticks to the descriptors that
 //!   write the file; streaming (sequential writes past the stream threshold)
-//!   and its fallback, with the error of a broken stream coming from a
-//!   write or from the close; O_APPEND, O_TRUNC, holes read as zeros.
+//!   and its fallback; O_APPEND, O_TRUNC, holes read as zeros. An upload
+//!   cut by a lost connection (`Arm::BreakUpload`, or `Unavailable` when
+//!   it opens), staged or streaming, is resumed from the server's size and
+//!   succeeds with the whole file (§3 "Cut uploads resume"); only a
+//!   refusal fails it.
 //! - §3 appends: a write at the end of a file whose content is the
 //!   server's (O_APPEND, or at its size) fetches nothing; the file then
 //!   holds only what follows the server's size (`MFile::append_base`):
@@ -39,14 +42,14 @@
 //!   uploaded), rmdir of non-empty directories, mkdir.
 //! - §5 the size shown for files being written; chmod and utimens results.
 //! - §10 the errno of every store error kind, for metadata operations and
-//!   for uploads (EIO for a connection lost during an upload).
+//!   for uploads.
 //! - Temporary names never show in listings, and none is left on the server
 //!   once no upload is in progress.
 //!
 //! Deliberately not modelled: timing (TTL expiry: the TTLs are an hour, so
 //! everything the mount shows comes from its own changes), other clients
 //! changing the server (but for appending to a file appended to here), the
-//! backoff before an append is resumed (it only delays: `retry_time` is a
+//! backoff before an upload is resumed (it only delays: `retry_time` is a
 //! minute, and one fault at a time never exhausts it), servers that refuse
 //! renames or chmod/MFMT, LIST
 //! servers' rounded times, modes and times beyond the result of the call
@@ -62,13 +65,13 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use ftpsfs::fs::{Fh, Fs, FsConfig, Ino, OpenFlags, SetAttr, ROOT_INO};
+use ftpsfs::fs::{Fh, Fs, FsConfig, Ino, OpenFlags, SetAttr, Verify, ROOT_INO};
 use ftpsfs::store::{ErrorKind as Kind, FileKind};
 use proptest::prelude::*;
 
 // ----- The store under test: built, and faults injected, only here -----
 
-use ftpsfs_testkit::{FaultyStore, MemoryStore, Op};
+use ftpsfs_testkit::{Corruption, FaultyStore, MemoryStore, Op};
 
 type Store = FaultyStore<MemoryStore>;
 
@@ -86,6 +89,7 @@ fn arm_fault(store: &Store, arm: &Arm) {
         Arm::Fail(op, kind) => store.fail_next(op.into(), kind.into()),
         Arm::BreakUpload(n) => store.fail_upload_after(n as u64),
         Arm::BreakRead(n) => store.fail_read_after(n as u64),
+        Arm::Corrupt => store.corrupt_next_uploads(&[Corruption::DropLast]),
     }
 }
 
@@ -223,6 +227,9 @@ enum Arm {
     BreakUpload(u32),
     /// The next download opened breaks after that many bytes.
     BreakRead(u32),
+    /// The next upload opened stores all but its last byte, and the
+    /// server answers that it is fine (`verify` finds it).
+    Corrupt,
 }
 
 #[derive(Clone, Debug)]
@@ -440,8 +447,6 @@ struct MStream {
     temp: bool,
     /// Where a new file's upload is (its real name when the stream began).
     dest: String,
-    /// The upload breaks after this many bytes (armed when it began).
-    breaks_after: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -558,13 +563,6 @@ impl Model {
     fn fail_kind(&self, op: FaultOp) -> Option<FaultKind> {
         match self.arm {
             Some(Arm::Fail(o, k)) if o == op => Some(k),
-            _ => None,
-        }
-    }
-
-    fn breaks_upload(&self) -> Option<u64> {
-        match self.arm {
-            Some(Arm::BreakUpload(n)) => Some(n as u64),
             _ => None,
         }
     }
@@ -746,7 +744,7 @@ impl Model {
         if let Some(k) = self.fail_kind(FaultOp::OpenRead) {
             failures.push(upload_errno(k));
         }
-        if self.breaks_read() || s.breaks_after.is_some() {
+        if self.breaks_read() {
             failures.push(EIO);
         }
         if let Err(e) = actual {
@@ -819,20 +817,12 @@ impl Model {
             Some(s) => s.temp || s.dest != path,
             None => f.on_server,
         };
+        // A lost connection while opening the upload, and a cut upload
+        // (staged or streaming), are resumed: only a refusal fails it.
         if f.stream.is_none() {
-            if let Some(k) = self.fail_kind(FaultOp::Upload) {
-                failures.push(upload_errno(k));
-            }
-            if self
-                .breaks_upload()
-                .is_some_and(|n| f.content.len() as u64 > n)
-            {
-                failures.push(EIO);
-            }
-        }
-        if let Some(s) = &f.stream {
-            if s.breaks_after.is_some_and(|n| f.content.len() as u64 > n) {
-                failures.push(EIO);
+            match self.fail_kind(FaultOp::Upload) {
+                None | Some(FaultKind::Unavailable) => {}
+                Some(k) => failures.push(upload_errno(k)),
             }
         }
         if through_temp {
@@ -999,6 +989,14 @@ impl Model {
             None | Some(FaultKind::Unavailable) => {}
             Some(k) => return Appended::Failed(upload_errno(k)),
         }
+        let f = &self.files[&id];
+        if matches!(self.arm, Some(Arm::Corrupt)) && f.content.len() > base {
+            // The server kept all but the last byte: the size check after
+            // the append finds it, and an append is not sent again.
+            let kept = f.content[..f.content.len() - 1].to_vec();
+            self.server.insert(path, SNode::File(Rc::new(kept)));
+            return Appended::Failed(EIO);
+        }
         let f = self.files.get_mut(&id).unwrap();
         self.server.insert(path, SNode::File(f.content.clone()));
         f.append_base = None;
@@ -1037,30 +1035,15 @@ impl Model {
         if !self.obs.upload_opened {
             return Ok(());
         }
-        let breaks_after = self.breaks_upload();
         let f = self.files.get_mut(&id).unwrap();
         f.stream = Some(MStream {
             // New files too (§3: nothing partial under the real name); the
             // model has no server that refuses renames.
             temp: true,
             dest: path,
-            breaks_after,
         });
-        self.stream_write_failed(id, h, actual)
-    }
-
-    /// A broken stream's error can come from any write after the break.
-    fn stream_write_failed(&mut self, id: usize, h: H, actual: &Res) -> Saved {
-        let f = &self.files[&id];
-        let broken = f
-            .stream
-            .as_ref()
-            .and_then(|s| s.breaks_after)
-            .is_some_and(|n| f.content.len() as u64 > n);
-        if broken && actual == &Err(EIO) {
-            self.upload_failed(id, EIO, Some(h));
-            return Err(EIO);
-        }
+        // A break of the stream (`Arm::BreakUpload`) is resumed from its
+        // window: it fails nothing.
         Ok(())
     }
 
@@ -1229,7 +1212,6 @@ impl Model {
                         let f = self.files.get_mut(&id).unwrap();
                         write_at(&mut f.content, offset, &data);
                         f.dirty = true;
-                        self.stream_write_failed(id, *h, actual)?;
                         return Ok(Out::Done);
                     }
                 }
@@ -1636,6 +1618,8 @@ impl Harness {
             write_in_place: false,
             revalidate_on_open: false,
             retry_time: Duration::from_secs(60),
+            verify: Verify::Digest,
+            upload_window: 16 * 1024 * 1024,
         };
         let fs = Fs::new(store.clone(), config);
         Harness {
@@ -2263,6 +2247,7 @@ fn save_arm() -> impl Strategy<Value = Arm> {
     prop_oneof![
         4 => fail(op),
         1 => prop_oneof![0u32..64, 0u32..150_000].prop_map(Arm::BreakUpload),
+        1 => Just(Arm::Corrupt),
     ]
 }
 

@@ -254,7 +254,15 @@ fn sigterm_with_the_server_unreachable_keeps_pending_writes_locally() {
     let old = data::bytes(1024 * 1024, 7);
     std::fs::write(root.join("doc.bin"), &old).unwrap();
     chown_to_ftp_user(&rig.server, &root.join("doc.bin"));
-    let mut mount = rig.mount(&["--connect-timeout", "2", "--timeout", "3"]);
+    // The upload is tried for --retry-time before its content is kept.
+    let mut mount = rig.mount(&[
+        "--connect-timeout",
+        "2",
+        "--timeout",
+        "3",
+        "--retry-time",
+        "5",
+    ]);
     let scratch = Scratch::new("sigterm-unreachable");
     let body = data::bytes(20 * 1024 * 1024, 8);
     std::fs::write(scratch.path("src"), &body).unwrap();

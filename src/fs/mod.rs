@@ -20,8 +20,10 @@
 //!   `local_changes` (writes, staging, truncation), `upload` (where an
 //!   upload is decided, and what follows it), `streamer` (an upload fed
 //!   while the program writes), `replace` (temporary names and putting an
-//!   upload in place), `spool` (local copies), `rescue` (what could not be
-//!   uploaded at unmount);
+//!   upload in place), `resume` (a cut upload goes on from the server's
+//!   size), `retry` (the backoff), `verify` (checking what the server
+//!   stored), `spool` (local copies), `rescue` (what could not be
+//!   uploaded at unmount, or not stored right);
 //! - reads: `download` (local copy or download), `read_ahead` (a download
 //!   kept open and read ahead);
 //! - `errno` (the one errno table).
@@ -52,8 +54,9 @@
 //! existing file) first fetches the file's content into the spool (memory,
 //! then a private file) and uploads the whole file at flush. A streamed file
 //! written out of order falls back to staging: the bytes already uploaded are
-//! fetched back. An upload failure is returned by that write (when
-//! streaming), by flush, fsync and release, and stays on the handle (every
+//! fetched back. A cut upload is resumed from the server's size (see `resume`),
+//! and every upload is checked (see `verify`). An upload failure is
+//! returned by that write (when streaming), by flush, fsync and release, and stays on the handle (every
 //! later call on it reports it); the local changes are then dropped and the
 //! file is what the server has. `fsync` uploads at once (a streaming upload
 //! is finished; writing on stages the file again). A file unlinked while open
@@ -84,9 +87,12 @@ mod read_ahead;
 mod replace;
 mod rescue;
 mod resolve;
+mod resume;
+mod retry;
 mod spool;
 mod streamer;
 mod upload;
+mod verify;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -111,7 +117,9 @@ use lister::Lister;
 use open_file::OpenFile;
 pub use overview::PendingUploads;
 use prefetch::Prefetcher;
+use resume::UploadCounters;
 use spool::SpoolStats;
+pub use verify::Verify;
 
 pub type Fh = u64;
 
@@ -121,6 +129,10 @@ const NAME_MAX: usize = 255;
 const STAT_MISSES: u32 = 2;
 /// A new file written in order is staged up to this size, then streamed.
 const STREAM_AFTER: usize = 1024 * 1024;
+/// Bytes of a streaming upload kept to resume it from: what the server
+/// may not have yet sits in the socket and TLS buffers of both sides,
+/// a few MiB at most.
+pub const UPLOAD_WINDOW: usize = 16 * 1024 * 1024;
 /// Bytes per read when fetching a file into the spool.
 const FETCH_CHUNK: usize = 256 * 1024;
 
@@ -152,6 +164,11 @@ pub struct FsConfig {
     /// the server for its size and time (MLST, or SIZE and MDTM), instead
     /// of trusting the cache.
     pub revalidate_on_open: bool,
+    /// How uploads are checked (see `verify`).
+    pub verify: Verify,
+    /// Bytes of a streaming upload kept after they are sent, so that a cut
+    /// can resume (see `resume::Window`).
+    pub upload_window: usize,
 }
 
 impl Default for FsConfig {
@@ -169,6 +186,8 @@ impl Default for FsConfig {
             listing_prefetch: 0,
             write_in_place: false,
             revalidate_on_open: false,
+            verify: Verify::Digest,
+            upload_window: UPLOAD_WINDOW,
             // A server restart of 30 s fits, with the backoff around it.
             retry_time: Duration::from_secs(60),
         }
@@ -247,6 +266,16 @@ pub struct FsStats {
     pub spool_files: u64,
     /// Streamed files that fell back to staging.
     pub stream_fallbacks: u64,
+    /// Cut uploads continued from the server's size.
+    pub resumed_uploads: u64,
+    /// Uploads sent again from zero (resuming refused, or a check failed).
+    pub restarted_uploads: u64,
+    /// Uploads whose size on the server was checked and right.
+    pub verified_by_size: u64,
+    /// Uploads whose digest on the server was checked and right.
+    pub verified_by_digest: u64,
+    /// Checks that found the server's copy different from what was sent.
+    pub upload_mismatches: u64,
 }
 
 pub struct Fs {
@@ -270,6 +299,7 @@ pub struct Fs {
     appended: AtomicU64,
     staged: AtomicU64,
     fallbacks: AtomicU64,
+    uploads: Arc<UploadCounters>,
     /// Set by `shutdown`: uploads that fail from then on keep their content
     /// locally (see `rescue`).
     shutting_down: AtomicBool,
@@ -346,6 +376,7 @@ impl Fs {
             appended: AtomicU64::new(0),
             staged: AtomicU64::new(0),
             fallbacks: AtomicU64::new(0),
+            uploads: Arc::default(),
             shutting_down: AtomicBool::new(false),
             content: None,
             free_space: FreeSpace::default(),
@@ -368,6 +399,11 @@ impl Fs {
             spool_peak_size: self.spool_stats.peak_size.load(Ordering::Relaxed),
             spool_files: self.spool_stats.files.load(Ordering::Relaxed),
             stream_fallbacks: self.fallbacks.load(Ordering::Relaxed),
+            resumed_uploads: self.uploads.resumed.load(Ordering::Relaxed),
+            restarted_uploads: self.uploads.restarted.load(Ordering::Relaxed),
+            verified_by_size: self.uploads.verified_by_size.load(Ordering::Relaxed),
+            verified_by_digest: self.uploads.verified_by_digest.load(Ordering::Relaxed),
+            upload_mismatches: self.uploads.mismatches.load(Ordering::Relaxed),
         }
     }
 

@@ -11,8 +11,10 @@ use super::append::Appended;
 use super::open_file::{FileState, LocalCopy, OpenFile, PendingAttrs, Streaming};
 use super::replace;
 use super::rescue;
+use super::resume::Sending;
 use super::spool::Spool;
 use super::streamer::{Dest, Streamer};
+use super::verify::Checked;
 use super::{Error, ErrorKind, Fs, Result, FETCH_CHUNK};
 use crate::store::path::{join, shown, split};
 use crate::store::{FileKind, Metadata, StorePath};
@@ -91,7 +93,12 @@ impl Fs {
                 return Ok(());
             }
         };
-        let mut upload = match Streamer::start(upload, dest) {
+        let sending = Sending::with_stream(
+            self.resume_for(up_path.as_bytes()),
+            upload,
+            self.upload_digest(None),
+        );
+        let mut upload = match Streamer::start(sending, dest, self.config.upload_window) {
             Ok(s) => s,
             Err(e) => {
                 state.stop_filling();
@@ -213,7 +220,7 @@ impl Fs {
             }
         };
         self.inodes.lock().unpin(dest.parent);
-        let fetched = s.finish().map_err(Error::from).and_then(|()| {
+        let fetched = s.finish().map_err(Error::from).and_then(|_| {
             let mut spool = self.fetch(&dest_path)?;
             for (off, chunk) in &ahead {
                 spool
@@ -300,7 +307,10 @@ impl Fs {
                     if copy.spool.len() == 0 && self.files.lock().writers(file.ino) > 0 {
                         *state = FileState::SavedEmpty;
                     }
-                } else if self.shutting_down.load(Ordering::SeqCst) {
+                } else if self.shutting_down.load(Ordering::SeqCst)
+                    && !matches!(&r, Err(e) if e.kind == ErrorKind::Unverified)
+                {
+                    // (An unverified upload kept its content already.)
                     self.keep_locally(&copy.spool, &path);
                 }
                 (r.map(|()| copy.pending), copy.replaces)
@@ -321,7 +331,7 @@ impl Fs {
 
     /// The mount is ending and `path` could not be uploaded: its content
     /// goes to the spool directory rather than away with the spool.
-    fn keep_locally(&self, spool: &Spool, path: &[u8]) {
+    pub(super) fn keep_locally(&self, spool: &Spool, path: &[u8]) {
         match rescue::keep(spool, &self.config.spool_dir, path) {
             Ok(kept) => log::error!(
                 "{} was not uploaded; its content is kept in {}",
@@ -346,12 +356,34 @@ impl Fs {
                 return Err(e);
             }
         };
-        if let Err(e) = s.finish() {
-            replace::delete_quietly(&*self.store, &dest_path);
-            return Err(e.into());
+        let checked = s
+            .finish()
+            .map_err(Error::from)
+            .and_then(|sent| self.check_upload(&dest_path, &sent));
+        match checked {
+            Ok(Checked::Match) => {}
+            Ok(Checked::Mismatch(why)) => {
+                // Its bytes are not held here beyond the window: it cannot
+                // be sent again (see `verify`).
+                replace::delete_quietly(&*self.store, &dest_path);
+                return Err(Error::new(
+                    ErrorKind::Unverified,
+                    format!("{dest_path}: the server does not hold what was streamed ({why})"),
+                ));
+            }
+            Err(e) => {
+                replace::delete_quietly(&*self.store, &dest_path);
+                return Err(e);
+            }
         }
         if dest.temp {
-            replace::commit(&*self.store, &dest_path, path, &self.renames_refused)?;
+            replace::commit(
+                &*self.store,
+                &dest_path,
+                path,
+                &self.renames_refused,
+                |from, to| self.copy_checked(from, to),
+            )?;
         } else if dest_path.as_bytes() != path {
             if let Err(e) = replace::rename_replacing(&*self.store, &dest_path, path) {
                 replace::delete_quietly(&*self.store, &dest_path);
@@ -375,10 +407,16 @@ impl Fs {
         if copy.replaces && self.temp_names() {
             let (dir, name) = split(path);
             let temp = join(dir, &replace::temp_name(name));
-            replace::upload_spool(&*self.store, &temp, &copy.spool)?;
-            replace::commit(&*self.store, &temp, path, &self.renames_refused)?;
+            self.upload_checked(&temp, &copy.spool, path)?;
+            replace::commit(
+                &*self.store,
+                &temp,
+                path,
+                &self.renames_refused,
+                |from, to| self.copy_checked(from, to),
+            )?;
         } else {
-            replace::upload_spool(&*self.store, path, &copy.spool)?;
+            self.upload_checked(path, &copy.spool, path)?;
         }
         Ok(())
     }

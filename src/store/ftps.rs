@@ -757,9 +757,13 @@ impl UploadStream for FtpsUpload {
             self.ticket.count(data.len());
         }
         result.map_err(|e| {
-            if let Some(broken) = self.upload.take() {
-                abandon(broken);
-            }
+            // Ended here, not on another thread: ABOR and the server's
+            // final reply (426) come once its side of the transfer is over
+            // and what it received is written. A resume asks the size only
+            // after that; asked earlier, the old transfer could still add
+            // bytes after it (seen with vsftpd: an APPE resumed at once
+            // duplicated 224 KiB).
+            drop(self.upload.take());
             self.broken(&e.to_string())
         })
     }

@@ -37,7 +37,28 @@ struct Faults {
     always: HashMap<Op, ErrorKind>,
     delays: HashMap<Op, Duration>,
     upload_after: Option<u64>,
+    /// A break for the next upload to this path only.
+    upload_to: Option<(Vec<u8>, u64)>,
+    lag: u64,
+    corrupt: Vec<Corruption>,
     read_after: Option<u64>,
+}
+
+/// How a server stores an upload wrongly while answering that it is fine
+/// (a full disk it does not notice, a bad cache, a bug).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Corruption {
+    /// The last byte is not stored.
+    DropLast,
+    /// The first byte is stored inverted (the size is right).
+    FlipFirst,
+    /// Stored right, but the final reply is lost: `finish` fails with
+    /// `Unavailable` after the server has every byte.
+    LoseReply,
+    /// At an injected break (`fail_upload_after`), the server also stores
+    /// this many bytes of garbage after what it received, so it holds more
+    /// than the client sent.
+    GarbageOnBreak(u32),
 }
 
 impl<S: RemoteStore> FaultyStore<S> {
@@ -94,6 +115,26 @@ impl<S: RemoteStore> FaultyStore<S> {
         self.faults.lock().upload_after = Some(bytes);
     }
 
+    /// The next upload or append stream to `path` (only) breaks as
+    /// `fail_upload_after` says.
+    pub fn fail_upload_to_after(&self, path: &[u8], bytes: u64) {
+        self.faults.lock().upload_to = Some((path.to_vec(), bytes));
+    }
+
+    /// Upload streams opened from now on hold the last `bytes` written
+    /// through them back from the server until more come or they finish,
+    /// as socket and TLS buffers do: a break loses what they hold, so the
+    /// server then has less than the client gave the stream. 0: none.
+    pub fn set_upload_lag(&self, bytes: u64) {
+        self.faults.lock().lag = bytes;
+    }
+
+    /// The next upload streams, one each in the order given, store their
+    /// bytes wrongly and still finish with success.
+    pub fn corrupt_next_uploads(&self, corruptions: &[Corruption]) {
+        self.faults.lock().corrupt.extend_from_slice(corruptions);
+    }
+
     /// The next download stream fails with `Unavailable` after returning
     /// `bytes` bytes: every read after those fails, even at the end of the
     /// file (the transfer was not confirmed).
@@ -138,11 +179,22 @@ impl<S: RemoteStore> FaultyStore<S> {
     }
 
     fn wrap_upload(&self, path: &[u8], inner: Box<dyn UploadStream>) -> Box<dyn UploadStream> {
+        let mut faults = self.faults.lock();
+        let mut fail_after = faults.upload_after.take();
+        if faults.upload_to.as_ref().is_some_and(|(p, _)| p == path) {
+            fail_after = faults.upload_to.take().map(|(_, n)| n);
+        }
+        let corrupt = (!faults.corrupt.is_empty()).then(|| faults.corrupt.remove(0));
         Box::new(FaultyUpload {
             inner: Some(inner),
             path: path.to_vec(),
-            fail_after: self.faults.lock().upload_after.take(),
+            fail_after,
             written: 0,
+            lag: faults
+                .lag
+                .max(u64::from(corrupt == Some(Corruption::DropLast))),
+            held: Vec::new(),
+            corrupt,
             failed: None,
             counts: Arc::clone(&self.counts),
         })
@@ -302,7 +354,12 @@ struct FaultyUpload {
     inner: Option<Box<dyn UploadStream>>,
     path: Vec<u8>,
     fail_after: Option<u64>,
+    /// Bytes taken from the client (passed on, or held).
     written: u64,
+    /// Bytes held back from the inner store (see `set_upload_lag`).
+    lag: u64,
+    held: Vec<u8>,
+    corrupt: Option<Corruption>,
     /// Once the injected break happened, every later call fails the same way.
     failed: Option<Error>,
     counts: Arc<Mutex<OpCounts>>,
@@ -310,15 +367,29 @@ struct FaultyUpload {
 
 impl FaultyUpload {
     fn pass(&mut self, data: &[u8]) -> Result<()> {
+        self.written += data.len() as u64;
+        self.held.extend_from_slice(data);
+        let over = self.held.len().saturating_sub(self.lag as usize);
+        if over > 0 {
+            let out: Vec<u8> = self.held.drain(..over).collect();
+            self.send(out)?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, mut out: Vec<u8>) -> Result<()> {
         let Some(inner) = self.inner.as_mut() else {
             return Err(Error::new(
                 ErrorKind::Failed,
                 format!("uploading {}: the upload was abandoned", shown(&self.path)),
             ));
         };
-        inner.write(data)?;
-        self.written += data.len() as u64;
-        self.counts.lock().bytes_uploaded += data.len() as u64;
+        if self.corrupt == Some(Corruption::FlipFirst) && !out.is_empty() {
+            out[0] = !out[0];
+            self.corrupt = None;
+        }
+        inner.write(&out)?;
+        self.counts.lock().bytes_uploaded += out.len() as u64;
         Ok(())
     }
 }
@@ -335,6 +406,11 @@ impl UploadStream for FaultyUpload {
             Some(allowed) if allowed < data.len() as u64 => {
                 // `allowed` is below `data.len()`, so it fits in usize.
                 self.pass(&data[..allowed as usize])?;
+                if let Some(Corruption::GarbageOnBreak(n)) = self.corrupt {
+                    let held = std::mem::take(&mut self.held);
+                    self.send(held)?;
+                    self.send(vec![0xEE; n as usize])?;
+                }
                 self.inner = None;
                 let err = Error::new(
                     ErrorKind::Unavailable,
@@ -350,11 +426,28 @@ impl UploadStream for FaultyUpload {
         }
     }
 
-    fn finish(self: Box<Self>) -> Result<()> {
+    fn finish(mut self: Box<Self>) -> Result<()> {
         if let Some(err) = self.failed {
             return Err(err);
         }
+        let mut held = std::mem::take(&mut self.held);
+        if self.corrupt == Some(Corruption::DropLast) {
+            held.pop();
+        }
+        if !held.is_empty() {
+            self.send(held)?;
+        }
         match self.inner {
+            Some(inner) if self.corrupt == Some(Corruption::LoseReply) => {
+                inner.finish()?;
+                Err(Error::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "uploading {}: injected loss of the final reply",
+                        shown(&self.path)
+                    ),
+                ))
+            }
             Some(inner) => inner.finish(),
             None => Err(Error::new(
                 ErrorKind::Failed,
@@ -562,6 +655,46 @@ mod tests {
         assert_eq!((counts.size, counts.digest, counts.upload_at), (2, 1, 2));
         assert_eq!(store.inner().counters().size, 1);
         assert_eq!(counts.bytes_uploaded, 1);
+    }
+
+    #[test]
+    fn uploads_can_lag_break_by_path_and_be_stored_wrongly() {
+        let store = FaultyStore::new(MemoryStore::new());
+        store.set_upload_lag(3);
+        store.fail_upload_after(8);
+        let mut up = store.upload(b"f").unwrap();
+        up.write(b"0123456").unwrap();
+        assert_eq!(
+            store.inner().file(b"f").unwrap(),
+            b"0123",
+            "3 bytes in flight"
+        );
+        assert_eq!(kind(up.write(b"789")), ErrorKind::Unavailable);
+        assert_eq!(
+            store.inner().file(b"f").unwrap(),
+            b"01234",
+            "a break loses what was in flight"
+        );
+        store.set_upload_lag(0);
+        store.fail_upload_to_after(b"g", 1);
+        write(&store, b"h", b"whole");
+        let mut up = store.upload(b"g").unwrap();
+        assert_eq!(kind(up.write(b"ab")), ErrorKind::Unavailable);
+        store.corrupt_next_uploads(&[
+            Corruption::DropLast,
+            Corruption::FlipFirst,
+            Corruption::LoseReply,
+        ]);
+        write(&store, b"a", b"abc");
+        write(&store, b"b", b"abc");
+        let mut up = store.upload(b"c").unwrap();
+        up.write(b"abc").unwrap();
+        assert_eq!(kind(up.finish()), ErrorKind::Unavailable);
+        assert_eq!(store.inner().file(b"a").unwrap(), b"ab");
+        assert_eq!(store.inner().file(b"b").unwrap(), b"\x9ebc");
+        assert_eq!(store.inner().file(b"c").unwrap(), b"abc");
+        write(&store, b"d", b"abc");
+        assert_eq!(store.inner().file(b"d").unwrap(), b"abc", "only those");
     }
 
     #[test]
