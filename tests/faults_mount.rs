@@ -65,6 +65,9 @@ impl Rig {
     /// Puts a file on the server (as its FTP user, so the mount may replace it).
     fn put(&self, name: &str, body: &[u8]) {
         let path = self.root().join(name);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).unwrap();
+        }
         std::fs::write(&path, body).unwrap();
         ok(
             "chown",
@@ -290,12 +293,17 @@ fn control_reset_during_a_download_gives_the_bytes_or_eio() {
 
 /// Refuse: the server's host answers every connect with RST (a stopped
 /// server). Hang: it accepts connections and then says nothing. The outage
-/// lasts `lasting`; the tools keep trying during it, and each try must fail
-/// within the timeouts.
+/// lasts `lasting`; the tools keep trying during it, and each try must end
+/// within the timeouts: `ls` and a file read before the outage answer from
+/// what the mount cached (offline reading, doc/SEMANTICS.md §2), a file
+/// never read and a mkdir fail with ETIMEDOUT or EIO.
 fn outage(rig: &Rig, mount: &Mount, how: &str, lasting: Duration) {
     let body = data::bytes(MIB, 5);
     rig.put(&format!("{how}.bin"), &body);
+    rig.put(&format!("{how}-read.bin"), &body);
     ok("ls", &[&mount.path_str("")], 30);
+    let read_before = ok("cat", &[&mount.path_str(&format!("{how}-read.bin"))], 30);
+    assert!(read_before.stdout == body);
     let began = Instant::now();
     for kind in [Kind::Control, Kind::Data] {
         match how {
@@ -307,10 +315,15 @@ fn outage(rig: &Rig, mount: &Mount, how: &str, lasting: Duration) {
     let mut worst = Duration::ZERO;
     let mut tries = 0;
     loop {
-        for (tool, args) in [
-            ("ls", vec![mount.path_str("")]),
-            ("cat", vec![mount.path_str(&format!("{how}.bin"))]),
-            ("mkdir", vec![mount.path_str("new-dir")]),
+        for (tool, args, works) in [
+            ("ls", vec![mount.path_str("")], true),
+            (
+                "cat",
+                vec![mount.path_str(&format!("{how}-read.bin"))],
+                true,
+            ),
+            ("cat", vec![mount.path_str(&format!("{how}.bin"))], false),
+            ("mkdir", vec![mount.path_str("new-dir")], false),
         ] {
             let started = Instant::now();
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -318,15 +331,23 @@ fn outage(rig: &Rig, mount: &Mount, how: &str, lasting: Duration) {
             let took = started.elapsed();
             worst = worst.max(took);
             tries += 1;
-            if tries <= 3 {
+            if tries <= 4 {
                 eprintln!(
-                    "{how}: {tool} failed after {took:?}: {}",
+                    "{how}: {tool} {args:?} ended after {took:?}: {}",
                     stderr(&out).trim()
                 );
             }
+            if works {
+                assert!(
+                    out.status.success(),
+                    "{tool} {args:?} answers from the cache during the outage: {}",
+                    stderr(&out)
+                );
+                continue;
+            }
             assert!(
                 !out.status.success(),
-                "{tool} cannot work during the outage"
+                "{tool} {args:?} cannot work during the outage"
             );
             assert!(
                 matches!(errno_of(&out), "ETIMEDOUT" | "EIO"),
@@ -340,7 +361,7 @@ fn outage(rig: &Rig, mount: &Mount, how: &str, lasting: Duration) {
         std::thread::sleep(Duration::from_secs(1));
     }
     eprintln!(
-        "{how}: {tries} operations over {:?} of outage, the slowest failed after {worst:?}",
+        "{how}: {tries} operations over {:?} of outage, the slowest ended after {worst:?}",
         began.elapsed()
     );
     let limit = Duration::from_secs(REPLY_TIMEOUT + CONNECT_TIMEOUT + MARGIN);
@@ -349,6 +370,7 @@ fn outage(rig: &Rig, mount: &Mount, how: &str, lasting: Duration) {
         "{how}: an operation took {worst:?}\n{}",
         mount.log_text()
     );
+    assert!(mount.log_text().contains("the server cannot be reached"));
     for kind in [Kind::Control, Kind::Data] {
         rig.proxy.set_refuse(kind, false);
         rig.proxy.set_stall(kind, false);
@@ -879,15 +901,40 @@ fn stalled_upload_fails_close_after_the_data_timeout_and_the_retry_time() {
     works_again(&rig, &mount, "after.bin");
 }
 
+/// A listing whose data connections stall gives up after two handshake
+/// timeouts; a directory listed before is then shown as it was (offline
+/// reading), one never listed fails with ETIMEDOUT.
 #[test]
 fn a_listing_over_a_stalled_data_path_fails_after_two_handshake_timeouts() {
     let rig = Rig::start(&[]);
     let mount = rig.mount(&["--attr-ttl", "0", "--dir-ttl", "0"]);
+    // Listed ahead (the prefetch lists subdirectories of a listed one), but
+    // not what is below it.
+    rig.put("never-listed/deeper/inside", b"x");
     ok("ls", &[&mount.path_str("")], 30);
+    let listed = run("ls", &[&mount.path_str("")], 60);
     rig.proxy.set_stall(Kind::Data, true);
     let data_connections = rig.proxy.stats(Kind::Data).accepted;
     let started = Instant::now();
-    let out = run("ls", &[&mount.path_str("")], 60);
+    let stale = run("ls", &[&mount.path_str("")], 60);
+    let took = started.elapsed();
+    assert!(stale.status.success(), "{}", stderr(&stale));
+    assert_eq!(stale.stdout, listed.stdout, "the listing of before");
+    let limit = Duration::from_secs(2 * CONNECT_TIMEOUT + MARGIN);
+    assert!(took < limit, "{took:?}\n{}", mount.log_text());
+    // Tried twice, and once more by the prefetch of the subdirectory the
+    // stale listing shows; every lookup after that is answered at once.
+    let tries = rig.proxy.stats(Kind::Data).accepted - data_connections;
+    assert!(
+        (2..=4).contains(&tries),
+        "{tries} data connections before answering from the cache"
+    );
+    // The stale answers are used for a while without trying again (one
+    // timeout per 5 s, not one per lookup): past that, a listing tries.
+    std::thread::sleep(Duration::from_secs(6));
+    let data_connections = rig.proxy.stats(Kind::Data).accepted;
+    let started = Instant::now();
+    let out = run("ls", &[&mount.path_str("never-listed/deeper")], 60);
     let took = started.elapsed();
     let tries = rig.proxy.stats(Kind::Data).accepted - data_connections;
     eprintln!(
