@@ -123,6 +123,15 @@ pub struct Args {
     )]
     sessions: u16,
 
+    /// Extra sessions a large file read in order may be fetched on, in segments, besides its own; shared by all readers, added only while they make it faster (0: off) [default: sessions - 1]
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = clap::value_parser!(u16).range(0..SESSIONS_MAX as i64),
+        help_heading = "Connection"
+    )]
+    read_streams: Option<u16>,
+
     /// Active mode: the server connects to us for data (EPRT, then PORT)
     #[arg(long, conflicts_with_all = ["trust_pasv_address", "no_epsv"], help_heading = "Connection")]
     active: bool,
@@ -299,6 +308,8 @@ pub struct Options {
     pub cache_size: u64,
     pub retry_time: Duration,
     pub verify: Verify,
+    /// Extra streams for segmented reads (see `FsConfig::read_streams`).
+    pub read_streams: usize,
     /// Absolute.
     pub cache_dir: PathBuf,
     pub log: LogSettings,
@@ -607,6 +618,10 @@ fn build_options(args: Args, env: &dyn Environment) -> Result<Options, CliError>
         cache_size: args.cache_size.0,
         retry_time: args.retry_time.0,
         verify: args.verify,
+        // All sessions but the reader's own, unless told.
+        read_streams: args
+            .read_streams
+            .map_or_else(|| usize::from(args.sessions).saturating_sub(1), usize::from),
         attr_ttl: args.attr_ttl.0,
         dir_ttl: args.dir_ttl.0,
         cache_dir: cache_dir(&args, env)?,

@@ -36,6 +36,8 @@ fn config(spool: &tempfile::TempDir) -> FsConfig {
         gid: 1000,
         umask: 0o022,
         read_ahead: 8 * MIB,
+        read_streams: 3,
+        segment_size: 8 * 1024 * 1024,
         listing_prefetch: 0,
         write_in_place: false,
         revalidate_on_open: false,

@@ -1614,6 +1614,8 @@ impl Harness {
             gid: 1000,
             umask: 0,
             read_ahead: 256 * KIB,
+            read_streams: 3,
+            segment_size: 8 * 1024 * 1024,
             listing_prefetch: 0,
             write_in_place: false,
             revalidate_on_open: false,

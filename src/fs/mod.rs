@@ -25,7 +25,8 @@
 //!   stored), `spool` (local copies), `rescue` (what could not be
 //!   uploaded at unmount, or not stored right);
 //! - reads: `download` (local copy or download), `read_ahead` (a download
-//!   kept open and read ahead);
+//!   kept open and read ahead), `segmented` (a large file read in order
+//!   fetched ahead in segments on several sessions);
 //! - `errno` (the one errno table).
 //!
 //! Metadata (see `cache.rs`): lookups are answered from the parent's listing
@@ -89,6 +90,7 @@ mod rescue;
 mod resolve;
 mod resume;
 mod retry;
+mod segmented;
 mod spool;
 mod streamer;
 mod upload;
@@ -118,6 +120,7 @@ use open_file::OpenFile;
 pub use overview::PendingUploads;
 use prefetch::Prefetcher;
 use resume::UploadCounters;
+pub use segmented::SegmentCounts;
 use spool::SpoolStats;
 pub use verify::Verify;
 
@@ -151,6 +154,13 @@ pub struct FsConfig {
     pub umask: u32,
     /// Bytes read ahead of a sequential reader.
     pub read_ahead: usize,
+    /// Extra streams (sessions) a large file read in order may be fetched
+    /// on, in segments, besides its own download; shared by all readers
+    /// (0: off). See `segmented`.
+    pub read_streams: usize,
+    /// Bytes per segment of a segmented read; one reader holds at most
+    /// `(read_streams + 2) x segment_size` of them.
+    pub segment_size: u64,
     /// Subdirectory listings fetched at once ahead of a program walking a
     /// tree (0: none). Each holds a server session while it runs.
     pub listing_prefetch: usize,
@@ -183,6 +193,11 @@ impl Default for FsConfig {
             gid: 0,
             umask: 0,
             read_ahead: 4 * 1024 * 1024,
+            // The pool's default sessions, all but the reader's own.
+            read_streams: crate::ftp::PoolSettings::default()
+                .max_sessions
+                .saturating_sub(1),
+            segment_size: 8 * 1024 * 1024,
             listing_prefetch: 0,
             write_in_place: false,
             revalidate_on_open: false,
@@ -306,6 +321,7 @@ pub struct Fs {
     /// File contents kept on disk between opens (None: off).
     content: Option<Arc<ContentCache>>,
     free_space: FreeSpace,
+    segments: segmented::Segments,
 }
 
 fn not_found(path: &[u8]) -> Error {
@@ -357,6 +373,7 @@ impl Fs {
         let lister = Arc::new(Lister::new(Arc::clone(&store), Arc::clone(&cache)));
         let prefetch = (config.listing_prefetch > 0)
             .then(|| Prefetcher::new(Arc::clone(&lister), config.listing_prefetch));
+        let segments = segmented::Segments::new(&config);
         Fs {
             cache,
             lister,
@@ -380,6 +397,7 @@ impl Fs {
             shutting_down: AtomicBool::new(false),
             content: None,
             free_space: FreeSpace::default(),
+            segments,
         }
     }
 

@@ -11,8 +11,9 @@
 //! It counts the calls it gets, failed ones included, as `MemoryStore` counts
 //! the calls that reach it: the difference is what the faults swallowed.
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use ftpsfs::store::path::shown;
 use ftpsfs::store::{
@@ -28,6 +29,8 @@ pub struct FaultyStore<S: RemoteStore> {
     faults: Mutex<Faults>,
     /// Shared with the streams, which count their bytes.
     counts: Arc<Mutex<OpCounts>>,
+    /// Download streams alive (each holds one on drop).
+    open_reads: Arc<AtomicUsize>,
 }
 
 #[derive(Default)]
@@ -42,6 +45,38 @@ struct Faults {
     lag: u64,
     corrupt: Vec<Corruption>,
     read_after: Option<u64>,
+    read_rate: Option<u64>,
+    total_read_rate: Option<Arc<Pace>>,
+    read_sessions: Option<usize>,
+}
+
+/// Paces bytes to a rate: each read waits until the bytes so far would
+/// have taken that long at the rate (a link's cap, a shaper's).
+struct Pace {
+    rate: u64,
+    state: Mutex<(Instant, u64)>,
+}
+
+impl Pace {
+    fn new(rate: u64) -> Pace {
+        Pace {
+            rate: rate.max(1),
+            state: Mutex::new((Instant::now(), 0)),
+        }
+    }
+
+    /// Counts `n` bytes and waits as long as the rate wants.
+    fn pass(&self, n: usize) {
+        let due = {
+            let mut state = self.state.lock();
+            state.1 += n as u64;
+            state.0 + Duration::from_secs_f64(state.1 as f64 / self.rate as f64)
+        };
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+    }
 }
 
 /// How a server stores an upload wrongly while answering that it is fine
@@ -68,6 +103,7 @@ impl<S: RemoteStore> FaultyStore<S> {
             inner,
             faults: Mutex::new(Faults::default()),
             counts: Arc::new(Mutex::new(OpCounts::default())),
+            open_reads: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -140,6 +176,25 @@ impl<S: RemoteStore> FaultyStore<S> {
     /// file (the transfer was not confirmed).
     pub fn fail_read_after(&self, bytes: u64) {
         self.faults.lock().read_after = Some(bytes);
+    }
+
+    /// Download streams opened from now on each give at most `bytes_per_sec`
+    /// (a per-connection cap); `None` removes the cap for later streams.
+    pub fn set_read_rate(&self, bytes_per_sec: Option<u64>) {
+        self.faults.lock().read_rate = bytes_per_sec;
+    }
+
+    /// All download streams opened from now on share `bytes_per_sec` (a
+    /// link's total cap); `None` removes it for later streams.
+    pub fn set_total_read_rate(&self, bytes_per_sec: Option<u64>) {
+        self.faults.lock().total_read_rate = bytes_per_sec.map(|r| Arc::new(Pace::new(r)));
+    }
+
+    /// At most `sessions` download streams may be open at once; an
+    /// `open_read` beyond them fails with `Unavailable`, as a server at its
+    /// session cap answers 421 (`None`: no cap).
+    pub fn set_read_sessions(&self, sessions: Option<usize>) {
+        self.faults.lock().read_sessions = sessions;
     }
 
     /// Drops every fault not yet triggered, delays included: a healthy
@@ -219,15 +274,27 @@ impl<S: RemoteStore> RemoteStore for FaultyStore<S> {
 
     fn open_read(&self, path: &[u8], offset: u64) -> Result<Box<dyn ReadStream>> {
         self.enter(Op::OpenRead)?;
+        let cap = self.faults.lock().read_sessions;
+        if cap.is_some_and(|cap| self.open_reads.load(Ordering::SeqCst) >= cap) {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                "injected 421: too many sessions",
+            ));
+        }
         let inner = self.inner.open_read(path, offset)?;
         // Armed only now, so a download that did not open leaves it for
         // the next one.
+        let mut faults = self.faults.lock();
+        self.open_reads.fetch_add(1, Ordering::SeqCst);
         Ok(Box::new(FaultyReader {
+            open_reads: Arc::clone(&self.open_reads),
             inner,
             path: path.to_vec(),
-            fail_after: self.faults.lock().read_after.take(),
+            fail_after: faults.read_after.take(),
             returned: 0,
             counts: Arc::clone(&self.counts),
+            pace: faults.read_rate.map(Pace::new),
+            total_pace: faults.total_read_rate.clone(),
         }))
     }
 
@@ -322,6 +389,15 @@ struct FaultyReader {
     fail_after: Option<u64>,
     returned: u64,
     counts: Arc<Mutex<OpCounts>>,
+    pace: Option<Pace>,
+    total_pace: Option<Arc<Pace>>,
+    open_reads: Arc<AtomicUsize>,
+}
+
+impl Drop for FaultyReader {
+    fn drop(&mut self) {
+        self.open_reads.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl ReadStream for FaultyReader {
@@ -338,9 +414,20 @@ impl ReadStream for FaultyReader {
             let len = (buf.len() as u64).min(allowed) as usize;
             buf = &mut buf[..len];
         }
+        if self.pace.is_some() || self.total_pace.is_some() {
+            // Paced in small pieces, as a capped link delivers them.
+            let len = buf.len().min(64 * 1024);
+            buf = &mut buf[..len];
+        }
         let n = self.inner.read(buf)?;
         self.returned += n as u64;
         self.counts.lock().bytes_read += n as u64;
+        for pace in [self.pace.as_ref(), self.total_pace.as_deref()]
+            .into_iter()
+            .flatten()
+        {
+            pace.pass(n);
+        }
         Ok(n)
     }
 

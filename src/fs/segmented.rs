@@ -1,0 +1,723 @@
+//! Parallel segmented reads: a large file read in order is fetched ahead in
+//! segments on several sessions at once, and handed to the read-ahead in
+//! order, as one stream.
+//!
+//! Why: on a long link each connection is capped (a shaper, or TCP's window
+//! over the round trip), and several connections add up (see design.md,
+//! "Long links"). On a fast LAN one stream is already the ceiling, so the
+//! extra streams must earn their place by measurement.
+//!
+//! How: `SegmentedStream` is a `ReadStream` wrapped around the handle's
+//! first download (the "primary"). It passes the primary's bytes through
+//! until the reader has consumed `START_AFTER` in order (so random reads
+//! never start segments) of a file of at least two segments. Then it
+//! *engages*: the file from the current position on is cut into segments
+//! of `segment_size` bytes (the last one open-ended, read to the end of the
+//! file, so a file that grew is read whole), and worker threads fetch them:
+//! - worker 0 keeps the primary stream, which goes on without a reopen as
+//!   long as its next segment is the one its stream is at (always, when it
+//!   is the only worker: one stream costs nothing more than before);
+//! - each extra worker opens `open_read(path, segment start)` (REST + RETR
+//!   on another pooled session), reads exactly to the segment's end and
+//!   drops the stream (the FTPS store ABORs, whose reply orders it handles),
+//!   then takes the next segment.
+//!
+//! `read` hands out the segments' bytes in file order; a segment is freed
+//! once handed out.
+//!
+//! Memory bound: at most `streams + 1` segments exist at once (being
+//! fetched, or fetched and waiting for the reader), each at most
+//! `segment_size` bytes (the open-ended last one too, unless the file grew
+//! while read), so one reader holds at most
+//! `(read_streams + 2) × segment_size` (defaults: 3 extra streams, 8 MiB:
+//! 40 MiB) besides the read-ahead buffer. Each segment's
+//! bytes are reserved when its fetch starts (virtual memory; pages are
+//! touched as bytes arrive). A worker that would exceed it waits.
+//!
+//! Adaptation: it starts with one extra stream. Each time a stream is added,
+//! the aggregate rate (bytes fetched by all workers) is measured over
+//! `PROBE` from the new stream's first byte, and compared with the rate
+//! before it: another stream is added while the rate grows by more than
+//! `GAIN`; otherwise adding stops, and if the rate dropped the newest stream
+//! goes (a fast LAN stays at one stream after one probe). A segment open
+//! refused with `Unavailable` (421 too many sessions, 425 no data
+//! connection, the pool's session cap) lowers the number of streams by one
+//! and stops adding for `BACKOFF`, for every reader (`Budget`).
+//!
+//! Failures never leave a gap or wrong bytes: a segment whose open or
+//! stream fails keeps the bytes it got and goes back to the queue; the next
+//! worker free (the primary worker, when the extra ones have gone) fetches
+//! the rest from exactly where it stopped. After `ATTEMPTS` failures of one
+//! segment the reader gets the error, as it would from a single stream.
+//!
+//! Extra streams across all readers of the mount share one `Budget` of
+//! `read_streams`, so several large files read at once do not ask the
+//! server for more sessions than there are.
+//!
+//! Not done: `RANG` (ProFTPD's clean end of a segment) — each segment is
+//! ended by ABOR.
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::store::{self, ErrorKind, ReadStream, RemoteStore};
+
+/// The reader must have consumed this much in order before segments start
+/// (the kernel's reads are at most 1 MiB, so a random read never does).
+pub const START_AFTER: u64 = 2 * 1024 * 1024;
+/// Bytes asked of a segment's stream per read.
+const CHUNK: usize = 256 * 1024;
+/// How long the aggregate rate is measured after a stream is added.
+const PROBE: Duration = Duration::from_millis(250);
+/// The growth of the aggregate rate that makes a stream worth it.
+const GAIN: f64 = 1.10;
+/// A rate below this share of the one before the newest stream was added
+/// sends that stream away again.
+const LOSS: f64 = 0.90;
+/// No extra stream is added for this long after a segment open was refused.
+const BACKOFF: Duration = Duration::from_secs(30);
+/// Failures of one segment before the reader gets the error.
+const ATTEMPTS: u32 = 3;
+
+/// What a mount's segmented reads share: their settings, the budget of
+/// extra streams, the counts.
+pub struct Segments {
+    pub settings: Settings,
+    pub budget: Arc<Budget>,
+    pub stats: Arc<SegmentStats>,
+}
+
+impl Segments {
+    pub fn new(config: &super::FsConfig) -> Segments {
+        let settings = Settings {
+            extra_streams: config.read_streams,
+            segment_size: config.segment_size.max(CHUNK as u64),
+        };
+        Segments {
+            settings,
+            budget: Arc::new(Budget::new(settings.extra_streams)),
+            stats: Arc::new(SegmentStats::default()),
+        }
+    }
+}
+
+/// What segmented reads may use, from `FsConfig`.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Extra streams per reader at most (0: off).
+    pub extra_streams: usize,
+    pub segment_size: u64,
+}
+
+/// The extra streams all readers of a mount may hold at once, and when a
+/// refused segment open last said the server has no more.
+pub struct Budget {
+    state: Mutex<BudgetState>,
+}
+
+struct BudgetState {
+    free: usize,
+    refused_at: Option<Instant>,
+}
+
+impl Budget {
+    pub fn new(extra_streams: usize) -> Budget {
+        Budget {
+            state: Mutex::new(BudgetState {
+                free: extra_streams,
+                refused_at: None,
+            }),
+        }
+    }
+
+    /// Takes one extra stream, unless none is free or the server refused
+    /// one lately.
+    fn take(&self) -> bool {
+        let mut s = self.state.lock();
+        let backing_off = s.refused_at.is_some_and(|at| at.elapsed() < BACKOFF);
+        if s.free == 0 || backing_off {
+            return false;
+        }
+        s.free -= 1;
+        true
+    }
+
+    fn give_back(&self) {
+        self.state.lock().free += 1;
+    }
+
+    fn refused(&self) {
+        self.state.lock().refused_at = Some(Instant::now());
+    }
+}
+
+/// What the segmented reads of a mount did, for tests and diagnostics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SegmentCounts {
+    /// Readers that engaged segments.
+    pub engaged: u64,
+    /// Segment streams opened (the primary going on is not counted).
+    pub opened: u64,
+    /// The most extra streams one reader ran at once.
+    pub peak_extra: u64,
+    /// The most segment bytes one reader held at once.
+    pub peak_bytes: u64,
+    /// Segment fetches that failed and went back to the queue.
+    pub retried: u64,
+}
+
+impl super::Fs {
+    pub fn segment_counts(&self) -> SegmentCounts {
+        let s = &self.segments.stats;
+        SegmentCounts {
+            engaged: s.engaged.load(Ordering::Relaxed),
+            opened: s.opened.load(Ordering::Relaxed),
+            peak_extra: s.peak_extra.load(Ordering::Relaxed),
+            peak_bytes: s.peak_bytes.load(Ordering::Relaxed),
+            retried: s.retried.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The counters behind `SegmentCounts`, updated by the workers.
+#[derive(Debug, Default)]
+pub struct SegmentStats {
+    /// Readers that engaged segments.
+    pub engaged: AtomicU64,
+    /// Segment streams opened (the primary's reuse not counted).
+    pub opened: AtomicU64,
+    /// The most extra streams one reader ran at once.
+    pub peak_extra: AtomicU64,
+    /// The most segment bytes one reader held at once.
+    pub peak_bytes: AtomicU64,
+    /// Segment fetches that failed and went back to the queue.
+    pub retried: AtomicU64,
+}
+
+/// Everything the workers need to open streams.
+struct Source {
+    store: Arc<dyn RemoteStore>,
+    path: Vec<u8>,
+    budget: Arc<Budget>,
+    stats: Arc<SegmentStats>,
+}
+
+/// The reader's side: before engaging, the primary stream; after, the
+/// segments.
+pub struct SegmentedStream {
+    source: Option<Source>,
+    primary: Option<Box<dyn ReadStream>>,
+    settings: Settings,
+    size: u64,
+    /// Where the handle's reader has asked up to (set by the read-ahead).
+    consumed: Arc<AtomicU64>,
+    /// Offset of the first byte this stream gave.
+    opened_at: u64,
+    /// The next byte `read` gives.
+    position: u64,
+    /// When the primary gave its first byte, for the rate before engaging.
+    first_byte: Option<Instant>,
+    shared: Option<Arc<Shared>>,
+}
+
+impl SegmentedStream {
+    /// Wraps `primary` (a download of `path` from some offset, of a file of
+    /// `size` bytes). `consumed` is the reader's progress (the end of the
+    /// newest read), shared with the read-ahead.
+    pub fn new(
+        segments: &Segments,
+        store: Arc<dyn RemoteStore>,
+        path: &[u8],
+        size: u64,
+        primary: Box<dyn ReadStream>,
+        consumed: Arc<AtomicU64>,
+    ) -> SegmentedStream {
+        let position = primary.position();
+        SegmentedStream {
+            source: Some(Source {
+                store,
+                path: path.to_vec(),
+                budget: Arc::clone(&segments.budget),
+                stats: Arc::clone(&segments.stats),
+            }),
+            primary: Some(primary),
+            settings: segments.settings,
+            size,
+            consumed,
+            opened_at: position,
+            position,
+            first_byte: None,
+            shared: None,
+        }
+    }
+
+    /// Whether segments are worth starting now.
+    fn should_engage(&self) -> bool {
+        let segment = self.settings.segment_size.max(1);
+        self.settings.extra_streams > 0
+            && self.consumed.load(Ordering::Relaxed) > self.opened_at + START_AFTER
+            && self.size.saturating_sub(self.position) >= 2 * segment
+    }
+
+    /// Hands the primary to worker 0 and adds the first extra stream.
+    fn engage(&mut self) -> store::Result<()> {
+        let (Some(source), Some(primary)) = (self.source.take(), self.primary.take()) else {
+            return Ok(());
+        };
+        let rate_before = self.first_byte.map_or(0.0, |at| {
+            let secs = at.elapsed().as_secs_f64().max(1e-3);
+            (self.position - self.opened_at) as f64 / secs
+        });
+        source.stats.engaged.fetch_add(1, Ordering::Relaxed);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                segments: VecDeque::new(),
+                next_start: self.position,
+                size: self.size,
+                delivered: self.position,
+                eof_at: None,
+                stop: false,
+                target: 1,
+                running: 1,
+                extra_running: 0,
+                fetched: 0,
+                rate_before,
+                probe: None,
+                settled: false,
+            }),
+            changed: Condvar::new(),
+            segment_size: self.settings.segment_size.max(CHUNK as u64),
+            max_streams: self.settings.extra_streams + 1,
+            source,
+        });
+        let worker = Arc::clone(&shared);
+        let started = thread::Builder::new()
+            .name("ftpsfs-segment".into())
+            .spawn(move || work(&worker, Some(primary), false));
+        if let Err(e) = started {
+            // The primary went with the closure: this download is over.
+            return Err(store::Error::new(
+                ErrorKind::Failed,
+                format!("no thread for a segmented read: {e}"),
+            ));
+        }
+        add_stream(&shared, &mut shared.state.lock());
+        self.shared = Some(shared);
+        Ok(())
+    }
+}
+
+impl ReadStream for SegmentedStream {
+    fn read(&mut self, buf: &mut [u8]) -> store::Result<usize> {
+        if self.shared.is_none() && self.should_engage() {
+            self.engage()?;
+        }
+        if let Some(shared) = &self.shared {
+            let n = shared.deliver(self.position, buf)?;
+            self.position += n as u64;
+            return Ok(n);
+        }
+        let Some(primary) = self.primary.as_mut() else {
+            return Ok(0);
+        };
+        let n = primary.read(buf)?;
+        if n > 0 && self.first_byte.is_none() {
+            self.first_byte = Some(Instant::now());
+        }
+        self.position += n as u64;
+        Ok(n)
+    }
+
+    fn position(&self) -> u64 {
+        self.position
+    }
+}
+
+impl Drop for SegmentedStream {
+    fn drop(&mut self) {
+        if let Some(shared) = &self.shared {
+            shared.state.lock().stop = true;
+            shared.changed.notify_all();
+        }
+    }
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled when bytes arrive, a segment is freed or taken back, or
+    /// the reader goes.
+    changed: Condvar,
+    segment_size: u64,
+    /// Streams (the primary included) one reader may run at most.
+    max_streams: usize,
+    source: Source,
+}
+
+struct State {
+    /// Segments not yet handed out in full, in file order; the first holds
+    /// `delivered`.
+    segments: VecDeque<Segment>,
+    /// Start of the first segment not yet made (`u64::MAX` after the
+    /// open-ended last one).
+    next_start: u64,
+    size: u64,
+    /// The next byte the reader gets.
+    delivered: u64,
+    /// A segment met the end of the file here, before its planned end (the
+    /// file shrank): nothing after it is read.
+    eof_at: Option<u64>,
+    stop: bool,
+    /// Streams wanted (the primary included), and running.
+    target: usize,
+    running: usize,
+    /// Extra streams running, each holding one from the budget.
+    extra_running: usize,
+    /// Bytes fetched by all workers.
+    fetched: u64,
+    /// The aggregate rate before the newest stream was added.
+    rate_before: f64,
+    /// The measurement under way: since when, from how many bytes fetched.
+    probe: Option<(Instant, u64)>,
+    /// No more streams are added.
+    settled: bool,
+}
+
+struct Segment {
+    start: u64,
+    /// `u64::MAX`: read to the end of the file.
+    end: u64,
+    data: Vec<u8>,
+    status: Status,
+    failures: u32,
+}
+
+#[derive(PartialEq)]
+enum Status {
+    Queued,
+    Fetching,
+    /// All its bytes are here; `eof` when its stream ended there.
+    Done {
+        eof: bool,
+    },
+    Failed(store::Error),
+}
+
+impl Segment {
+    /// Where its fetch goes on from.
+    fn resume_at(&self) -> u64 {
+        self.start + self.data.len() as u64
+    }
+}
+
+impl Shared {
+    /// Copies the bytes at `position` into `buf`, waiting for them; 0 at the
+    /// end of the file.
+    fn deliver(&self, position: u64, buf: &mut [u8]) -> store::Result<usize> {
+        let mut s = self.state.lock();
+        loop {
+            let Some(head) = s.segments.front() else {
+                if s.next_start >= s.size || s.eof_at.is_some_and(|e| position >= e) {
+                    return Ok(0);
+                }
+                self.changed.wait(&mut s);
+                continue;
+            };
+            let from = (position - head.start) as usize;
+            if from < head.data.len() {
+                let n = buf.len().min(head.data.len() - from);
+                buf[..n].copy_from_slice(&head.data[from..from + n]);
+                s.delivered = position + n as u64;
+                if let Some(head) = s.segments.front() {
+                    if matches!(head.status, Status::Done { .. }) && s.delivered == head.resume_at()
+                    {
+                        self.free_head(&mut s);
+                    }
+                }
+                return Ok(n);
+            }
+            match &head.status {
+                Status::Done { eof: true } => return Ok(0),
+                Status::Done { eof: false } => self.free_head(&mut s),
+                Status::Failed(e) => return Err(e.clone()),
+                Status::Queued | Status::Fetching => self.changed.wait(&mut s),
+            }
+        }
+    }
+
+    /// Drops the first segment (handed out in full): room for another.
+    fn free_head(&self, s: &mut State) {
+        if let Some(head) = s.segments.front() {
+            if matches!(head.status, Status::Done { eof: true }) {
+                // The end of the file: keep it, `deliver` answers 0 from it.
+                return;
+            }
+        }
+        s.segments.pop_front();
+        self.changed.notify_all();
+    }
+
+    /// The next segment a worker fetches: a queued one (the lowest, so the
+    /// reader's next bytes come first), or a new one when there is room.
+    /// Returns its index, or None when there is nothing left to fetch.
+    fn take(&self, s: &mut State) -> Option<Option<usize>> {
+        if let Some(i) = s.segments.iter().position(|g| g.status == Status::Queued) {
+            return Some(Some(i));
+        }
+        let past_end = s.eof_at.is_some_and(|e| s.next_start >= e);
+        if s.next_start >= s.size || s.next_start == u64::MAX || past_end {
+            return None;
+        }
+        if s.segments.len() > s.target {
+            // Full: wait for the reader.
+            return Some(None);
+        }
+        let start = s.next_start;
+        let end = if s.size.saturating_sub(start) <= self.segment_size {
+            u64::MAX
+        } else {
+            start + self.segment_size
+        };
+        s.next_start = end;
+        s.segments.push_back(Segment {
+            start,
+            end,
+            data: Vec::new(),
+            status: Status::Queued,
+            failures: 0,
+        });
+        Some(Some(s.segments.len() - 1))
+    }
+
+    fn index_of(s: &State, start: u64) -> Option<usize> {
+        s.segments.iter().position(|g| g.start == start)
+    }
+}
+
+/// Adds a stream if the budget has one (under the state lock).
+fn add_stream(shared: &Arc<Shared>, s: &mut State) {
+    if s.stop || s.target >= shared.max_streams || !shared.source.budget.take() {
+        s.settled = true;
+        return;
+    }
+    s.target += 1;
+    s.running += 1;
+    s.extra_running += 1;
+    s.probe = None;
+    shared
+        .source
+        .stats
+        .peak_extra
+        .fetch_max(s.extra_running as u64, Ordering::Relaxed);
+    let worker = Arc::clone(shared);
+    let spawned = thread::Builder::new()
+        .name("ftpsfs-segment".into())
+        .spawn(move || work(&worker, None, true));
+    if let Err(e) = spawned {
+        log::debug!("no thread for another segment stream: {e}");
+        s.target -= 1;
+        s.running -= 1;
+        s.extra_running -= 1;
+        s.settled = true;
+        shared.source.budget.give_back();
+    }
+}
+
+/// Counts `n` fetched bytes and, when a probe is due, decides whether the
+/// newest stream helped (under the state lock).
+fn account(shared: &Arc<Shared>, s: &mut State, n: usize, newest: bool) {
+    s.fetched += n as u64;
+    if s.settled {
+        return;
+    }
+    let Some((since, from)) = s.probe else {
+        // The probe starts at the newest stream's first bytes: its open is
+        // not what is measured.
+        if newest {
+            s.probe = Some((Instant::now(), s.fetched));
+        }
+        return;
+    };
+    let elapsed = since.elapsed();
+    if elapsed < PROBE {
+        return;
+    }
+    let rate = (s.fetched - from) as f64 / elapsed.as_secs_f64();
+    log::debug!(
+        "segmented read: {} streams fetch {:.1} MB/s (before: {:.1} MB/s)",
+        s.target,
+        rate / 1e6,
+        s.rate_before / 1e6
+    );
+    if rate > s.rate_before * GAIN {
+        s.rate_before = rate;
+        add_stream(shared, s);
+    } else {
+        s.settled = true;
+        if rate < s.rate_before * LOSS && s.target > 1 {
+            // The newest stream made it slower (a link with a total cap, or
+            // a CPU already busy): one goes at its next segment.
+            s.target -= 1;
+            shared.changed.notify_all();
+        }
+    }
+}
+
+/// A worker: fetches segments until the reader goes, the file ends, or the
+/// worker is not wanted. `stream` is the primary's, positioned where the
+/// first segment starts.
+fn work(shared: &Arc<Shared>, mut stream: Option<Box<dyn ReadStream>>, extra: bool) {
+    let source = &shared.source;
+    let mut chunk = vec![0u8; CHUNK];
+    let mut newest = extra;
+    loop {
+        // Pick a segment.
+        let (start, from, end) = {
+            let mut s = shared.state.lock();
+            let picked = loop {
+                if s.stop || (s.running > s.target && s.running > 1) {
+                    break None;
+                }
+                match shared.take(&mut s) {
+                    None => break None,
+                    Some(Some(i)) => break Some(i),
+                    Some(None) => shared.changed.wait(&mut s),
+                }
+            };
+            let Some(i) = picked else {
+                s.running -= 1;
+                if extra {
+                    s.extra_running -= 1;
+                    source.budget.give_back();
+                }
+                // A worker leaving may leave work the others must see.
+                shared.changed.notify_all();
+                return;
+            };
+            let size = s.size;
+            let segment = &mut s.segments[i];
+            segment.status = Status::Fetching;
+            let wanted = segment.end.min(size.max(segment.start)) - segment.start;
+            if segment.data.capacity() == 0 {
+                // Reserved once: a growing Vec would double.
+                segment.data.reserve_exact(wanted as usize);
+            }
+            (segment.start, segment.resume_at(), segment.end)
+        };
+        // The primary goes on where it is; any other stream is dropped
+        // (ABOR) and a new one opened at the segment.
+        if stream.as_ref().map(|st| st.position()) != Some(from) {
+            drop(stream.take());
+            match source.store.open_read(&source.path, from) {
+                Ok(opened) => {
+                    source.stats.opened.fetch_add(1, Ordering::Relaxed);
+                    stream = Some(opened);
+                }
+                Err(e) => {
+                    fail_segment(shared, start, e, extra);
+                    continue;
+                }
+            }
+        }
+        let Some(st) = stream.as_mut() else {
+            continue;
+        };
+        // Fetch to the segment's end.
+        let mut at = from;
+        loop {
+            let want = (end - at).min(CHUNK as u64) as usize;
+            if want == 0 {
+                let mut s = shared.state.lock();
+                if let Some(i) = Shared::index_of(&s, start) {
+                    s.segments[i].status = Status::Done { eof: false };
+                }
+                shared.changed.notify_all();
+                break;
+            }
+            match st.read(&mut chunk[..want]) {
+                Ok(0) => {
+                    let mut s = shared.state.lock();
+                    if let Some(i) = Shared::index_of(&s, start) {
+                        s.segments[i].status = Status::Done { eof: true };
+                    }
+                    if end != u64::MAX {
+                        // Shorter than planned: the file shrank.
+                        s.eof_at = Some(at);
+                    }
+                    s.next_start = s.next_start.max(at);
+                    shared.changed.notify_all();
+                    // This stream has ended; nothing is at its position.
+                    stream = None;
+                    break;
+                }
+                Ok(n) => {
+                    let mut s = shared.state.lock();
+                    if s.stop {
+                        break;
+                    }
+                    let Some(i) = Shared::index_of(&s, start) else {
+                        break;
+                    };
+                    s.segments[i].data.extend_from_slice(&chunk[..n]);
+                    at += n as u64;
+                    let held: u64 = s.segments.iter().map(|g| g.data.len() as u64).sum();
+                    source.stats.peak_bytes.fetch_max(held, Ordering::Relaxed);
+                    account(shared, &mut s, n, newest);
+                    if s.probe.is_some() {
+                        newest = false;
+                    }
+                    shared.changed.notify_all();
+                }
+                Err(e) => {
+                    stream = None;
+                    fail_segment(shared, start, e, extra);
+                    break;
+                }
+            }
+        }
+        if shared.state.lock().stop {
+            break;
+        }
+    }
+    let mut s = shared.state.lock();
+    s.running -= 1;
+    if extra {
+        s.extra_running -= 1;
+        source.budget.give_back();
+    }
+    shared.changed.notify_all();
+}
+
+/// A segment's fetch failed: it goes back to the queue with the bytes it
+/// got, or, after `ATTEMPTS` failures, gives the reader the error. A
+/// refused open (`Unavailable`) also sends one extra stream away.
+fn fail_segment(shared: &Shared, start: u64, err: store::Error, extra: bool) {
+    let mut s = shared.state.lock();
+    shared.source.stats.retried.fetch_add(1, Ordering::Relaxed);
+    log::info!(
+        "segment at {start} of a segmented read failed ({err}); {}",
+        if extra {
+            "another stream fetches it"
+        } else {
+            "fetching it again"
+        }
+    );
+    if err.kind == ErrorKind::Unavailable && s.target > 1 {
+        shared.source.budget.refused();
+        s.target -= 1;
+        s.settled = true;
+    }
+    if let Some(i) = Shared::index_of(&s, start) {
+        let segment = &mut s.segments[i];
+        segment.failures += 1;
+        segment.status = if segment.failures >= ATTEMPTS {
+            Status::Failed(err)
+        } else {
+            Status::Queued
+        };
+    }
+    shared.changed.notify_all();
+}
