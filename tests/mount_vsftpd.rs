@@ -252,4 +252,34 @@ fn creating_and_removing_names_updates_the_directory_mtime() {
     std::fs::remove_file(mount.path("removed-from/f")).unwrap();
     assert!(mtime("created-in") > recent, "create");
     assert!(mtime("removed-from") > recent, "unlink");
+
+#[test]
+fn a_large_file_read_in_order_is_fetched_in_segments() {
+    let (server, mount) = setup();
+    let bytes = data::bytes(64 * 1024 * 1024, 23);
+    std::fs::write(server.info.root.join("large"), &bytes).unwrap();
+    let got = std::fs::read(mount.path("large")).unwrap();
+    assert_eq!(data::sha256(&got), data::sha256(&bytes));
+    // Segments are 8 MiB, cut from where the read engaged them: the extra
+    // streams' RETRs come after RESTs at offsets 8 MiB apart (the sessions'
+    // lines interleave in the log, so the RESTs are taken on their own).
+    let commands = server.commands();
+    let rests: Vec<u64> = commands
+        .iter()
+        .filter_map(|c| c.strip_prefix("REST ")?.parse().ok())
+        .filter(|&offset| offset > 0)
+        .collect();
+    let retrs = commands.iter().filter(|c| c.starts_with("RETR")).count();
+    assert!(retrs > 1, "one RETR only: {commands:?}");
+    assert!(
+        !rests.is_empty(),
+        "no RETR of a segment (REST n > 0): {commands:?}"
+    );
+    for r in &rests {
+        assert_eq!(
+            (r - rests[0]) % (8 * 1024 * 1024),
+            0,
+            "segment offsets {rests:?}"
+        );
+    }
 }
