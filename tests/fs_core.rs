@@ -708,7 +708,9 @@ fn a_streamed_file_written_out_of_order_falls_back_without_losing_bytes() {
 
 #[test]
 fn sequential_reads_use_one_download_and_a_far_seek_reopens() {
-    let m = mount();
+    // One download's read-ahead; segments (several downloads) are
+    // tests/fs_segmented.rs.
+    let m = mount_with(MemoryStore::new(), |c| c.read_streams = 0);
     let data = pattern(20 * MIB, 7);
     m.store.put_file(b"movie", &data);
     let ino = m.ino("movie");

@@ -193,11 +193,11 @@ fn odd_sizes_read_right_across_segment_boundaries() {
             offsets.len() as u64 > 1 && offsets.len() as u64 == counts.opened + 1,
             "size {len}: {offsets:?}"
         );
-        // Segments are cut from where they started, every SEGMENT bytes.
-        let first = offsets[1];
-        for &o in &offsets[1..] {
-            assert_eq!((o - first) % SEGMENT as u64, 0, "size {len}: {offsets:?}");
-        }
+        // Each segment opened once, in file order.
+        assert!(
+            offsets[1..].windows(2).all(|w| w[0] < w[1]),
+            "size {len}: {offsets:?}"
+        );
     }
 }
 

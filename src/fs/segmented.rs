@@ -12,8 +12,10 @@
 //! until the reader has consumed `START_AFTER` in order (so random reads
 //! never start segments) of a file of at least two segments. Then it
 //! *engages*: the file from the current position on is cut into segments
-//! of `segment_size` bytes (the last one open-ended, read to the end of the
-//! file, so a file that grew is read whole), and worker threads fetch them:
+//! of `segment_size` bytes (near the end, the rest shared out evenly over
+//! the streams, at least `TAIL_MIN` each, so they finish together; the last
+//! one open-ended, read to the end of the file, so a file that grew is read
+//! whole), and worker threads fetch them:
 //! - worker 0 keeps the primary stream, which goes on without a reopen as
 //!   long as its next segment is the one its stream is at (always, when it
 //!   is the only worker: one stream costs nothing more than before);
@@ -72,7 +74,9 @@ pub const START_AFTER: u64 = 2 * 1024 * 1024;
 /// Bytes asked of a segment's stream per read.
 const CHUNK: usize = 256 * 1024;
 /// How long the aggregate rate is measured after a stream is added.
-const PROBE: Duration = Duration::from_millis(250);
+const PROBE: Duration = Duration::from_millis(150);
+/// The smallest segment the end of a file is shared out in.
+const TAIL_MIN: u64 = 1024 * 1024;
 /// The growth of the aggregate rate that makes a stream worth it.
 const GAIN: f64 = 1.10;
 /// A rate below this share of the one before the newest stream was added
@@ -288,16 +292,29 @@ impl SegmentedStream {
                 rate_before,
                 probe: None,
                 settled: false,
+                tail: None,
             }),
             changed: Condvar::new(),
             segment_size: self.settings.segment_size.max(CHUNK as u64),
             max_streams: self.settings.extra_streams + 1,
             source,
         });
+        // The first segment is the primary's, where its stream is: an extra
+        // stream that took it would leave the primary to reopen.
+        let first = {
+            let mut s = shared.state.lock();
+            match shared.take(&mut s) {
+                Some(Some(i)) => {
+                    s.segments[i].status = Status::Fetching;
+                    Some(s.segments[i].start)
+                }
+                _ => None,
+            }
+        };
         let worker = Arc::clone(&shared);
         let started = thread::Builder::new()
             .name("ftpsfs-segment".into())
-            .spawn(move || work(&worker, Some(primary), false));
+            .spawn(move || work(&worker, Some(primary), first, false));
         if let Err(e) = started {
             // The primary went with the closure: this download is over.
             return Err(store::Error::new(
@@ -384,6 +401,8 @@ struct State {
     probe: Option<(Instant, u64)>,
     /// No more streams are added.
     settled: bool,
+    /// The length of the segments the end of the file is shared out in.
+    tail: Option<u64>,
 }
 
 struct Segment {
@@ -476,11 +495,16 @@ impl Shared {
             return Some(None);
         }
         let start = s.next_start;
-        let end = if s.size.saturating_sub(start) <= self.segment_size {
-            u64::MAX
-        } else {
-            start + self.segment_size
-        };
+        // Near the end, the rest is shared out evenly over the streams, so
+        // that they finish together instead of one fetching a last full
+        // segment alone.
+        let rest = s.size.saturating_sub(start);
+        if s.tail.is_none() && rest < s.target as u64 * self.segment_size {
+            // Fixed once, or each new segment would be smaller than the last.
+            s.tail = Some(rest.div_ceil(s.target as u64).max(TAIL_MIN));
+        }
+        let len = s.tail.unwrap_or(self.segment_size).min(self.segment_size);
+        let end = if rest <= len { u64::MAX } else { start + len };
         s.next_start = end;
         s.segments.push_back(Segment {
             start,
@@ -515,7 +539,7 @@ fn add_stream(shared: &Arc<Shared>, s: &mut State) {
     let worker = Arc::clone(shared);
     let spawned = thread::Builder::new()
         .name("ftpsfs-segment".into())
-        .spawn(move || work(&worker, None, true));
+        .spawn(move || work(&worker, None, None, true));
     if let Err(e) = spawned {
         log::debug!("no thread for another segment stream: {e}");
         s.target -= 1;
@@ -568,8 +592,13 @@ fn account(shared: &Arc<Shared>, s: &mut State, n: usize, newest: bool) {
 
 /// A worker: fetches segments until the reader goes, the file ends, or the
 /// worker is not wanted. `stream` is the primary's, positioned where the
-/// first segment starts.
-fn work(shared: &Arc<Shared>, mut stream: Option<Box<dyn ReadStream>>, extra: bool) {
+/// segment that starts at `first` (already marked as fetched) starts.
+fn work(
+    shared: &Arc<Shared>,
+    mut stream: Option<Box<dyn ReadStream>>,
+    mut first: Option<u64>,
+    extra: bool,
+) {
     let source = &shared.source;
     let mut chunk = vec![0u8; CHUNK];
     let mut newest = extra;
@@ -577,7 +606,8 @@ fn work(shared: &Arc<Shared>, mut stream: Option<Box<dyn ReadStream>>, extra: bo
         // Pick a segment.
         let (start, from, end) = {
             let mut s = shared.state.lock();
-            let picked = loop {
+            let given = first.take().and_then(|start| Shared::index_of(&s, start));
+            let picked = given.or_else(|| loop {
                 if s.stop || (s.running > s.target && s.running > 1) {
                     break None;
                 }
@@ -586,7 +616,7 @@ fn work(shared: &Arc<Shared>, mut stream: Option<Box<dyn ReadStream>>, extra: bo
                     Some(Some(i)) => break Some(i),
                     Some(None) => shared.changed.wait(&mut s),
                 }
-            };
+            });
             let Some(i) = picked else {
                 s.running -= 1;
                 if extra {
@@ -609,6 +639,7 @@ fn work(shared: &Arc<Shared>, mut stream: Option<Box<dyn ReadStream>>, extra: bo
         };
         // The primary goes on where it is; any other stream is dropped
         // (ABOR) and a new one opened at the segment.
+        let began = Instant::now();
         if stream.as_ref().map(|st| st.position()) != Some(from) {
             drop(stream.take());
             match source.store.open_read(&source.path, from) {
@@ -630,6 +661,13 @@ fn work(shared: &Arc<Shared>, mut stream: Option<Box<dyn ReadStream>>, extra: bo
         loop {
             let want = (end - at).min(CHUNK as u64) as usize;
             if want == 0 {
+                log::debug!(
+                    "segment at {start}: {} bytes in {:?} ({}), {} streams",
+                    at - from,
+                    began.elapsed(),
+                    if extra { "extra" } else { "primary" },
+                    shared.state.lock().running
+                );
                 let mut s = shared.state.lock();
                 if let Some(i) = Shared::index_of(&s, start) {
                     s.segments[i].status = Status::Done { eof: false };
