@@ -469,7 +469,13 @@ fn idle_drop_without_keepalive_costs_one_reply_timeout() {
 
 #[test]
 fn a_long_download_keeps_working_when_its_idle_control_connection_is_dropped() {
-    let (rig, mount, body) = with_file("big.bin", 40 * MIB, 7, &["--keepalive", "1"]);
+    // One stream (no segments), so that its control connection idles.
+    let (rig, mount, body) = with_file(
+        "big.bin",
+        40 * MIB,
+        7,
+        &["--keepalive", "1", "--read-streams", "0"],
+    );
     // About 8 s of transfer, during which the control connection is idle
     // for longer than the firewall allows.
     rig.proxy.set_bandwidth(Kind::Data, Some(5 * MIB as u64));

@@ -46,11 +46,13 @@
 //! connection, the pool's session cap) lowers the number of streams by one
 //! and stops adding for `BACKOFF`, for every reader (`Budget`).
 //!
-//! Failures never leave a gap or wrong bytes: a segment whose open or
-//! stream fails keeps the bytes it got and goes back to the queue; the next
-//! worker free (the primary worker, when the extra ones have gone) fetches
-//! the rest from exactly where it stopped. After `ATTEMPTS` failures of one
-//! segment the reader gets the error, as it would from a single stream.
+//! Failures never leave a gap or wrong bytes: a segment whose open fails
+//! goes back to the queue; the next worker free (the primary worker, when
+//! the extra ones have gone) fetches it. After `ATTEMPTS` failed opens of
+//! one segment the reader gets the error. A segment stream that breaks
+//! (after the store's own resume) gives the reader its bytes up to the
+//! break and then the error, as a single stream does; the reader's next
+//! read opens a new download there.
 //!
 //! Extra streams across all readers of the mount share one `Budget` of
 //! `read_streams`, so several large files read at once do not ask the
@@ -710,8 +712,16 @@ fn work(
                     shared.changed.notify_all();
                 }
                 Err(e) => {
+                    // The store resumed a broken transfer already (the FTPS
+                    // store does, once): this is what a single stream would
+                    // give the reader too, and trying again would make a
+                    // stalled link fail the reader later than one stream.
                     stream = None;
-                    fail_segment(shared, start, e, extra);
+                    let mut s = shared.state.lock();
+                    if let Some(i) = Shared::index_of(&s, start) {
+                        s.segments[i].status = Status::Failed(e);
+                    }
+                    shared.changed.notify_all();
                     break;
                 }
             }
@@ -729,9 +739,9 @@ fn work(
     shared.changed.notify_all();
 }
 
-/// A segment's fetch failed: it goes back to the queue with the bytes it
-/// got, or, after `ATTEMPTS` failures, gives the reader the error. A
-/// refused open (`Unavailable`) also sends one extra stream away.
+/// A segment's stream did not open: it goes back to the queue, or, after
+/// `ATTEMPTS` failures, gives the reader the error. A refused open
+/// (`Unavailable`: 421, 425, no session) also sends one extra stream away.
 fn fail_segment(shared: &Shared, start: u64, err: store::Error, extra: bool) {
     let mut s = shared.state.lock();
     shared.source.stats.retried.fetch_add(1, Ordering::Relaxed);
