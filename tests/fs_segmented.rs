@@ -393,3 +393,56 @@ fn no_more_streams_when_the_link_is_the_limit() {
     let counts = s.fs.segment_counts();
     assert_eq!(counts.peak_extra, 1, "{counts:?}");
 }
+
+#[test]
+fn files_read_at_once_share_the_sessions() {
+    // Four large files read at once with three extra streams for all: their
+    // own downloads take the four sessions, and none engages segments
+    // while all four are read.
+    let want: Vec<Vec<u8>> = (0..4).map(|i| content(9 * MIB + i * 1001)).collect();
+    let s = setup(&want[0], 3);
+    let server = s.faults.inner();
+    for (i, body) in want.iter().enumerate().skip(1) {
+        server.put_file(format!("f{i}").as_bytes(), body);
+    }
+    let flags = OpenFlags {
+        read: true,
+        ..OpenFlags::default()
+    };
+    let handles: Vec<u64> = (0..4)
+        .map(|i| {
+            let name = if i == 0 {
+                "f".to_string()
+            } else {
+                format!("f{i}")
+            };
+            let ino = s.fs.lookup(ROOT_INO, name.as_bytes()).expect("lookup").ino;
+            s.fs.open(ino, flags).expect("open")
+        })
+        .collect();
+    let mut got = vec![Vec::new(); 4];
+    let mut done = [false; 4];
+    // All four in their middles: no segments. (Once one has been read to
+    // its end, its session is free for another's extra stream.)
+    while got.iter().any(|g| g.len() < 6 * MIB) {
+        for (i, &fh) in handles.iter().enumerate() {
+            let data = s.fs.read(fh, got[i].len() as u64, READ).expect("read");
+            got[i].extend_from_slice(&data);
+        }
+    }
+    assert_eq!(s.fs.segment_counts().engaged, 0);
+    while !done.iter().all(|&d| d) {
+        for (i, &fh) in handles.iter().enumerate() {
+            if done[i] {
+                continue;
+            }
+            let data = s.fs.read(fh, got[i].len() as u64, READ).expect("read");
+            done[i] = data.is_empty();
+            got[i].extend_from_slice(&data);
+        }
+    }
+    for (i, fh) in handles.into_iter().enumerate() {
+        s.fs.release(fh).expect("release");
+        assert_same(&got[i], &want[i]);
+    }
+}

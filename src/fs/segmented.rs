@@ -55,8 +55,10 @@
 //! read opens a new download there.
 //!
 //! Extra streams across all readers of the mount share one `Budget` of
-//! `read_streams`, so several large files read at once do not ask the
-//! server for more sessions than there are.
+//! `read_streams`, in which every large file's own download counts too, so
+//! several large files read at once do not ask the server for more sessions
+//! than there are: a read engages segments only when it gets an extra
+//! stream (four files read at once on four sessions engage none).
 //!
 //! Not done: `RANG` (ProFTPD's clean end of a segment) — each segment is
 //! ended by ABOR.
@@ -121,12 +123,21 @@ pub struct Settings {
 
 /// The extra streams all readers of a mount may hold at once, and when a
 /// refused segment open last said the server has no more.
+///
+/// A large file's own download counts too: extra streams are handed out
+/// only while the large downloads and the extra streams together stay
+/// within `extra_streams + 1` (the sessions, by default), so that files read
+/// at once each keep their session and none holds segments it cannot fetch
+/// any faster (four files read at once engage no segments at all).
 pub struct Budget {
     state: Mutex<BudgetState>,
 }
 
 struct BudgetState {
+    total: usize,
     free: usize,
+    /// Large files' downloads alive (`SegmentedStream`s).
+    readers: usize,
     refused_at: Option<Instant>,
 }
 
@@ -134,22 +145,34 @@ impl Budget {
     pub fn new(extra_streams: usize) -> Budget {
         Budget {
             state: Mutex::new(BudgetState {
+                total: extra_streams,
                 free: extra_streams,
+                readers: 0,
                 refused_at: None,
             }),
         }
     }
 
-    /// Takes one extra stream, unless none is free or the server refused
-    /// one lately.
+    /// Takes one extra stream, unless none is free, the downloads of other
+    /// large files use the sessions, or the server refused one lately.
     fn take(&self) -> bool {
         let mut s = self.state.lock();
         let backing_off = s.refused_at.is_some_and(|at| at.elapsed() < BACKOFF);
-        if s.free == 0 || backing_off {
+        let in_use = s.total - s.free;
+        if s.free == 0 || backing_off || s.readers + in_use + 1 > s.total + 1 {
             return false;
         }
         s.free -= 1;
         true
+    }
+
+    fn reader_opened(&self) {
+        self.state.lock().readers += 1;
+    }
+
+    fn reader_closed(&self) {
+        let mut s = self.state.lock();
+        s.readers = s.readers.saturating_sub(1);
     }
 
     fn give_back(&self) {
@@ -215,6 +238,8 @@ struct Source {
 /// The reader's side: before engaging, the primary stream; after, the
 /// segments.
 pub struct SegmentedStream {
+    /// Counts this download among the large ones while it lives.
+    budget: Arc<Budget>,
     source: Option<Source>,
     primary: Option<Box<dyn ReadStream>>,
     settings: Settings,
@@ -243,7 +268,9 @@ impl SegmentedStream {
         consumed: Arc<AtomicU64>,
     ) -> SegmentedStream {
         let position = primary.position();
+        segments.budget.reader_opened();
         SegmentedStream {
+            budget: Arc::clone(&segments.budget),
             source: Some(Source {
                 store,
                 path: path.to_vec(),
@@ -269,9 +296,15 @@ impl SegmentedStream {
             && self.size.saturating_sub(self.position) >= 2 * segment
     }
 
-    /// Hands the primary to worker 0 and adds the first extra stream.
+    /// Hands the primary to worker 0 and adds the first extra stream; does
+    /// nothing while no extra stream is to be had (segments with one stream
+    /// would only hold memory), so a later read tries again.
     fn engage(&mut self) -> store::Result<()> {
+        if !self.budget.take() {
+            return Ok(());
+        }
         let (Some(source), Some(primary)) = (self.source.take(), self.primary.take()) else {
+            self.budget.give_back();
             return Ok(());
         };
         let rate_before = self.first_byte.map_or(0.0, |at| {
@@ -318,13 +351,14 @@ impl SegmentedStream {
             .name("ftpsfs-segment".into())
             .spawn(move || work(&worker, Some(primary), first, false));
         if let Err(e) = started {
+            shared.source.budget.give_back();
             // The primary went with the closure: this download is over.
             return Err(store::Error::new(
                 ErrorKind::Failed,
                 format!("no thread for a segmented read: {e}"),
             ));
         }
-        add_stream(&shared, &mut shared.state.lock());
+        add_stream(&shared, &mut shared.state.lock(), true);
         self.shared = Some(shared);
         Ok(())
     }
@@ -358,6 +392,7 @@ impl ReadStream for SegmentedStream {
 
 impl Drop for SegmentedStream {
     fn drop(&mut self) {
+        self.budget.reader_closed();
         if let Some(shared) = &self.shared {
             shared.state.lock().stop = true;
             shared.changed.notify_all();
@@ -523,9 +558,14 @@ impl Shared {
     }
 }
 
-/// Adds a stream if the budget has one (under the state lock).
-fn add_stream(shared: &Arc<Shared>, s: &mut State) {
-    if s.stop || s.target >= shared.max_streams || !shared.source.budget.take() {
+/// Adds a stream if the budget has one, or `taken` already (under the
+/// state lock).
+fn add_stream(shared: &Arc<Shared>, s: &mut State, taken: bool) {
+    let budget = &shared.source.budget;
+    if s.stop || s.target >= shared.max_streams || !(taken || budget.take()) {
+        if taken {
+            budget.give_back();
+        }
         s.settled = true;
         return;
     }
@@ -580,7 +620,7 @@ fn account(shared: &Arc<Shared>, s: &mut State, n: usize, newest: bool) {
     );
     if rate > s.rate_before * GAIN {
         s.rate_before = rate;
-        add_stream(shared, s);
+        add_stream(shared, s, false);
     } else {
         s.settled = true;
         if rate < s.rate_before * LOSS && s.target > 1 {
