@@ -32,7 +32,10 @@
 //! `segment_size` bytes (the open-ended last one too, unless the file grew
 //! while read), so one reader holds at most
 //! `(read_streams + 2) × segment_size` (defaults: 3 extra streams, 8 MiB:
-//! 40 MiB) besides the read-ahead buffer. Each segment's
+//! 40 MiB) besides the read-ahead buffer. A freed segment's buffer is kept
+//! for the next segment (segments and kept buffers together within that
+//! count): 8 MiB buffers freed and allocated on other threads otherwise
+//! pile up in glibc's per-thread arenas. Each segment's
 //! bytes are reserved when its fetch starts (virtual memory; pages are
 //! touched as bytes arrive). A worker that would exceed it waits.
 //!
@@ -328,6 +331,7 @@ impl SegmentedStream {
                 probe: None,
                 settled: false,
                 tail: None,
+                spare: Vec::new(),
             }),
             changed: Condvar::new(),
             segment_size: self.settings.segment_size.max(CHUNK as u64),
@@ -440,6 +444,8 @@ struct State {
     settled: bool,
     /// The length of the segments the end of the file is shared out in.
     tail: Option<u64>,
+    /// Buffers of freed segments, for the next ones.
+    spare: Vec<Vec<u8>>,
 }
 
 struct Segment {
@@ -512,7 +518,16 @@ impl Shared {
                 return;
             }
         }
-        s.segments.pop_front();
+        if let Some(mut done) = s.segments.pop_front() {
+            // Kept for the next segment: buffers of this size freed and
+            // allocated again on other threads leave glibc's per-thread
+            // arenas holding freed ones, and the RSS grows past the bound.
+            // Segments and spare buffers together stay within the bound.
+            if s.segments.len() + s.spare.len() <= s.target && done.data.capacity() > 0 {
+                done.data.clear();
+                s.spare.push(done.data);
+            }
+        }
         self.changed.notify_all();
     }
 
@@ -670,12 +685,18 @@ fn work(
                 return;
             };
             let size = s.size;
+            let needs_buffer = s.segments[i].data.capacity() == 0;
+            let spare = if needs_buffer { s.spare.pop() } else { None };
             let segment = &mut s.segments[i];
             segment.status = Status::Fetching;
             let wanted = segment.end.min(size.max(segment.start)) - segment.start;
-            if segment.data.capacity() == 0 {
-                // Reserved once: a growing Vec would double.
-                segment.data.reserve_exact(wanted as usize);
+            if needs_buffer {
+                // Reserved once (a growing Vec would double), or a freed
+                // segment's buffer (every segment but the tail's is as big).
+                match spare {
+                    Some(buffer) if buffer.capacity() as u64 >= wanted => segment.data = buffer,
+                    _ => segment.data.reserve_exact(wanted as usize),
+                }
             }
             (segment.start, segment.resume_at(), segment.end)
         };
