@@ -1166,6 +1166,16 @@ mod tests {
         assert!(parse_umask("0o").is_err());
     }
 
+    /// The core cannot see the pool, so its default of extra read streams
+    /// is a number: it must stay "all sessions but one" of the default.
+    #[test]
+    fn the_cores_default_read_streams_follow_the_default_sessions() {
+        assert_eq!(
+            FsConfig::default().read_streams,
+            PoolSettings::default().max_sessions - 1
+        );
+    }
+
     #[test]
     fn seconds_have_bounds() {
         assert_eq!(seconds("0"), Ok(Seconds(Duration::ZERO)));

@@ -193,10 +193,10 @@ impl Default for FsConfig {
             gid: 0,
             umask: 0,
             read_ahead: 4 * 1024 * 1024,
-            // The pool's default sessions, all but the reader's own.
-            read_streams: crate::ftp::PoolSettings::default()
-                .max_sessions
-                .saturating_sub(1),
+            // All but the reader's own of the default 4 sessions. The core
+            // knows nothing of the pool (fs talks to the store only); the
+            // command line computes it from --sessions (cli.rs).
+            read_streams: 3,
             segment_size: 8 * 1024 * 1024,
             listing_prefetch: 0,
             write_in_place: false,
