@@ -8,7 +8,7 @@
 //! meaningful (a per-connection cap gains from streams, a total cap does
 //! not), with wide margins.
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use ftpsfs::fs::{Fs, FsConfig, OpenFlags, ROOT_INO};
 use ftpsfs::store::{
@@ -48,6 +48,10 @@ impl<S: RemoteStore> RemoteStore for Recorder<S> {
     fn open_read(&self, path: &[u8], offset: u64) -> Result<Box<dyn ReadStream>> {
         self.offsets.lock().push(offset);
         self.inner.open_read(path, offset)
+    }
+    fn open_read_now(&self, path: &[u8], offset: u64) -> Result<Option<Box<dyn ReadStream>>> {
+        self.offsets.lock().push(offset);
+        self.inner.open_read_now(path, offset)
     }
     fn upload(&self, path: &[u8]) -> Result<Box<dyn UploadStream>> {
         self.inner.upload(path)
@@ -92,6 +96,9 @@ impl<S: RemoteStore> RemoteStore for Recorder<S> {
     }
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
+    }
+    fn free_space(&self) -> Option<u64> {
+        self.inner.free_space()
     }
 }
 
@@ -445,4 +452,121 @@ fn files_read_at_once_share_the_sessions() {
         s.fs.release(fh).expect("release");
         assert_same(&got[i], &want[i]);
     }
+}
+
+/// Runs `work` on its own thread and fails the test when it has not
+/// finished in `limit`: a hang fails instead of hanging the test run.
+fn within<T: Send + 'static>(limit: Duration, work: impl FnOnce() -> T + Send + 'static) -> T {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(work());
+    });
+    finished
+        .recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("not done in {limit:?}: the reads hang"))
+}
+
+/// Reads the whole file in order like `read_in_order`, reading on after
+/// a failed read (a broken download) as a program that retries would, up to
+/// `breaks` times.
+fn read_through_breaks(fs: &Fs, fh: u64, breaks: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut failed = 0;
+    loop {
+        match fs.read(fh, out.len() as u64, READ) {
+            Ok(got) if got.is_empty() => return out,
+            Ok(got) => out.extend_from_slice(&got),
+            Err(e) => {
+                failed += 1;
+                assert!(failed <= breaks, "{failed} failed reads: {e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn four_readers_of_one_file_on_four_sessions_through_a_break_never_hang() {
+    // The FTPS store's pool: four sessions, and an open beyond them waits
+    // for one to come back. Four handles read the same file at once, and
+    // one download breaks on the way.
+    for round in 0..3 {
+        let want = Arc::new(content(16 * MIB + 5));
+        let s = Arc::new(setup(&want, 3));
+        s.faults.set_read_pool(Some(4), Duration::from_secs(60));
+        s.faults.set_delay(Op::OpenRead, Duration::from_millis(20));
+        s.faults.fail_read_after(3 * MIB as u64 + round * 100_000);
+        let handles: Vec<u64> = (0..4).map(|_| open(&s.fs)).collect();
+        let readers: Vec<_> = handles
+            .iter()
+            .map(|&fh| {
+                let s = Arc::clone(&s);
+                std::thread::spawn(move || read_through_breaks(&s.fs, fh, 1))
+            })
+            .collect();
+        let got = within(Duration::from_secs(30), move || {
+            readers.into_iter().map(|r| r.join()).collect::<Vec<_>>()
+        });
+        for (fh, got) in handles.into_iter().zip(got) {
+            s.fs.release(fh).expect("release");
+            assert_same(&got.expect("a reader failed"), &want);
+        }
+    }
+}
+
+#[test]
+fn a_reader_that_waits_for_a_session_while_segments_hold_them_never_hangs() {
+    // One file is read with all four sessions (its own and three segment
+    // streams); then one thread opens three more files and reads them in
+    // turn, as few FUSE threads serve many readers: while it waits for a
+    // session for one file, it reads none of the others, whose downloads
+    // hold theirs. Before the fix, a segment stream that let go of its
+    // session to move to its next segment waited for one in the pool, the
+    // other segment streams held theirs while waiting for the reader (which
+    // waited for that segment), and the opens took the rest: every reader
+    // hung until the pool's checkout timeout.
+    let want = Arc::new(content(48 * MIB + 7));
+    let s = Arc::new(setup(&want, 3));
+    s.faults.set_read_rate(Some(10_000_000));
+    s.faults.set_read_pool(Some(4), Duration::from_secs(60));
+    let first = open(&s.fs);
+    let one = {
+        let s = Arc::clone(&s);
+        std::thread::spawn(move || read_in_order(&s.fs, first, |_| {}))
+    };
+    // Until the first reader runs its extra streams (not a condition of
+    // the test: the other readers start anyway after a while).
+    for _ in 0..200 {
+        if s.fs.segment_counts().peak_extra >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let others = {
+        let s = Arc::clone(&s);
+        std::thread::spawn(move || {
+            let handles: Vec<u64> = (0..3).map(|_| open(&s.fs)).collect();
+            let mut got = vec![Vec::new(); 3];
+            let mut done = [false; 3];
+            while !done.iter().all(|&d| d) {
+                for (i, &fh) in handles.iter().enumerate() {
+                    if done[i] {
+                        continue;
+                    }
+                    let data = s.fs.read(fh, got[i].len() as u64, READ).expect("read");
+                    done[i] = data.is_empty();
+                    got[i].extend_from_slice(&data);
+                }
+            }
+            for fh in handles {
+                s.fs.release(fh).expect("release");
+            }
+            got
+        })
+    };
+    let (one, others) = within(Duration::from_secs(40), move || (one.join(), others.join()));
+    assert_same(&one.expect("the first reader failed"), &want);
+    for got in others.expect("a reader failed") {
+        assert_same(&got, &want);
+    }
+    s.fs.release(first).expect("release");
 }

@@ -252,6 +252,7 @@ fn creating_and_removing_names_updates_the_directory_mtime() {
     std::fs::remove_file(mount.path("removed-from/f")).unwrap();
     assert!(mtime("created-in") > recent, "create");
     assert!(mtime("removed-from") > recent, "unlink");
+}
 
 #[test]
 fn a_large_file_read_in_order_is_fetched_in_segments() {

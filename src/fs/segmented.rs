@@ -52,10 +52,28 @@
 //! Failures never leave a gap or wrong bytes: a segment whose open fails
 //! goes back to the queue; the next worker free (the primary worker, when
 //! the extra ones have gone) fetches it. After `ATTEMPTS` failed opens of
-//! one segment the reader gets the error. A segment stream that breaks
-//! (after the store's own resume) gives the reader its bytes up to the
-//! break and then the error, as a single stream does; the reader's next
-//! read opens a new download there.
+//! one segment the reader gets the error. An extra stream that breaks
+//! (after the store's own resume) puts its segment back in the queue, to be
+//! fetched on from the break, within the same `ATTEMPTS`. The primary's
+//! stream that breaks gives the reader its bytes up to the break and then
+//! the error, as a single stream does; the reader's next read opens a new
+//! download there. A reader waiting for bytes that no worker is left to
+//! fetch gets an error, never a wait without end.
+//!
+//! Sessions: an extra stream never waits for one. It opens with
+//! `open_read_now` (a session free now, or none: the segment goes back to
+//! the queue untouched and the stream leaves), resumes a break only on a
+//! session free then (otherwise the segment goes back to the queue from the
+//! break), and lets go of its session while it waits for the reader to make
+//! room. Only the primary worker (or the last worker left) waits for a
+//! session, and it holds none while it does. Why: a segment stream that
+//! waited for a session while other streams held theirs waiting for the
+//! reader — which waited for that very segment — hung every reader of the
+//! mount until the pool's checkout timeout (120 s) once other downloads took
+//! the sessions that came free (four readers of one file through a data
+//! reset; one thread reading several files in turn, as a few FUSE threads
+//! serve many readers). Held that way, a reader needs no more sessions than
+//! one download without segments.
 //!
 //! Extra streams across all readers of the mount share one `Budget` of
 //! `read_streams`, in which every large file's own download counts too, so
@@ -71,7 +89,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::store::{self, ErrorKind, ReadStream, RemoteStore};
 
@@ -485,6 +503,7 @@ impl Shared {
                 if s.next_start >= s.size || s.eof_at.is_some_and(|e| position >= e) {
                     return Ok(0);
                 }
+                self.check_workers(&s)?;
                 self.changed.wait(&mut s);
                 continue;
             };
@@ -505,9 +524,24 @@ impl Shared {
                 Status::Done { eof: true } => return Ok(0),
                 Status::Done { eof: false } => self.free_head(&mut s),
                 Status::Failed(e) => return Err(e.clone()),
-                Status::Queued | Status::Fetching => self.changed.wait(&mut s),
+                Status::Queued | Status::Fetching => {
+                    self.check_workers(&s)?;
+                    self.changed.wait(&mut s)
+                }
             }
         }
+    }
+
+    /// Whether a worker is left to bring the bytes waited for: every worker
+    /// that leaves says so (`changed`), so a reader never waits on none.
+    fn check_workers(&self, s: &State) -> store::Result<()> {
+        if s.running == 0 {
+            return Err(store::Error::new(
+                ErrorKind::Failed,
+                "a segmented read stopped before the end of the file",
+            ));
+        }
+        Ok(())
     }
 
     /// Drops the first segment (handed out in full): room for another.
@@ -671,6 +705,11 @@ fn work(
                 match shared.take(&mut s) {
                     None => break None,
                     Some(Some(i)) => break Some(i),
+                    Some(None) if extra && stream.is_some() => {
+                        // Waiting for the reader: an extra stream does not
+                        // wait on a session (see "Sessions" above).
+                        MutexGuard::unlocked(&mut s, || drop(stream.take()));
+                    }
                     Some(None) => shared.changed.wait(&mut s),
                 }
             });
@@ -705,10 +744,23 @@ fn work(
         let began = Instant::now();
         if stream.as_ref().map(|st| st.position()) != Some(from) {
             drop(stream.take());
-            match source.store.open_read(&source.path, from) {
-                Ok(opened) => {
+            // An extra stream takes a session only when one is free, unless
+            // it is the last worker (then it holds nothing and waits as the
+            // primary does).
+            let last = shared.state.lock().running == 1;
+            let opened = if extra && !last {
+                source.store.open_read_now(&source.path, from)
+            } else {
+                source.store.open_read(&source.path, from).map(Some)
+            };
+            match opened {
+                Ok(Some(opened)) => {
                     source.stats.opened.fetch_add(1, Ordering::Relaxed);
                     stream = Some(opened);
+                }
+                Ok(None) => {
+                    no_session(shared, start);
+                    continue;
                 }
                 Err(e) => {
                     fail_segment(shared, start, e, extra);
@@ -772,6 +824,14 @@ fn work(
                     }
                     shared.changed.notify_all();
                 }
+                Err(e) if extra => {
+                    // The store resumed it already if a session was free
+                    // then; the primary (which may wait for one) or another
+                    // stream goes on from the break.
+                    stream = None;
+                    fail_segment(shared, start, e, extra);
+                    break;
+                }
                 Err(e) => {
                     // The store resumed a broken transfer already (the FTPS
                     // store does, once): this is what a single stream would
@@ -796,6 +856,22 @@ fn work(
     if extra {
         s.extra_running -= 1;
         source.budget.give_back();
+    }
+    shared.changed.notify_all();
+}
+
+/// No session was free for an extra stream's segment: the segment goes back
+/// to the queue as it was (nothing failed), and the stream leaves (a busy
+/// pool is no place for more streams).
+fn no_session(shared: &Shared, start: u64) {
+    let mut s = shared.state.lock();
+    log::debug!("segment at {start}: no free session for an extra stream; it leaves");
+    if s.target > 1 {
+        s.target -= 1;
+    }
+    s.settled = true;
+    if let Some(i) = Shared::index_of(&s, start) {
+        s.segments[i].status = Status::Queued;
     }
     shared.changed.notify_all();
 }

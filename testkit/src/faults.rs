@@ -11,7 +11,6 @@
 //! It counts the calls it gets, failed ones included, as `MemoryStore` counts
 //! the calls that reach it: the difference is what the faults swallowed.
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -29,8 +28,23 @@ pub struct FaultyStore<S: RemoteStore> {
     faults: Mutex<Faults>,
     /// Shared with the streams, which count their bytes.
     counts: Arc<Mutex<OpCounts>>,
-    /// Download streams alive (each holds one on drop).
-    open_reads: Arc<AtomicUsize>,
+    /// Download streams alive (each gives its seat back on drop).
+    seats: Arc<Seats>,
+}
+
+/// The download streams alive, and a wait for one to close: the sessions of
+/// the FTPS store's pool, which a download holds for its whole length.
+#[derive(Default)]
+struct Seats {
+    taken: Mutex<usize>,
+    freed: parking_lot::Condvar,
+}
+
+impl Seats {
+    fn give_back(&self) {
+        *self.taken.lock() -= 1;
+        self.freed.notify_one();
+    }
 }
 
 #[derive(Default)]
@@ -48,6 +62,8 @@ struct Faults {
     read_rate: Option<u64>,
     total_read_rate: Option<Arc<Pace>>,
     read_sessions: Option<usize>,
+    /// Downloads at once, and how long an `open_read` beyond them waits.
+    read_pool: Option<(usize, Duration)>,
 }
 
 /// Paces bytes to a rate: each read waits until the bytes so far would
@@ -103,7 +119,7 @@ impl<S: RemoteStore> FaultyStore<S> {
             inner,
             faults: Mutex::new(Faults::default()),
             counts: Arc::new(Mutex::new(OpCounts::default())),
-            open_reads: Arc::new(AtomicUsize::new(0)),
+            seats: Arc::default(),
         }
     }
 
@@ -197,6 +213,14 @@ impl<S: RemoteStore> FaultyStore<S> {
         self.faults.lock().read_sessions = sessions;
     }
 
+    /// At most `sessions` download streams may be open at once; an
+    /// `open_read` beyond them waits up to `checkout` for one to close, as
+    /// the FTPS store waits for a pooled session, and then fails with
+    /// `Unavailable` (`None`: no limit).
+    pub fn set_read_pool(&self, sessions: Option<usize>, checkout: Duration) {
+        self.faults.lock().read_pool = sessions.map(|n| (n, checkout));
+    }
+
     /// Drops every fault not yet triggered, delays included: a healthy
     /// server again. A stream that already carries its fault keeps it.
     pub fn clear_faults(&self) {
@@ -231,6 +255,70 @@ impl<S: RemoteStore> FaultyStore<S> {
             Some(kind) => Err(Error::new(kind, format!("injected failure of {op:?}"))),
             None => Ok(()),
         }
+    }
+
+    /// A download, as the FTPS store opens one: waiting for a free session
+    /// (`set_read_pool`), or `None` when `wait` is false and none is free.
+    fn open_download(
+        &self,
+        path: &[u8],
+        offset: u64,
+        wait: bool,
+    ) -> Result<Option<Box<dyn ReadStream>>> {
+        self.enter(Op::OpenRead)?;
+        let (cap, pool) = {
+            let faults = self.faults.lock();
+            (faults.read_sessions, faults.read_pool)
+        };
+        {
+            let mut taken = self.seats.taken.lock();
+            if cap.is_some_and(|cap| *taken >= cap) {
+                return Err(Error::new(
+                    ErrorKind::Unavailable,
+                    "injected 421: too many sessions",
+                ));
+            }
+            if let Some((sessions, checkout)) = pool {
+                let deadline = Instant::now() + checkout;
+                while *taken >= sessions {
+                    if !wait {
+                        return Ok(None);
+                    }
+                    if self
+                        .seats
+                        .freed
+                        .wait_until(&mut taken, deadline)
+                        .timed_out()
+                    {
+                        return Err(Error::new(
+                            ErrorKind::Unavailable,
+                            format!("no free session after {checkout:?} ({sessions} in use)"),
+                        ));
+                    }
+                }
+            }
+            *taken += 1;
+        }
+        let inner = match self.inner.open_read(path, offset) {
+            Ok(inner) => inner,
+            Err(e) => {
+                self.seats.give_back();
+                return Err(e);
+            }
+        };
+        // Armed only now, so a download that did not open leaves it for
+        // the next one.
+        let mut faults = self.faults.lock();
+        Ok(Some(Box::new(FaultyReader {
+            seats: Arc::clone(&self.seats),
+            inner,
+            path: path.to_vec(),
+            fail_after: faults.read_after.take(),
+            returned: 0,
+            counts: Arc::clone(&self.counts),
+            pace: faults.read_rate.map(Pace::new),
+            total_pace: faults.total_read_rate.clone(),
+        })))
     }
 
     fn wrap_upload(&self, path: &[u8], inner: Box<dyn UploadStream>) -> Box<dyn UploadStream> {
@@ -273,29 +361,12 @@ impl<S: RemoteStore> RemoteStore for FaultyStore<S> {
     }
 
     fn open_read(&self, path: &[u8], offset: u64) -> Result<Box<dyn ReadStream>> {
-        self.enter(Op::OpenRead)?;
-        let cap = self.faults.lock().read_sessions;
-        if cap.is_some_and(|cap| self.open_reads.load(Ordering::SeqCst) >= cap) {
-            return Err(Error::new(
-                ErrorKind::Unavailable,
-                "injected 421: too many sessions",
-            ));
-        }
-        let inner = self.inner.open_read(path, offset)?;
-        // Armed only now, so a download that did not open leaves it for
-        // the next one.
-        let mut faults = self.faults.lock();
-        self.open_reads.fetch_add(1, Ordering::SeqCst);
-        Ok(Box::new(FaultyReader {
-            open_reads: Arc::clone(&self.open_reads),
-            inner,
-            path: path.to_vec(),
-            fail_after: faults.read_after.take(),
-            returned: 0,
-            counts: Arc::clone(&self.counts),
-            pace: faults.read_rate.map(Pace::new),
-            total_pace: faults.total_read_rate.clone(),
-        }))
+        self.open_download(path, offset, true)?
+            .ok_or_else(|| Error::new(ErrorKind::Unavailable, "no session (never when waiting)"))
+    }
+
+    fn open_read_now(&self, path: &[u8], offset: u64) -> Result<Option<Box<dyn ReadStream>>> {
+        self.open_download(path, offset, false)
     }
 
     fn upload(&self, path: &[u8]) -> Result<Box<dyn UploadStream>> {
@@ -391,12 +462,12 @@ struct FaultyReader {
     counts: Arc<Mutex<OpCounts>>,
     pace: Option<Pace>,
     total_pace: Option<Arc<Pace>>,
-    open_reads: Arc<AtomicUsize>,
+    seats: Arc<Seats>,
 }
 
 impl Drop for FaultyReader {
     fn drop(&mut self) {
-        self.open_reads.fetch_sub(1, Ordering::SeqCst);
+        self.seats.give_back();
     }
 }
 
