@@ -975,9 +975,11 @@ fn four_readers_of_one_file_through_a_data_reset_get_the_same_bytes() {
         })
         .collect();
     for reader in readers {
+        // A reader that timed out panicked in its thread: the mount's log
+        // (removed with the mount) is what tells why.
         let digest = reader
             .join()
-            .unwrap()
+            .unwrap_or_else(|_| panic!("a reader timed out\n{}", mount.log_text()))
             .unwrap_or_else(|out| panic!("{}\n{}", stderr(&out), mount.log_text()));
         assert_eq!(digest, want);
     }
