@@ -29,22 +29,27 @@
 //!
 //! Memory bound: at most `streams + 1` segments exist at once (being
 //! fetched, or fetched and waiting for the reader), each at most
-//! `segment_size` bytes (the open-ended last one too, unless the file grew
-//! while read), so one reader holds at most
-//! `(read_streams + 2) × segment_size` (defaults: 3 extra streams, 8 MiB:
-//! 40 MiB) besides the read-ahead buffer. A freed segment's buffer is kept
+//! `GROWTH × segment_size` bytes (the open-ended last one too, unless the
+//! file grew while read), so one reader holds at most
+//! `(read_streams + 2) × GROWTH × segment_size` (defaults: 3 extra streams,
+//! 2 × 8 MiB: 80 MiB) besides the read-ahead buffer. A freed segment's buffer is kept
 //! for the next segment (segments and kept buffers together within that
 //! count): 8 MiB buffers freed and allocated on other threads otherwise
 //! pile up in glibc's per-thread arenas. Each segment's
 //! bytes are reserved when its fetch starts (virtual memory; pages are
 //! touched as bytes arrive). A worker that would exceed it waits.
 //!
-//! Adaptation: it starts with one extra stream. Each time a stream is added,
-//! the aggregate rate (bytes fetched by all workers) is measured over
-//! `PROBE` from the new stream's first byte, and compared with the rate
-//! before it: another stream is added while the rate grows by more than
-//! `GAIN`; otherwise adding stops, and if the rate dropped the newest stream
-//! goes (a fast LAN stays at one stream after one probe). A segment open
+//! Adaptation: it starts with one extra stream. Each time streams are
+//! added, the aggregate rate (bytes fetched by all workers) is measured over
+//! `PROBE` from the moment all new streams gave their first byte, and
+//! compared with the rate before them: while the rate grows by more than
+//! `GAIN`, as many streams again are added (1, 2, 4...: on a long link each
+//! step costs a reopen and a probe at the lower rate); otherwise adding
+//! stops, and if the rate dropped one stream goes (a fast LAN stays at one
+//! stream after one probe). Each probe with several streams also sets the
+//! length of new segments: what one stream fetches in `SEGMENT_TIME`,
+//! between `segment_size` and `GROWTH` times it, so that a segment's reopen
+//! (about five round trips) is a small part of its time. A segment open
 //! refused with `Unavailable` (421 too many sessions, 425 no data
 //! connection, the pool's session cap) lowers the number of streams by one
 //! and stops adding for `BACKOFF`, for every reader (`Budget`).
@@ -111,6 +116,13 @@ const LOSS: f64 = 0.90;
 const BACKOFF: Duration = Duration::from_secs(30);
 /// Failures of one segment before the reader gets the error.
 const ATTEMPTS: u32 = 3;
+/// How long one stream should take over a segment once several run: each
+/// segment costs a reopen (ABOR, EPSV, REST, RETR, a TLS handshake: about
+/// five round trips), so segments grow with the rate per stream until that
+/// is a small part of their time...
+const SEGMENT_TIME: Duration = Duration::from_secs(2);
+/// ...up to this many times `segment_size` (the memory bound grows with it).
+const GROWTH: u64 = 2;
 
 /// What a mount's segmented reads share: their settings, the budget of
 /// extra streams, the counts.
@@ -218,6 +230,8 @@ pub struct SegmentCounts {
     pub peak_bytes: u64,
     /// Segment fetches that failed and went back to the queue.
     pub retried: u64,
+    /// The longest segment made (segments grow with the rate per stream).
+    pub longest: u64,
 }
 
 impl super::Fs {
@@ -229,6 +243,7 @@ impl super::Fs {
             peak_extra: s.peak_extra.load(Ordering::Relaxed),
             peak_bytes: s.peak_bytes.load(Ordering::Relaxed),
             retried: s.retried.load(Ordering::Relaxed),
+            longest: s.longest.load(Ordering::Relaxed),
         }
     }
 }
@@ -246,6 +261,8 @@ pub struct SegmentStats {
     pub peak_bytes: AtomicU64,
     /// Segment fetches that failed and went back to the queue.
     pub retried: AtomicU64,
+    /// The longest segment made.
+    pub longest: AtomicU64,
 }
 
 /// Everything the workers need to open streams.
@@ -349,6 +366,8 @@ impl SegmentedStream {
                 probe: None,
                 settled: false,
                 tail: None,
+                segment_len: self.settings.segment_size.max(CHUNK as u64),
+                starting: 0,
                 spare: Vec::new(),
             }),
             changed: Condvar::new(),
@@ -462,6 +481,11 @@ struct State {
     settled: bool,
     /// The length of the segments the end of the file is shared out in.
     tail: Option<u64>,
+    /// The length of new segments: `segment_size`, grown with the rate.
+    segment_len: u64,
+    /// Streams added that have not given a byte yet: the probe waits for
+    /// them all.
+    starting: usize,
     /// Buffers of freed segments, for the next ones.
     spare: Vec<Vec<u8>>,
 }
@@ -585,12 +609,13 @@ impl Shared {
         // that they finish together instead of one fetching a last full
         // segment alone.
         let rest = s.size.saturating_sub(start);
-        if s.tail.is_none() && rest < s.target as u64 * self.segment_size {
+        if s.tail.is_none() && rest < s.target as u64 * s.segment_len {
             // Fixed once, or each new segment would be smaller than the last.
             s.tail = Some(rest.div_ceil(s.target as u64).max(TAIL_MIN));
         }
-        let len = s.tail.unwrap_or(self.segment_size).min(self.segment_size);
+        let len = s.tail.unwrap_or(s.segment_len).min(s.segment_len);
         let end = if rest <= len { u64::MAX } else { start + len };
+        self.source.stats.longest.fetch_max(len, Ordering::Relaxed);
         s.next_start = end;
         s.segments.push_back(Segment {
             start,
@@ -621,6 +646,7 @@ fn add_stream(shared: &Arc<Shared>, s: &mut State, taken: bool) {
     s.target += 1;
     s.running += 1;
     s.extra_running += 1;
+    s.starting += 1;
     s.probe = None;
     shared
         .source
@@ -636,6 +662,7 @@ fn add_stream(shared: &Arc<Shared>, s: &mut State, taken: bool) {
         s.target -= 1;
         s.running -= 1;
         s.extra_running -= 1;
+        s.starting -= 1;
         s.settled = true;
         shared.source.budget.give_back();
     }
@@ -645,13 +672,16 @@ fn add_stream(shared: &Arc<Shared>, s: &mut State, taken: bool) {
 /// newest stream helped (under the state lock).
 fn account(shared: &Arc<Shared>, s: &mut State, n: usize, newest: bool) {
     s.fetched += n as u64;
+    if newest {
+        s.starting = s.starting.saturating_sub(1);
+    }
     if s.settled {
         return;
     }
     let Some((since, from)) = s.probe else {
-        // The probe starts at the newest stream's first bytes: its open is
-        // not what is measured.
-        if newest {
+        // The probe starts once the newest streams all give bytes: their
+        // opens are not what is measured.
+        if s.starting == 0 {
             s.probe = Some((Instant::now(), s.fetched));
         }
         return;
@@ -667,9 +697,22 @@ fn account(shared: &Arc<Shared>, s: &mut State, n: usize, newest: bool) {
         rate / 1e6,
         s.rate_before / 1e6
     );
+    if s.target > 1 {
+        // Segments long enough that their reopen costs little, at this
+        // rate per stream.
+        let per_stream = rate / s.target as f64;
+        let base = shared.segment_size;
+        let len = (per_stream * SEGMENT_TIME.as_secs_f64()) as u64;
+        s.segment_len = s.segment_len.max(len.clamp(base, base * GROWTH));
+    }
     if rate > s.rate_before * GAIN {
         s.rate_before = rate;
-        add_stream(shared, s, false);
+        // As many again (1, 2, 4...): each probe costs its time at the
+        // lower rate, and a long link pays a reopen per stream added.
+        let more = s.target.min(shared.max_streams.saturating_sub(s.target));
+        for _ in 0..more.max(1) {
+            add_stream(shared, s, false);
+        }
     } else {
         s.settled = true;
         if rate < s.rate_before * LOSS && s.target > 1 {
@@ -715,6 +758,9 @@ fn work(
             });
             let Some(i) = picked else {
                 s.running -= 1;
+                if newest {
+                    s.starting = s.starting.saturating_sub(1);
+                }
                 if extra {
                     s.extra_running -= 1;
                     source.budget.give_back();
@@ -819,9 +865,7 @@ fn work(
                     let held: u64 = s.segments.iter().map(|g| g.data.len() as u64).sum();
                     source.stats.peak_bytes.fetch_max(held, Ordering::Relaxed);
                     account(shared, &mut s, n, newest);
-                    if s.probe.is_some() {
-                        newest = false;
-                    }
+                    newest = false;
                     shared.changed.notify_all();
                 }
                 Err(e) if extra => {
@@ -853,6 +897,9 @@ fn work(
     }
     let mut s = shared.state.lock();
     s.running -= 1;
+    if newest {
+        s.starting = s.starting.saturating_sub(1);
+    }
     if extra {
         s.extra_running -= 1;
         source.budget.give_back();
