@@ -757,16 +757,7 @@ fn work(
                 }
             });
             let Some(i) = picked else {
-                s.running -= 1;
-                if newest {
-                    s.starting = s.starting.saturating_sub(1);
-                }
-                if extra {
-                    s.extra_running -= 1;
-                    source.budget.give_back();
-                }
-                // A worker leaving may leave work the others must see.
-                shared.changed.notify_all();
+                leave(shared, &mut s, extra, newest);
                 return;
             };
             let size = s.size;
@@ -895,14 +886,20 @@ fn work(
             break;
         }
     }
-    let mut s = shared.state.lock();
+    leave(shared, &mut shared.state.lock(), extra, newest);
+}
+
+/// A worker goes (under the state lock): it gives back its extra stream,
+/// and says so, since a worker leaving may leave work the others (and the
+/// reader, which checks that one is left) must see.
+fn leave(shared: &Shared, s: &mut State, extra: bool, starting: bool) {
     s.running -= 1;
-    if newest {
+    if starting {
         s.starting = s.starting.saturating_sub(1);
     }
     if extra {
         s.extra_running -= 1;
-        source.budget.give_back();
+        shared.source.budget.give_back();
     }
     shared.changed.notify_all();
 }
