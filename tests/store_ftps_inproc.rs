@@ -72,7 +72,6 @@ fn inproc_primitives() {
 /// download let go of its session, reading the right bytes from its offset.
 #[test]
 fn open_read_now_takes_only_a_free_session() {
-    use ftpsfs::store::ReadStream;
     let server = inproc::InProcServer::start();
     let settings = PoolSettings {
         max_sessions: 2,
