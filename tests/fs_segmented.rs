@@ -404,6 +404,8 @@ fn no_more_streams_when_the_link_is_the_limit() {
     assert_same(&got, &want);
     let counts = s.fs.segment_counts();
     assert_eq!(counts.peak_extra, 1, "{counts:?}");
+    // The second stream did not pay: segments keep their size (memory).
+    assert_eq!(counts.longest, SEGMENT as u64, "{counts:?}");
 }
 
 #[test]

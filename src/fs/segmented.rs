@@ -46,8 +46,8 @@
 //! `GAIN`, as many streams again are added (1, 2, 4...: on a long link each
 //! step costs a reopen and a probe at the lower rate); otherwise adding
 //! stops, and if the rate dropped one stream goes (a fast LAN stays at one
-//! stream after one probe). Each probe with several streams also sets the
-//! length of new segments: what one stream fetches in `SEGMENT_TIME`,
+//! stream after one probe). Each probe that gains also sets the length of
+//! new segments: what one stream fetches in `SEGMENT_TIME`,
 //! between `segment_size` and `GROWTH` times it, so that a segment's reopen
 //! (about five round trips) is a small part of its time. A segment open
 //! refused with `Unavailable` (421 too many sessions, 425 no data
@@ -697,15 +697,14 @@ fn account(shared: &Arc<Shared>, s: &mut State, n: usize, newest: bool) {
         rate / 1e6,
         s.rate_before / 1e6
     );
-    if s.target > 1 {
-        // Segments long enough that their reopen costs little, at this
-        // rate per stream.
+    if rate > s.rate_before * GAIN {
+        // Several streams pay: segments long enough that their reopen
+        // costs little at this rate per stream. (Not on a fast LAN, where
+        // one stream stays and longer segments would only hold memory.)
         let per_stream = rate / s.target as f64;
         let base = shared.segment_size;
         let len = (per_stream * SEGMENT_TIME.as_secs_f64()) as u64;
         s.segment_len = s.segment_len.max(len.clamp(base, base * GROWTH));
-    }
-    if rate > s.rate_before * GAIN {
         s.rate_before = rate;
         // As many again (1, 2, 4...): each probe costs its time at the
         // lower rate, and a long link pays a reopen per stream added.
