@@ -222,8 +222,7 @@ fn memory_held_by_segments_stays_bounded() {
     s.fs.release(fh).expect("release");
     assert_same(&got, &want);
     let counts = s.fs.segment_counts();
-    // Segments grow to twice `segment_size` with the rate per stream.
-    let bound = (3 + 2) * 2 * SEGMENT as u64;
+    let bound = (3 + 2) * SEGMENT as u64;
     assert!(counts.peak_bytes > 0);
     assert!(
         counts.peak_bytes <= bound,
@@ -266,7 +265,6 @@ fn a_server_at_its_session_cap_leaves_one_stream() {
         counts.peak_extra, 1,
         "backed off after the refusal: {counts:?}"
     );
-    assert_eq!(counts.longest, SEGMENT as u64, "one stream: {counts:?}");
 }
 
 fn read_in_order_from(fs: &Fs, fh: u64, from: u64) -> Vec<u8> {
@@ -386,9 +384,7 @@ fn streams_are_added_while_a_per_connection_cap_is_what_limits() {
     assert_same(&got, &want);
     let counts = s.fs.segment_counts();
     assert_eq!(counts.peak_extra, 3, "{counts:?}");
-    // 4 MB/s per stream fills twice 512 KiB in well under two seconds:
-    // segments grew to their most, fewer reopens for the same bytes.
-    assert_eq!(counts.longest, 2 * SEGMENT as u64, "{counts:?}");
+    assert_eq!(counts.longest, SEGMENT as u64, "{counts:?}");
 }
 
 #[test]
@@ -404,8 +400,6 @@ fn no_more_streams_when_the_link_is_the_limit() {
     assert_same(&got, &want);
     let counts = s.fs.segment_counts();
     assert_eq!(counts.peak_extra, 1, "{counts:?}");
-    // The second stream did not pay: segments keep their size (memory).
-    assert_eq!(counts.longest, SEGMENT as u64, "{counts:?}");
 }
 
 #[test]

@@ -29,10 +29,12 @@
 //!
 //! Memory bound: at most `streams + 1` segments exist at once (being
 //! fetched, or fetched and waiting for the reader), each at most
-//! `GROWTH × segment_size` bytes (the open-ended last one too, unless the
-//! file grew while read), so one reader holds at most
-//! `(read_streams + 2) × GROWTH × segment_size` (defaults: 3 extra streams,
-//! 2 × 8 MiB: 80 MiB) besides the read-ahead buffer. A freed segment's buffer is kept
+//! `segment_size` bytes (the open-ended last one too, unless the file grew
+//! while read), so one reader holds at most
+//! `(read_streams + 2) × segment_size` (defaults: 3 extra streams, 8 MiB:
+//! 40 MiB) besides the read-ahead buffer. (Segments that grew with the rate
+//! were tried, to make each reopen a smaller part of a segment's time: no
+//! gain on the WAN rig, and twice the memory.) A freed segment's buffer is kept
 //! for the next segment (segments and kept buffers together within that
 //! count): 8 MiB buffers freed and allocated on other threads otherwise
 //! pile up in glibc's per-thread arenas. Each segment's
@@ -46,10 +48,7 @@
 //! `GAIN`, as many streams again are added (1, 2, 4...: on a long link each
 //! step costs a reopen and a probe at the lower rate); otherwise adding
 //! stops, and if the rate dropped one stream goes (a fast LAN stays at one
-//! stream after one probe). Each probe that gains also sets the length of
-//! new segments: what one stream fetches in `SEGMENT_TIME`,
-//! between `segment_size` and `GROWTH` times it, so that a segment's reopen
-//! (about five round trips) is a small part of its time. A segment open
+//! stream after one probe). A segment open
 //! refused with `Unavailable` (421 too many sessions, 425 no data
 //! connection, the pool's session cap) lowers the number of streams by one
 //! and stops adding for `BACKOFF`, for every reader (`Budget`).
@@ -116,13 +115,6 @@ const LOSS: f64 = 0.90;
 const BACKOFF: Duration = Duration::from_secs(30);
 /// Failures of one segment before the reader gets the error.
 const ATTEMPTS: u32 = 3;
-/// How long one stream should take over a segment once several run: each
-/// segment costs a reopen (ABOR, EPSV, REST, RETR, a TLS handshake: about
-/// five round trips), so segments grow with the rate per stream until that
-/// is a small part of their time...
-const SEGMENT_TIME: Duration = Duration::from_secs(2);
-/// ...up to this many times `segment_size` (the memory bound grows with it).
-const GROWTH: u64 = 2;
 
 /// What a mount's segmented reads share: their settings, the budget of
 /// extra streams, the counts.
@@ -230,7 +222,7 @@ pub struct SegmentCounts {
     pub peak_bytes: u64,
     /// Segment fetches that failed and went back to the queue.
     pub retried: u64,
-    /// The longest segment made (segments grow with the rate per stream).
+    /// The longest segment made.
     pub longest: u64,
 }
 
@@ -366,7 +358,6 @@ impl SegmentedStream {
                 probe: None,
                 settled: false,
                 tail: None,
-                segment_len: self.settings.segment_size.max(CHUNK as u64),
                 starting: 0,
                 spare: Vec::new(),
             }),
@@ -481,8 +472,6 @@ struct State {
     settled: bool,
     /// The length of the segments the end of the file is shared out in.
     tail: Option<u64>,
-    /// The length of new segments: `segment_size`, grown with the rate.
-    segment_len: u64,
     /// Streams added that have not given a byte yet: the probe waits for
     /// them all.
     starting: usize,
@@ -609,11 +598,11 @@ impl Shared {
         // that they finish together instead of one fetching a last full
         // segment alone.
         let rest = s.size.saturating_sub(start);
-        if s.tail.is_none() && rest < s.target as u64 * s.segment_len {
+        if s.tail.is_none() && rest < s.target as u64 * self.segment_size {
             // Fixed once, or each new segment would be smaller than the last.
             s.tail = Some(rest.div_ceil(s.target as u64).max(TAIL_MIN));
         }
-        let len = s.tail.unwrap_or(s.segment_len).min(s.segment_len);
+        let len = s.tail.unwrap_or(self.segment_size).min(self.segment_size);
         let end = if rest <= len { u64::MAX } else { start + len };
         self.source.stats.longest.fetch_max(len, Ordering::Relaxed);
         s.next_start = end;
@@ -698,13 +687,6 @@ fn account(shared: &Arc<Shared>, s: &mut State, n: usize, newest: bool) {
         s.rate_before / 1e6
     );
     if rate > s.rate_before * GAIN {
-        // Several streams pay: segments long enough that their reopen
-        // costs little at this rate per stream. (Not on a fast LAN, where
-        // one stream stays and longer segments would only hold memory.)
-        let per_stream = rate / s.target as f64;
-        let base = shared.segment_size;
-        let len = (per_stream * SEGMENT_TIME.as_secs_f64()) as u64;
-        s.segment_len = s.segment_len.max(len.clamp(base, base * GROWTH));
         s.rate_before = rate;
         // As many again (1, 2, 4...): each probe costs its time at the
         // lower rate, and a long link pays a reopen per stream added.
