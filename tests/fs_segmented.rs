@@ -321,7 +321,10 @@ fn a_segment_that_keeps_failing_gives_the_reader_the_error() {
     let s = setup(&want, 3);
     let fh = open(&s.fs);
     s.fs.read(fh, 0, READ).expect("first read");
-    s.faults.fail_always(Op::OpenRead, ErrorKind::NotFound);
+    // Refused (not "not found": a file gone while open is ESTALE, see
+    // download.rs).
+    s.faults
+        .fail_always(Op::OpenRead, ErrorKind::PermissionDenied);
     let mut offset = READ as u64;
     let err = loop {
         match s.fs.read(fh, offset, READ) {
@@ -330,7 +333,7 @@ fn a_segment_that_keeps_failing_gives_the_reader_the_error() {
             Err(e) => break e,
         }
     };
-    assert_eq!(err.errno(), libc::ENOENT, "{err}");
+    assert_eq!(err.errno(), libc::EACCES, "{err}");
     assert!(offset < want.len() as u64);
     s.faults.stop_failing(Op::OpenRead);
     // A read after the failure opens again and gets the right bytes.
