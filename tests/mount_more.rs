@@ -351,7 +351,7 @@ fn sigterm_with_nothing_pending_unmounts_and_exits_0() {
     // A second signal must not be ignored either.
     let gone_after_second = gone || {
         signal(pid, "TERM");
-        wait_until(10, || !is_mounted(&mount.dir))
+        wait_until(30, || !is_mounted(&mount.dir))
     };
     assert!(
         gone,
@@ -795,7 +795,7 @@ fn a_killed_mount_leaves_no_partial_file_under_the_real_name() {
         server.commands()
     );
     signal(pid, "KILL");
-    assert!(wait_until(10, || !is_mounted(&mount.dir)), "still mounted");
+    assert!(wait_until(30, || !is_mounted(&mount.dir)), "still mounted");
     let _ = child.kill();
     let _ = child.wait();
     assert!(!mount.unmount(), "killed, so not a clean exit");
@@ -818,7 +818,7 @@ fn a_killed_mount_of_root_goes_away_and_what_was_closed_is_on_the_server() {
     signal(ftpsfs_pid(&mount), "KILL");
     let killed = Instant::now();
     assert!(
-        wait_until(10, || !is_mounted(&mount.dir)),
+        wait_until(30, || !is_mounted(&mount.dir)),
         "the mount of a killed ftpsfs is still there"
     );
     eprintln!("unmounted {:?} after SIGKILL", killed.elapsed());
