@@ -18,7 +18,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{ArgAction, CommandFactory, Parser, ValueEnum};
 
 use crate::credentials::{self, Sources, PASSWORD_ENV};
-use crate::fs::FsConfig;
+use crate::fs::{FsConfig, Verify};
 use crate::ftp::config::{parse_port_range, parse_sha256_hex, Keepalive, Timeouts};
 use crate::ftp::identity;
 use crate::ftp::socks::{self, Proxy, ProxyUrl, PROXY_PASSWORD_ENV};
@@ -122,6 +122,15 @@ pub struct Args {
         help_heading = "Connection"
     )]
     sessions: u16,
+
+    /// Extra sessions a large file read in order may be fetched on, in segments, besides its own; shared by all readers, added only while they make it faster (0: off) [default: sessions - 1]
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = clap::value_parser!(u16).range(0..SESSIONS_MAX as i64),
+        help_heading = "Connection"
+    )]
+    read_streams: Option<u16>,
 
     /// Active mode: the server connects to us for data (EPRT, then PORT)
     #[arg(long, conflicts_with_all = ["trust_pasv_address", "no_epsv"], help_heading = "Connection")]
@@ -240,7 +249,7 @@ pub struct Args {
     #[arg(long, help_heading = "Mount")]
     default_permissions: bool,
 
-    /// Resume a cut upload (an append today) for this long before it fails with EIO
+    /// Resume a cut upload for this long without progress before it fails with EIO
     #[arg(long, value_name = "SECS", default_value_t = Seconds(FsConfig::default().retry_time), value_parser = seconds, help_heading = "Connection")]
     retry_time: Seconds,
 
@@ -251,6 +260,10 @@ pub struct Args {
     /// A big file changed a little: send only the changed ranges (REST + STOR) where the server writes them in place (auto), or always replace the file whole and atomically (never). A patch is not atomic: see doc/SEMANTICS.md
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = Patch::Auto, help_heading = "Mount")]
     patch: Patch,
+
+    /// Check each upload: none; size (the server's size must be the bytes sent); digest (also the digest of files of 1 MiB or more, where the server offers HASH, XSHA256, XSHA1 or XCRC; size elsewhere)
+    #[arg(long, value_name = "HOW", default_value_t = Verify::Digest, value_parser = parse_verify, help_heading = "Mount")]
+    verify: Verify,
 }
 
 /// When a changed file may be patched in place (`--patch`).
@@ -258,6 +271,10 @@ pub struct Args {
 pub enum Patch {
     Auto,
     Never,
+}
+
+fn parse_verify(value: &str) -> Result<Verify, String> {
+    value.parse()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -303,6 +320,9 @@ pub struct Options {
     /// `--patch auto`: a big file changed a little may be patched in place.
     pub patch_in_place: bool,
     pub retry_time: Duration,
+    pub verify: Verify,
+    /// Extra streams for segmented reads (see `FsConfig::read_streams`).
+    pub read_streams: usize,
     /// Absolute.
     pub cache_dir: PathBuf,
     pub log: LogSettings,
@@ -611,6 +631,11 @@ fn build_options(args: Args, env: &dyn Environment) -> Result<Options, CliError>
         cache_size: args.cache_size.0,
         patch_in_place: args.patch == Patch::Auto,
         retry_time: args.retry_time.0,
+        verify: args.verify,
+        // All sessions but the reader's own, unless told.
+        read_streams: args
+            .read_streams
+            .map_or_else(|| usize::from(args.sessions).saturating_sub(1), usize::from),
         attr_ttl: args.attr_ttl.0,
         dir_ttl: args.dir_ttl.0,
         cache_dir: cache_dir(&args, env)?,
@@ -1153,6 +1178,16 @@ mod tests {
         assert!(parse_umask("1000").is_err());
         assert!(parse_umask("").is_err());
         assert!(parse_umask("0o").is_err());
+    }
+
+    /// The core cannot see the pool, so its default of extra read streams
+    /// is a number: it must stay "all sessions but one" of the default.
+    #[test]
+    fn the_cores_default_read_streams_follow_the_default_sessions() {
+        assert_eq!(
+            FsConfig::default().read_streams,
+            PoolSettings::default().max_sessions - 1
+        );
     }
 
     #[test]

@@ -313,6 +313,8 @@ fn fs_config(options: &Options, spool_dir: PathBuf) -> Result<FsConfig, String> 
         revalidate_on_open: options.revalidate_on_open,
         patch_in_place: options.patch_in_place,
         retry_time: options.retry_time,
+        verify: options.verify,
+        read_streams: options.read_streams,
         // All sessions but one, which stays free for what programs ask.
         listing_prefetch: options.pool.max_sessions.saturating_sub(1),
         ..FsConfig::default()

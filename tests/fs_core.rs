@@ -4,9 +4,13 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ftpsfs::fs::{Fs, FsConfig, Ino, OpenFlags, SetAttr, FREE_SPACE_TTL, ROOT_INO, UNKNOWN_INO};
-use ftpsfs::store::{Capabilities, ErrorKind, FileKind, RemoteStore, StoreAtOffset};
-use ftpsfs_testkit::{FaultyStore, MemoryStore, Op};
+use ftpsfs::fs::{
+    Fs, FsConfig, Ino, OpenFlags, SetAttr, Verify, FREE_SPACE_TTL, ROOT_INO, UNKNOWN_INO,
+};
+use ftpsfs::store::{
+    Capabilities, DigestAlgorithm, DigestSet, ErrorKind, FileKind, RemoteStore, StoreAtOffset,
+};
+use ftpsfs_testkit::{Corruption, FaultyStore, MemoryStore, Op};
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * 1024;
@@ -32,12 +36,16 @@ fn config(spool: &tempfile::TempDir) -> FsConfig {
         gid: 1000,
         umask: 0o022,
         read_ahead: 8 * MIB,
+        read_streams: 3,
+        segment_size: 8 * 1024 * 1024,
         listing_prefetch: 0,
         write_in_place: false,
         revalidate_on_open: false,
         patch_in_place: true,
         patch_min_size: MIB as u64,
         retry_time: Duration::from_secs(60),
+        verify: Verify::Digest,
+        upload_window: 16 * MIB,
     }
 }
 
@@ -58,6 +66,29 @@ fn mount_with(store: MemoryStore, adjust: impl FnOnce(&mut FsConfig)) -> Mount {
 
 fn mount() -> Mount {
     mount_with(MemoryStore::new(), |_| {})
+}
+
+/// A mount that gives up on a cut upload after a second (instead of a
+/// minute), for tests of uploads that cannot be resumed.
+fn impatient_mount() -> Mount {
+    mount_with(MemoryStore::new(), |c| {
+        c.retry_time = Duration::from_secs(1)
+    })
+}
+
+impl Mount {
+    /// The next upload breaks after `bytes`, and the server cannot be
+    /// reached again to resume it.
+    fn cut_for_good(&self, bytes: u64) {
+        self.faults.fail_upload_after(bytes);
+        self.faults.fail_always(Op::Size, ErrorKind::Unavailable);
+    }
+
+    /// The server answers again.
+    fn reachable(&self) {
+        self.faults.stop_failing(Op::Size);
+        self.faults.stop_failing(Op::Upload);
+    }
 }
 
 /// A store whose listings give times as LIST lines do (vsftpd).
@@ -129,16 +160,19 @@ impl Mount {
             ..WRITE
         };
         let (attr, fh) = self.fs.create(parent, name.as_bytes(), 0o644, flags)?;
-        let mut result = Ok(());
-        for (i, chunk) in data.chunks(128 * KIB).enumerate() {
-            if let Err(e) = self.fs.write(fh, (i * 128 * KIB) as u64, chunk) {
-                result = Err(e);
-                break;
-            }
-        }
+        let result = self.write_all(fh, data);
         let flushed = self.fs.flush(fh);
         let released = self.fs.release(fh);
         result.and(flushed).and(released).map(|()| attr.ino)
+    }
+
+    /// Writes `data` from byte 0 in 128 KiB requests, as cp does; the
+    /// first error stops it.
+    fn write_all(&self, fh: u64, data: &[u8]) -> Result<(), ftpsfs::fs::Error> {
+        for (i, chunk) in data.chunks(128 * KIB).enumerate() {
+            self.fs.write(fh, (i * 128 * KIB) as u64, chunk)?;
+        }
+        Ok(())
     }
 
     /// `cat`: reads the whole file in 128 KiB requests.
@@ -676,7 +710,9 @@ fn a_streamed_file_written_out_of_order_falls_back_without_losing_bytes() {
 
 #[test]
 fn sequential_reads_use_one_download_and_a_far_seek_reopens() {
-    let m = mount();
+    // One download's read-ahead; segments (several downloads) are
+    // tests/fs_segmented.rs.
+    let m = mount_with(MemoryStore::new(), |c| c.read_streams = 0);
     let data = pattern(20 * MIB, 7);
     m.store.put_file(b"movie", &data);
     let ino = m.ino("movie");
@@ -782,7 +818,7 @@ fn shutdown_uploads_what_is_still_open() {
 
 #[test]
 fn a_broken_upload_fails_close_with_eio_and_keeps_the_old_file() {
-    let m = mount();
+    let m = impatient_mount();
     m.store.put_file(b"keep", b"precious");
     let ino = m.ino("keep");
     let fh =
@@ -796,9 +832,10 @@ fn a_broken_upload_fails_close_with_eio_and_keeps_the_old_file() {
         .expect("open");
     m.fs.write(fh, 0, &pattern(100 * KIB, 1))
         .expect("write (staged)");
-    m.faults.fail_upload_after(10 * KIB as u64);
+    m.cut_for_good(10 * KIB as u64);
     let err = m.fs.flush(fh).expect_err("the upload broke");
     assert_eq!(err.errno(), libc::EIO);
+    m.reachable();
     assert_eq!(m.fs.flush(fh).expect_err("sticky").errno(), libc::EIO);
     assert_eq!(
         m.fs.write(fh, 0, b"x").expect_err("sticky").errno(),
@@ -820,18 +857,19 @@ fn a_broken_upload_fails_close_with_eio_and_keeps_the_old_file() {
 /// patches the server's content, not an empty file.
 #[test]
 fn a_failed_upload_with_the_server_unreachable_keeps_the_servers_file_as_the_base() {
-    let m = mount();
+    let m = impatient_mount();
     m.store.put_file(b"f", b"0123456789");
     let ino = m.ino("f");
     let keeper = m.fs.open(ino, READ).expect("open to keep it open");
     let fh = m.fs.open(ino, RDWR).expect("open");
     m.fs.write(fh, 2, b"ab").expect("write (staged)");
-    m.faults.fail_next(Op::Upload, ErrorKind::Unavailable);
+    m.faults.fail_always(Op::Upload, ErrorKind::Unavailable);
     for _ in 0..4 {
         m.faults.fail_next(Op::Stat, ErrorKind::Unavailable);
         m.faults.fail_next(Op::List, ErrorKind::Unavailable);
     }
     assert_eq!(m.fs.flush(fh).expect_err("upload").errno(), libc::EIO);
+    m.reachable();
     let _ = m.fs.release(fh);
     let fh = m.fs.open(ino, RDWR).expect("open again");
     m.fs.write(fh, 5, b"X").expect("write");
@@ -876,10 +914,10 @@ fn a_full_server_stops_a_streaming_copy_and_leaves_nothing() {
 /// whose write met it.
 #[test]
 fn a_broken_stream_is_reported_by_every_writing_descriptor() {
-    let m = mount();
+    let m = impatient_mount();
     let (attr, writer) = m.fs.create(ROOT_INO, b"f", 0o644, WRITE).expect("create");
     let other = m.fs.open(attr.ino, WRITE).expect("second writer");
-    m.faults.fail_upload_after(2 * MIB as u64);
+    m.cut_for_good(2 * MIB as u64);
     let chunk = pattern(256 * KIB, 1);
     let failed = (0..16u64).find_map(|i| m.fs.write(writer, i * chunk.len() as u64, &chunk).err());
     assert_eq!(failed.expect("a write meets the break").errno(), libc::EIO);
@@ -912,11 +950,12 @@ fn a_stream_refused_at_its_start_drops_what_was_written() {
 /// it can be renamed like any name `ls` shows; the rename is local.
 #[test]
 fn a_new_file_whose_upload_failed_can_be_renamed_while_open() {
-    let m = mount();
+    let m = impatient_mount();
     let (attr, fh) = m.fs.create(ROOT_INO, b"a", 0o644, WRITE).expect("create");
     m.fs.write(fh, 0, b"data").expect("write");
-    m.faults.fail_next(Op::Upload, ErrorKind::Unavailable);
+    m.faults.fail_always(Op::Upload, ErrorKind::Unavailable);
     assert_eq!(m.fs.flush(fh).expect_err("upload").errno(), libc::EIO);
+    m.reachable();
     assert_eq!(m.fs.getattr(attr.ino).expect("shown").size, 0);
     m.fs.rename(ROOT_INO, b"a", ROOT_INO, b"b", false)
         .expect("rename of a name the mount shows");
@@ -945,9 +984,9 @@ fn a_refused_write_fails_close_with_eacces() {
 }
 
 #[test]
-fn a_connection_lost_during_a_streaming_copy_is_eio_and_cleaned_up() {
-    let m = mount();
-    m.faults.fail_upload_after(2 * MIB as u64);
+fn a_connection_lost_for_good_during_a_streaming_copy_is_eio_and_cleaned_up() {
+    let m = impatient_mount();
+    m.cut_for_good(2 * MIB as u64);
     let err = m
         .cp(ROOT_INO, "f", &pattern(8 * MIB, 1))
         .expect_err("broken");
@@ -1900,9 +1939,9 @@ fn copying_a_tree_in_asks_nothing_about_new_directories() {
     }
     let c = m.store.counters();
     assert_eq!(
-        (c.upload, c.total()),
-        (10, 10),
-        "one upload per file and nothing else: {c:?}"
+        (c.upload, c.size, c.total()),
+        (10, 10, 20),
+        "one upload and its check per file, and nothing else: {c:?}"
     );
 }
 
@@ -2040,17 +2079,16 @@ fn leftover_temporary_uploads_are_removed_when_listed() {
 #[test]
 fn an_upload_that_fails_at_shutdown_keeps_its_content_locally() {
     use std::os::unix::fs::PermissionsExt;
-    let m = mount();
+    let m = impatient_mount();
     m.store.put_dir(b"docs");
     m.store.put_file(b"docs/report.txt", b"old version");
     let dir = m.fs.lookup(ROOT_INO, b"docs").unwrap();
     let file = m.fs.lookup(dir.ino, b"report.txt").unwrap();
     let fh = m.fs.open(file.ino, WRITE).unwrap();
     m.fs.write(fh, 0, b"NEW").unwrap();
-    for _ in 0..3 {
-        m.faults.fail_next(Op::Upload, ErrorKind::Unavailable);
-    }
+    m.faults.fail_always(Op::Upload, ErrorKind::Unavailable);
     let err = m.fs.shutdown().expect_err("the upload failed");
+    m.reachable();
     assert!(err.message.contains("could not be uploaded"), "{err:?}");
     assert_eq!(m.store.file(b"docs/report.txt").unwrap(), b"old version");
     let spool = m.spool.path().join("spool");
@@ -2354,4 +2392,358 @@ fn a_patch_that_cannot_finish_fails_with_eio_and_keeps_the_local_copy() {
         std::fs::read(&kept[0]).unwrap(),
         written(data, MIB, b"mine")
     );
+}
+
+/// A patch is checked by the server's size once (the patch's own check,
+/// whatever `--verify`), never by digest: the digest computed here would be
+/// of the ranges sent, not of the file.
+#[test]
+fn a_patch_is_checked_by_size_once_whatever_verify() {
+    for verify in [Verify::None, Verify::Size, Verify::Digest] {
+        let m = mount_with(digest_server(), |c| c.verify = verify);
+        let data = m.big_file("big");
+        m.dd("big", &[(3 * MIB, b"patch")]).expect("dd");
+        assert_eq!(m.store.file(b"big"), Some(written(data, 3 * MIB, b"patch")));
+        let c = m.store.counters();
+        assert_eq!((c.upload, c.upload_at), (0, 1), "{verify}: {c:?}");
+        assert_eq!((c.size, c.digest), (1, 0), "{verify}: one SIZE, after");
+        let stats = m.fs.stats();
+        assert_eq!(stats.patches, 1, "{verify}");
+        assert_eq!(
+            (stats.verified_by_size, stats.verified_by_digest),
+            (1, 0),
+            "{verify}"
+        );
+    }
+}
+
+/// A patch whose server size is wrong (its last range, at the end of the
+/// file, stored short) replaces the file whole, and that upload is checked
+/// as any: by size and digest.
+#[test]
+fn a_patch_stored_short_is_replaced_whole_and_that_upload_checked() {
+    let m = mount_with(digest_server(), |_| {});
+    let data = m.big_file("big");
+    let tail = pattern(8 * KIB, 4);
+    m.faults.corrupt_next_uploads(&[Corruption::DropLast]);
+    m.dd("big", &[(BIG - 4 * KIB, &tail)]).expect("dd");
+    assert_eq!(
+        m.store.file(b"big"),
+        Some(written(data, BIG - 4 * KIB, &tail))
+    );
+    let c = m.store.counters();
+    assert_eq!((c.upload_at, c.upload, c.rename), (1, 1, 1), "{c:?}");
+    assert_eq!(
+        (c.size, c.digest),
+        (2, 1),
+        "after the patch, after the upload"
+    );
+    let stats = m.fs.stats();
+    assert_eq!((stats.patches, stats.upload_mismatches), (0, 1));
+    assert_eq!((stats.verified_by_size, stats.verified_by_digest), (1, 1));
+}
+
+// ----- cut uploads resume; uploads are checked -----
+
+impl Mount {
+    /// Writes `data` over the existing file at `path` without truncating
+    /// it first: the file is staged whole and uploaded at close.
+    fn overwrite(&self, path: &str, data: &[u8]) -> Result<(), ftpsfs::fs::Error> {
+        let fh = self.fs.open(self.ino(path), WRITE)?;
+        let result = self.write_all(fh, data);
+        let flushed = self.fs.flush(fh);
+        result.and(flushed).and(self.fs.release(fh))
+    }
+
+    /// The files an unverified upload left in the spool directory.
+    fn kept_locally(&self) -> Vec<std::path::PathBuf> {
+        Fs::new(self.store.clone(), config(&self.spool)).kept_by_earlier_mounts()
+    }
+}
+
+fn digest_server() -> MemoryStore {
+    let store = MemoryStore::new();
+    store.set_digests(DigestSet::of(&[
+        DigestAlgorithm::Sha256,
+        DigestAlgorithm::Crc32,
+    ]));
+    store
+}
+
+/// A staged upload that replaces a file goes to a temporary name; cut
+/// there, it goes on from the server's size (REST + STOR) and is renamed
+/// into place: no byte twice, the old file untouched until then.
+#[test]
+fn a_cut_staged_upload_resumes_on_its_temporary_name() {
+    let m = mount();
+    m.store.put_file(b"f", &pattern(600 * KIB, 1));
+    let new = pattern(600 * KIB, 2);
+    m.faults.fail_upload_after(200 * KIB as u64);
+    m.store.reset_counters();
+    m.overwrite("f", &new).expect("resumed");
+    assert_eq!(m.store.file(b"f"), Some(new.clone()));
+    assert!(m.temp_files().is_empty(), "{:?}", m.temp_files());
+    let c = m.faults.counters();
+    assert_eq!((c.upload, c.upload_at, c.append), (1, 1, 0), "{c:?}");
+    assert_eq!(c.size, 2, "where to resume, and the check at the end");
+    assert_eq!(
+        m.store.counters().bytes_uploaded,
+        new.len() as u64,
+        "nothing sent twice reached the server"
+    );
+    let stats = m.fs.stats();
+    assert_eq!((stats.resumed_uploads, stats.verified_by_size), (1, 1));
+}
+
+/// Where the server refuses REST + STOR (ProFTPD without
+/// AllowStoreRestart), a cut upload goes on with APPE.
+#[test]
+fn a_cut_upload_resumes_with_appe_where_rest_is_refused() {
+    let m = mount();
+    m.store.set_store_at_offset(StoreAtOffset::Refused);
+    let data = pattern(300 * KIB, 3);
+    m.faults.fail_upload_after(100 * KIB as u64);
+    m.cp(ROOT_INO, "f", &data).expect("resumed");
+    assert_eq!(m.store.file(b"f"), Some(data));
+    let c = m.faults.counters();
+    assert_eq!((c.upload, c.upload_at, c.append), (1, 0, 1), "{c:?}");
+}
+
+/// A server that can resume neither way gets the upload again from zero,
+/// once.
+#[test]
+fn a_cut_upload_starts_again_from_zero_where_it_cannot_resume() {
+    let m = mount();
+    m.store.set_store_at_offset(StoreAtOffset::Refused);
+    m.store.set_append(false);
+    let data = pattern(300 * KIB, 4);
+    m.faults.fail_upload_after(100 * KIB as u64);
+    m.cp(ROOT_INO, "f", &data).expect("sent again");
+    assert_eq!(m.store.file(b"f"), Some(data.clone()));
+    assert_eq!(m.faults.counters().upload, 2);
+    assert_eq!(
+        m.store.counters().bytes_uploaded,
+        100 * KIB as u64 + data.len() as u64
+    );
+    assert_eq!(m.fs.stats().restarted_uploads, 1);
+}
+
+/// Another client creates `victim` after the mount listed the directory;
+/// `cp` over it through the mount is reset: the result is the complete new
+/// file, never a truncated one.
+#[test]
+fn a_cut_copy_over_a_file_the_mount_did_not_know_ends_complete() {
+    let m = mount();
+    assert_eq!(m.ls_lr(ROOT_INO), 0);
+    m.store.put_file(b"victim", &pattern(50 * KIB, 5));
+    let new = pattern(200 * KIB, 6);
+    m.faults.fail_upload_after(70 * KIB as u64);
+    m.cp(ROOT_INO, "victim", &new).expect("resumed");
+    assert_eq!(m.store.file(b"victim"), Some(new));
+    assert_eq!(m.fs.stats().resumed_uploads, 1);
+}
+
+/// A streaming upload cut while the server had not yet got its last bytes
+/// (in buffers): they are sent again from the window of recent bytes, and
+/// the digest computed while sending still matches the server's.
+#[test]
+fn a_cut_streaming_upload_resumes_from_its_window() {
+    let m = mount_with(digest_server(), |_| {});
+    let data = pattern(8 * MIB, 7);
+    m.faults.set_upload_lag(MIB as u64);
+    m.faults.fail_upload_after(3 * MIB as u64);
+    m.cp(ROOT_INO, "big", &data).expect("resumed");
+    assert_eq!(m.store.file(b"big"), Some(data.clone()));
+    assert!(m.temp_files().is_empty(), "{:?}", m.temp_files());
+    assert_eq!(m.store.counters().bytes_uploaded, data.len() as u64);
+    let stats = m.fs.stats();
+    assert_eq!(stats.streamed_uploads, 1);
+    assert_eq!(stats.resumed_uploads, 1);
+    assert_eq!(stats.verified_by_digest, 1);
+    assert_eq!(m.faults.counters().digest, 1);
+}
+
+/// A server that lost more than the window holds: the stream fails as a
+/// cut upload did before, and nothing is left on the server.
+#[test]
+fn a_streaming_upload_whose_server_lost_more_than_the_window_fails() {
+    let m = mount_with(MemoryStore::new(), |c| c.upload_window = MIB);
+    m.faults.set_upload_lag(3 * MIB as u64);
+    m.faults.fail_upload_after(5 * MIB as u64);
+    let err = m
+        .cp(ROOT_INO, "big", &pattern(8 * MIB, 8))
+        .expect_err("outside the window");
+    assert_eq!(err.errno(), libc::EIO);
+    assert!(m.store.paths().is_empty(), "{:?}", m.store.paths());
+    assert_eq!(m.faults.counters().size, 1, "asked once, then gave up");
+}
+
+/// The copy that replaces a rename the server refuses is resumed too.
+#[test]
+fn a_cut_copy_onto_the_target_resumes() {
+    let m = mount();
+    m.store.put_file(b"f", b"old");
+    m.faults
+        .fail_always(Op::Rename, ErrorKind::PermissionDenied);
+    let new = pattern(500 * KIB, 9);
+    m.faults.fail_upload_to_after(b"f", 100 * KIB as u64);
+    m.overwrite("f", &new).expect("copied");
+    assert_eq!(m.store.file(b"f"), Some(new));
+    assert!(m.temp_files().is_empty(), "{:?}", m.temp_files());
+    assert_eq!(m.fs.stats().resumed_uploads, 1);
+}
+
+/// A file of 1 MiB or more is checked by digest where the server offers
+/// one this mount computes too; a small file by its size only.
+#[test]
+fn uploads_are_checked_by_size_and_big_ones_by_digest() {
+    let m = mount_with(digest_server(), |_| {});
+    m.cp(ROOT_INO, "small", b"tiny").expect("cp");
+    let c = m.faults.counters();
+    assert_eq!((c.size, c.digest), (1, 0));
+    m.store.put_file(b"big", &pattern(2 * MIB, 10));
+    m.faults.reset_counters();
+    m.overwrite("big", &pattern(2 * MIB, 11)).expect("staged");
+    let c = m.faults.counters();
+    assert_eq!((c.size, c.digest), (1, 1));
+    let stats = m.fs.stats();
+    assert_eq!((stats.verified_by_size, stats.verified_by_digest), (2, 1));
+}
+
+#[test]
+fn verify_none_asks_nothing_after_an_upload() {
+    let m = mount_with(digest_server(), |c| c.verify = Verify::None);
+    m.cp(ROOT_INO, "small", b"tiny").expect("cp");
+    m.cp(ROOT_INO, "big", &pattern(3 * MIB, 12)).expect("cp");
+    let c = m.faults.counters();
+    assert_eq!((c.size, c.digest), (0, 0), "{c:?}");
+}
+
+/// A server that stored something else than was sent, and said it was
+/// fine: the upload is sent again from the start, once.
+#[test]
+fn an_upload_that_does_not_match_is_sent_again_once() {
+    let m = mount_with(digest_server(), |_| {});
+    m.store.put_file(b"big", &pattern(2 * MIB, 13));
+    let new = pattern(2 * MIB, 14);
+    m.faults.corrupt_next_uploads(&[Corruption::FlipFirst]);
+    m.overwrite("big", &new).expect("right the second time");
+    assert_eq!(m.store.file(b"big"), Some(new));
+    let stats = m.fs.stats();
+    assert_eq!(
+        (
+            stats.upload_mismatches,
+            stats.restarted_uploads,
+            stats.verified_by_digest
+        ),
+        (1, 1, 1)
+    );
+}
+
+/// Wrong twice: EIO, the server's file as it was, and the content kept
+/// in the spool directory (the log says where).
+#[test]
+fn an_upload_wrong_twice_fails_and_is_kept_locally() {
+    let m = mount();
+    m.store.put_file(b"keep", b"precious");
+    let new = pattern(100 * KIB, 15);
+    m.faults
+        .corrupt_next_uploads(&[Corruption::DropLast, Corruption::DropLast]);
+    let err = m.overwrite("keep", &new).expect_err("wrong twice");
+    assert_eq!(err.errno(), libc::EIO);
+    assert_eq!(m.store.file(b"keep").as_deref(), Some(&b"precious"[..]));
+    assert!(m.temp_files().is_empty(), "{:?}", m.temp_files());
+    let kept = m.kept_locally();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].ends_with("keep"));
+    assert_eq!(std::fs::read(&kept[0]).expect("kept"), new);
+}
+
+/// A streamed file is not held here beyond its window: a mismatch fails it
+/// at once, and its real name is untouched.
+#[test]
+fn a_streamed_upload_that_does_not_match_fails() {
+    let m = mount_with(digest_server(), |_| {});
+    m.store.put_file(b"big", b"old");
+    m.faults.corrupt_next_uploads(&[Corruption::FlipFirst]);
+    let err = m
+        .cp(ROOT_INO, "big", &pattern(3 * MIB, 16))
+        .expect_err("mismatch");
+    assert_eq!(err.errno(), libc::EIO);
+    assert_eq!(m.store.file(b"big").as_deref(), Some(&b"old"[..]));
+    assert!(m.temp_files().is_empty(), "{:?}", m.temp_files());
+}
+
+/// The final reply of an upload is lost: the resume's SIZE finds every
+/// byte there, and is the check too (no second SIZE), even with
+/// `--verify none`, which checks a resumed upload's size all the same.
+#[test]
+fn a_lost_final_reply_costs_one_size_and_nothing_sent_again() {
+    for verify in [Verify::Size, Verify::None] {
+        let m = mount_with(MemoryStore::new(), |c| c.verify = verify);
+        let data = pattern(300 * KIB, 17);
+        m.faults.corrupt_next_uploads(&[Corruption::LoseReply]);
+        m.cp(ROOT_INO, "f", &data).expect("complete");
+        assert_eq!(m.store.file(b"f"), Some(data.clone()));
+        let c = m.faults.counters();
+        assert_eq!(
+            (c.upload, c.upload_at, c.append, c.size),
+            (1, 0, 0, 1),
+            "{verify}: {c:?}"
+        );
+        assert_eq!(m.store.counters().bytes_uploaded, data.len() as u64);
+    }
+}
+
+/// A digest or size reply that is no digest or no size is never taken as
+/// a match: sent again once, then EIO with the content kept.
+#[test]
+fn unusable_check_replies_are_never_a_success() {
+    let m = mount_with(digest_server(), |_| {});
+    m.store.put_file(b"big", &pattern(2 * MIB, 18));
+    m.faults.fail_next(Op::Digest, ErrorKind::Failed);
+    m.faults.fail_next(Op::Size, ErrorKind::Failed);
+    let err = m
+        .overwrite("big", &pattern(2 * MIB, 19))
+        .expect_err("no usable check, twice");
+    assert_eq!(err.errno(), libc::EIO);
+    assert_eq!(m.store.file(b"big"), Some(pattern(2 * MIB, 18)));
+    assert_eq!(m.kept_locally().len(), 1);
+    assert_eq!(m.fs.stats().upload_mismatches, 2);
+}
+
+/// An append is checked by the server's size too: one that lost a byte
+/// on the server is EIO, not a success (it is not sent again: an append
+/// is not atomic, and the server's file now ends differently).
+#[test]
+fn an_append_is_checked_by_the_servers_size() {
+    let m = mount();
+    m.store.put_file(b"log", b"head\n");
+    let ino = m.ino("log");
+    let fh = m.fs.open(ino, WRITE).expect("open");
+    m.fs.write(fh, 5, b"line 1\n").expect("write at the end");
+    m.fs.flush(fh).expect("appended");
+    assert_eq!(m.fs.stats().verified_by_size, 1);
+    m.fs.write(fh, 12, b"line 2\n").expect("write at the end");
+    m.faults.corrupt_next_uploads(&[Corruption::DropLast]);
+    assert_eq!(m.fs.flush(fh).expect_err("a byte lost").errno(), libc::EIO);
+    let _ = m.fs.release(fh);
+    assert_eq!(m.fs.stats().upload_mismatches, 1);
+}
+
+/// After a cut the server holds more than was sent (garbage after the
+/// break, beyond the 256 KiB write it broke in): the upload is not resumed
+/// on top of it but sent again from zero, once.
+#[test]
+fn a_server_holding_more_than_was_sent_gets_the_upload_again_from_zero() {
+    let m = mount();
+    let data = pattern(300 * KIB, 20);
+    m.faults.fail_upload_after(100 * KIB as u64);
+    m.faults
+        .corrupt_next_uploads(&[Corruption::GarbageOnBreak(200 * KIB as u32)]);
+    m.cp(ROOT_INO, "f", &data).expect("sent again");
+    assert!(m.store.file(b"f") == Some(data), "the file as sent");
+    let c = m.faults.counters();
+    assert_eq!((c.upload, c.upload_at, c.append), (2, 0, 0), "{c:?}");
+    assert_eq!(m.fs.stats().restarted_uploads, 1);
 }

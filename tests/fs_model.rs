@@ -16,8 +16,11 @@
 //!   changes are dropped, the file shows the server's content (a new file an
 //!   empty one, while open) and the error sticks to the descriptors that
 //!   write the file; streaming (sequential writes past the stream threshold)
-//!   and its fallback, with the error of a broken stream coming from a
-//!   write or from the close; O_APPEND, O_TRUNC, holes read as zeros.
+//!   and its fallback; O_APPEND, O_TRUNC, holes read as zeros. An upload
+//!   cut by a lost connection (`Arm::BreakUpload`, or `Unavailable` when
+//!   it opens), staged or streaming, is resumed from the server's size and
+//!   succeeds with the whole file (§3 "Cut uploads resume"); only a
+//!   refusal fails it.
 //! - §3 appends: a write at the end of a file whose content is the
 //!   server's (O_APPEND, or at its size) fetches nothing; the file then
 //!   holds only what follows the server's size (`MFile::append_base`):
@@ -42,21 +45,25 @@
 //!   server, never cut below that, the server's file unchanged, a server
 //!   that writes REST + STOR), that one fault (a cut or refused REST +
 //!   STOR, a failed SIZE or MLST) never fails it (the range is sent again,
-//!   or the file replaced whole), and what the server holds after it.
+//!   or the file replaced whole), and what the server holds after it. A
+//!   patch is checked by size only: a range stored short inside the file
+//!   (`Arm::Corrupt`) leaves one old byte, which the model then takes
+//!   (`Model::patched_short`). The SIZE after any other upload (`verify`)
+//!   fails the save when refused (`FaultOp::Size`).
 //! - §4 create (O_EXCL), rename of files and directories over existing
 //!   targets with their errnos, rename of a file not yet uploaded, unlink of
 //!   open files (they keep working for their descriptors and are never
 //!   uploaded), rmdir of non-empty directories, mkdir.
 //! - §5 the size shown for files being written; chmod and utimens results.
 //! - §10 the errno of every store error kind, for metadata operations and
-//!   for uploads (EIO for a connection lost during an upload).
+//!   for uploads.
 //! - Temporary names never show in listings, and none is left on the server
 //!   once no upload is in progress.
 //!
 //! Deliberately not modelled: timing (TTL expiry: the TTLs are an hour, so
 //! everything the mount shows comes from its own changes), other clients
 //! changing the server (but for appending to a file appended to here), the
-//! backoff before an append is resumed (it only delays: `retry_time` is a
+//! backoff before an upload is resumed (it only delays: `retry_time` is a
 //! minute, and one fault at a time never exhausts it), servers that refuse
 //! renames or chmod/MFMT, LIST
 //! servers' rounded times, modes and times beyond the result of the call
@@ -72,13 +79,13 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use ftpsfs::fs::{Fh, Fs, FsConfig, Ino, OpenFlags, SetAttr, ROOT_INO};
+use ftpsfs::fs::{Fh, Fs, FsConfig, Ino, OpenFlags, SetAttr, Verify, ROOT_INO};
 use ftpsfs::store::{ErrorKind as Kind, FileKind, StoreAtOffset};
 use proptest::prelude::*;
 
 // ----- The store under test: built, and faults injected, only here -----
 
-use ftpsfs_testkit::{FaultyStore, MemoryStore, Op};
+use ftpsfs_testkit::{Corruption, FaultyStore, MemoryStore, Op};
 
 type Store = FaultyStore<MemoryStore>;
 
@@ -96,6 +103,7 @@ fn arm_fault(store: &Store, arm: &Arm) {
         Arm::Fail(op, kind) => store.fail_next(op.into(), kind.into()),
         Arm::BreakUpload(n) => store.fail_upload_after(n as u64),
         Arm::BreakRead(n) => store.fail_read_after(n as u64),
+        Arm::Corrupt => store.corrupt_next_uploads(&[Corruption::DropLast]),
     }
 }
 
@@ -242,6 +250,9 @@ enum Arm {
     BreakUpload(u32),
     /// The next download opened breaks after that many bytes.
     BreakRead(u32),
+    /// The next upload opened stores all but its last byte, and the
+    /// server answers that it is fine (`verify` finds it).
+    Corrupt,
 }
 
 #[derive(Clone, Debug)]
@@ -459,8 +470,6 @@ struct MStream {
     temp: bool,
     /// Where a new file's upload is (its real name when the stream began).
     dest: String,
-    /// The upload breaks after this many bytes (armed when it began).
-    breaks_after: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -585,13 +594,6 @@ impl Model {
     fn fail_kind(&self, op: FaultOp) -> Option<FaultKind> {
         match self.arm {
             Some(Arm::Fail(o, k)) if o == op => Some(k),
-            _ => None,
-        }
-    }
-
-    fn breaks_upload(&self) -> Option<u64> {
-        match self.arm {
-            Some(Arm::BreakUpload(n)) => Some(n as u64),
             _ => None,
         }
     }
@@ -775,7 +777,7 @@ impl Model {
         if let Some(k) = self.fail_kind(FaultOp::OpenRead) {
             failures.push(upload_errno(k));
         }
-        if self.breaks_read() || s.breaks_after.is_some() {
+        if self.breaks_read() {
             failures.push(EIO);
         }
         if let Err(e) = actual {
@@ -847,6 +849,9 @@ impl Model {
         }
         if self.obs.patched {
             self.check_patch_allowed(id, &path);
+            if matches!(self.arm, Some(Arm::Corrupt)) {
+                self.patched_short(id, &path, store);
+            }
         }
         let f = &self.files[&id];
         let mut failures = Vec::new();
@@ -854,21 +859,20 @@ impl Model {
             Some(s) => s.temp || s.dest != path,
             None => f.on_server,
         };
+        // A lost connection while opening the upload, and a cut upload
+        // (staged or streaming), are resumed: only a refusal fails it.
         if f.stream.is_none() {
-            if let Some(k) = self.fail_kind(FaultOp::Upload) {
-                failures.push(upload_errno(k));
-            }
-            if self
-                .breaks_upload()
-                .is_some_and(|n| f.content.len() as u64 > n)
-            {
-                failures.push(EIO);
+            match self.fail_kind(FaultOp::Upload) {
+                None | Some(FaultKind::Unavailable) => {}
+                Some(k) => failures.push(upload_errno(k)),
             }
         }
-        if let Some(s) = &f.stream {
-            if s.breaks_after.is_some_and(|n| f.content.len() as u64 > n) {
-                failures.push(EIO);
-            }
+        // The size asked after the upload (`verify`): lost, it is asked
+        // again; refused, the save fails with it; no size, a staged upload
+        // is sent again (and succeeds), a stream fails (EIO).
+        match self.fail_kind(FaultOp::Size) {
+            None | Some(FaultKind::Unavailable) => {}
+            Some(k) => failures.push(upload_errno(k)),
         }
         if through_temp {
             // A refused rename over the old file is retried after deleting
@@ -1015,6 +1019,30 @@ impl Model {
         );
     }
 
+    /// A patch's range stored all but its last byte, and the server said
+    /// it was fine (`Arm::Corrupt`). A patch is checked by size only
+    /// (SEMANTICS §3): a range that ends at the file's end is found and
+    /// the file replaced whole, but one inside the file is not. The server
+    /// then holds the file with one old byte at most: that is what the
+    /// file is from now on.
+    fn patched_short(&mut self, id: usize, path: &str, store: &Store) {
+        let held = server(store).file(path.as_bytes()).unwrap_or_default();
+        let f = self.files.get_mut(&id).unwrap();
+        let differ = held
+            .iter()
+            .zip(f.content.iter())
+            .filter(|(a, b)| a != b)
+            .count();
+        assert!(
+            held.len() == f.content.len() && differ <= 1,
+            "{path}: after a patch with a range stored short the server holds {} bytes \
+             ({differ} differ), not {} with one old byte at most",
+            held.len(),
+            f.content.len()
+        );
+        f.content = Rc::new(held);
+    }
+
     fn appending_at(&self, p: &str) -> bool {
         self.open_at(p)
             .is_some_and(|id| self.files[&id].append_base.is_some())
@@ -1080,6 +1108,22 @@ impl Model {
             None | Some(FaultKind::Unavailable) => {}
             Some(k) => return Appended::Failed(upload_errno(k)),
         }
+        let f = &self.files[&id];
+        if matches!(self.arm, Some(Arm::Corrupt)) && f.content.len() > base {
+            // The server kept all but the last byte: the size check after
+            // the append finds it, and an append is not sent again.
+            let kept = f.content[..f.content.len() - 1].to_vec();
+            self.server.insert(path, SNode::File(Rc::new(kept)));
+            return Appended::Failed(EIO);
+        }
+        // The size asked after the append (`verify`) refused or not a
+        // size: the server holds the whole file, but the append fails.
+        if let Some(k) = self.fail_kind(FaultOp::Size) {
+            if k != FaultKind::Unavailable {
+                self.server.insert(path, SNode::File(f.content.clone()));
+                return Appended::Failed(upload_errno(k));
+            }
+        }
         let f = self.files.get_mut(&id).unwrap();
         self.server.insert(path, SNode::File(f.content.clone()));
         f.append_base = None;
@@ -1118,30 +1162,15 @@ impl Model {
         if !self.obs.upload_opened {
             return Ok(());
         }
-        let breaks_after = self.breaks_upload();
         let f = self.files.get_mut(&id).unwrap();
         f.stream = Some(MStream {
             // New files too (§3: nothing partial under the real name); the
             // model has no server that refuses renames.
             temp: true,
             dest: path,
-            breaks_after,
         });
-        self.stream_write_failed(id, h, actual)
-    }
-
-    /// A broken stream's error can come from any write after the break.
-    fn stream_write_failed(&mut self, id: usize, h: H, actual: &Res) -> Saved {
-        let f = &self.files[&id];
-        let broken = f
-            .stream
-            .as_ref()
-            .and_then(|s| s.breaks_after)
-            .is_some_and(|n| f.content.len() as u64 > n);
-        if broken && actual == &Err(EIO) {
-            self.upload_failed(id, EIO, Some(h));
-            return Err(EIO);
-        }
+        // A break of the stream (`Arm::BreakUpload`) is resumed from its
+        // window: it fails nothing.
         Ok(())
     }
 
@@ -1317,7 +1346,6 @@ impl Model {
                         let f = self.files.get_mut(&id).unwrap();
                         write_at(&mut f.content, offset, &data);
                         f.dirty = true;
-                        self.stream_write_failed(id, *h, actual)?;
                         return Ok(Out::Done);
                     }
                 }
@@ -1720,12 +1748,16 @@ impl Harness {
             gid: 1000,
             umask: 0,
             read_ahead: 256 * KIB,
+            read_streams: 3,
+            segment_size: 8 * 1024 * 1024,
             listing_prefetch: 0,
             write_in_place: false,
             revalidate_on_open: false,
             patch_in_place: true,
             patch_min_size: PATCH_MIN as u64,
             retry_time: Duration::from_secs(60),
+            verify: Verify::Digest,
+            upload_window: 16 * 1024 * 1024,
         };
         server(&store).set_store_at_offset(rest_stor);
         let fs = Fs::new(store.clone(), config);
@@ -2363,6 +2395,7 @@ fn save_arm() -> impl Strategy<Value = Arm> {
     prop_oneof![
         4 => fail(op),
         1 => prop_oneof![0u32..64, 0u32..150_000].prop_map(Arm::BreakUpload),
+        1 => Just(Arm::Corrupt),
     ]
 }
 
@@ -2633,6 +2666,11 @@ fn every_path_of_a_patch() {
     let flush_with = |arm| vec![Faulty(arm, Box::new(Flush(h0)))];
     let failing = |op, kind| flush_with(Arm::Fail(op, kind));
     let in_place = StoreAtOffset::InPlace;
+    let read_back = || Read {
+        h: h0,
+        off: 98_990,
+        len: 1_100,
+    };
     let cases: Vec<(StoreAtOffset, Vec<Step>)> = vec![
         (in_place, vec![Release(h0)]),
         (in_place, vec![write(90_000, 50), Fsync(h0)]),
@@ -2647,7 +2685,27 @@ fn every_path_of_a_patch() {
             failing(FaultOp::UploadAt, FaultKind::PermissionDenied),
         ),
         (in_place, failing(FaultOp::Size, FaultKind::Failed)),
+        (
+            in_place,
+            failing(FaultOp::Size, FaultKind::PermissionDenied),
+        ),
+        (in_place, failing(FaultOp::Size, FaultKind::Unavailable)),
         (in_place, failing(FaultOp::Stat, FaultKind::Failed)),
+        // A range stored short: inside the file the size check after the
+        // patch cannot see it (the server keeps one old byte, read back
+        // here); at the file's end it can, and the file is replaced whole.
+        (
+            in_place,
+            vec![Faulty(Arm::Corrupt, Box::new(Flush(h0))), read_back()],
+        ),
+        (
+            StoreAtOffset::Truncates,
+            vec![
+                write(99_990, 20),
+                Faulty(Arm::Corrupt, Box::new(Flush(h0))),
+                read_back(),
+            ],
+        ),
         // Cut below the size fetched, then grown: replaced whole.
         (
             in_place,

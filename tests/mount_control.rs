@@ -349,7 +349,7 @@ fn a_mount_killed_while_filling_the_cache_serves_only_whole_blocks_after() {
     let pid = mount.pid().unwrap().to_string();
     ok("kill", &["-9", &pid], 10);
     let _ = reader.wait();
-    assert!(wait_until(10, || !common::mount::is_mounted(&mount.dir)));
+    assert!(wait_until(30, || !common::mount::is_mounted(&mount.dir)));
     assert!(!mount.unmount());
     drop(mount);
 

@@ -144,7 +144,7 @@ fn a_killed_user_mount_is_unmounted_and_a_clean_one_leaves_no_guard() {
     let _ = mount.child.kill();
     let _ = mount.child.wait();
     assert!(
-        wait_until(10, || !is_mounted(&mount.dir)),
+        wait_until(30, || !is_mounted(&mount.dir)),
         "the dead mount is still there 10 s after ftpsfs was killed"
     );
     let listing = run("ls", &["-a", &mount.dir.to_string_lossy()], 10);

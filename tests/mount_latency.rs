@@ -2,7 +2,8 @@
 //! each way, the mount must not spend a command it can do without. A cold
 //! `ls -lR` lists each directory once; stat of a listed file and opening a
 //! file for reading send no SIZE or MDTM; a small file's upload is one data
-//! connection. Counted from the server's protocol log (the seconds are in
+//! connection and one SIZE (the check that the server stored it whole,
+//! `--verify`). Counted from the server's protocol log (the seconds are in
 //! `scripts/bench --latency-ms 20`, not here).
 mod common;
 
@@ -75,7 +76,8 @@ fn a_slow_link_costs_no_command_the_listing_already_answered() {
         vec!["EPSV".to_string(), "RETR d01/f2".to_string()]
     );
 
-    // 200 small files into a new directory: one data connection each.
+    // 200 small files into a new directory: one data connection each, and
+    // the check of its size.
     let local = Scratch::new("latency-upload");
     let tree = local.path("up");
     std::fs::create_dir(&tree).unwrap();
@@ -88,7 +90,7 @@ fn a_slow_link_costs_no_command_the_listing_already_answered() {
     let upload_time = started.elapsed();
     assert_eq!(
         verbs(&since(before)),
-        counts(&[("EPSV", 200), ("MKD", 1), ("STOR", 200)])
+        counts(&[("EPSV", 200), ("MKD", 1), ("SIZE", 200), ("STOR", 200)])
     );
     eprintln!(
         "20 ms each way: cold ls -lR of {} dirs {:.2} s; cp -r of 200 small files {:.2} s",

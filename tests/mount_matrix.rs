@@ -8,8 +8,10 @@ mod common;
 #[path = "support/inproc.rs"]
 mod inproc;
 
-use common::mount::Mount;
+use common::data;
+use common::mount::{ok, Mount};
 use common::mount_suite::{core_suite, Expect};
+use common::scratch::Scratch;
 use common::script_server::ScriptServer;
 use common::vsftpd::Vsftpd;
 use inproc::InProcServer;
@@ -106,4 +108,76 @@ fn pure_ftpd_tls() {
         ..EVERYTHING
     };
     explicit(&server, expect);
+}
+
+/// ProFTPD with mod_digest (`LoadModule mod_digest.c`, `DigestEngine on`):
+/// an upload of 1 MiB or more is checked by digest as well as by size, a
+/// small one by size only, and `--verify none` asks neither. Counted in the
+/// server's own protocol log.
+#[test]
+fn proftpd_with_mod_digest_checks_big_uploads_by_digest() {
+    let server = ScriptServer::start("proftpd-test-server", &["--digest"]);
+    let scratch = Scratch::new("digest");
+    let small = data::bytes(10_000, 1);
+    let big = data::bytes(3 * 1024 * 1024, 2);
+    std::fs::write(scratch.path("small.bin"), &small).unwrap();
+    std::fs::write(scratch.path("big.bin"), &big).unwrap();
+    let digests = || commands(&server, &["HASH", "XSHA256", "XSHA1", "XCRC", "XMD5"]);
+    let sizes = || commands(&server, &["SIZE"]);
+
+    let mount = Mount::start(&server.info, &[]);
+    ok(
+        "cp",
+        &[&scratch.str("small.bin"), &mount.path_str("small.bin")],
+        60,
+    );
+    assert_eq!((digests(), sizes()), (0, 1), "the small file: its size");
+    ok(
+        "cp",
+        &[&scratch.str("big.bin"), &mount.path_str("big.bin")],
+        60,
+    );
+    assert_eq!(
+        (digests(), sizes()),
+        (1, 2),
+        "the big file: size and digest"
+    );
+    assert!(
+        mount.log_text().contains("matches what was sent"),
+        "{}",
+        mount.log_text()
+    );
+    drop(mount);
+
+    let mount = Mount::start(&server.info, &["--verify", "none"]);
+    ok(
+        "cp",
+        &[&scratch.str("big.bin"), &mount.path_str("again.bin")],
+        60,
+    );
+    assert_eq!((digests(), sizes()), (1, 2), "--verify none asks nothing");
+    drop(mount);
+    for (name, body) in [
+        ("small.bin", &small),
+        ("big.bin", &big),
+        ("again.bin", &big),
+    ] {
+        let stored = std::fs::read(server.info.root.join(name)).unwrap();
+        assert_eq!(data::sha256(&stored), data::sha256(body), "{name}");
+    }
+}
+
+/// Lines of the server's protocol log (`COMMAND ARGS -> CODE`) whose
+/// command is one of `names`.
+fn commands(server: &ScriptServer, names: &[&str]) -> usize {
+    server
+        .info
+        .log_text()
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .next()
+                .is_some_and(|c| names.iter().any(|n| c.eq_ignore_ascii_case(n)))
+        })
+        .count()
 }

@@ -254,7 +254,15 @@ fn sigterm_with_the_server_unreachable_keeps_pending_writes_locally() {
     let old = data::bytes(1024 * 1024, 7);
     std::fs::write(root.join("doc.bin"), &old).unwrap();
     chown_to_ftp_user(&rig.server, &root.join("doc.bin"));
-    let mut mount = rig.mount(&["--connect-timeout", "2", "--timeout", "3"]);
+    // The upload is tried for --retry-time before its content is kept.
+    let mut mount = rig.mount(&[
+        "--connect-timeout",
+        "2",
+        "--timeout",
+        "3",
+        "--retry-time",
+        "5",
+    ]);
     let scratch = Scratch::new("sigterm-unreachable");
     let body = data::bytes(20 * 1024 * 1024, 8);
     std::fs::write(scratch.path("src"), &body).unwrap();
@@ -343,7 +351,7 @@ fn sigterm_with_nothing_pending_unmounts_and_exits_0() {
     // A second signal must not be ignored either.
     let gone_after_second = gone || {
         signal(pid, "TERM");
-        wait_until(10, || !is_mounted(&mount.dir))
+        wait_until(30, || !is_mounted(&mount.dir))
     };
     assert!(
         gone,
@@ -787,7 +795,7 @@ fn a_killed_mount_leaves_no_partial_file_under_the_real_name() {
         server.commands()
     );
     signal(pid, "KILL");
-    assert!(wait_until(10, || !is_mounted(&mount.dir)), "still mounted");
+    assert!(wait_until(30, || !is_mounted(&mount.dir)), "still mounted");
     let _ = child.kill();
     let _ = child.wait();
     assert!(!mount.unmount(), "killed, so not a clean exit");
@@ -810,7 +818,7 @@ fn a_killed_mount_of_root_goes_away_and_what_was_closed_is_on_the_server() {
     signal(ftpsfs_pid(&mount), "KILL");
     let killed = Instant::now();
     assert!(
-        wait_until(10, || !is_mounted(&mount.dir)),
+        wait_until(30, || !is_mounted(&mount.dir)),
         "the mount of a killed ftpsfs is still there"
     );
     eprintln!("unmounted {:?} after SIGKILL", killed.elapsed());

@@ -253,3 +253,35 @@ fn creating_and_removing_names_updates_the_directory_mtime() {
     assert!(mtime("created-in") > recent, "create");
     assert!(mtime("removed-from") > recent, "unlink");
 }
+
+#[test]
+fn a_large_file_read_in_order_is_fetched_in_segments() {
+    let (server, mount) = setup();
+    let bytes = data::bytes(64 * 1024 * 1024, 23);
+    std::fs::write(server.info.root.join("large"), &bytes).unwrap();
+    let got = std::fs::read(mount.path("large")).unwrap();
+    assert_eq!(data::sha256(&got), data::sha256(&bytes));
+    // The extra streams' segments: RETRs after RESTs past the start (the
+    // sessions' lines interleave in the log, so the RESTs are taken on
+    // their own), each offset once.
+    let commands = server.commands();
+    let rests: Vec<u64> = commands
+        .iter()
+        .filter_map(|c| c.strip_prefix("REST ")?.parse().ok())
+        .filter(|&offset| offset > 0)
+        .collect();
+    let retrs = commands.iter().filter(|c| c.starts_with("RETR")).count();
+    assert!(retrs > 1, "one RETR only: {commands:?}");
+    assert!(
+        !rests.is_empty(),
+        "no RETR of a segment (REST n > 0): {commands:?}"
+    );
+    let mut sorted = rests.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(
+        sorted.len(),
+        rests.len(),
+        "a segment fetched twice: {rests:?}"
+    );
+}

@@ -66,3 +66,44 @@ fn inproc_primitives() {
     assert_eq!(err.kind, ErrorKind::Unsupported, "{err}");
     assert!(store.capabilities().digests.is_empty());
 }
+
+/// A segment's download (`open_read_now`) takes a session only when one is
+/// free: `None` while downloads hold them all, never a wait; one once a
+/// download let go of its session, reading the right bytes from its offset.
+#[test]
+fn open_read_now_takes_only_a_free_session() {
+    let server = inproc::InProcServer::start();
+    let settings = PoolSettings {
+        max_sessions: 2,
+        ..PoolSettings::default()
+    };
+    let pool = Arc::new(Pool::new(
+        Connector::new(server.info().config()).unwrap(),
+        settings,
+    ));
+    let store = FtpsStore::connect(pool, b"").expect("store");
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    store_contract::write_file(&store, b"f", &body);
+    let first = store.open_read(b"f", 0).expect("first download");
+    let second = store.open_read_now(b"f", 10).expect("second download");
+    assert!(second.is_some(), "a session was free");
+    assert!(
+        store.open_read_now(b"f", 20).expect("third").is_none(),
+        "both sessions are held"
+    );
+    drop(first);
+    let mut third = store
+        .open_read_now(b"f", 100_000)
+        .expect("third download")
+        .expect("a session is free again");
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = third.read(&mut buf).expect("read");
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(got, &body[100_000..]);
+}

@@ -12,18 +12,19 @@
 //! until `retry_time` has passed: never a gap, never a range twice. Only
 //! then it fails (EIO); the server's file then ends with part of the
 //! appended bytes, which the mount shows from then on.
+//!
+//! An append is checked by the server's size afterwards (`verify`; a
+//! resumed one even with `--verify none`), never by digest: the server's
+//! digest is of the whole file, and only the new end passes through here.
 use std::sync::atomic::Ordering;
-use std::thread;
-use std::time::{Duration, Instant};
 
 use super::open_file::Appending;
+use super::resume::Sent;
+use super::retry::Backoff;
 use super::streamer::BATCH;
+use super::verify::Checked;
 use super::{Error, ErrorKind, Fs, Result};
 use crate::store::{self, StorePath};
-
-/// The first wait before resuming a cut append; it doubles up to the next.
-pub(super) const BACKOFF_FIRST: Duration = Duration::from_millis(200);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// What became of an append.
 pub(super) enum Appended {
@@ -41,19 +42,20 @@ impl Fs {
 
     /// Sends what was appended to `path`, resuming it if cut.
     pub(super) fn send_appended(&self, path: &StorePath, a: &Appending) -> Result<Appended> {
-        let deadline = Instant::now() + self.config.retry_time;
         let end = a.base + a.tail.len();
-        let mut backoff = BACKOFF_FIRST;
+        let mut retry = Backoff::new(self.config.retry_time);
         // Where the server is, which is where the next attempt starts.
         let mut server_size = None;
         let mut attempt = 0u32;
+        // The server's size when the last attempt ended, if asked since.
+        let mut known = None;
         loop {
             let size = match server_size {
                 Some(size) => size,
                 None => match self.store.stat(path) {
                     Ok(meta) => meta.size,
                     Err(e) if e.kind == store::ErrorKind::Unavailable => {
-                        self.wait_to_retry(&mut backoff, deadline, e)?;
+                        retry.wait(e)?;
                         continue;
                     }
                     Err(e) if attempt == 0 => {
@@ -78,6 +80,7 @@ impl Fs {
             }
             if attempt > 0 && size == end {
                 // The last attempt got everything there (its reply was lost).
+                known = Some(size);
                 break;
             }
             attempt += 1;
@@ -90,21 +93,25 @@ impl Fs {
                 }
                 Err(e) if e.kind == store::ErrorKind::Unavailable => {
                     log::info!("{path}: append cut ({e}); resuming");
-                    self.wait_to_retry(&mut backoff, deadline, e)?;
+                    retry.wait(e)?;
                     server_size = None;
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        // Resumed appends are checked: the server must hold exactly the file.
-        if attempt > 1 {
-            let size = self.store.stat(path)?.size;
-            if size != end {
-                return Err(Error::new(
-                    ErrorKind::Store(store::ErrorKind::Failed),
-                    format!("{path}: after resuming the append the server holds {size} bytes, not {end}"),
-                ));
-            }
+        // The server must hold exactly the file (see `verify`): a resumed
+        // append always, others unless `--verify none`.
+        let sent = Sent {
+            len: end,
+            resumed: attempt > 1,
+            size_known: known,
+            digest: None,
+        };
+        if let Checked::Mismatch(why) = self.check_upload(path.as_bytes(), &sent)? {
+            return Err(Error::new(
+                ErrorKind::Unverified,
+                format!("{path}: after appending, {why}"),
+            ));
         }
         self.appended.fetch_add(1, Ordering::Relaxed);
         Ok(Appended::Done)
@@ -126,22 +133,6 @@ impl Fs {
             offset += n as u64;
         }
         up.finish()
-    }
-
-    /// Sleeps before the next attempt, or gives up with `err` if that would
-    /// pass the deadline.
-    pub(super) fn wait_to_retry(
-        &self,
-        backoff: &mut Duration,
-        deadline: Instant,
-        err: store::Error,
-    ) -> Result<()> {
-        if Instant::now() + *backoff > deadline {
-            return Err(err.into());
-        }
-        thread::sleep(*backoff);
-        *backoff = (*backoff * 2).min(BACKOFF_MAX);
-        Ok(())
     }
 }
 

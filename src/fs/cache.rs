@@ -79,7 +79,13 @@ pub struct Cache {
     misses: AtomicU64,
     /// Answers come from expired entries: the server cannot be reached.
     serving_stale: AtomicBool,
+    /// When a lookup or listing last failed to reach the server.
+    unreachable_at: Mutex<Option<Instant>>,
 }
+
+/// While the server is unreachable, how often a lookup or listing tries it
+/// again instead of answering from the cache at once.
+const OFFLINE_RETRY: Duration = Duration::from_secs(5);
 
 /// How much the cache holds and how often it answered.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -174,6 +180,7 @@ impl Cache {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             serving_stale: AtomicBool::new(false),
+            unreachable_at: Mutex::new(None),
         }
     }
 
@@ -273,37 +280,56 @@ impl Cache {
     /// server cannot be reached (see `offline`).
     pub fn stale(&self, path: &[u8]) -> Option<Metadata> {
         let mut inner = self.inner.lock();
+        let mut meta = None;
         if !path.is_empty() {
             let (parent, name) = split(path);
-            if let Some(meta) = inner
+            meta = inner
                 .listings
                 .get(parent)
-                .and_then(|l| l.children.get(name).cloned())
-            {
-                return Some(meta);
-            }
+                .and_then(|l| l.children.get(name).cloned());
         }
-        inner.entries.get(path).and_then(|e| e.meta.clone())
+        let mut meta = meta.or_else(|| inner.entries.get(path).and_then(|e| e.meta.clone()))?;
+        // Exact times learned since (MDTM at an open) apply, as to a listing.
+        inner.refine(path, &mut meta);
+        Some(meta)
     }
 
     /// The last listing of `dir`, however old (see `stale`).
     pub fn stale_listing(&self, dir: &[u8]) -> Option<Vec<(Vec<u8>, Metadata)>> {
         let mut inner = self.inner.lock();
-        let listing = inner.listings.get(dir)?;
+        let children: Vec<(Vec<u8>, Metadata)> = inner
+            .listings
+            .get(dir)?
+            .children
+            .iter()
+            .map(|(n, m)| (n.clone(), m.clone()))
+            .collect();
         Some(
-            listing
-                .children
-                .iter()
-                .map(|(n, m)| (n.clone(), m.clone()))
+            children
+                .into_iter()
+                .map(|(name, mut meta)| {
+                    inner.refine(&join(dir, &name), &mut meta);
+                    (name, meta)
+                })
                 .collect(),
         )
     }
 
-    /// Records whether answers are being given from expired entries
-    /// because the server cannot be reached; true when that changed (to
-    /// log it once, not at every lookup).
+    /// Records whether the server could be reached just now; true when
+    /// that changed (to log it once, not at every lookup).
     pub fn offline(&self, offline: bool) -> bool {
+        *self.unreachable_at.lock() = offline.then(Instant::now);
         self.serving_stale.swap(offline, Ordering::Relaxed) != offline
+    }
+
+    /// The server could not be reached within the last `OFFLINE_RETRY`:
+    /// lookups and listings that have a cached answer take it without
+    /// trying again, so one timeout is paid per `OFFLINE_RETRY`, not one
+    /// per lookup (an `ls -l` would otherwise wait a timeout per name).
+    pub fn recently_unreachable(&self) -> bool {
+        self.unreachable_at
+            .lock()
+            .is_some_and(|at| at.elapsed() < OFFLINE_RETRY)
     }
 
     /// Whether the fresh listing of `dir` has entries (None: not known).

@@ -5,17 +5,17 @@
 //! on the handle's download slot. When the download fails, the requests
 //! that were waiting get its error instead of each opening a new download
 //! and waiting for its own timeouts.
-use std::sync::atomic::Ordering;
-
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::content::{ContentCache, Filling, Version, BLOCK_SIZE};
 use super::handles::Handle;
 use super::open_file::FileState;
 use super::read_ahead::ReadAhead;
+use super::segmented::SegmentedStream;
 use super::spool::Spool;
 use super::{Error, ErrorKind, Fs, Result};
-use crate::store::StorePath;
+use crate::store::{ReadStream, StorePath};
 
 impl Fs {
     pub(super) fn read_handle(&self, h: &Handle, offset: u64, size: u32) -> Result<Vec<u8>> {
@@ -63,6 +63,9 @@ impl Fs {
             }
         }
         let version = file.version();
+        // Read here: a guard in the `match` below would hold the view's lock
+        // while the download opens.
+        let file_size = file.view().size;
         let failures_before = h.read_failures.load(Ordering::SeqCst);
         let mut slot = h.reader.lock();
         if h.read_failures.load(Ordering::SeqCst) != failures_before {
@@ -77,7 +80,7 @@ impl Fs {
         }
         let reader = match &mut slot.current {
             Some((_, r)) => r,
-            None => match self.start_download(&path, offset, content) {
+            None => match self.start_download(&path, offset, file_size, content) {
                 Ok(r) => &mut slot.current.insert((version, r)).1,
                 Err(e) => {
                     let e = self.vanished_if_gone(e, &path);
@@ -107,22 +110,47 @@ impl Fs {
     }
 
     /// A download from `offset`; with the content cache, from the start of
-    /// `offset`'s block, so that the block can be stored whole.
+    /// `offset`'s block, so that the block can be stored whole. A file large
+    /// enough for segments gets a stream that may fetch ahead on several
+    /// sessions once it is read in order (`segmented`); the content cache
+    /// stores what it hands out, in order, as from one stream.
     fn start_download(
         &self,
         path: &[u8],
         offset: u64,
+        size: u64,
         content: Option<(&Arc<ContentCache>, Version)>,
     ) -> Result<ReadAhead> {
+        let start = match &content {
+            Some(_) => offset - offset % BLOCK_SIZE,
+            None => offset,
+        };
+        let stream = self.store.open_read(path, start)?;
+        let settings = self.segments.settings;
+        let (stream, progress) = if settings.extra_streams > 0
+            && size.saturating_sub(start) >= 2 * settings.segment_size
+        {
+            let progress = Arc::new(AtomicU64::new(start));
+            let segmented = SegmentedStream::new(
+                &self.segments,
+                Arc::clone(&self.store),
+                path,
+                size,
+                stream,
+                Arc::clone(&progress),
+            );
+            (Box::new(segmented) as Box<dyn ReadStream>, Some(progress))
+        } else {
+            (stream, None)
+        };
         let stream = match content {
             Some((cache, version)) => {
-                let start = offset - offset % BLOCK_SIZE;
-                let stream = self.store.open_read(path, start)?;
                 Box::new(Filling::new(stream, Arc::clone(cache), path, version))
+                    as Box<dyn ReadStream>
             }
-            None => self.store.open_read(path, offset)?,
+            None => stream,
         };
-        ReadAhead::start(stream, self.config.read_ahead)
+        ReadAhead::start(stream, self.config.read_ahead, progress)
             .map_err(|e| Error::local(&e, "starting a download thread"))
     }
 }

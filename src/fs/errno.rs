@@ -36,6 +36,9 @@ pub enum ErrorKind {
     /// ESTALE, as NFS reports a handle whose file is gone, rather than
     /// ENOENT, which read(2) is never documented to return.
     Vanished,
+    /// An upload finished, but the server does not hold what was sent
+    /// (size or digest), twice (see `verify`).
+    Unverified,
     /// The local write spool failed (disk full, I/O error): the raw errno.
     Local(i32),
 }
@@ -107,6 +110,7 @@ impl Error {
             ErrorKind::Invalid => libc::EINVAL,
             ErrorKind::Stale => libc::ENOENT,
             ErrorKind::Vanished => libc::ESTALE,
+            ErrorKind::Unverified => libc::EIO,
             ErrorKind::Local(errno) => errno,
         }
     }
@@ -167,6 +171,7 @@ mod tests {
         assert_eq!(errno(ErrorKind::Invalid), libc::EINVAL);
         assert_eq!(errno(ErrorKind::Stale), libc::ENOENT);
         assert_eq!(errno(ErrorKind::Vanished), libc::ESTALE);
+        assert_eq!(errno(ErrorKind::Unverified), libc::EIO);
         let disk_full = io::Error::from_raw_os_error(libc::ENOSPC);
         assert_eq!(Error::local(&disk_full, "spool").errno(), libc::ENOSPC);
     }

@@ -125,6 +125,11 @@ impl Lister {
     }
 
     fn list_and_cache(&self, dir: &[u8], scan: bool) -> Result<Entries> {
+        if self.cache.recently_unreachable() {
+            if let Some(stale) = self.cache.stale_listing(dir) {
+                return Ok(stale);
+            }
+        }
         let started = Instant::now();
         let listed = match self.store.list(dir) {
             Ok(listed) => listed,
@@ -177,9 +182,8 @@ pub(super) fn offline_answer<T>(
     if err.kind != crate::store::ErrorKind::Unavailable {
         return None;
     }
-    let answer = stale()?;
     if cache.offline(true) {
         log::warn!("the server cannot be reached ({err}): answering from what was cached");
     }
-    Some(answer)
+    stale()
 }

@@ -22,10 +22,13 @@
 //!   while the program writes), `append` (only the new end sent, APPE),
 //!   `changes` (the ranges a staged file changed) and `patch` (only those
 //!   sent, REST + STOR), `replace` (temporary names and putting an
-//!   upload in place), `spool` (local copies), `rescue` (what could not be
-//!   uploaded at unmount);
+//!   upload in place), `resume` (a cut upload goes on from the server's
+//!   size), `retry` (the backoff), `verify` (checking what the server
+//!   stored), `spool` (local copies), `rescue` (what could not be
+//!   uploaded at unmount, or not stored right);
 //! - reads: `download` (local copy or download), `read_ahead` (a download
-//!   kept open and read ahead);
+//!   kept open and read ahead), `segmented` (a large file read in order
+//!   fetched ahead in segments on several sessions);
 //! - `errno` (the one errno table).
 //!
 //! Metadata (see `cache.rs`): lookups are answered from the parent's listing
@@ -55,8 +58,9 @@
 //! then a private file) and uploads the whole file at flush, or only the
 //! ranges changed where that is allowed (see `patch`). A streamed file
 //! written out of order falls back to staging: the bytes already uploaded are
-//! fetched back. An upload failure is returned by that write (when
-//! streaming), by flush, fsync and release, and stays on the handle (every
+//! fetched back. A cut upload is resumed from the server's size (see `resume`),
+//! and every upload is checked (see `verify`). An upload failure is
+//! returned by that write (when streaming), by flush, fsync and release, and stays on the handle (every
 //! later call on it reports it); the local changes are then dropped and the
 //! file is what the server has. `fsync` uploads at once (a streaming upload
 //! is finished; writing on stages the file again). A file unlinked while open
@@ -89,9 +93,13 @@ mod read_ahead;
 mod replace;
 mod rescue;
 mod resolve;
+mod resume;
+mod retry;
+mod segmented;
 mod spool;
 mod streamer;
 mod upload;
+mod verify;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -116,7 +124,10 @@ use lister::Lister;
 use open_file::OpenFile;
 pub use overview::PendingUploads;
 use prefetch::Prefetcher;
+use resume::UploadCounters;
+pub use segmented::SegmentCounts;
 use spool::SpoolStats;
+pub use verify::Verify;
 
 pub type Fh = u64;
 
@@ -126,6 +137,10 @@ const NAME_MAX: usize = 255;
 const STAT_MISSES: u32 = 2;
 /// A new file written in order is staged up to this size, then streamed.
 const STREAM_AFTER: usize = 1024 * 1024;
+/// Bytes of a streaming upload kept to resume it from: what the server
+/// may not have yet sits in the socket and TLS buffers of both sides,
+/// a few MiB at most.
+pub const UPLOAD_WINDOW: usize = 16 * 1024 * 1024;
 /// Bytes per read when fetching a file into the spool.
 const FETCH_CHUNK: usize = 256 * 1024;
 
@@ -144,6 +159,13 @@ pub struct FsConfig {
     pub umask: u32,
     /// Bytes read ahead of a sequential reader.
     pub read_ahead: usize,
+    /// Extra streams (sessions) a large file read in order may be fetched
+    /// on, in segments, besides its own download; shared by all readers
+    /// (0: off). See `segmented`.
+    pub read_streams: usize,
+    /// Bytes per segment of a segmented read; one reader holds at most
+    /// `(read_streams + 2) x segment_size` of them.
+    pub segment_size: u64,
     /// Subdirectory listings fetched at once ahead of a program walking a
     /// tree (0: none). Each holds a server session while it runs.
     pub listing_prefetch: usize,
@@ -164,6 +186,11 @@ pub struct FsConfig {
     /// Smaller files are never patched, always replaced whole (cheap, and
     /// atomic); `patch::PATCH_MIN_SIZE` but in tests.
     pub patch_min_size: u64,
+    /// How uploads are checked (see `verify`).
+    pub verify: Verify,
+    /// Bytes of a streaming upload kept after they are sent, so that a cut
+    /// can resume (see `resume::Window`).
+    pub upload_window: usize,
 }
 
 impl Default for FsConfig {
@@ -178,11 +205,18 @@ impl Default for FsConfig {
             gid: 0,
             umask: 0,
             read_ahead: 4 * 1024 * 1024,
+            // All but the reader's own of the default 4 sessions. The core
+            // knows nothing of the pool (fs talks to the store only); the
+            // command line computes it from --sessions (cli.rs).
+            read_streams: 3,
+            segment_size: 8 * 1024 * 1024,
             listing_prefetch: 0,
             write_in_place: false,
             revalidate_on_open: false,
             patch_in_place: true,
             patch_min_size: patch::PATCH_MIN_SIZE,
+            verify: Verify::Digest,
+            upload_window: UPLOAD_WINDOW,
             // A server restart of 30 s fits, with the backoff around it.
             retry_time: Duration::from_secs(60),
         }
@@ -265,6 +299,16 @@ pub struct FsStats {
     pub patches: u64,
     /// Bytes those patches sent.
     pub bytes_patched: u64,
+    /// Cut uploads continued from the server's size.
+    pub resumed_uploads: u64,
+    /// Uploads sent again from zero (resuming refused, or a check failed).
+    pub restarted_uploads: u64,
+    /// Uploads whose size on the server was checked and right.
+    pub verified_by_size: u64,
+    /// Uploads whose digest on the server was checked and right.
+    pub verified_by_digest: u64,
+    /// Checks that found the server's copy different from what was sent.
+    pub upload_mismatches: u64,
 }
 
 pub struct Fs {
@@ -290,12 +334,14 @@ pub struct Fs {
     patched: AtomicU64,
     bytes_patched: AtomicU64,
     fallbacks: AtomicU64,
+    uploads: Arc<UploadCounters>,
     /// Set by `shutdown`: uploads that fail from then on keep their content
     /// locally (see `rescue`).
     shutting_down: AtomicBool,
     /// File contents kept on disk between opens (None: off).
     content: Option<Arc<ContentCache>>,
     free_space: FreeSpace,
+    segments: segmented::Segments,
 }
 
 fn not_found(path: &[u8]) -> Error {
@@ -347,6 +393,7 @@ impl Fs {
         let lister = Arc::new(Lister::new(Arc::clone(&store), Arc::clone(&cache)));
         let prefetch = (config.listing_prefetch > 0)
             .then(|| Prefetcher::new(Arc::clone(&lister), config.listing_prefetch));
+        let segments = segmented::Segments::new(&config);
         Fs {
             cache,
             lister,
@@ -368,9 +415,11 @@ impl Fs {
             patched: AtomicU64::new(0),
             bytes_patched: AtomicU64::new(0),
             fallbacks: AtomicU64::new(0),
+            uploads: Arc::default(),
             shutting_down: AtomicBool::new(false),
             content: None,
             free_space: FreeSpace::default(),
+            segments,
         }
     }
 
@@ -392,6 +441,11 @@ impl Fs {
             spool_peak_size: self.spool_stats.peak_size.load(Ordering::Relaxed),
             spool_files: self.spool_stats.files.load(Ordering::Relaxed),
             stream_fallbacks: self.fallbacks.load(Ordering::Relaxed),
+            resumed_uploads: self.uploads.resumed.load(Ordering::Relaxed),
+            restarted_uploads: self.uploads.restarted.load(Ordering::Relaxed),
+            verified_by_size: self.uploads.verified_by_size.load(Ordering::Relaxed),
+            verified_by_digest: self.uploads.verified_by_digest.load(Ordering::Relaxed),
+            upload_mismatches: self.uploads.mismatches.load(Ordering::Relaxed),
         }
     }
 

@@ -24,13 +24,17 @@
 //!   and, where listings give exact times (MLST), its time are what they
 //!   were. Another client changed it: it is replaced, and the log says so.
 //!
-//! After the ranges are sent, the server's size must be the local size; if
-//! not, the file is replaced whole from the local copy.
+//! After the ranges are sent, the server's size must be the local size
+//! (whatever `--verify`: this is the patch's check, asked once, and counted
+//! as a check by size, see `verify`); if not, the file is replaced whole
+//! from the local copy. A digest is never compared after a patch: only the
+//! ranges went through here, not the whole file.
 //!
 //! A patch is not atomic. A range cut halfway leaves the server's file
 //! with old and new bytes mixed in that range (its size unchanged, or
 //! between the old and the new end); it is sent again from the range's
-//! start on a new session, with backoff, until `retry_time` has passed.
+//! start on a new session, with the shared backoff (`retry`), until
+//! `retry_time` has passed without a range finished.
 //! A refusal or any other failure falls back to replacing the file whole
 //! (which the local copy can always do). If the retries run out, or the
 //! mount dies (crash, kill -9) during a patch, the server's file is that
@@ -40,11 +44,13 @@
 //! always replaces atomically.
 use std::ops::Range;
 use std::sync::atomic::Ordering;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
-use super::append::BACKOFF_FIRST;
 use super::open_file::LocalCopy;
+use super::resume::Sent;
+use super::retry::Backoff;
 use super::streamer::BATCH;
+use super::verify::Checked;
 use super::{Fs, Result};
 use crate::store::path::split;
 use crate::store::{self, StoreAtOffset, StorePath};
@@ -150,15 +156,17 @@ impl Fs {
                 return Ok(Patched::Replace);
             }
         }
-        let deadline = Instant::now() + self.config.retry_time;
-        let mut backoff = BACKOFF_FIRST;
+        let mut retry = Backoff::new(self.config.retry_time);
         for range in &plan {
             loop {
                 match self.send_range(copy, path, range) {
-                    Ok(()) => break,
+                    Ok(()) => {
+                        retry.progressed();
+                        break;
+                    }
                     Err(e) if e.kind == store::ErrorKind::Unavailable => {
                         log::info!("{path}: patch of {range:?} cut ({e}); sending it again");
-                        self.wait_to_retry(&mut backoff, deadline, e)?;
+                        retry.wait(e)?;
                     }
                     Err(e) => {
                         log::warn!(
@@ -169,21 +177,25 @@ impl Fs {
                 }
             }
         }
-        let size = loop {
-            match self.store.size(path) {
-                Ok(size) => break size,
-                Err(e) if e.kind == store::ErrorKind::Unavailable => {
-                    self.wait_to_retry(&mut backoff, deadline, e)?;
-                }
-                Err(e) => {
-                    log::warn!("{path}: size after a patch: {e}; replacing the file whole");
-                    return Ok(Patched::Replace);
-                }
-            }
+        // The one size check after a patch (with backoff while the server
+        // cannot be reached); `resumed` makes it happen whatever `--verify`.
+        let expected = Sent {
+            len,
+            resumed: true,
+            size_known: None,
+            digest: None,
         };
-        if size != len {
-            log::warn!("{path}: after a patch the server holds {size} bytes, not {len}; replacing the file whole");
-            return Ok(Patched::Replace);
+        match self.check_upload(path.as_bytes(), &expected) {
+            Ok(Checked::Match) => {}
+            Ok(Checked::Mismatch(why)) => {
+                log::warn!("{path}: after a patch {why}; replacing the file whole");
+                return Ok(Patched::Replace);
+            }
+            Err(e) if e.store_kind() == Some(store::ErrorKind::Unavailable) => return Err(e),
+            Err(e) => {
+                log::warn!("{path}: size after a patch: {e}; replacing the file whole");
+                return Ok(Patched::Replace);
+            }
         }
         log::debug!(
             "{path}: patched in place: {} bytes in {} range(s)",

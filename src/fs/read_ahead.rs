@@ -7,6 +7,7 @@
 //! late (behind the newest) is served from it instead of reopening the
 //! download.
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 
@@ -47,12 +48,20 @@ pub struct ReadAhead {
     shared: Arc<Shared>,
     window: u64,
     history: u64,
+    /// Where the reader has asked up to, for a stream that wants to know
+    /// whether it is read in order (`segmented`).
+    progress: Option<Arc<AtomicU64>>,
 }
 
 impl ReadAhead {
     /// Starts reading ahead from `stream` (positioned where the first read
-    /// wants it), keeping up to `window` bytes ahead of the reader.
-    pub fn start(stream: Box<dyn ReadStream>, window: usize) -> std::io::Result<ReadAhead> {
+    /// wants it), keeping up to `window` bytes ahead of the reader; keeps
+    /// `progress` (when given) at the end of the newest read.
+    pub fn start(
+        stream: Box<dyn ReadStream>,
+        window: usize,
+        progress: Option<Arc<AtomicU64>>,
+    ) -> std::io::Result<ReadAhead> {
         let window = window.max(CHUNK) as u64;
         let history = (window / 4).max(CHUNK as u64);
         // All the buffer will hold: history, the window ahead of the newest
@@ -78,6 +87,7 @@ impl ReadAhead {
             shared,
             window,
             history,
+            progress,
         })
     }
 
@@ -92,6 +102,9 @@ impl ReadAhead {
     /// Call only when `covers(offset)`.
     pub fn read(&self, offset: u64, size: usize) -> store::Result<Vec<u8>> {
         let want_end = offset + size as u64;
+        if let Some(progress) = &self.progress {
+            progress.fetch_max(want_end, Ordering::Relaxed);
+        }
         let mut b = self.shared.buffer.lock();
         if want_end > b.wanted {
             b.wanted = want_end;
@@ -214,7 +227,7 @@ mod tests {
             pos: 100,
             fail_at: None,
         };
-        let r = ReadAhead::start(Box::new(stream), 1 << 20).unwrap();
+        let r = ReadAhead::start(Box::new(stream), 1 << 20, None).unwrap();
         assert!(r.covers(100));
         assert_eq!(r.read(100, 5000).unwrap(), &d[100..5100]);
         assert_eq!(r.read(5100, 1_000_000).unwrap(), &d[5100..1_005_100]);
@@ -237,7 +250,7 @@ mod tests {
             pos: 0,
             fail_at: Some(5000),
         };
-        let r = ReadAhead::start(Box::new(stream), 1 << 20).unwrap();
+        let r = ReadAhead::start(Box::new(stream), 1 << 20, None).unwrap();
         assert_eq!(r.read(0, 4000).unwrap().len(), 4000);
         let err = r.read(4000, 2000).unwrap_err();
         assert_eq!(err.kind, store::ErrorKind::Unavailable);

@@ -6,16 +6,17 @@
 //! file once complete, so a failed upload leaves the old file as it was. If
 //! the server refuses the rename even after the old file is removed (some
 //! servers forbid renames), the finished temporary file is copied to the
-//! target through a download piped into an upload, and later uploads go to
+//! target through a download piped into an upload (`Fs::copy_checked`:
+//! resumed and checked as any upload), and later uploads go to
 //! the target directly. A file that did not exist before (created through
 //! the mount) is uploaded under its own name: there is nothing to protect,
-//! and it saves a RNFR/RNTO per file when copying many small files; if that
-//! upload fails, what it left is deleted.
+//! and it saves a RNFR/RNTO per file when copying many small files; a cut
+//! upload is resumed (see `resume`), and if it fails for good, what it
+//! left is deleted.
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::spool::Spool;
-use super::streamer::BATCH;
+use super::{Error, Result};
 use crate::store::path::shown;
 use crate::store::{self, ErrorKind, RemoteStore};
 
@@ -82,46 +83,6 @@ pub fn delete_quietly(store: &dyn RemoteStore, path: &[u8]) {
     }
 }
 
-/// Uploads the whole spool to `path`. On failure, what the upload left at
-/// `path` is deleted.
-pub fn upload_spool(store: &dyn RemoteStore, path: &[u8], spool: &Spool) -> store::Result<()> {
-    let result = (|| {
-        let mut up = store.upload(path)?;
-        let mut buf = vec![0u8; BATCH.min(spool.len() as usize).max(1)];
-        let mut offset = 0;
-        while offset < spool.len() {
-            let n = spool.read_at(offset, &mut buf).map_err(|e| {
-                store::Error::new(ErrorKind::Failed, format!("reading the write spool: {e}"))
-            })?;
-            if n == 0 {
-                break;
-            }
-            up.write(&buf[..n])?;
-            offset += n as u64;
-        }
-        up.finish()
-    })();
-    if result.is_err() {
-        delete_quietly(store, path);
-    }
-    result
-}
-
-/// Copies a file on the server through a download piped into an upload.
-fn copy_remote(store: &dyn RemoteStore, from: &[u8], to: &[u8]) -> store::Result<()> {
-    let mut src = store.open_read(from, 0)?;
-    let mut up = store.upload(to)?;
-    let mut buf = vec![0u8; BATCH];
-    loop {
-        let n = src.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        up.write(&buf[..n])?;
-    }
-    up.finish()
-}
-
 /// Renames `from` to `to`, replacing `to`: if the server will not rename
 /// over an existing file, the old file is removed first.
 pub fn rename_replacing(store: &dyn RemoteStore, from: &[u8], to: &[u8]) -> store::Result<()> {
@@ -154,14 +115,16 @@ pub fn rename_replacing(store: &dyn RemoteStore, from: &[u8], to: &[u8]) -> stor
 }
 
 /// Puts the finished upload at `temp` in place of `target`; falls back to
-/// copying when the server refuses renames (and remembers that in
-/// `renames_refused`). On failure the temporary file is deleted.
+/// `copy` (a download piped into an upload) when the server refuses renames
+/// (and remembers that in `renames_refused`). On failure the temporary file
+/// is deleted.
 pub fn commit(
     store: &dyn RemoteStore,
     temp: &[u8],
     target: &[u8],
     renames_refused: &AtomicBool,
-) -> store::Result<()> {
+    copy: impl FnOnce(&[u8], &[u8]) -> Result<()>,
+) -> Result<()> {
     let result = match rename_replacing(store, temp, target) {
         Err(e)
             if matches!(
@@ -174,9 +137,9 @@ pub fn commit(
                 shown(temp)
             );
             renames_refused.store(true, Ordering::Relaxed);
-            copy_remote(store, temp, target)
+            copy(temp, target)
         }
-        other => other,
+        other => other.map_err(Error::from),
     };
     match result {
         // The rename consumed the temporary file; a copy leaves it behind.

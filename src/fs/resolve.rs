@@ -95,6 +95,11 @@ impl Fs {
                 };
             }
         }
+        if self.cache.recently_unreachable() {
+            if let Some(meta) = self.cache.stale(path) {
+                return Ok(Some((meta, Source::Single)));
+            }
+        }
         let started = Instant::now();
         match self.store.stat(path) {
             Ok(meta) => {
@@ -122,7 +127,11 @@ impl Fs {
     /// The file's exact modification time where the listing rounded it
     /// (one MDTM, remembered).
     pub(super) fn with_exact_mtime(&self, path: &[u8], mut meta: Metadata) -> Metadata {
-        if meta.kind != FileKind::File || meta.mtime_exact || self.no_mdtm.load(Ordering::Relaxed) {
+        if meta.kind != FileKind::File
+            || meta.mtime_exact
+            || self.no_mdtm.load(Ordering::Relaxed)
+            || self.cache.recently_unreachable()
+        {
             return meta;
         }
         match self.store.exact_mtime(path) {

@@ -2,7 +2,9 @@
 //! a write returns once its bytes are queued, and the queue is bounded so
 //! memory stays small however large the file. Writes that arrive a little
 //! out of order (the kernel's write-back threads) are held until the gap
-//! before them is filled.
+//! before them is filled. The thread keeps the last bytes it sent (a
+//! window, `FsConfig::upload_window`), from which a cut upload is resumed
+//! (see `resume`); a server that lost more than that fails the upload.
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
@@ -11,7 +13,8 @@ use std::thread::{self, JoinHandle};
 
 use parking_lot::Mutex;
 
-use crate::store::{self, ErrorKind, UploadStream};
+use super::resume::{Sending, Sent, Window};
+use crate::store::{self, ErrorKind};
 
 /// Bytes handed to the upload at once.
 pub(super) const BATCH: usize = 256 * 1024;
@@ -37,7 +40,7 @@ pub struct Dest {
 pub struct Streamer {
     pub dest: Dest,
     tx: Option<SyncSender<Vec<u8>>>,
-    worker: Option<JoinHandle<store::Result<()>>>,
+    worker: Option<JoinHandle<store::Result<Sent>>>,
     abort: Arc<AtomicBool>,
     failure: Arc<Mutex<Option<store::Error>>>,
     batch: Vec<u8>,
@@ -49,7 +52,9 @@ pub struct Streamer {
 }
 
 impl Streamer {
-    pub fn start(upload: Box<dyn UploadStream>, dest: Dest) -> std::io::Result<Streamer> {
+    /// Starts the thread that feeds `sending`, keeping the last `window`
+    /// bytes sent to resume from.
+    pub fn start(sending: Sending, dest: Dest, window: usize) -> std::io::Result<Streamer> {
         let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE);
         let abort = Arc::new(AtomicBool::new(false));
         let failure = Arc::new(Mutex::new(None));
@@ -57,12 +62,16 @@ impl Streamer {
         let worker = thread::Builder::new()
             .name("ftpsfs-upload".into())
             .spawn(move || {
-                let mut upload = upload;
+                let mut upload = sending;
+                // Abandoning the stream also stops a resume in progress.
+                upload.abort_on(Arc::clone(&abort2));
+                let mut window = Window::new(window);
                 for batch in rx {
                     if abort2.load(Ordering::Relaxed) {
                         break;
                     }
-                    if let Err(e) = upload.write(&batch) {
+                    window.push(batch);
+                    if let Err(e) = upload.send_to(window.end(), &mut window) {
                         *failure2.lock() = Some(e.clone());
                         return Err(e);
                     }
@@ -70,7 +79,7 @@ impl Streamer {
                 if abort2.load(Ordering::Relaxed) {
                     return Err(store::Error::new(ErrorKind::Failed, "upload abandoned"));
                 }
-                let result = upload.finish();
+                let result = upload.finish(&mut window);
                 if let Err(e) = &result {
                     *failure2.lock() = Some(e.clone());
                 }
@@ -170,7 +179,7 @@ impl Streamer {
 
     /// Sends what is left and waits until the server has every byte sent in
     /// order. Writes held ahead of a gap are not sent: take them first.
-    pub fn finish(mut self) -> store::Result<()> {
+    pub fn finish(mut self) -> store::Result<Sent> {
         let sent = self.send(true);
         self.tx = None;
         let joined = match self.worker.take() {
@@ -211,6 +220,7 @@ impl Drop for Streamer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::UploadStream;
 
     struct Sink {
         got: Arc<Mutex<Vec<u8>>>,
@@ -255,7 +265,7 @@ mod tests {
     #[test]
     fn streams_in_order_and_reorders_small_gaps() {
         let (up, got, finished) = sink(None);
-        let mut s = Streamer::start(up, dest()).unwrap();
+        let mut s = Streamer::start(Sending::unresumable(up), dest(), 1024).unwrap();
         assert!(s.write(0, b"abc").unwrap());
         assert!(s.write(6, b"ghi").unwrap(), "held ahead");
         assert!(s.write(3, b"def").unwrap());
@@ -269,7 +279,7 @@ mod tests {
     #[test]
     fn failures_reach_the_writer() {
         let (up, _, finished) = sink(Some(BATCH));
-        let mut s = Streamer::start(up, dest()).unwrap();
+        let mut s = Streamer::start(Sending::unresumable(up), dest(), 1024).unwrap();
         let chunk = vec![7u8; BATCH];
         let mut err = None;
         for i in 0..(QUEUE as u64 + 4) {
@@ -286,7 +296,7 @@ mod tests {
     #[test]
     fn abandoning_does_not_finish() {
         let (up, _, finished) = sink(None);
-        let mut s = Streamer::start(up, dest()).unwrap();
+        let mut s = Streamer::start(Sending::unresumable(up), dest(), 1024).unwrap();
         s.write(0, b"abc").unwrap();
         s.abandon();
         assert!(!finished.load(Ordering::Relaxed));

@@ -12,8 +12,10 @@ use super::changes::Changes;
 use super::open_file::{FileState, LocalCopy, OpenFile, PendingAttrs, Streaming};
 use super::replace;
 use super::rescue;
+use super::resume::Sending;
 use super::spool::Spool;
 use super::streamer::{Dest, Streamer};
+use super::verify::Checked;
 use super::{Error, ErrorKind, Fs, Result, FETCH_CHUNK};
 use crate::store::path::{join, shown, split};
 use crate::store::{FileKind, Metadata, StorePath};
@@ -92,7 +94,12 @@ impl Fs {
                 return Ok(());
             }
         };
-        let mut upload = match Streamer::start(upload, dest) {
+        let sending = Sending::with_stream(
+            self.resume_for(up_path.as_bytes()),
+            upload,
+            self.upload_digest(None),
+        );
+        let mut upload = match Streamer::start(sending, dest, self.config.upload_window) {
             Ok(s) => s,
             Err(e) => {
                 state.stop_filling();
@@ -214,7 +221,7 @@ impl Fs {
             }
         };
         self.inodes.lock().unpin(dest.parent);
-        let fetched = s.finish().map_err(Error::from).and_then(|()| {
+        let fetched = s.finish().map_err(Error::from).and_then(|_| {
             let mut spool = self.fetch(&dest_path)?;
             for (off, chunk) in &ahead {
                 spool
@@ -301,7 +308,10 @@ impl Fs {
                     if copy.spool.len() == 0 && self.files.lock().writers(file.ino) > 0 {
                         *state = FileState::SavedEmpty;
                     }
-                } else if self.shutting_down.load(Ordering::SeqCst) {
+                } else if self.shutting_down.load(Ordering::SeqCst)
+                    && !matches!(&r, Err(e) if e.kind == ErrorKind::Unverified)
+                {
+                    // (An unverified upload kept its content already.)
                     self.keep_locally(&copy.spool, &path);
                 }
                 (r.map(|()| copy.pending), copy.replaces)
@@ -347,12 +357,34 @@ impl Fs {
                 return Err(e);
             }
         };
-        if let Err(e) = s.finish() {
-            replace::delete_quietly(&*self.store, &dest_path);
-            return Err(e.into());
+        let checked = s
+            .finish()
+            .map_err(Error::from)
+            .and_then(|sent| self.check_upload(&dest_path, &sent));
+        match checked {
+            Ok(Checked::Match) => {}
+            Ok(Checked::Mismatch(why)) => {
+                // Its bytes are not held here beyond the window: it cannot
+                // be sent again (see `verify`).
+                replace::delete_quietly(&*self.store, &dest_path);
+                return Err(Error::new(
+                    ErrorKind::Unverified,
+                    format!("{dest_path}: the server does not hold what was streamed ({why})"),
+                ));
+            }
+            Err(e) => {
+                replace::delete_quietly(&*self.store, &dest_path);
+                return Err(e);
+            }
         }
         if dest.temp {
-            replace::commit(&*self.store, &dest_path, path, &self.renames_refused)?;
+            replace::commit(
+                &*self.store,
+                &dest_path,
+                path,
+                &self.renames_refused,
+                |from, to| self.copy_checked(from, to),
+            )?;
         } else if dest_path.as_bytes() != path {
             if let Err(e) = replace::rename_replacing(&*self.store, &dest_path, path) {
                 replace::delete_quietly(&*self.store, &dest_path);
@@ -376,10 +408,16 @@ impl Fs {
         if copy.replaces && self.temp_names() {
             let (dir, name) = split(path);
             let temp = join(dir, &replace::temp_name(name));
-            replace::upload_spool(&*self.store, &temp, &copy.spool)?;
-            replace::commit(&*self.store, &temp, path, &self.renames_refused)?;
+            self.upload_checked(&temp, &copy.spool, path)?;
+            replace::commit(
+                &*self.store,
+                &temp,
+                path,
+                &self.renames_refused,
+                |from, to| self.copy_checked(from, to),
+            )?;
         } else {
-            replace::upload_spool(&*self.store, path, &copy.spool)?;
+            self.upload_checked(path, &copy.spool, path)?;
         }
         Ok(())
     }

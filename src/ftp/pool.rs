@@ -143,6 +143,19 @@ impl Pool {
         self.get_within(self.shared.settings.checkout_timeout)
     }
 
+    /// Checks out a session only if one is idle or may be connected now:
+    /// `None` when all are in use (or a new one did not connect in time).
+    /// For work that is an extra (a segment of a download that goes on
+    /// without it), which must never wait for a session that the work it
+    /// speeds up may be waiting for too.
+    pub fn try_get(&self) -> Result<Option<PooledSession>> {
+        match self.get_within(Duration::ZERO) {
+            Ok(session) => Ok(Some(session)),
+            Err(Error::Timeout { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `get`, waiting at most `wait` for a session to come back (zero: a
     /// session only if one is idle or may be opened now), for what is not
     /// worth waiting for, such as the free space `df` shows.

@@ -56,6 +56,26 @@ pub struct FtpsStore {
 }
 
 impl FtpsStore {
+    /// The stream of a download just opened on `remote` at `offset`.
+    fn reader(
+        &self,
+        path: &[u8],
+        remote: Vec<u8>,
+        offset: u64,
+        download: Download<PooledSession>,
+        checkout: Checkout,
+    ) -> FtpsReader {
+        FtpsReader {
+            pool: Arc::clone(&self.pool),
+            remote,
+            position: offset,
+            download: Some(download),
+            resumes_left: DOWNLOAD_RESUMES,
+            ticket: self.transfers.start(Direction::Download, path, offset),
+            checkout,
+        }
+    }
+
     /// Logs in (checking that the server and the mounted directory are
     /// usable) and reads what the server can do.
     pub fn connect(pool: Arc<Pool>, root: &[u8]) -> Result<FtpsStore> {
@@ -241,15 +261,24 @@ impl RemoteStore for FtpsStore {
 
     fn open_read(&self, path: &[u8], offset: u64) -> Result<Box<dyn ReadStream>> {
         let remote = self.remote(path);
-        let download = open_download(&self.pool, &remote, offset)?;
-        Ok(Box::new(FtpsReader {
-            pool: Arc::clone(&self.pool),
+        let download = open_download(&self.pool, &remote, offset, Checkout::Wait)?;
+        let download = download.ok_or_else(|| no_session(&remote))?;
+        Ok(Box::new(self.reader(
+            path,
             remote,
-            position: offset,
-            download: Some(download),
-            resumes_left: DOWNLOAD_RESUMES,
-            ticket: self.transfers.start(Direction::Download, path, offset),
-        }))
+            offset,
+            download,
+            Checkout::Wait,
+        )))
+    }
+
+    fn open_read_now(&self, path: &[u8], offset: u64) -> Result<Option<Box<dyn ReadStream>>> {
+        let remote = self.remote(path);
+        let Some(download) = open_download(&self.pool, &remote, offset, Checkout::Now)? else {
+            return Ok(None);
+        };
+        let reader = self.reader(path, remote, offset, download, Checkout::Now);
+        Ok(Some(Box::new(reader)))
     }
 
     fn upload(&self, path: &[u8]) -> Result<Box<dyn UploadStream>> {
@@ -621,11 +650,45 @@ impl FtpsStore {
     }
 }
 
-/// Opens a download at `offset`.
-fn open_download(pool: &Pool, remote: &[u8], offset: u64) -> Result<Download<PooledSession>> {
+/// Opens a download at `offset`; `None` only with `Checkout::Now`, when no
+/// session is free.
+fn open_download(
+    pool: &Pool,
+    remote: &[u8],
+    offset: u64,
+    checkout: Checkout,
+) -> Result<Option<Download<PooledSession>>> {
     let describe = |e: ftp::Error| from_ftp(e, &format!("reading {}", shown(remote)));
-    open_transfer(pool, describe, |session| {
+    open_transfer_with(pool, checkout, describe, |session| {
         retr_on(session, remote, offset, None)
+    })
+}
+
+/// Whether opening a transfer waits for a session when all are in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checkout {
+    Wait,
+    Now,
+}
+
+fn no_session(remote: &[u8]) -> Error {
+    Error::new(
+        ErrorKind::Unavailable,
+        format!("reading {}: no free FTP session", shown(remote)),
+    )
+}
+
+/// Opens a transfer on a pooled session, waiting for one (see
+/// `open_transfer_with`).
+fn open_transfer<T, E>(
+    pool: &Pool,
+    describe: impl Fn(ftp::Error) -> E,
+    open: impl Fn(PooledSession) -> ftp::Result<T>,
+) -> std::result::Result<T, E> {
+    open_transfer_with(pool, Checkout::Wait, &describe, open)?.ok_or_else(|| {
+        describe(ftp::Error::Closed {
+            phase: "the session pool gave no session".into(),
+        })
     })
 }
 
@@ -633,19 +696,27 @@ fn open_download(pool: &Pool, remote: &[u8], offset: u64) -> Result<Download<Poo
 /// when it came fast (a pooled session that had died while idle, a data
 /// port refused), but not once a try has taken as long as the connect
 /// timeout: a stalled network fails every try by a timeout, and the program
-/// should hear of it after one, not after each of them.
-fn open_transfer<T, E>(
+/// should hear of it after one, not after each of them. With
+/// `Checkout::Now`, `None` when no session is free.
+fn open_transfer_with<T, E>(
     pool: &Pool,
+    checkout: Checkout,
     describe: impl Fn(ftp::Error) -> E,
     open: impl Fn(PooledSession) -> ftp::Result<T>,
-) -> std::result::Result<T, E> {
+) -> std::result::Result<Option<T>, E> {
     let patience = pool.connector().config().timeouts.connect;
     let started = Instant::now();
     let mut attempts = 0;
     loop {
-        let session = pool.get().map_err(&describe)?;
+        let session = match checkout {
+            Checkout::Wait => pool.get().map_err(&describe)?,
+            Checkout::Now => match pool.try_get().map_err(&describe)? {
+                Some(session) => session,
+                None => return Ok(None),
+            },
+        };
         match open(session) {
-            Ok(transfer) => return Ok(transfer),
+            Ok(transfer) => return Ok(Some(transfer)),
             Err(e)
                 if e.is_transient()
                     && attempts < TRANSFER_OPEN_RETRIES
@@ -679,6 +750,8 @@ struct FtpsReader {
     download: Option<Download<PooledSession>>,
     resumes_left: u32,
     ticket: Ticket,
+    /// How a resume gets its session: a segment's stream waits for none.
+    checkout: Checkout,
 }
 
 impl ReadStream for FtpsReader {
@@ -713,7 +786,9 @@ impl ReadStream for FtpsReader {
                     if let Some(broken) = self.download.take() {
                         abandon(broken);
                     }
-                    self.download = Some(open_download(&self.pool, &self.remote, self.position)?);
+                    let resumed =
+                        open_download(&self.pool, &self.remote, self.position, self.checkout)?;
+                    self.download = Some(resumed.ok_or_else(|| no_session(&self.remote))?);
                 }
                 Err(e) => {
                     return Err(Error::new(
@@ -757,9 +832,13 @@ impl UploadStream for FtpsUpload {
             self.ticket.count(data.len());
         }
         result.map_err(|e| {
-            if let Some(broken) = self.upload.take() {
-                abandon(broken);
-            }
+            // Ended here, not on another thread: ABOR and the server's
+            // final reply (426) come once its side of the transfer is over
+            // and what it received is written. A resume asks the size only
+            // after that; asked earlier, the old transfer could still add
+            // bytes after it (seen with vsftpd: an APPE resumed at once
+            // duplicated 224 KiB).
+            drop(self.upload.take());
             self.broken(&e.to_string())
         })
     }

@@ -108,6 +108,14 @@ pub trait RemoteStore: Send + Sync {
     /// The exact modification time (MDTM), for servers whose listings round it.
     fn exact_mtime(&self, path: &[u8]) -> Result<SystemTime>;
     fn open_read(&self, path: &[u8], offset: u64) -> Result<Box<dyn ReadStream>>;
+    /// `open_read` only if a session is free now (`None` when all are in
+    /// use), and a stream that, when it breaks, resumes only on a session
+    /// free then. For extra work (a segment fetched ahead of a download),
+    /// which must never wait for a session that the download it speeds up
+    /// may need. A store without sessions opens as `open_read` does.
+    fn open_read_now(&self, path: &[u8], offset: u64) -> Result<Option<Box<dyn ReadStream>>> {
+        self.open_read(path, offset).map(Some)
+    }
     /// Starts writing `path` from its start, replacing what was there.
     fn upload(&self, path: &[u8]) -> Result<Box<dyn UploadStream>>;
     /// Starts appending to `path`.
@@ -175,6 +183,9 @@ impl<S: RemoteStore + ?Sized> RemoteStore for Arc<S> {
     }
     fn open_read(&self, path: &[u8], offset: u64) -> Result<Box<dyn ReadStream>> {
         (**self).open_read(path, offset)
+    }
+    fn open_read_now(&self, path: &[u8], offset: u64) -> Result<Option<Box<dyn ReadStream>>> {
+        (**self).open_read_now(path, offset)
     }
     fn upload(&self, path: &[u8]) -> Result<Box<dyn UploadStream>> {
         (**self).upload(path)

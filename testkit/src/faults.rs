@@ -12,7 +12,7 @@
 //! the calls that reach it: the difference is what the faults swallowed.
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use ftpsfs::store::path::shown;
 use ftpsfs::store::{
@@ -28,6 +28,23 @@ pub struct FaultyStore<S: RemoteStore> {
     faults: Mutex<Faults>,
     /// Shared with the streams, which count their bytes.
     counts: Arc<Mutex<OpCounts>>,
+    /// Download streams alive (each gives its seat back on drop).
+    seats: Arc<Seats>,
+}
+
+/// The download streams alive, and a wait for one to close: the sessions of
+/// the FTPS store's pool, which a download holds for its whole length.
+#[derive(Default)]
+struct Seats {
+    taken: Mutex<usize>,
+    freed: parking_lot::Condvar,
+}
+
+impl Seats {
+    fn give_back(&self) {
+        *self.taken.lock() -= 1;
+        self.freed.notify_one();
+    }
 }
 
 #[derive(Default)]
@@ -37,7 +54,62 @@ struct Faults {
     always: HashMap<Op, ErrorKind>,
     delays: HashMap<Op, Duration>,
     upload_after: Option<u64>,
+    /// A break for the next upload to this path only.
+    upload_to: Option<(Vec<u8>, u64)>,
+    lag: u64,
+    corrupt: Vec<Corruption>,
     read_after: Option<u64>,
+    read_rate: Option<u64>,
+    total_read_rate: Option<Arc<Pace>>,
+    read_sessions: Option<usize>,
+    /// Downloads at once, and how long an `open_read` beyond them waits.
+    read_pool: Option<(usize, Duration)>,
+}
+
+/// Paces bytes to a rate: each read waits until the bytes so far would
+/// have taken that long at the rate (a link's cap, a shaper's).
+struct Pace {
+    rate: u64,
+    state: Mutex<(Instant, u64)>,
+}
+
+impl Pace {
+    fn new(rate: u64) -> Pace {
+        Pace {
+            rate: rate.max(1),
+            state: Mutex::new((Instant::now(), 0)),
+        }
+    }
+
+    /// Counts `n` bytes and waits as long as the rate wants.
+    fn pass(&self, n: usize) {
+        let due = {
+            let mut state = self.state.lock();
+            state.1 += n as u64;
+            state.0 + Duration::from_secs_f64(state.1 as f64 / self.rate as f64)
+        };
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+    }
+}
+
+/// How a server stores an upload wrongly while answering that it is fine
+/// (a full disk it does not notice, a bad cache, a bug).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Corruption {
+    /// The last byte is not stored.
+    DropLast,
+    /// The first byte is stored inverted (the size is right).
+    FlipFirst,
+    /// Stored right, but the final reply is lost: `finish` fails with
+    /// `Unavailable` after the server has every byte.
+    LoseReply,
+    /// At an injected break (`fail_upload_after`), the server also stores
+    /// this many bytes of garbage after what it received, so it holds more
+    /// than the client sent.
+    GarbageOnBreak(u32),
 }
 
 impl<S: RemoteStore> FaultyStore<S> {
@@ -47,6 +119,7 @@ impl<S: RemoteStore> FaultyStore<S> {
             inner,
             faults: Mutex::new(Faults::default()),
             counts: Arc::new(Mutex::new(OpCounts::default())),
+            seats: Arc::default(),
         }
     }
 
@@ -94,11 +167,58 @@ impl<S: RemoteStore> FaultyStore<S> {
         self.faults.lock().upload_after = Some(bytes);
     }
 
+    /// The next upload or append stream to `path` (only) breaks as
+    /// `fail_upload_after` says.
+    pub fn fail_upload_to_after(&self, path: &[u8], bytes: u64) {
+        self.faults.lock().upload_to = Some((path.to_vec(), bytes));
+    }
+
+    /// Upload streams opened from now on hold the last `bytes` written
+    /// through them back from the server until more come or they finish,
+    /// as socket and TLS buffers do: a break loses what they hold, so the
+    /// server then has less than the client gave the stream. 0: none.
+    pub fn set_upload_lag(&self, bytes: u64) {
+        self.faults.lock().lag = bytes;
+    }
+
+    /// The next upload streams, one each in the order given, store their
+    /// bytes wrongly and still finish with success.
+    pub fn corrupt_next_uploads(&self, corruptions: &[Corruption]) {
+        self.faults.lock().corrupt.extend_from_slice(corruptions);
+    }
+
     /// The next download stream fails with `Unavailable` after returning
     /// `bytes` bytes: every read after those fails, even at the end of the
     /// file (the transfer was not confirmed).
     pub fn fail_read_after(&self, bytes: u64) {
         self.faults.lock().read_after = Some(bytes);
+    }
+
+    /// Download streams opened from now on each give at most `bytes_per_sec`
+    /// (a per-connection cap); `None` removes the cap for later streams.
+    pub fn set_read_rate(&self, bytes_per_sec: Option<u64>) {
+        self.faults.lock().read_rate = bytes_per_sec;
+    }
+
+    /// All download streams opened from now on share `bytes_per_sec` (a
+    /// link's total cap); `None` removes it for later streams.
+    pub fn set_total_read_rate(&self, bytes_per_sec: Option<u64>) {
+        self.faults.lock().total_read_rate = bytes_per_sec.map(|r| Arc::new(Pace::new(r)));
+    }
+
+    /// At most `sessions` download streams may be open at once; an
+    /// `open_read` beyond them fails with `Unavailable`, as a server at its
+    /// session cap answers 421 (`None`: no cap).
+    pub fn set_read_sessions(&self, sessions: Option<usize>) {
+        self.faults.lock().read_sessions = sessions;
+    }
+
+    /// At most `sessions` download streams may be open at once; an
+    /// `open_read` beyond them waits up to `checkout` for one to close, as
+    /// the FTPS store waits for a pooled session, and then fails with
+    /// `Unavailable` (`None`: no limit).
+    pub fn set_read_pool(&self, sessions: Option<usize>, checkout: Duration) {
+        self.faults.lock().read_pool = sessions.map(|n| (n, checkout));
     }
 
     /// Drops every fault not yet triggered, delays included: a healthy
@@ -137,12 +257,87 @@ impl<S: RemoteStore> FaultyStore<S> {
         }
     }
 
+    /// A download, as the FTPS store opens one: waiting for a free session
+    /// (`set_read_pool`), or `None` when `wait` is false and none is free.
+    fn open_download(
+        &self,
+        path: &[u8],
+        offset: u64,
+        wait: bool,
+    ) -> Result<Option<Box<dyn ReadStream>>> {
+        self.enter(Op::OpenRead)?;
+        let (cap, pool) = {
+            let faults = self.faults.lock();
+            (faults.read_sessions, faults.read_pool)
+        };
+        {
+            let mut taken = self.seats.taken.lock();
+            if cap.is_some_and(|cap| *taken >= cap) {
+                return Err(Error::new(
+                    ErrorKind::Unavailable,
+                    "injected 421: too many sessions",
+                ));
+            }
+            if let Some((sessions, checkout)) = pool {
+                let deadline = Instant::now() + checkout;
+                while *taken >= sessions {
+                    if !wait {
+                        return Ok(None);
+                    }
+                    if self
+                        .seats
+                        .freed
+                        .wait_until(&mut taken, deadline)
+                        .timed_out()
+                    {
+                        return Err(Error::new(
+                            ErrorKind::Unavailable,
+                            format!("no free session after {checkout:?} ({sessions} in use)"),
+                        ));
+                    }
+                }
+            }
+            *taken += 1;
+        }
+        let inner = match self.inner.open_read(path, offset) {
+            Ok(inner) => inner,
+            Err(e) => {
+                self.seats.give_back();
+                return Err(e);
+            }
+        };
+        // Armed only now, so a download that did not open leaves it for
+        // the next one.
+        let mut faults = self.faults.lock();
+        Ok(Some(Box::new(FaultyReader {
+            seats: Arc::clone(&self.seats),
+            inner,
+            path: path.to_vec(),
+            fail_after: faults.read_after.take(),
+            returned: 0,
+            counts: Arc::clone(&self.counts),
+            pace: faults.read_rate.map(Pace::new),
+            total_pace: faults.total_read_rate.clone(),
+        })))
+    }
+
     fn wrap_upload(&self, path: &[u8], inner: Box<dyn UploadStream>) -> Box<dyn UploadStream> {
+        let mut faults = self.faults.lock();
+        let mut fail_after = faults.upload_after.take();
+        if faults.upload_to.as_ref().is_some_and(|(p, _)| p == path) {
+            fail_after = faults.upload_to.take().map(|(_, n)| n);
+        }
+        let corrupt = (!faults.corrupt.is_empty()).then(|| faults.corrupt.remove(0));
         Box::new(FaultyUpload {
             inner: Some(inner),
             path: path.to_vec(),
-            fail_after: self.faults.lock().upload_after.take(),
+            fail_after,
             written: 0,
+            lag: faults
+                .lag
+                .max(u64::from(corrupt == Some(Corruption::DropLast))),
+            held: Vec::new(),
+            corrupt,
             failed: None,
             counts: Arc::clone(&self.counts),
         })
@@ -166,17 +361,12 @@ impl<S: RemoteStore> RemoteStore for FaultyStore<S> {
     }
 
     fn open_read(&self, path: &[u8], offset: u64) -> Result<Box<dyn ReadStream>> {
-        self.enter(Op::OpenRead)?;
-        let inner = self.inner.open_read(path, offset)?;
-        // Armed only now, so a download that did not open leaves it for
-        // the next one.
-        Ok(Box::new(FaultyReader {
-            inner,
-            path: path.to_vec(),
-            fail_after: self.faults.lock().read_after.take(),
-            returned: 0,
-            counts: Arc::clone(&self.counts),
-        }))
+        self.open_download(path, offset, true)?
+            .ok_or_else(|| Error::new(ErrorKind::Unavailable, "no session (never when waiting)"))
+    }
+
+    fn open_read_now(&self, path: &[u8], offset: u64) -> Result<Option<Box<dyn ReadStream>>> {
+        self.open_download(path, offset, false)
     }
 
     fn upload(&self, path: &[u8]) -> Result<Box<dyn UploadStream>> {
@@ -270,6 +460,15 @@ struct FaultyReader {
     fail_after: Option<u64>,
     returned: u64,
     counts: Arc<Mutex<OpCounts>>,
+    pace: Option<Pace>,
+    total_pace: Option<Arc<Pace>>,
+    seats: Arc<Seats>,
+}
+
+impl Drop for FaultyReader {
+    fn drop(&mut self) {
+        self.seats.give_back();
+    }
 }
 
 impl ReadStream for FaultyReader {
@@ -286,9 +485,20 @@ impl ReadStream for FaultyReader {
             let len = (buf.len() as u64).min(allowed) as usize;
             buf = &mut buf[..len];
         }
+        if self.pace.is_some() || self.total_pace.is_some() {
+            // Paced in small pieces, as a capped link delivers them.
+            let len = buf.len().min(64 * 1024);
+            buf = &mut buf[..len];
+        }
         let n = self.inner.read(buf)?;
         self.returned += n as u64;
         self.counts.lock().bytes_read += n as u64;
+        for pace in [self.pace.as_ref(), self.total_pace.as_deref()]
+            .into_iter()
+            .flatten()
+        {
+            pace.pass(n);
+        }
         Ok(n)
     }
 
@@ -302,7 +512,12 @@ struct FaultyUpload {
     inner: Option<Box<dyn UploadStream>>,
     path: Vec<u8>,
     fail_after: Option<u64>,
+    /// Bytes taken from the client (passed on, or held).
     written: u64,
+    /// Bytes held back from the inner store (see `set_upload_lag`).
+    lag: u64,
+    held: Vec<u8>,
+    corrupt: Option<Corruption>,
     /// Once the injected break happened, every later call fails the same way.
     failed: Option<Error>,
     counts: Arc<Mutex<OpCounts>>,
@@ -310,15 +525,29 @@ struct FaultyUpload {
 
 impl FaultyUpload {
     fn pass(&mut self, data: &[u8]) -> Result<()> {
+        self.written += data.len() as u64;
+        self.held.extend_from_slice(data);
+        let over = self.held.len().saturating_sub(self.lag as usize);
+        if over > 0 {
+            let out: Vec<u8> = self.held.drain(..over).collect();
+            self.send(out)?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, mut out: Vec<u8>) -> Result<()> {
         let Some(inner) = self.inner.as_mut() else {
             return Err(Error::new(
                 ErrorKind::Failed,
                 format!("uploading {}: the upload was abandoned", shown(&self.path)),
             ));
         };
-        inner.write(data)?;
-        self.written += data.len() as u64;
-        self.counts.lock().bytes_uploaded += data.len() as u64;
+        if self.corrupt == Some(Corruption::FlipFirst) && !out.is_empty() {
+            out[0] = !out[0];
+            self.corrupt = None;
+        }
+        inner.write(&out)?;
+        self.counts.lock().bytes_uploaded += out.len() as u64;
         Ok(())
     }
 }
@@ -335,6 +564,11 @@ impl UploadStream for FaultyUpload {
             Some(allowed) if allowed < data.len() as u64 => {
                 // `allowed` is below `data.len()`, so it fits in usize.
                 self.pass(&data[..allowed as usize])?;
+                if let Some(Corruption::GarbageOnBreak(n)) = self.corrupt {
+                    let held = std::mem::take(&mut self.held);
+                    self.send(held)?;
+                    self.send(vec![0xEE; n as usize])?;
+                }
                 self.inner = None;
                 let err = Error::new(
                     ErrorKind::Unavailable,
@@ -350,11 +584,28 @@ impl UploadStream for FaultyUpload {
         }
     }
 
-    fn finish(self: Box<Self>) -> Result<()> {
+    fn finish(mut self: Box<Self>) -> Result<()> {
         if let Some(err) = self.failed {
             return Err(err);
         }
+        let mut held = std::mem::take(&mut self.held);
+        if self.corrupt == Some(Corruption::DropLast) {
+            held.pop();
+        }
+        if !held.is_empty() {
+            self.send(held)?;
+        }
         match self.inner {
+            Some(inner) if self.corrupt == Some(Corruption::LoseReply) => {
+                inner.finish()?;
+                Err(Error::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "uploading {}: injected loss of the final reply",
+                        shown(&self.path)
+                    ),
+                ))
+            }
             Some(inner) => inner.finish(),
             None => Err(Error::new(
                 ErrorKind::Failed,
@@ -562,6 +813,46 @@ mod tests {
         assert_eq!((counts.size, counts.digest, counts.upload_at), (2, 1, 2));
         assert_eq!(store.inner().counters().size, 1);
         assert_eq!(counts.bytes_uploaded, 1);
+    }
+
+    #[test]
+    fn uploads_can_lag_break_by_path_and_be_stored_wrongly() {
+        let store = FaultyStore::new(MemoryStore::new());
+        store.set_upload_lag(3);
+        store.fail_upload_after(8);
+        let mut up = store.upload(b"f").unwrap();
+        up.write(b"0123456").unwrap();
+        assert_eq!(
+            store.inner().file(b"f").unwrap(),
+            b"0123",
+            "3 bytes in flight"
+        );
+        assert_eq!(kind(up.write(b"789")), ErrorKind::Unavailable);
+        assert_eq!(
+            store.inner().file(b"f").unwrap(),
+            b"01234",
+            "a break loses what was in flight"
+        );
+        store.set_upload_lag(0);
+        store.fail_upload_to_after(b"g", 1);
+        write(&store, b"h", b"whole");
+        let mut up = store.upload(b"g").unwrap();
+        assert_eq!(kind(up.write(b"ab")), ErrorKind::Unavailable);
+        store.corrupt_next_uploads(&[
+            Corruption::DropLast,
+            Corruption::FlipFirst,
+            Corruption::LoseReply,
+        ]);
+        write(&store, b"a", b"abc");
+        write(&store, b"b", b"abc");
+        let mut up = store.upload(b"c").unwrap();
+        up.write(b"abc").unwrap();
+        assert_eq!(kind(up.finish()), ErrorKind::Unavailable);
+        assert_eq!(store.inner().file(b"a").unwrap(), b"ab");
+        assert_eq!(store.inner().file(b"b").unwrap(), b"\x9ebc");
+        assert_eq!(store.inner().file(b"c").unwrap(), b"abc");
+        write(&store, b"d", b"abc");
+        assert_eq!(store.inner().file(b"d").unwrap(), b"abc", "only those");
     }
 
     #[test]

@@ -34,6 +34,6 @@ mod faults;
 mod memory;
 mod ops;
 
-pub use faults::FaultyStore;
+pub use faults::{Corruption, FaultyStore};
 pub use memory::MemoryStore;
 pub use ops::{Op, OpCounts};

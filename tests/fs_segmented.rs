@@ -1,0 +1,576 @@
+//! Segmented reads (issue 12): a large file read in order is fetched ahead
+//! on extra streams in segments, and the reader gets exactly the file's
+//! bytes whatever happens to those streams.
+//!
+//! Against the in-memory store behind the fault injector; a small store
+//! wrapper here records the offset of every download opened. No timings
+//! are asserted: the paced stores only make the adaptation's measurements
+//! meaningful (a per-connection cap gains from streams, a total cap does
+//! not), with wide margins.
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use ftpsfs::fs::{Fs, FsConfig, OpenFlags, ROOT_INO};
+use ftpsfs::store::{
+    Capabilities, DigestAlgorithm, DirEntry, ErrorKind, Metadata, ReadStream, RemoteStore, Result,
+    StoreAtOffset, UploadStream,
+};
+use ftpsfs_testkit::{FaultyStore, MemoryStore, Op};
+use parking_lot::Mutex;
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * KIB;
+/// Small segments, so a few MiB cross many boundaries.
+const SEGMENT: usize = 512 * KIB;
+/// What the kernel asks per read (fuse.rs: max_read 1 MiB; 128 KiB is
+/// what a plain `cat` gets).
+const READ: u32 = 128 * KIB as u32;
+
+/// Bytes per second of each download, unless a test says otherwise.
+const PACE: u64 = 50_000_000;
+
+/// Records the offset of every `open_read`, passes everything through.
+struct Recorder<S> {
+    inner: S,
+    offsets: Mutex<Vec<u64>>,
+}
+
+impl<S: RemoteStore> RemoteStore for Recorder<S> {
+    fn list(&self, dir: &[u8]) -> Result<Vec<DirEntry>> {
+        self.inner.list(dir)
+    }
+    fn stat(&self, path: &[u8]) -> Result<Metadata> {
+        self.inner.stat(path)
+    }
+    fn exact_mtime(&self, path: &[u8]) -> Result<SystemTime> {
+        self.inner.exact_mtime(path)
+    }
+    fn open_read(&self, path: &[u8], offset: u64) -> Result<Box<dyn ReadStream>> {
+        self.offsets.lock().push(offset);
+        self.inner.open_read(path, offset)
+    }
+    fn open_read_now(&self, path: &[u8], offset: u64) -> Result<Option<Box<dyn ReadStream>>> {
+        self.offsets.lock().push(offset);
+        self.inner.open_read_now(path, offset)
+    }
+    fn upload(&self, path: &[u8]) -> Result<Box<dyn UploadStream>> {
+        self.inner.upload(path)
+    }
+    fn append(&self, path: &[u8]) -> Result<Box<dyn UploadStream>> {
+        self.inner.append(path)
+    }
+    fn upload_at(&self, path: &[u8], offset: u64) -> Result<Box<dyn UploadStream>> {
+        self.inner.upload_at(path, offset)
+    }
+    fn size(&self, path: &[u8]) -> Result<u64> {
+        self.inner.size(path)
+    }
+    fn digest(
+        &self,
+        path: &[u8],
+        algorithm: DigestAlgorithm,
+        range: Option<(u64, u64)>,
+    ) -> Result<Vec<u8>> {
+        self.inner.digest(path, algorithm, range)
+    }
+    fn store_at_offset(&self, dir: &[u8]) -> StoreAtOffset {
+        self.inner.store_at_offset(dir)
+    }
+    fn delete(&self, path: &[u8]) -> Result<()> {
+        self.inner.delete(path)
+    }
+    fn mkdir(&self, path: &[u8]) -> Result<()> {
+        self.inner.mkdir(path)
+    }
+    fn rmdir(&self, path: &[u8]) -> Result<()> {
+        self.inner.rmdir(path)
+    }
+    fn rename(&self, from: &[u8], to: &[u8]) -> Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn chmod(&self, path: &[u8], mode: u32) -> Result<()> {
+        self.inner.chmod(path, mode)
+    }
+    fn set_mtime(&self, path: &[u8], mtime: SystemTime) -> Result<()> {
+        self.inner.set_mtime(path, mtime)
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    fn free_space(&self) -> Option<u64> {
+        self.inner.free_space()
+    }
+}
+
+type Store = Recorder<Arc<FaultyStore<Arc<MemoryStore>>>>;
+
+struct Setup {
+    fs: Fs,
+    faults: Arc<FaultyStore<Arc<MemoryStore>>>,
+    store: Arc<Store>,
+    _spool: tempfile::TempDir,
+}
+
+fn setup(file: &[u8], read_streams: usize) -> Setup {
+    let spool = tempfile::tempdir().expect("temp dir");
+    let server = Arc::new(MemoryStore::new());
+    server.put_file(b"f", file);
+    let faults = Arc::new(FaultyStore::new(Arc::clone(&server)));
+    // Paced, so that the primary cannot fetch every segment before an extra
+    // stream has started.
+    faults.set_read_rate(Some(PACE));
+    let store = Arc::new(Recorder {
+        inner: Arc::clone(&faults),
+        offsets: Mutex::new(Vec::new()),
+    });
+    let config = FsConfig {
+        spool_dir: spool.path().join("spool"),
+        read_ahead: MIB,
+        read_streams,
+        segment_size: SEGMENT as u64,
+        ..FsConfig::default()
+    };
+    let fs = Fs::new(store.clone(), config);
+    Setup {
+        fs,
+        faults,
+        store,
+        _spool: spool,
+    }
+}
+
+/// Bytes that differ at every offset of a segment, so a segment put in the
+/// wrong place or shifted by some bytes shows.
+fn content(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ (i >> 16) as u8)
+        .collect()
+}
+
+fn open(fs: &Fs) -> u64 {
+    let ino = fs.lookup(ROOT_INO, b"f").expect("lookup").ino;
+    let flags = OpenFlags {
+        read: true,
+        ..OpenFlags::default()
+    };
+    fs.open(ino, flags).expect("open")
+}
+
+/// Reads the whole file in order, `READ` bytes at a time; calls `between`
+/// with the offset before each read.
+fn read_in_order(fs: &Fs, fh: u64, mut between: impl FnMut(u64)) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        between(out.len() as u64);
+        let got = fs.read(fh, out.len() as u64, READ).expect("read");
+        if got.is_empty() {
+            return out;
+        }
+        out.extend_from_slice(&got);
+    }
+}
+
+fn assert_same(got: &[u8], want: &[u8]) {
+    assert_eq!(got.len(), want.len(), "length");
+    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
+        panic!("first wrong byte at offset {i}");
+    }
+}
+
+#[test]
+fn odd_sizes_read_right_across_segment_boundaries() {
+    for len in [
+        6 * MIB + 1,
+        7 * MIB + SEGMENT - 1,
+        9 * MIB + 12_345,
+        11 * MIB + SEGMENT / 2 + 1,
+    ] {
+        let want = content(len);
+        let s = setup(&want, 3);
+        let fh = open(&s.fs);
+        let got = read_in_order(&s.fs, fh, |_| {});
+        s.fs.release(fh).expect("release");
+        assert_same(&got, &want);
+        let counts = s.fs.segment_counts();
+        assert_eq!(counts.engaged, 1, "size {len}: segments started");
+        assert!(counts.opened >= 1, "size {len}: extra streams opened");
+        let offsets = s.store.offsets.lock().clone();
+        assert_eq!(offsets[0], 0, "the primary");
+        assert!(
+            offsets.len() as u64 > 1 && offsets.len() as u64 == counts.opened + 1,
+            "size {len}: {offsets:?}"
+        );
+        // Each segment opened once, in file order.
+        assert!(
+            offsets[1..].windows(2).all(|w| w[0] < w[1]),
+            "size {len}: {offsets:?}"
+        );
+    }
+}
+
+#[test]
+fn memory_held_by_segments_stays_bounded() {
+    let want = content(24 * MIB + 777);
+    let s = setup(&want, 3);
+    let fh = open(&s.fs);
+    // A slow reader: the workers run ahead until the bound stops them.
+    let got = read_in_order(&s.fs, fh, |offset| {
+        if offset % (2 * MIB as u64) == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    });
+    s.fs.release(fh).expect("release");
+    assert_same(&got, &want);
+    let counts = s.fs.segment_counts();
+    let bound = (3 + 2) * SEGMENT as u64;
+    assert!(counts.peak_bytes > 0);
+    assert!(
+        counts.peak_bytes <= bound,
+        "held {} bytes, bound {bound}",
+        counts.peak_bytes
+    );
+}
+
+#[test]
+fn a_refused_segment_open_is_fetched_by_another_stream() {
+    let want = content(12 * MIB + 3);
+    let s = setup(&want, 3);
+    let fh = open(&s.fs);
+    let mut got = s.fs.read(fh, 0, READ).expect("first read");
+    // The primary is open: the first segment stream is refused.
+    s.faults.fail_next(Op::OpenRead, ErrorKind::Unavailable);
+    got.extend(read_in_order_from(&s.fs, fh, READ as u64));
+    s.fs.release(fh).expect("release");
+    assert_same(&got, &want);
+    let counts = s.fs.segment_counts();
+    assert_eq!(counts.retried, 1, "{counts:?}");
+}
+
+#[test]
+fn a_server_at_its_session_cap_leaves_one_stream() {
+    let want = content(12 * MIB + 3);
+    let s = setup(&want, 3);
+    // One download at a time: every segment stream is refused (421) while
+    // the primary is open; the primary's own reopen, after it let go of
+    // its stream, is not.
+    s.faults.set_read_sessions(Some(1));
+    let fh = open(&s.fs);
+    let got = read_in_order(&s.fs, fh, |_| {});
+    s.fs.release(fh).expect("release");
+    assert_same(&got, &want);
+    let counts = s.fs.segment_counts();
+    assert_eq!(counts.engaged, 1);
+    assert!(counts.retried >= 1, "{counts:?}");
+    assert_eq!(
+        counts.peak_extra, 1,
+        "backed off after the refusal: {counts:?}"
+    );
+}
+
+fn read_in_order_from(fs: &Fs, fh: u64, from: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let got = fs.read(fh, from + out.len() as u64, READ).expect("read");
+        if got.is_empty() {
+            return out;
+        }
+        out.extend_from_slice(&got);
+    }
+}
+
+#[test]
+fn a_broken_segment_stream_ends_in_the_right_bytes() {
+    let want = content(10 * MIB + 99);
+    let s = setup(&want, 3);
+    let fh = open(&s.fs);
+    let mut got = s.fs.read(fh, 0, READ).expect("first read");
+    // The next stream opened (a segment's) breaks 100 000 bytes in, in the
+    // middle of a read of the segment. The store gave up on it (the FTPS
+    // store resumes once by itself first), so the segmented download ends
+    // there, as a single stream's does: a read waiting for those bytes gets
+    // the error, a later one opens a new download where it reads.
+    s.faults.fail_read_after(100_000);
+    let mut failed = 0;
+    loop {
+        match s.fs.read(fh, got.len() as u64, READ) {
+            Ok(data) if data.is_empty() => break,
+            Ok(data) => got.extend_from_slice(&data),
+            Err(e) => {
+                assert_eq!(e.errno(), libc::ETIMEDOUT, "{e}");
+                failed += 1;
+                assert_eq!(failed, 1, "one break, one error at most");
+            }
+        }
+    }
+    s.fs.release(fh).expect("release");
+    assert_same(&got, &want);
+    let counts = s.fs.segment_counts();
+    let offsets = s.store.offsets.lock().clone();
+    let broken = offsets[1];
+    assert!(
+        offsets[2..]
+            .iter()
+            .any(|&o| o >= broken && o <= broken + 100_000),
+        "a new download where the reader was, in the broken segment: {offsets:?} {counts:?}"
+    );
+}
+
+#[test]
+fn a_segment_that_keeps_failing_gives_the_reader_the_error() {
+    let want = content(10 * MIB);
+    let s = setup(&want, 3);
+    let fh = open(&s.fs);
+    s.fs.read(fh, 0, READ).expect("first read");
+    // Refused (not "not found": a file gone while open is ESTALE, see
+    // download.rs).
+    s.faults
+        .fail_always(Op::OpenRead, ErrorKind::PermissionDenied);
+    let mut offset = READ as u64;
+    let err = loop {
+        match s.fs.read(fh, offset, READ) {
+            Ok(data) if data.is_empty() => panic!("read to the end without the error"),
+            Ok(data) => offset += data.len() as u64,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err.errno(), libc::EACCES, "{err}");
+    assert!(offset < want.len() as u64);
+    s.faults.stop_failing(Op::OpenRead);
+    // A read after the failure opens again and gets the right bytes.
+    let again = s.fs.read(fh, offset, READ).expect("read again");
+    assert_same(
+        &again,
+        &want[offset as usize..offset as usize + READ as usize],
+    );
+    s.fs.release(fh).expect("release");
+}
+
+#[test]
+fn random_reads_start_no_segments() {
+    let want = content(32 * MIB);
+    let s = setup(&want, 3);
+    let fh = open(&s.fs);
+    for i in 0..40u64 {
+        // Scattered offsets, each far from the one before.
+        let offset = (i * 7_919 * 4_099) % (31 * MIB as u64);
+        let got = s.fs.read(fh, offset, READ).expect("read");
+        assert_same(
+            &got,
+            &want[offset as usize..offset as usize + READ as usize],
+        );
+    }
+    s.fs.release(fh).expect("release");
+    assert_eq!(s.fs.segment_counts().engaged, 0);
+}
+
+#[test]
+fn off_means_one_stream() {
+    let want = content(12 * MIB);
+    let s = setup(&want, 0);
+    let fh = open(&s.fs);
+    let got = read_in_order(&s.fs, fh, |_| {});
+    s.fs.release(fh).expect("release");
+    assert_same(&got, &want);
+    assert_eq!(s.fs.segment_counts(), Default::default());
+    assert_eq!(*s.store.offsets.lock(), vec![0]);
+}
+
+#[test]
+fn streams_are_added_while_a_per_connection_cap_is_what_limits() {
+    // 4 MB/s per stream: each added stream adds as much again.
+    let want = content(40 * MIB);
+    let s = setup(&want, 3);
+    s.faults.set_read_rate(Some(4_000_000));
+    let fh = open(&s.fs);
+    let got = read_in_order(&s.fs, fh, |_| {});
+    s.fs.release(fh).expect("release");
+    assert_same(&got, &want);
+    let counts = s.fs.segment_counts();
+    assert_eq!(counts.peak_extra, 3, "{counts:?}");
+    assert_eq!(counts.longest, SEGMENT as u64, "{counts:?}");
+}
+
+#[test]
+fn no_more_streams_when_the_link_is_the_limit() {
+    // 12 MB/s for all streams together: a second stream gains nothing, and
+    // no third one is tried.
+    let want = content(40 * MIB);
+    let s = setup(&want, 3);
+    s.faults.set_total_read_rate(Some(12_000_000));
+    let fh = open(&s.fs);
+    let got = read_in_order(&s.fs, fh, |_| {});
+    s.fs.release(fh).expect("release");
+    assert_same(&got, &want);
+    let counts = s.fs.segment_counts();
+    assert_eq!(counts.peak_extra, 1, "{counts:?}");
+}
+
+#[test]
+fn files_read_at_once_share_the_sessions() {
+    // Four large files read at once with three extra streams for all: their
+    // own downloads take the four sessions, and none engages segments
+    // while all four are read.
+    let want: Vec<Vec<u8>> = (0..4).map(|i| content(9 * MIB + i * 1001)).collect();
+    let s = setup(&want[0], 3);
+    let server = s.faults.inner();
+    for (i, body) in want.iter().enumerate().skip(1) {
+        server.put_file(format!("f{i}").as_bytes(), body);
+    }
+    let flags = OpenFlags {
+        read: true,
+        ..OpenFlags::default()
+    };
+    let handles: Vec<u64> = (0..4)
+        .map(|i| {
+            let name = if i == 0 {
+                "f".to_string()
+            } else {
+                format!("f{i}")
+            };
+            let ino = s.fs.lookup(ROOT_INO, name.as_bytes()).expect("lookup").ino;
+            s.fs.open(ino, flags).expect("open")
+        })
+        .collect();
+    let mut got = vec![Vec::new(); 4];
+    let mut done = [false; 4];
+    // All four in their middles: no segments. (Once one has been read to
+    // its end, its session is free for another's extra stream.)
+    while got.iter().any(|g| g.len() < 6 * MIB) {
+        for (i, &fh) in handles.iter().enumerate() {
+            let data = s.fs.read(fh, got[i].len() as u64, READ).expect("read");
+            got[i].extend_from_slice(&data);
+        }
+    }
+    assert_eq!(s.fs.segment_counts().engaged, 0);
+    while !done.iter().all(|&d| d) {
+        for (i, &fh) in handles.iter().enumerate() {
+            if done[i] {
+                continue;
+            }
+            let data = s.fs.read(fh, got[i].len() as u64, READ).expect("read");
+            done[i] = data.is_empty();
+            got[i].extend_from_slice(&data);
+        }
+    }
+    for (i, fh) in handles.into_iter().enumerate() {
+        s.fs.release(fh).expect("release");
+        assert_same(&got[i], &want[i]);
+    }
+}
+
+/// Runs `work` on its own thread and fails the test when it has not
+/// finished in `limit`: a hang fails instead of hanging the test run.
+fn within<T: Send + 'static>(limit: Duration, work: impl FnOnce() -> T + Send + 'static) -> T {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(work());
+    });
+    finished
+        .recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("not done in {limit:?}: the reads hang"))
+}
+
+/// Reads the whole file in order like `read_in_order`, reading on after
+/// a failed read (a broken download) as a program that retries would, up to
+/// `breaks` times.
+fn read_through_breaks(fs: &Fs, fh: u64, breaks: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut failed = 0;
+    loop {
+        match fs.read(fh, out.len() as u64, READ) {
+            Ok(got) if got.is_empty() => return out,
+            Ok(got) => out.extend_from_slice(&got),
+            Err(e) => {
+                failed += 1;
+                assert!(failed <= breaks, "{failed} failed reads: {e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn four_readers_of_one_file_on_four_sessions_through_a_break_never_hang() {
+    // The FTPS store's pool: four sessions, and an open beyond them waits
+    // for one to come back. Four handles read the same file at once, and
+    // one download breaks on the way.
+    for round in 0..3 {
+        let want = Arc::new(content(16 * MIB + 5));
+        let s = Arc::new(setup(&want, 3));
+        s.faults.set_read_pool(Some(4), Duration::from_secs(60));
+        s.faults.set_delay(Op::OpenRead, Duration::from_millis(20));
+        s.faults.fail_read_after(3 * MIB as u64 + round * 100_000);
+        let handles: Vec<u64> = (0..4).map(|_| open(&s.fs)).collect();
+        let readers: Vec<_> = handles
+            .iter()
+            .map(|&fh| {
+                let s = Arc::clone(&s);
+                std::thread::spawn(move || read_through_breaks(&s.fs, fh, 1))
+            })
+            .collect();
+        let got = within(Duration::from_secs(30), move || {
+            readers.into_iter().map(|r| r.join()).collect::<Vec<_>>()
+        });
+        for (fh, got) in handles.into_iter().zip(got) {
+            s.fs.release(fh).expect("release");
+            assert_same(&got.expect("a reader failed"), &want);
+        }
+    }
+}
+
+#[test]
+fn a_reader_that_waits_for_a_session_while_segments_hold_them_never_hangs() {
+    // One file is read with all four sessions (its own and three segment
+    // streams); then one thread opens three more files and reads them in
+    // turn, as few FUSE threads serve many readers: while it waits for a
+    // session for one file, it reads none of the others, whose downloads
+    // hold theirs. Before the fix, a segment stream that let go of its
+    // session to move to its next segment waited for one in the pool, the
+    // other segment streams held theirs while waiting for the reader (which
+    // waited for that segment), and the opens took the rest: every reader
+    // hung until the pool's checkout timeout.
+    let want = Arc::new(content(48 * MIB + 7));
+    let s = Arc::new(setup(&want, 3));
+    s.faults.set_read_rate(Some(10_000_000));
+    s.faults.set_read_pool(Some(4), Duration::from_secs(60));
+    let first = open(&s.fs);
+    let one = {
+        let s = Arc::clone(&s);
+        std::thread::spawn(move || read_in_order(&s.fs, first, |_| {}))
+    };
+    // Until the first reader runs its extra streams (not a condition of
+    // the test: the other readers start anyway after a while).
+    for _ in 0..200 {
+        if s.fs.segment_counts().peak_extra >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let others = {
+        let s = Arc::clone(&s);
+        std::thread::spawn(move || {
+            let handles: Vec<u64> = (0..3).map(|_| open(&s.fs)).collect();
+            let mut got = vec![Vec::new(); 3];
+            let mut done = [false; 3];
+            while !done.iter().all(|&d| d) {
+                for (i, &fh) in handles.iter().enumerate() {
+                    if done[i] {
+                        continue;
+                    }
+                    let data = s.fs.read(fh, got[i].len() as u64, READ).expect("read");
+                    done[i] = data.is_empty();
+                    got[i].extend_from_slice(&data);
+                }
+            }
+            for fh in handles {
+                s.fs.release(fh).expect("release");
+            }
+            got
+        })
+    };
+    let (one, others) = within(Duration::from_secs(40), move || (one.join(), others.join()));
+    assert_same(&one.expect("the first reader failed"), &want);
+    for got in others.expect("a reader failed") {
+        assert_same(&got, &want);
+    }
+    s.fs.release(first).expect("release");
+}
