@@ -815,11 +815,15 @@ fn a_killed_mount_of_root_goes_away_and_what_was_closed_is_on_the_server() {
     let server = Vsftpd::start(&[]);
     let mut mount = Mount::start(&server.info, &[]);
     std::fs::write(mount.path("closed.txt"), b"closed before the crash").unwrap();
-    signal(ftpsfs_pid(&mount), "KILL");
+    let pid = ftpsfs_pid(&mount);
+    signal(pid, "KILL");
     let killed = Instant::now();
     assert!(
         wait_until(30, || !is_mounted(&mount.dir)),
-        "the mount of a killed ftpsfs is still there"
+        "the mount of a killed ftpsfs (pid {pid}) is still there; its processes:\n{}",
+        String::from_utf8_lossy(
+            &run("sh", &["-c", "ps -eo pid,ppid,stat,wchan:20,cmd | grep -E 'fusermount|ftpsfs' | grep -v grep"], 10).stdout
+        )
     );
     eprintln!("unmounted {:?} after SIGKILL", killed.elapsed());
     let listing = ok("ls", &["-a", &mount.dir.to_string_lossy()], 10);
