@@ -19,6 +19,13 @@ use common::vsftpd::Vsftpd;
 
 // ----- helpers -----
 
+/// The kill -9 tests run alone, the others together: a killed mount stayed
+/// mounted (fusermount3's auto_unmount did not act within 30 s) in two of
+/// three full CI runs while the other tests of this file ran beside it, and
+/// never when the kill tests ran alone. Not understood yet; see the test's
+/// failure message, which lists the processes involved.
+static CRASH_TESTS: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
 /// The PID of the ftpsfs process serving `mount`: a child of this test
 /// process whose command line names the mountpoint and whose executable is
 /// ftpsfs (other children, like a process holding a file open, also name
@@ -133,6 +140,7 @@ impl Drop for Holder {
 /// be complete too.
 #[test]
 fn sigterm_uploads_writes_pending_in_files_still_open() {
+    let _shared = CRASH_TESTS.read();
     let server = Vsftpd::start(&[]);
     let root = server.info.root.clone();
     std::fs::write(root.join("log.txt"), b"old\n").unwrap();
@@ -207,6 +215,7 @@ const OVERWRITE_AND_HOLD: &str = r#"open(my $f, "+<", $ARGV[0]) or die "open: $!
 
 #[test]
 fn sigterm_uploads_100_mib_of_pending_writes() {
+    let _shared = CRASH_TESTS.read();
     let server = Vsftpd::start(&[]);
     let root = server.info.root.clone();
     std::fs::write(root.join("big.bin"), data::bytes(1024 * 1024, 5)).unwrap();
@@ -247,6 +256,7 @@ fn sigterm_uploads_100_mib_of_pending_writes() {
 /// and the server's file is the old one, intact.
 #[test]
 fn sigterm_with_the_server_unreachable_keeps_pending_writes_locally() {
+    let _shared = CRASH_TESTS.read();
     use common::proxied::Proxied;
     use common::proxy::Kind;
     let rig = Proxied::start(&[]);
@@ -306,6 +316,7 @@ fn sigterm_with_the_server_unreachable_keeps_pending_writes_locally() {
 
 #[test]
 fn sigterm_with_a_file_held_open_unmounts_and_exits_0() {
+    let _shared = CRASH_TESTS.read();
     let server = Vsftpd::start(&[]);
     let root = server.info.root.clone();
     std::fs::write(root.join("log.txt"), b"old\n").unwrap();
@@ -342,6 +353,7 @@ fn sigterm_with_a_file_held_open_unmounts_and_exits_0() {
 
 #[test]
 fn sigterm_with_nothing_pending_unmounts_and_exits_0() {
+    let _shared = CRASH_TESTS.read();
     let server = Vsftpd::start(&[]);
     let mut mount = Mount::start(&server.info, &[]);
     std::fs::write(mount.path("done"), b"done").unwrap();
@@ -383,6 +395,7 @@ fn sigterm_with_nothing_pending_unmounts_and_exits_0() {
 
 #[test]
 fn warm_ls_lr_sends_no_command() {
+    let _shared = CRASH_TESTS.read();
     const DIRS: usize = 50;
     const FILES: usize = 10;
     let server = Vsftpd::start(&[]);
@@ -453,6 +466,7 @@ fn warm_ls_lr_sends_no_command() {
 
 #[test]
 fn rsync_2000_files_in_50_dirs_then_nothing_to_transfer() {
+    let _shared = CRASH_TESTS.read();
     let server = Vsftpd::start(&[]);
     let mount = Mount::start(&server.info, &[]);
     let scratch = Scratch::new("rsync2000");
@@ -514,6 +528,7 @@ fn rsync_2000_files_in_50_dirs_then_nothing_to_transfer() {
 
 #[test]
 fn one_gib_in_and_out_with_checksums_and_bounded_memory() {
+    let _shared = CRASH_TESTS.read();
     const GIB: u64 = 1024 * 1024 * 1024;
     let server = Vsftpd::start(&[]);
     let mut mount = Mount::start(&server.info, &[]);
@@ -566,6 +581,7 @@ fn one_gib_in_and_out_with_checksums_and_bounded_memory() {
 
 #[test]
 fn read_only_mount_reads_and_refuses_writes() {
+    let _shared = CRASH_TESTS.read();
     let server = Vsftpd::start(&[]);
     let root = server.info.root.clone();
     let body = data::bytes(50_000, 61);
@@ -625,6 +641,7 @@ fn read_only_mount_reads_and_refuses_writes() {
 
 #[test]
 fn server_side_changes_show_after_the_ttl() {
+    let _shared = CRASH_TESTS.read();
     let server = Vsftpd::start(&[]);
     let root = server.info.root.clone();
     std::fs::write(root.join("grow.txt"), b"version one").unwrap();
@@ -685,6 +702,7 @@ fn server_side_changes_show_after_the_ttl() {
 
 #[test]
 fn two_readers_of_one_file_get_the_same_bytes() {
+    let _shared = CRASH_TESTS.read();
     let server = Vsftpd::start(&[]);
     let body = data::bytes(24 * 1024 * 1024 + 12345, 88);
     std::fs::write(server.info.root.join("shared.bin"), &body).unwrap();
@@ -731,6 +749,7 @@ fn two_readers_of_one_file_get_the_same_bytes() {
 /// and opens it again on a new one instead of failing the program.
 #[test]
 fn an_upload_after_the_server_dropped_every_session_succeeds() {
+    let _shared = CRASH_TESTS.read();
     let server = Vsftpd::start(&[]);
     let mount = Mount::start(&server.info, &["--attr-ttl", "60", "--dir-ttl", "60"]);
     ok("cp", &["/etc/hostname", &mount.path_str("first")], 30);
@@ -763,6 +782,7 @@ fn an_upload_after_the_server_dropped_every_session_succeeds() {
 /// only the hidden temporary name, which listings hide and sweep.
 #[test]
 fn a_killed_mount_leaves_no_partial_file_under_the_real_name() {
+    let _alone = CRASH_TESTS.write();
     let server = Vsftpd::start(&[]);
     let mut mount = Mount::start(&server.info, &[]);
     let pid = ftpsfs_pid(&mount);
@@ -812,6 +832,7 @@ fn a_killed_mount_leaves_no_partial_file_under_the_real_name() {
 /// daemon died must not be left behind for `ls` to hang or fail on.
 #[test]
 fn a_killed_mount_of_root_goes_away_and_what_was_closed_is_on_the_server() {
+    let _alone = CRASH_TESTS.write();
     let server = Vsftpd::start(&[]);
     let mut mount = Mount::start(&server.info, &[]);
     std::fs::write(mount.path("closed.txt"), b"closed before the crash").unwrap();
