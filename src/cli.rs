@@ -995,7 +995,7 @@ fn parse_port(port: &str) -> Result<u16, String> {
 }
 
 fn parse_path(path: &str) -> Result<Vec<u8>, String> {
-    let mut decoded = percent_decode(path)?;
+    let mut decoded = crate::percent::decode(path)?;
     if decoded.iter().any(|b| matches!(b, b'\r' | b'\n' | b'\0')) {
         return Err("the path contains a line break or NUL".into());
     }
@@ -1006,32 +1006,8 @@ fn parse_path(path: &str) -> Result<Vec<u8>, String> {
 }
 
 fn decode_text(text: &str, what: &str) -> Result<String, String> {
-    String::from_utf8(percent_decode(text)?).map_err(|_| format!("the {what} is not valid UTF-8"))
-}
-
-pub fn percent_decode(text: &str) -> Result<Vec<u8>, String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] != b'%' {
-            out.push(bytes[i]);
-            i += 1;
-            continue;
-        }
-        let escape = bytes.get(i + 1..i + 3).and_then(hex_pair);
-        out.push(escape.ok_or("invalid percent-escape: expected % and two hex digits")?);
-        i += 3;
-    }
-    Ok(out)
-}
-
-fn hex_pair(pair: &[u8]) -> Option<u8> {
-    let text = std::str::from_utf8(pair).ok()?;
-    if !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    u8::from_str_radix(text, 16).ok()
+    String::from_utf8(crate::percent::decode(text)?)
+        .map_err(|_| format!("the {what} is not valid UTF-8"))
 }
 
 fn parse_fingerprint(text: &str) -> Result<[u8; 32], String> {
@@ -1147,16 +1123,6 @@ mod tests {
             parse_byte_size(&ByteSize(3 << 20).to_string()),
             Ok(ByteSize(3 << 20))
         );
-    }
-
-    #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode("a%20b%2fc").unwrap(), b"a b/c");
-        assert_eq!(percent_decode("%C3%A4").unwrap(), "ä".as_bytes());
-        assert!(percent_decode("%").is_err());
-        assert!(percent_decode("%2").is_err());
-        assert!(percent_decode("%zz").is_err());
-        assert!(percent_decode("%+1").is_err());
     }
 
     #[test]

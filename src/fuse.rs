@@ -122,7 +122,7 @@ fn is_root() -> bool {
 
 /// Whether fusermount3 unmounts the mount if this process dies
 /// (`auto_unmount`, which fuser allows only with allow_other or allow_root).
-/// Where it does not, run.rs starts its own guard (src/guard.rs).
+/// Either way run.rs starts its own guard too (src/guard.rs says why).
 pub fn fusermount_auto_unmount(allow_other: bool) -> bool {
     allow_other || is_root()
 }

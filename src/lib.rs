@@ -16,5 +16,6 @@ pub mod ftp;
 pub mod fuse;
 pub mod guard;
 pub mod logging;
+pub mod percent;
 pub mod run;
 pub mod store;

@@ -115,21 +115,16 @@ fn serve(options: &Options, readiness: Option<&mut Option<File>>) -> Result<(), 
     // every return (the session's drop has unmounted by then, and after an
     // early failure the mount on the mountpoint, if any, is not ours); only
     // a process that dies without returning leaves the unmount to it.
-    let guard = if fuse::fusermount_auto_unmount(options.mount.allow_other) {
-        None
-    } else {
-        Some(Guard::start(&options.mountpoint)?)
-    };
-    let result = serve_until_unmounted(options, readiness);
-    if let Some(guard) = guard {
-        guard.done();
-    }
+    let mut guard = Guard::start(&options.mountpoint)?;
+    let result = serve_until_unmounted(options, readiness, &mut guard);
+    guard.done();
     result
 }
 
 fn serve_until_unmounted(
     options: &Options,
     readiness: Option<&mut Option<File>>,
+    guard: &mut Guard,
 ) -> Result<(), String> {
     let spool_dir = spool_dir(&options.cache_dir, &options.mountpoint);
     let log_file = match (&options.log.file, readiness.is_some()) {
@@ -194,6 +189,7 @@ fn serve_until_unmounted(
         &settings,
     )
     .map_err(|e| format!("cannot mount on {}: {e}", options.mountpoint.display()))?;
+    guard.mounted();
     log::info!(
         "mounted {}:{} on {}",
         options.ftp.host,

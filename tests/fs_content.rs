@@ -5,18 +5,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+
+use common::core::{self, MIB, READ};
 use ftpsfs::fs::{ContentCache, Fs, FsConfig, Ino, OpenFlags, ROOT_INO};
 use ftpsfs_testkit::MemoryStore;
-
-const MIB: usize = 1024 * 1024;
-
-const READ: OpenFlags = OpenFlags {
-    read: true,
-    write: false,
-    truncate: false,
-    append: false,
-    exclusive: false,
-};
 
 struct Mount {
     store: Arc<MemoryStore>,
@@ -53,10 +46,7 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 
 impl Mount {
     fn ino(&self, name: &str) -> Ino {
-        self.fs
-            .lookup(ROOT_INO, name.as_bytes())
-            .expect("lookup")
-            .ino
+        core::ino(&self.fs, name)
     }
 
     fn read(&self, ino: Ino, offset: u64, size: usize) -> Vec<u8> {
@@ -67,20 +57,7 @@ impl Mount {
     }
 
     fn cat(&self, name: &str) -> Vec<u8> {
-        let fh = self.fs.open(self.ino(name), READ).expect("open");
-        let mut out = Vec::new();
-        loop {
-            let chunk = self
-                .fs
-                .read(fh, out.len() as u64, 128 * 1024)
-                .expect("read");
-            if chunk.is_empty() {
-                break;
-            }
-            out.extend_from_slice(&chunk);
-        }
-        self.fs.release(fh).expect("release");
-        out
+        core::cat(&self.fs, self.ino(name))
     }
 
     fn downloads(&self) -> (u64, u64) {

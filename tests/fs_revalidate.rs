@@ -5,17 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ftpsfs::fs::{Fs, FsConfig, Ino, OpenFlags, ROOT_INO};
-use ftpsfs::store::{Capabilities, RemoteStore};
-use ftpsfs_testkit::MemoryStore;
+mod common;
 
-const READ: OpenFlags = OpenFlags {
-    read: true,
-    write: false,
-    truncate: false,
-    append: false,
-    exclusive: false,
-};
+use common::core::{self, list_server, READ};
+use ftpsfs::fs::{Fs, FsConfig, Ino};
+use ftpsfs::store::RemoteStore;
+use ftpsfs_testkit::MemoryStore;
 
 struct Mount {
     store: Arc<MemoryStore>,
@@ -44,39 +39,13 @@ fn mount(store: MemoryStore, revalidate_on_open: bool) -> Mount {
     }
 }
 
-/// A store whose listings give LIST-precision times (vsftpd): a stat there
-/// would list the directory, so an open asks SIZE and MDTM instead.
-fn list_server() -> MemoryStore {
-    MemoryStore::with_capabilities(Capabilities {
-        set_mtime: true,
-        chmod: true,
-        exact_listing_mtime: false,
-        append: true,
-        ..Capabilities::default()
-    })
-}
-
 impl Mount {
     fn ino(&self, name: &str) -> Ino {
-        self.fs
-            .lookup(ROOT_INO, name.as_bytes())
-            .expect("lookup")
-            .ino
+        core::ino(&self.fs, name)
     }
 
-    /// open, read everything, close.
     fn cat(&self, ino: Ino) -> Vec<u8> {
-        let fh = self.fs.open(ino, READ).expect("open");
-        let mut out = Vec::new();
-        loop {
-            let chunk = self.fs.read(fh, out.len() as u64, 65536).expect("read");
-            if chunk.is_empty() {
-                break;
-            }
-            out.extend_from_slice(&chunk);
-        }
-        self.fs.release(fh).expect("release");
-        out
+        core::cat(&self.fs, ino)
     }
 }
 

@@ -4,13 +4,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::status::{CacheUse, ContentUse, Direction, Sessions, Status, Transfer, Uploads};
+use super::status::{CacheUse, ContentUse, Sessions, Status, Transfer, Uploads};
 use super::target::Target;
 use crate::fs::Fs;
 use crate::fuse::KernelCache;
 use crate::store::ftps::FtpsStore;
 use crate::store::path::shown;
-use crate::store::transfers;
 
 pub struct MountTarget {
     pub fs: Arc<Fs>,
@@ -53,10 +52,7 @@ impl Target for MountTarget {
                 .transfers()
                 .into_iter()
                 .map(|t| Transfer {
-                    direction: match t.direction {
-                        transfers::Direction::Download => Direction::Download,
-                        transfers::Direction::Upload => Direction::Upload,
-                    },
+                    direction: t.direction,
                     size: self.fs.open_file_size(&t.path),
                     path: shown(&t.path).to_string(),
                     done: t.offset + t.bytes,

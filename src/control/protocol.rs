@@ -31,7 +31,9 @@ impl Request {
         match self {
             Request::Status { json: false } => format!("{VERSION} status"),
             Request::Status { json: true } => format!("{VERSION} status json"),
-            Request::Refresh { path } => format!("{VERSION} refresh {}", encode(path)),
+            Request::Refresh { path } => {
+                format!("{VERSION} refresh {}", crate::percent::encode(path))
+            }
             Request::Sync => format!("{VERSION} sync"),
         }
     }
@@ -102,36 +104,8 @@ impl ReplyLine {
     }
 }
 
-fn encode(path: &[u8]) -> String {
-    let mut out = String::with_capacity(path.len());
-    for &b in path {
-        if b.is_ascii_graphic() && b != b'%' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 fn decode(text: &str) -> Result<Vec<u8>, String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("bad percent-encoding in {text:?}"))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
+    let out = crate::percent::decode(text).map_err(|e| format!("{e} in {text:?}"))?;
     if out.contains(&0) {
         return Err("a path cannot hold a NUL byte".into());
     }

@@ -4,6 +4,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+pub use crate::store::transfers::Direction;
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Status {
     pub version: String,
@@ -32,12 +34,6 @@ pub struct Sessions {
     /// and those that needed a full handshake.
     pub resumed_handshakes: u64,
     pub full_handshakes: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    Download,
-    Upload,
 }
 
 #[derive(Debug, Clone, PartialEq)]

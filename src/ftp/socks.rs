@@ -124,24 +124,8 @@ fn split_host_port(text: &str) -> Option<(String, u16)> {
 }
 
 fn percent_decode(text: &str) -> std::result::Result<String, String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| "bad percent escape in the proxy user name".to_string())?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| "the proxy user name is not valid UTF-8".to_string())
+    let bytes = crate::percent::decode(text).map_err(|e| format!("the proxy user name: {e}"))?;
+    String::from_utf8(bytes).map_err(|_| "the proxy user name is not valid UTF-8".to_string())
 }
 
 /// Where a connection through the proxy goes, or where the proxy listens.

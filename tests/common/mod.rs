@@ -2,6 +2,7 @@
 //! details, and test data.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod core;
 pub mod data;
 pub mod fake;
 pub mod mount;
