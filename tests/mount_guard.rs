@@ -116,16 +116,35 @@ fn as_user(args: &[&str]) -> std::process::Output {
     ok("setpriv", &all, 30)
 }
 
-fn guard_processes() -> usize {
-    let out = run("pgrep", &["-x", "ftpsfs-guard"], 10);
-    String::from_utf8_lossy(&out.stdout).lines().count()
+/// The guard process that the ftpsfs process `ftpsfs` forked.
+fn guard_of(ftpsfs: u32) -> Option<u32> {
+    let out = run(
+        "pgrep",
+        &["-P", &ftpsfs.to_string(), "-x", "ftpsfs-guard"],
+        10,
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find_map(|p| p.parse().ok())
+}
+
+/// Whether a process has exited (a zombie counts: the guard's parent is
+/// gone, and whoever inherits it may be slow to reap it).
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command, which is in parentheses.
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
 }
 
 #[test]
 fn a_killed_user_mount_is_unmounted_and_a_clean_one_leaves_no_guard() {
     let server = Vsftpd::start(&[]);
     let _device = FuseDeviceOpen::new();
-    let guards_before = guard_processes();
 
     // Killed: SIGKILL leaves ftpsfs no chance to unmount.
     let mut mount = UserMount::start(&server);
@@ -137,10 +156,7 @@ fn a_killed_user_mount_is_unmounted_and_a_clean_one_leaves_no_guard() {
     assert_eq!(environ.uid(), 0, "ftpsfs running as nobody is not dumpable");
     let file = mount.dir.join("f.txt");
     as_user(&["cp", "/etc/hostname", &file.to_string_lossy()]);
-    assert!(
-        guard_processes() > guards_before,
-        "no guard process beside a mount without auto_unmount"
-    );
+    let guard = guard_of(mount.child.id()).expect("a guard process beside the mount");
     let _ = mount.child.kill();
     let _ = mount.child.wait();
     assert!(
@@ -154,14 +170,21 @@ fn a_killed_user_mount_is_unmounted_and_a_clean_one_leaves_no_guard() {
         String::from_utf8_lossy(&listing.stderr)
     );
     assert!(Path::new(&server.info.root).join("f.txt").exists());
-    assert!(wait_until(10, || guard_processes() == guards_before));
+    assert!(
+        wait_until(10, || gone(guard)),
+        "the guard stays after its work"
+    );
     drop(mount);
 
     // Unmounted the normal way: the guard leaves without a trace.
     let mut mount = UserMount::start(&server);
+    let guard = guard_of(mount.child.id()).expect("a guard process beside the mount");
     as_user(&["fusermount3", "-u", &mount.dir.to_string_lossy()]);
     let status = mount.child.wait().unwrap();
     assert!(status.success(), "ftpsfs after fusermount3 -u: {status}");
-    assert!(wait_until(10, || guard_processes() == guards_before));
+    assert!(
+        wait_until(10, || gone(guard)),
+        "the guard stays after a clean end"
+    );
     assert!(!is_mounted(&mount.dir));
 }
