@@ -13,9 +13,10 @@ use super::{Conn, Shared, CLOSE, POLL, RESET};
 
 /// Bytes read per chunk.
 const CHUNK: usize = 64 * 1024;
-/// Bytes a direction holds in flight (this bounds throughput at
-/// QUEUE_LIMIT / latency: 8 MiB / 20 ms = 400 MiB/s).
-const QUEUE_LIMIT: usize = 8 * 1024 * 1024;
+/// Bytes a direction holds in flight unless `set_buffering` says less
+/// (this bounds throughput at QUEUE_LIMIT / latency: 8 MiB / 20 ms =
+/// 400 MiB/s).
+pub(crate) const QUEUE_LIMIT: usize = 8 * 1024 * 1024;
 /// Largest single write, so a stall or a reset takes effect within it.
 const PIECE: usize = 16 * 1024;
 
@@ -83,10 +84,11 @@ pub(crate) fn start(
 
 fn read_loop(pipe: &Pipe) {
     let mut buf = vec![0u8; CHUNK];
+    let limit = pipe.shared.queue_limit(pipe.conn.kind);
     while !pipe.over() {
         {
             let queue = pipe.queue.lock().unwrap();
-            if queue.bytes >= QUEUE_LIMIT {
+            if queue.bytes >= limit {
                 let _ = pipe.changed.wait_timeout(queue, POLL).unwrap();
                 continue;
             }
