@@ -1069,6 +1069,13 @@ fn sigterm_uploads_100_mib_pending_over_a_slow_link_before_exiting() {
 /// the ~20 s the CI can spend on them.
 const CUT_UPLOAD: usize = 200 * MIB;
 
+/// Where the mount's log says cut uploads went on.
+fn resumed_at(log: &str) -> Vec<u64> {
+    log.lines()
+        .filter_map(|l| l.split("upload resumed at byte ").nth(1)?.parse().ok())
+        .collect()
+}
+
 /// What is uploaded in `an_upload_cut_at_several_points`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Upload {
@@ -1132,10 +1139,7 @@ fn an_upload_cut_at_several_points(upload: Upload) {
     let cuts = log.lines().filter(|l| l.ends_with("; resuming")).count();
     assert_eq!(cuts, CUTS, "{log}");
     // (An append resumes with APPE, which needs no offset; it logs none.)
-    let resumed_at: Vec<&str> = log
-        .lines()
-        .filter_map(|l| l.split("upload resumed at byte ").nth(1))
-        .collect();
+    let resumed_at = resumed_at(&log);
     // What reached the server (TLS records and handshakes included): the
     // bytes once, and per reset at most what the mount keeps to send again.
     let sent = after.to_server - before.to_server;
@@ -1166,4 +1170,70 @@ fn a_replaced_file_cut_at_several_points_resumes_each_time() {
 #[test]
 fn an_append_cut_at_several_points_resumes_each_time() {
     an_upload_cut_at_several_points(Upload::Append);
+}
+
+/// The server goes away for 20 s in the middle of an upload (its session
+/// processes killed, as by a restart, and no new connection reaches it),
+/// then comes back: the upload, resumed for the default `--retry-time`
+/// (60 s), completes with exactly the bytes sent, under the real name
+/// only.
+#[test]
+fn an_upload_resumes_across_a_20_s_server_outage() {
+    const OUTAGE: Duration = Duration::from_secs(20);
+    let rig = Rig::start(&[]);
+    let mount = rig.mount(&[]);
+    ok("ls", &[&mount.path_str("")], 30);
+    let local = Local::new("outage-20s");
+    let body = data::bytes(24 * MIB, 62);
+    let src = local.file("new.bin", &body);
+    // About 6 s of upload, so that the outage lands in its middle; a
+    // router's buffering, so that the server's size after it is within
+    // the window (see `an_upload_cut_at_several_points`).
+    rig.proxy.set_bandwidth(Kind::Data, Some(4 * MIB as u64));
+    rig.proxy.set_buffering(Kind::Data, Some(256 * 1024));
+    let writer = in_background("cp", vec![src.clone(), mount.path_str("new.bin")], 120);
+    assert!(wait_until(30, || rig.proxy.stats(Kind::Data).to_server
+        > 8 * MIB as u64));
+    for kind in [Kind::Control, Kind::Data] {
+        rig.proxy.set_refuse(kind, true);
+    }
+    let killed = rig.server.kill_sessions();
+    assert!(killed >= 1, "the server's sessions were killed");
+    for kind in [Kind::Control, Kind::Data] {
+        rig.proxy.reset_all(kind);
+    }
+    let down_at = Instant::now();
+    std::thread::sleep(OUTAGE);
+    assert!(
+        !writer.is_finished(),
+        "cp waits for the server\n{}",
+        mount.log_text()
+    );
+    for kind in [Kind::Control, Kind::Data] {
+        rig.proxy.set_refuse(kind, false);
+    }
+    let back_at = Instant::now();
+    let (out, ended) = writer.join().unwrap();
+    rig.proxy.set_bandwidth(Kind::Data, None);
+    eprintln!(
+        "cp ended {:?} after an outage of {:?} ({killed} server processes killed)",
+        ended - back_at,
+        back_at - down_at
+    );
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        stderr(&out),
+        mount.log_text()
+    );
+    ok(
+        "cmp",
+        &[&src, &rig.root().join("new.bin").to_string_lossy()],
+        60,
+    );
+    assert_eq!(others_on_server(&rig, &["new.bin"]), Vec::<String>::new());
+    let log = mount.log_text();
+    let resumed = resumed_at(&log);
+    eprintln!("resumed at bytes {resumed:?}");
+    assert!(resumed.iter().any(|&at| at > 0), "{log}");
 }
