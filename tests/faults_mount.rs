@@ -14,6 +14,7 @@ use common::data;
 use common::mount::{ok, run, wait_until, Mount};
 use common::proxied::Proxied;
 use common::proxy::Kind;
+use common::script_server::ScriptServer;
 
 /// Timeouts short enough that no scenario waits long (seconds).
 const REPLY_TIMEOUT: u64 = 5;
@@ -1236,4 +1237,65 @@ fn an_upload_resumes_across_a_20_s_server_outage() {
     let resumed = resumed_at(&log);
     eprintln!("resumed at bytes {resumed:?}");
     assert!(resumed.iter().any(|&at| at > 0), "{log}");
+}
+
+/// A server that stores less than it was sent and answers 226 all the same:
+/// the proxy ends every upload to the server early (`set_truncate`: the
+/// server's side is reset, what the client still sends is thrown away and
+/// its end answered with a FIN), so the server's own 226 is real. The size
+/// check catches it, the file is sent once more (cut the same way), and
+/// then close fails with EIO, its content kept where the log says.
+///
+/// pyftpdlib, not vsftpd: vsftpd (with OpenSSL 3) answers 426 to a TLS
+/// stream that ends without close_notify, with a FIN even between two
+/// records, or with a reset, and the proxy cannot forge that encrypted
+/// alert; pyftpdlib 1.5.7 takes a reset as the end of the upload, keeps
+/// what it got and answers 226: the silent loss the check is for.
+#[test]
+fn an_upload_the_server_stores_short_with_226_fails_with_eio_and_is_kept() {
+    let rig = Proxied::around(ScriptServer::start("pyftpdlib-test-server", &[]));
+    let root = rig.info.root.clone();
+    let mount = rig.mount(&[]);
+    ok("ls", &[&mount.path_str("")], 30);
+    let local = Local::new("short");
+    // Under 1 MiB: staged whole, so it can be sent again from the start.
+    let body = data::bytes(800_000, 63);
+    let src = local.file("short.bin", &body);
+    rig.proxy.set_truncate(Kind::Data, Some(300_000));
+    let out = run("cp", &[&src, &mount.path_str("short.bin")], 120);
+    rig.proxy.set_truncate(Kind::Data, None);
+    let log = mount.log_text();
+    assert!(!out.status.success(), "a short upload is no success\n{log}");
+    assert_eq!(errno_of(&out), "EIO", "{}", stderr(&out));
+    // The server took both uploads as complete, and short.
+    let server_log = rig.info.log_text();
+    let stored: Vec<&str> = server_log
+        .lines()
+        .filter(|l| l.contains("STOR ") && l.contains("short.bin completed=1"))
+        .collect();
+    assert_eq!(
+        stored.len(),
+        2,
+        "two uploads, both ended by the server\n{log}"
+    );
+    assert!(
+        stored
+            .iter()
+            .all(|l| !l.ends_with(&format!("bytes={}", body.len()))),
+        "{stored:?}"
+    );
+    assert!(
+        log.contains("uploading it again from the start") && log.contains("giving up"),
+        "{log}"
+    );
+    let kept = log
+        .lines()
+        .find_map(|l| l.split("its content is kept in ").nth(1))
+        .unwrap_or_else(|| panic!("the log says where the content is kept\n{log}"));
+    ok("cmp", &[&src, kept.trim()], 30);
+    eprintln!(
+        "cp: {}; kept in {kept}; the server logged: {stored:?}",
+        stderr(&out).trim()
+    );
+    assert!(!root.join("short.bin").exists(), "nothing short left");
 }

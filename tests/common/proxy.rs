@@ -63,6 +63,9 @@ pub(crate) struct Faults {
     reset_after: Mutex<VecDeque<u64>>,
     refuse: AtomicBool,
     idle_drop_ms: AtomicU64,
+    /// Every connection's bytes to the server end (with a reset) when it
+    /// has forwarded this many bytes; 0: off.
+    truncate_after: AtomicU64,
     /// Bytes the proxy holds per direction of a new connection (its queue,
     /// and its sockets' receive buffers); 0: the queue's default, buffers
     /// as the kernel tunes them.
@@ -95,6 +98,9 @@ pub(crate) struct Conn {
     /// Silenced by the idle-drop fault: nothing is forwarded any more, and
     /// nothing is closed either.
     pub(crate) blackholed: AtomicBool,
+    /// Cut short by the truncate fault: the server's side is reset, the
+    /// client's goes on until the client ends it.
+    pub(crate) truncated: AtomicBool,
     /// Bytes forwarded, both directions.
     pub(crate) forwarded: AtomicU64,
     last_activity_ms: AtomicU64,
@@ -142,6 +148,10 @@ impl Shared {
 
     pub(crate) fn bandwidth(&self, kind: Kind) -> Option<u64> {
         Some(self.faults(kind).bandwidth.load(Ordering::Relaxed)).filter(|&b| b > 0)
+    }
+
+    pub(crate) fn truncate_after(&self, kind: Kind) -> Option<u64> {
+        Some(self.faults(kind).truncate_after.load(Ordering::Relaxed)).filter(|&n| n > 0)
     }
 
     pub(crate) fn queue_limit(&self, kind: Kind) -> usize {
@@ -283,6 +293,20 @@ impl FaultProxy {
         self.shared
             .faults(kind)
             .buffering
+            .store(bytes.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// Every connection of `kind` from now on that forwards `bytes` (both
+    /// directions, since it opened) has what goes to the server end there
+    /// with a reset of the server's side
+    /// only, while what the client still sends is taken and thrown away and
+    /// its end answered with a FIN: a server that takes a reset as the end
+    /// of an upload (pyftpdlib does) stores a short file and answers 226,
+    /// while the client sent it all. `None` switches it off.
+    pub fn set_truncate(&self, kind: Kind, bytes: Option<u64>) {
+        self.shared
+            .faults(kind)
+            .truncate_after
             .store(bytes.unwrap_or(0), Ordering::Relaxed);
     }
 
@@ -485,6 +509,7 @@ fn forward(client: TcpStream, kind: Kind, target: SocketAddr, shared: &Arc<Share
         server,
         ending: AtomicU8::new(RUNNING),
         blackholed: AtomicBool::new(false),
+        truncated: AtomicBool::new(false),
         forwarded: AtomicU64::new(0),
         last_activity_ms: AtomicU64::new(0),
     });

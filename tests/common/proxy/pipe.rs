@@ -6,6 +6,8 @@
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -97,6 +99,8 @@ fn read_loop(pipe: &Pipe) {
             Ok(0) => Item::Eof,
             Ok(n) => Item::Bytes(buf[..n].to_vec()),
             Err(e) if is_timeout(&e) => continue,
+            // The truncate fault disconnected the server's side itself.
+            Err(_) if pipe.conn.truncated.load(Ordering::Relaxed) => Item::Eof,
             Err(_) => {
                 // The peer reset: pass the reset on to the other side.
                 pipe.conn.end(RESET);
@@ -151,6 +155,11 @@ fn write_loop(pipe: &Pipe) {
         match item {
             Item::Eof => {
                 let _ = pipe.sink().shutdown(Shutdown::Write);
+                if pipe.conn.truncated.load(Ordering::Relaxed) {
+                    // The client's end of a truncated upload: no server
+                    // answers it any more.
+                    let _ = pipe.conn.client.shutdown(Shutdown::Write);
+                }
                 return;
             }
             Item::Bytes(bytes) => {
@@ -163,10 +172,14 @@ fn write_loop(pipe: &Pipe) {
     }
 }
 
-/// Sends one chunk piece by piece, obeying the stall, bandwidth and reset
-/// faults before each piece.
+/// Sends one chunk piece by piece, obeying the stall, bandwidth, reset and
+/// truncate faults before each piece.
 fn send(pipe: &Pipe, bytes: &[u8], next_free: &mut Instant) -> Result<(), ()> {
     for piece in bytes.chunks(PIECE) {
+        if pipe.conn.truncated.load(Ordering::Relaxed) {
+            // Thrown away: the server's side is gone.
+            continue;
+        }
         while pipe.shared.stalled(&pipe.conn) {
             if pipe.over() {
                 return Err(());
@@ -192,11 +205,48 @@ fn send(pipe: &Pipe, bytes: &[u8], next_free: &mut Instant) -> Result<(), ()> {
             pipe.conn.end(RESET);
             return Err(());
         }
+        if let Some(allowed) = truncation(pipe, piece) {
+            let _ = write_all(pipe, &piece[..allowed]);
+            pipe.shared
+                .count_forwarded(&pipe.conn, pipe.to_server, allowed);
+            disconnect_server(pipe);
+            continue;
+        }
         write_all(pipe, piece)?;
         pipe.shared
             .count_forwarded(&pipe.conn, pipe.to_server, piece.len());
     }
     Ok(())
+}
+
+/// Where in `piece`, the client's next bytes to the server, the truncate
+/// fault ends what the server gets.
+fn truncation(pipe: &Pipe, piece: &[u8]) -> Option<usize> {
+    let limit = pipe.shared.truncate_after(pipe.conn.kind)?;
+    if !pipe.to_server {
+        return None;
+    }
+    let done = pipe.conn.forwarded.load(Ordering::Relaxed);
+    let allowed = limit.saturating_sub(done);
+    (allowed <= piece.len() as u64).then_some(allowed as usize)
+}
+
+/// Resets the server's side of a connection only (the client's stays
+/// open): `connect` to AF_UNSPEC disconnects a TCP socket, with a reset.
+fn disconnect_server(pipe: &Pipe) {
+    pipe.conn.truncated.store(true, Ordering::Relaxed);
+    let addr = libc::sockaddr {
+        sa_family: libc::AF_UNSPEC as libc::sa_family_t,
+        sa_data: [0; 14],
+    };
+    // SAFETY: a valid socket descriptor and a sockaddr of the size given.
+    unsafe {
+        libc::connect(
+            pipe.conn.server.as_raw_fd(),
+            &addr,
+            std::mem::size_of::<libc::sockaddr>() as libc::socklen_t,
+        );
+    }
 }
 
 fn write_all(pipe: &Pipe, mut buf: &[u8]) -> Result<(), ()> {
