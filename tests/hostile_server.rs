@@ -68,9 +68,9 @@ fn hostile_listing(c: &mut Conn) {
     });
 }
 
-#[test]
-fn hostile_listing_names_never_reach_the_filesystem() {
-    let server = FakeServer::start(hostile_listing);
+/// The whole client over plain FTP to `server`, with its spool in a
+/// temporary directory (removed when the second value is dropped).
+fn fs_over(server: &FakeServer) -> (Fs, tempfile::TempDir) {
     let connector = Connector::new(plain_config(server.port)).unwrap();
     let pool = Arc::new(Pool::new(connector, PoolSettings::default()));
     let store = FtpsStore::connect(pool, b"").expect("the store connects");
@@ -82,6 +82,13 @@ fn hostile_listing_names_never_reach_the_filesystem() {
             ..FsConfig::default()
         },
     );
+    (fs, spool)
+}
+
+#[test]
+fn hostile_listing_names_never_reach_the_filesystem() {
+    let server = FakeServer::start(hostile_listing);
+    let (fs, _spool) = fs_over(&server);
     let items = fs.readdir(ROOT_INO).expect("the listing is read");
     let names: BTreeSet<String> = items
         .iter()
@@ -290,17 +297,7 @@ fn cp(fs: &Fs, name: &str, data: &[u8]) -> Result<(), ftpsfs::fs::Error> {
 #[test]
 fn hostile_size_and_hash_replies_after_an_upload_are_never_a_success() {
     let server = FakeServer::start(lying_checks);
-    let connector = Connector::new(plain_config(server.port)).unwrap();
-    let pool = Arc::new(Pool::new(connector, PoolSettings::default()));
-    let store = FtpsStore::connect(pool, b"").expect("the store connects");
-    let spool = tempfile::tempdir().unwrap();
-    let fs = Fs::new(
-        Arc::new(store),
-        FsConfig {
-            spool_dir: spool.path().join("spool"),
-            ..FsConfig::default()
-        },
-    );
+    let (fs, _spool) = fs_over(&server);
     let small: Vec<u8> = (0..100_000u32).map(|i| (i * 7) as u8).collect();
     // 1 MiB or more: checked by digest too.
     let big: Vec<u8> = (0..2_000_000u32).map(|i| (i * 13) as u8).collect();
