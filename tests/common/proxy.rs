@@ -38,6 +38,9 @@ pub struct Stats {
     pub accepted: u64,
     /// Bytes forwarded from the client to the server.
     pub to_server: u64,
+    /// Bytes taken from the client (what it sent: those forwarded, and
+    /// those a reset or a truncation threw away).
+    pub from_client: u64,
     /// Bytes forwarded from the server to the client.
     pub to_client: u64,
     /// Connections ended by a reset fault (`reset_after`, `reset_all`).
@@ -76,6 +79,7 @@ pub(crate) struct Faults {
 pub(crate) struct Counters {
     accepted: AtomicU64,
     to_server: AtomicU64,
+    from_client: AtomicU64,
     to_client: AtomicU64,
     resets: AtomicU64,
     closes: AtomicU64,
@@ -186,6 +190,12 @@ impl Shared {
             .resets
             .fetch_add(1, Ordering::Relaxed);
         Some(limit.saturating_sub(done) as usize)
+    }
+
+    pub(crate) fn count_from_client(&self, conn: &Conn, n: usize) {
+        self.counters[&conn.kind]
+            .from_client
+            .fetch_add(n as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn count_forwarded(&self, conn: &Conn, to_server: bool, n: usize) {
@@ -391,6 +401,7 @@ impl FaultProxy {
         Stats {
             accepted: get(&c.accepted),
             to_server: get(&c.to_server),
+            from_client: get(&c.from_client),
             to_client: get(&c.to_client),
             resets: get(&c.resets),
             closes: get(&c.closes),

@@ -97,7 +97,12 @@ fn read_loop(pipe: &Pipe) {
         }
         let item = match pipe.source().read(&mut buf) {
             Ok(0) => Item::Eof,
-            Ok(n) => Item::Bytes(buf[..n].to_vec()),
+            Ok(n) => {
+                if pipe.to_server {
+                    pipe.shared.count_from_client(&pipe.conn, n);
+                }
+                Item::Bytes(buf[..n].to_vec())
+            }
             Err(e) if is_timeout(&e) => continue,
             // The truncate fault disconnected the server's side itself.
             Err(_) if pipe.conn.truncated.load(Ordering::Relaxed) => Item::Eof,
