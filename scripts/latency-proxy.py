@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """latency-proxy.py - a TCP proxy that looks like a long link: a fixed delay
-each way and, optionally, a bandwidth cap per connection and direction. For
-scripts/bench-latency and scripts/bench --wan (not a test; the tests use the
-Rust fault proxy in tests/common/proxy.rs).
+each way and, optionally, a bandwidth cap per connection and direction, and
+resets. For scripts/bench-latency, scripts/bench --wan and scripts/bench's
+cut upload (not a test; the tests use the Rust fault proxy in
+tests/common/proxy.rs).
 
 Usage:
   latency-proxy.py [OPTIONS] LISTEN_IP TARGET_IP DELAY_MS PORT [PORT...]
@@ -40,19 +41,31 @@ Options:
                 (connect() returns after a round trip, then the bytes travel).
                 The client's connect() itself still returns at once.
   --stats       read commands on stdin: "stats" prints one line per PORT
-                argument: PORT conns=N turns=T up=BYTES down=BYTES, where a turn
-                is data from the server after data from the client on one
-                connection (a request answered: pipelined requests answered
-                together count once).
+                argument: PORT conns=N turns=T up=BYTES down=BYTES resets=N,
+                where a turn is data from the server after data from the
+                client on one connection (a request answered: pipelined
+                requests answered together count once).
+  --reset-after BYTES --resets N
+                the first N connections to carry BYTES from the client (each
+                counted from its start) are reset there, with RST to both
+                sides, as a firewall does (default N: 1).
+  --buffer BYTES
+                hold at most about BYTES per direction of a connection: the
+                queue between reader and writer, and the sockets' receive
+                buffers (fixed, so the kernel does not grow them to tens of
+                MiB). A reset then loses what a router would, not what a
+                buffering proxy would. Default: as the rate and delay need.
 
 The figures of --self-check on a 2-core machine: see README.md "Benchmarks".
 """
 import argparse
 import collections
+import ctypes
 import os
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import threading
@@ -67,8 +80,9 @@ MIN_QUEUE = 64 * 1024
 class Link:
     """What every connection of one proxy goes through."""
 
-    def __init__(self, delay, rate=None, handshake=False):
+    def __init__(self, delay, rate=None, handshake=False, buffer=None):
         self.delay, self.rate, self.handshake = delay, rate, handshake
+        self.buffer = buffer
         if rate:
             self.chunk = max(4096, min(CHUNK, int(rate * QUANTUM)))
             self.burst = max(MIN_BURST, self.chunk)
@@ -76,6 +90,9 @@ class Link:
             self.limit = max(MIN_QUEUE, 2 * int(rate * delay) + 2 * self.burst)
         else:
             self.chunk, self.burst, self.limit = CHUNK, 0, None
+        if buffer:
+            self.limit = buffer if self.limit is None else min(self.limit, buffer)
+            self.chunk = min(self.chunk, buffer)
 
 
 class Stats:
@@ -84,27 +101,64 @@ class Stats:
     def __init__(self, spec):
         self.spec = spec
         self.lock = threading.Lock()
-        self.conns = self.turns = self.up = self.down = 0
+        self.conns = self.turns = self.up = self.down = self.resets = 0
 
     def line(self):
         with self.lock:
-            return "%s conns=%d turns=%d up=%d down=%d" % (
-                self.spec, self.conns, self.turns, self.up, self.down)
+            return "%s conns=%d turns=%d up=%d down=%d resets=%d" % (
+                self.spec, self.conns, self.turns, self.up, self.down, self.resets)
+
+
+class Resets:
+    """The resets still to do (--reset-after, --resets), for all ports."""
+
+    def __init__(self, after, count):
+        self.after, self.left = after, count if after else 0
+        self.lock = threading.Lock()
+
+    def claim(self, up):
+        """Whether a connection that has now carried `up` bytes from the
+        client is to be reset (each claim uses one up)."""
+        with self.lock:
+            if self.left <= 0 or up < self.after:
+                return False
+            self.left -= 1
+            return True
+
+
+def reset(sock):
+    """Sends RST on `sock` at once, and wakes whoever waits on it: connect()
+    to AF_UNSPEC disconnects a TCP socket with a reset."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    addr = struct.pack("H14x", socket.AF_UNSPEC)
+    libc.connect(sock.fileno(), addr, len(addr))
 
 
 class Conn:
     """One proxied connection: its two sockets, closed when both pipes end."""
 
-    def __init__(self, client, server, stats):
-        self.client, self.server, self.stats = client, server, stats
+    def __init__(self, client, server, stats, resets):
+        self.client, self.server, self.stats, self.resets = client, server, stats, resets
         self.lock = threading.Lock()
         self.last = None  # direction of the last data read: "up" or "down"
         self.open_pipes = 2
+        self.up = 0  # bytes from the client so far
+        self.was_reset = False
 
     def saw(self, direction, n):
         with self.lock:
             turn = direction == "down" and self.last == "up"
             self.last = direction
+            if direction == "up":
+                self.up += n
+            cut = (direction == "up" and not self.was_reset
+                   and self.resets.claim(self.up))
+            self.was_reset = self.was_reset or cut
+        if cut:
+            with self.stats.lock:
+                self.stats.resets += 1
+            for s in (self.client, self.server):
+                reset(s)
         with self.stats.lock:
             if direction == "up":
                 self.stats.up += n
@@ -229,7 +283,7 @@ class DelayedPipe:
                 self.cond.notify_all()
 
 
-def connect_pair(client, accepted, target_ip, port, link, stats):
+def connect_pair(client, accepted, target_ip, port, link, stats, resets):
     if link.handshake and link.delay:
         # The SYN takes the delay to reach the server.
         time.sleep(max(0.0, accepted + link.delay - time.monotonic()))
@@ -241,9 +295,11 @@ def connect_pair(client, accepted, target_ip, port, link, stats):
     server.settimeout(None)
     for s in (client, server):
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if link.buffer:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, link.buffer)
     with stats.lock:
         stats.conns += 1
-    conn = Conn(client, server, stats)
+    conn = Conn(client, server, stats, resets)
     # With the handshake: the client's connect() would return after a round
     # trip, and its first byte take the delay again.
     not_before = accepted + 3 * link.delay if link.handshake else 0.0
@@ -251,15 +307,15 @@ def connect_pair(client, accepted, target_ip, port, link, stats):
     DelayedPipe(conn, server, client, "down", link).start()
 
 
-def serve(listener, target_ip, port, link, stats):
+def serve(listener, target_ip, port, link, stats, resets):
     while True:
         client, _ = listener.accept()
         accepted = time.monotonic()
         if link.handshake:
             threading.Thread(target=connect_pair, daemon=True, args=(
-                client, accepted, target_ip, port, link, stats)).start()
+                client, accepted, target_ip, port, link, stats, resets)).start()
         else:
-            connect_pair(client, accepted, target_ip, port, link, stats)
+            connect_pair(client, accepted, target_ip, port, link, stats, resets)
 
 
 def ports(spec):
@@ -290,7 +346,8 @@ def parse_rate(text):
 
 
 def run_proxy(args):
-    link = Link(args.delay_ms / 1000, args.rate, args.handshake)
+    link = Link(args.delay_ms / 1000, args.rate, args.handshake, args.buffer)
+    resets = Resets(args.reset_after, args.resets)
     all_stats = []
     for spec in args.ports:
         stats = Stats(spec)
@@ -301,7 +358,7 @@ def run_proxy(args):
             listener.bind((args.listen_ip, port))
             listener.listen(64)
             threading.Thread(target=serve, daemon=True, args=(
-                listener, args.target_ip, port, link, stats)).start()
+                listener, args.target_ip, port, link, stats, resets)).start()
     print("ready", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -559,6 +616,9 @@ def main(argv):
     p.add_argument("--rate", type=parse_rate, default=argparse.SUPPRESS)
     p.add_argument("--handshake", action="store_true")
     p.add_argument("--stats", action="store_true")
+    p.add_argument("--reset-after", type=int, default=0)
+    p.add_argument("--resets", type=int, default=1)
+    p.add_argument("--buffer", type=int, default=None)
     p.add_argument("--self-check", action="store_true")
     p.add_argument("--delay-ms", type=float, default=25.0)
     p.add_argument("--size-mib", type=float, default=16.0)

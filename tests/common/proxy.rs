@@ -13,7 +13,7 @@
 //! dropped; `Drop` joins them all.
 mod pipe;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
@@ -38,6 +38,9 @@ pub struct Stats {
     pub accepted: u64,
     /// Bytes forwarded from the client to the server.
     pub to_server: u64,
+    /// Bytes taken from the client (what it sent: those forwarded, and
+    /// those a reset or a truncation threw away).
+    pub from_client: u64,
     /// Bytes forwarded from the server to the client.
     pub to_client: u64,
     /// Connections ended by a reset fault (`reset_after`, `reset_all`).
@@ -57,17 +60,26 @@ pub(crate) struct Faults {
     /// Bytes per second per direction of each connection; 0: no cap.
     bandwidth: AtomicU64,
     stall: AtomicBool,
-    /// One-shot: the first connection to forward this many bytes (both
-    /// directions together, counted from its start) is reset there.
-    reset_after: Mutex<Option<u64>>,
+    /// One-shot resets, in turn: the first connection to forward the
+    /// front's bytes (both directions together, counted from its start) is
+    /// reset there, and the next one is armed.
+    reset_after: Mutex<VecDeque<u64>>,
     refuse: AtomicBool,
     idle_drop_ms: AtomicU64,
+    /// Every connection's bytes to the server end (with a reset) when it
+    /// has forwarded this many bytes; 0: off.
+    truncate_after: AtomicU64,
+    /// Bytes the proxy holds per direction of a new connection (its queue,
+    /// and its sockets' receive buffers); 0: the queue's default, buffers
+    /// as the kernel tunes them.
+    buffering: AtomicU64,
 }
 
 #[derive(Default)]
 pub(crate) struct Counters {
     accepted: AtomicU64,
     to_server: AtomicU64,
+    from_client: AtomicU64,
     to_client: AtomicU64,
     resets: AtomicU64,
     closes: AtomicU64,
@@ -90,6 +102,9 @@ pub(crate) struct Conn {
     /// Silenced by the idle-drop fault: nothing is forwarded any more, and
     /// nothing is closed either.
     pub(crate) blackholed: AtomicBool,
+    /// Cut short by the truncate fault: the server's side is reset, the
+    /// client's goes on until the client ends it.
+    pub(crate) truncated: AtomicBool,
     /// Bytes forwarded, both directions.
     pub(crate) forwarded: AtomicU64,
     last_activity_ms: AtomicU64,
@@ -139,6 +154,17 @@ impl Shared {
         Some(self.faults(kind).bandwidth.load(Ordering::Relaxed)).filter(|&b| b > 0)
     }
 
+    pub(crate) fn truncate_after(&self, kind: Kind) -> Option<u64> {
+        Some(self.faults(kind).truncate_after.load(Ordering::Relaxed)).filter(|&n| n > 0)
+    }
+
+    pub(crate) fn queue_limit(&self, kind: Kind) -> usize {
+        match self.faults(kind).buffering.load(Ordering::Relaxed) {
+            0 => pipe::QUEUE_LIMIT,
+            n => n as usize,
+        }
+    }
+
     pub(crate) fn stalled(&self, conn: &Conn) -> bool {
         self.faults(conn.kind).stall.load(Ordering::Relaxed)
             || conn.blackholed.load(Ordering::Relaxed)
@@ -154,16 +180,22 @@ impl Shared {
     /// counts the reset when it claims it.
     pub(crate) fn claim_reset(&self, conn: &Conn, len: usize) -> Option<usize> {
         let mut armed = self.faults(conn.kind).reset_after.lock().unwrap();
-        let limit = (*armed)?;
+        let limit = *armed.front()?;
         let done = conn.forwarded.load(Ordering::Relaxed);
         if done + len as u64 <= limit {
             return None;
         }
-        *armed = None;
+        armed.pop_front();
         self.counters[&conn.kind]
             .resets
             .fetch_add(1, Ordering::Relaxed);
         Some(limit.saturating_sub(done) as usize)
+    }
+
+    pub(crate) fn count_from_client(&self, conn: &Conn, n: usize) {
+        self.counters[&conn.kind]
+            .from_client
+            .fetch_add(n as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn count_forwarded(&self, conn: &Conn, to_server: bool, n: usize) {
@@ -262,6 +294,32 @@ impl FaultProxy {
             .store(bytes_per_second.unwrap_or(0), Ordering::Relaxed);
     }
 
+    /// Holds at most about `bytes` per direction of each new connection of
+    /// `kind` (`None`: the default, an 8 MiB queue, socket buffers tuned by
+    /// the kernel, up to 32 MiB each here), as a router does rather than a
+    /// proxy: what a reset throws away stays what the two ends had in their
+    /// own buffers.
+    pub fn set_buffering(&self, kind: Kind, bytes: Option<u64>) {
+        self.shared
+            .faults(kind)
+            .buffering
+            .store(bytes.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// Every connection of `kind` from now on that forwards `bytes` (both
+    /// directions, since it opened) has what goes to the server end there
+    /// with a reset of the server's side
+    /// only, while what the client still sends is taken and thrown away and
+    /// its end answered with a FIN: a server that takes a reset as the end
+    /// of an upload (pyftpdlib does) stores a short file and answers 226,
+    /// while the client sent it all. `None` switches it off.
+    pub fn set_truncate(&self, kind: Kind, bytes: Option<u64>) {
+        self.shared
+            .faults(kind)
+            .truncate_after
+            .store(bytes.unwrap_or(0), Ordering::Relaxed);
+    }
+
     /// Stops (or resumes) forwarding without closing anything.
     pub fn set_stall(&self, kind: Kind, stalled: bool) {
         self.shared
@@ -274,17 +332,24 @@ impl FaultProxy {
     /// bytes (both directions, since it opened) reach `bytes` gets RST on
     /// both sides right there.
     pub fn reset_after(&self, kind: Kind, bytes: u64) {
-        *self.shared.faults(kind).reset_after.lock().unwrap() = Some(bytes);
+        self.resets_after(kind, &[bytes]);
     }
 
-    /// Whether the armed `reset_after` has fired (or none was armed).
+    /// Arms one-shot resets in turn: the first connection of `kind` to
+    /// forward `each[0]` bytes since it opened is reset there, then the
+    /// first to forward `each[1]`, and so on. Replaces what was armed.
+    pub fn resets_after(&self, kind: Kind, each: &[u64]) {
+        *self.shared.faults(kind).reset_after.lock().unwrap() = each.iter().copied().collect();
+    }
+
+    /// Whether every armed reset has fired (or none was armed).
     pub fn reset_fired(&self, kind: Kind) -> bool {
         self.shared
             .faults(kind)
             .reset_after
             .lock()
             .unwrap()
-            .is_none()
+            .is_empty()
     }
 
     /// New connections are refused (the listeners close, so a connect gets
@@ -336,6 +401,7 @@ impl FaultProxy {
         Stats {
             accepted: get(&c.accepted),
             to_server: get(&c.to_server),
+            from_client: get(&c.from_client),
             to_client: get(&c.to_client),
             resets: get(&c.resets),
             closes: get(&c.closes),
@@ -438,7 +504,12 @@ fn forward(client: TcpStream, kind: Kind, target: SocketAddr, shared: &Arc<Share
             return;
         }
     };
+    let buffering = shared.faults(kind).buffering.load(Ordering::Relaxed);
     for socket in [&client, &server] {
+        if buffering > 0 {
+            // A fixed receive buffer: the kernel no longer grows it.
+            let _ = SockRef::from(socket).set_recv_buffer_size(buffering as usize);
+        }
         let _ = socket.set_nodelay(true);
         let _ = socket.set_read_timeout(Some(POLL));
         let _ = socket.set_write_timeout(Some(POLL));
@@ -449,6 +520,7 @@ fn forward(client: TcpStream, kind: Kind, target: SocketAddr, shared: &Arc<Share
         server,
         ending: AtomicU8::new(RUNNING),
         blackholed: AtomicBool::new(false),
+        truncated: AtomicBool::new(false),
         forwarded: AtomicU64::new(0),
         last_activity_ms: AtomicU64::new(0),
     });

@@ -18,6 +18,12 @@ impl Deref for Vsftpd {
     }
 }
 
+impl std::borrow::Borrow<ScriptServer> for Vsftpd {
+    fn borrow(&self) -> &ScriptServer {
+        &self.server
+    }
+}
+
 impl Vsftpd {
     /// Starts a server with the script's options (e.g. `--tls12-only`). The
     /// vsftpd tests never skip: a machine without vsftpd fails them, so a CI

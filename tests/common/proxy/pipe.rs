@@ -6,6 +6,8 @@
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,9 +15,10 @@ use super::{Conn, Shared, CLOSE, POLL, RESET};
 
 /// Bytes read per chunk.
 const CHUNK: usize = 64 * 1024;
-/// Bytes a direction holds in flight (this bounds throughput at
-/// QUEUE_LIMIT / latency: 8 MiB / 20 ms = 400 MiB/s).
-const QUEUE_LIMIT: usize = 8 * 1024 * 1024;
+/// Bytes a direction holds in flight unless `set_buffering` says less
+/// (this bounds throughput at QUEUE_LIMIT / latency: 8 MiB / 20 ms =
+/// 400 MiB/s).
+pub(crate) const QUEUE_LIMIT: usize = 8 * 1024 * 1024;
 /// Largest single write, so a stall or a reset takes effect within it.
 const PIECE: usize = 16 * 1024;
 
@@ -83,18 +86,26 @@ pub(crate) fn start(
 
 fn read_loop(pipe: &Pipe) {
     let mut buf = vec![0u8; CHUNK];
+    let limit = pipe.shared.queue_limit(pipe.conn.kind);
     while !pipe.over() {
         {
             let queue = pipe.queue.lock().unwrap();
-            if queue.bytes >= QUEUE_LIMIT {
+            if queue.bytes >= limit {
                 let _ = pipe.changed.wait_timeout(queue, POLL).unwrap();
                 continue;
             }
         }
         let item = match pipe.source().read(&mut buf) {
             Ok(0) => Item::Eof,
-            Ok(n) => Item::Bytes(buf[..n].to_vec()),
+            Ok(n) => {
+                if pipe.to_server {
+                    pipe.shared.count_from_client(&pipe.conn, n);
+                }
+                Item::Bytes(buf[..n].to_vec())
+            }
             Err(e) if is_timeout(&e) => continue,
+            // The truncate fault disconnected the server's side itself.
+            Err(_) if pipe.conn.truncated.load(Ordering::Relaxed) => Item::Eof,
             Err(_) => {
                 // The peer reset: pass the reset on to the other side.
                 pipe.conn.end(RESET);
@@ -149,6 +160,11 @@ fn write_loop(pipe: &Pipe) {
         match item {
             Item::Eof => {
                 let _ = pipe.sink().shutdown(Shutdown::Write);
+                if pipe.conn.truncated.load(Ordering::Relaxed) {
+                    // The client's end of a truncated upload: no server
+                    // answers it any more.
+                    let _ = pipe.conn.client.shutdown(Shutdown::Write);
+                }
                 return;
             }
             Item::Bytes(bytes) => {
@@ -161,10 +177,14 @@ fn write_loop(pipe: &Pipe) {
     }
 }
 
-/// Sends one chunk piece by piece, obeying the stall, bandwidth and reset
-/// faults before each piece.
+/// Sends one chunk piece by piece, obeying the stall, bandwidth, reset and
+/// truncate faults before each piece.
 fn send(pipe: &Pipe, bytes: &[u8], next_free: &mut Instant) -> Result<(), ()> {
     for piece in bytes.chunks(PIECE) {
+        if pipe.conn.truncated.load(Ordering::Relaxed) {
+            // Thrown away: the server's side is gone.
+            continue;
+        }
         while pipe.shared.stalled(&pipe.conn) {
             if pipe.over() {
                 return Err(());
@@ -190,11 +210,48 @@ fn send(pipe: &Pipe, bytes: &[u8], next_free: &mut Instant) -> Result<(), ()> {
             pipe.conn.end(RESET);
             return Err(());
         }
+        if let Some(allowed) = truncation(pipe, piece) {
+            let _ = write_all(pipe, &piece[..allowed]);
+            pipe.shared
+                .count_forwarded(&pipe.conn, pipe.to_server, allowed);
+            disconnect_server(pipe);
+            continue;
+        }
         write_all(pipe, piece)?;
         pipe.shared
             .count_forwarded(&pipe.conn, pipe.to_server, piece.len());
     }
     Ok(())
+}
+
+/// Where in `piece`, the client's next bytes to the server, the truncate
+/// fault ends what the server gets.
+fn truncation(pipe: &Pipe, piece: &[u8]) -> Option<usize> {
+    let limit = pipe.shared.truncate_after(pipe.conn.kind)?;
+    if !pipe.to_server {
+        return None;
+    }
+    let done = pipe.conn.forwarded.load(Ordering::Relaxed);
+    let allowed = limit.saturating_sub(done);
+    (allowed <= piece.len() as u64).then_some(allowed as usize)
+}
+
+/// Resets the server's side of a connection only (the client's stays
+/// open): `connect` to AF_UNSPEC disconnects a TCP socket, with a reset.
+fn disconnect_server(pipe: &Pipe) {
+    pipe.conn.truncated.store(true, Ordering::Relaxed);
+    let addr = libc::sockaddr {
+        sa_family: libc::AF_UNSPEC as libc::sa_family_t,
+        sa_data: [0; 14],
+    };
+    // SAFETY: a valid socket descriptor and a sockaddr of the size given.
+    unsafe {
+        libc::connect(
+            pipe.conn.server.as_raw_fd(),
+            &addr,
+            std::mem::size_of::<libc::sockaddr>() as libc::socklen_t,
+        );
+    }
 }
 
 fn write_all(pipe: &Pipe, mut buf: &[u8]) -> Result<(), ()> {
