@@ -84,12 +84,22 @@ fn processes_naming(mountpoint: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// How many ftpsfs daemons serve `mountpoint`.
+/// How many ftpsfs daemons serve `mountpoint` (not counting the guard
+/// each forks: the same executable, named `ftpsfs-guard`).
 fn serving(mountpoint: &Path) -> usize {
     let binary = std::fs::canonicalize(env!("CARGO_BIN_EXE_ftpsfs")).unwrap();
-    processes_naming(mountpoint)
-        .iter()
-        .filter(|exe| **exe == binary)
+    let out = Command::new("pgrep")
+        .arg("-f")
+        .arg(mountpoint)
+        .output()
+        .expect("pgrep");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter(|pid| {
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe"));
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            exe.is_ok_and(|exe| exe == binary) && comm.trim() == "ftpsfs"
+        })
         .count()
 }
 
