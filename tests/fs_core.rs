@@ -2175,23 +2175,164 @@ fn a_small_change_inside_a_big_file_sends_only_that_range() {
     assert_eq!(m.fs.getattr(m.ino("big")).unwrap().size, BIG as u64);
 }
 
-/// Writes close together go as one range (the bytes between are the
-/// server's own); far apart, as one range each, in order.
+/// Writes into a big file that was not fetched go range by range, exactly
+/// what was written, in order: the bytes between them are not held here
+/// (a staged copy would merge near ones, see `changes`).
 #[test]
-fn near_writes_merge_and_far_ones_go_range_by_range() {
+fn unfetched_writes_go_range_by_range_exactly_as_written() {
     let m = mount();
     let data = m.big_file("big");
     let (a, b, c) = (pattern(4 * KIB, 1), pattern(4 * KIB, 2), pattern(100, 3));
     m.dd("big", &[(5 * MIB, &c), (MIB + 10 * KIB, &b), (MIB, &a)])
         .expect("dd");
-    let merged = (14 * KIB + 100) as u64;
-    assert_eq!(m.uploads(), (0, 2, 0, merged));
+    assert_eq!(m.uploads(), (0, 3, 0, (8 * KIB + 100) as u64));
     let expected = written(
         written(written(data, MIB, &a), MIB + 10 * KIB, &b),
         5 * MIB,
         &c,
     );
     assert_eq!(m.store.file(b"big"), Some(expected));
+    assert_eq!(m.count(Op::OpenRead), 0, "nothing fetched");
+}
+
+/// The case: a 4 KiB `dd conv=notrunc` into the middle of a big
+/// file downloads nothing and uploads those 4 KiB: what a new 4 KiB file
+/// costs, plus the checks of the server's size before and after.
+#[test]
+fn a_small_write_inside_a_big_file_fetches_nothing() {
+    let m = mount();
+    let data = m.big_file("big");
+    let block = pattern(4 * KIB, 8);
+    m.dd("big", &[(BIG / 2, &block)]).expect("dd");
+    let c = m.store.counters();
+    assert_eq!((c.open_read, c.bytes_read), (0, 0), "{c:?}");
+    assert_eq!(m.uploads(), (0, 1, 0, 4 * KIB as u64));
+    assert_eq!(m.store.file(b"big"), Some(written(data, BIG / 2, &block)));
+    let stats = m.fs.stats();
+    assert_eq!((stats.unfetched_patches, stats.patches), (1, 1));
+    assert_eq!(
+        stats.spool_peak_memory, 0,
+        "the spool moved to a (sparse) file"
+    );
+
+    // With `--patch never`, the same dd fetches the whole file (as before).
+    let m = mount_with(MemoryStore::new(), |c| c.patch_in_place = false);
+    m.big_file("big");
+    m.dd("big", &[(BIG / 2, &block)]).expect("dd");
+    let c = m.store.counters();
+    assert_eq!((c.open_read, c.bytes_read), (1, BIG as u64), "{c:?}");
+    assert_eq!(m.fs.stats().unfetched_patches, 0);
+}
+
+/// Reads of a file written but not fetched: the written bytes from here,
+/// the others from the server, in one reply where a read spans both; the
+/// size shown is the server's.
+#[test]
+fn reads_of_an_unfetched_file_merge_the_written_ranges() {
+    let m = mount();
+    let data = m.big_file("big");
+    let ino = m.ino("big");
+    let fh = m.fs.open(ino, RDWR).expect("open");
+    let (a, b) = (pattern(4 * KIB, 1), pattern(10, 2));
+    m.fs.write(fh, 3 * MIB as u64, &a).expect("write");
+    m.fs.write(fh, (3 * MIB + 5 * KIB) as u64, &b)
+        .expect("write");
+    let expected = written(written(data, 3 * MIB, &a), 3 * MIB + 5 * KIB, &b);
+    assert_eq!(m.fs.getattr(ino).expect("getattr").size, BIG as u64);
+    for (offset, len) in [
+        (3 * MIB - 100, 8 * KIB),
+        (3 * MIB, 4 * KIB),
+        (3 * MIB + 5 * KIB + 3, 2),
+        (0, 64 * KIB),
+        (BIG - 10, 64 * KIB),
+        (BIG, 10),
+    ] {
+        let got = m.fs.read(fh, offset as u64, len as u32).expect("read");
+        let end = (offset + len).min(BIG);
+        assert_eq!(got, expected[offset.min(BIG)..end], "{offset} {len}");
+    }
+    // Read in full, in order, through the read-ahead.
+    let mut all = Vec::new();
+    loop {
+        let chunk =
+            m.fs.read(fh, all.len() as u64, 128 * KIB as u32)
+                .expect("read");
+        if chunk.is_empty() {
+            break;
+        }
+        all.extend_from_slice(&chunk);
+    }
+    assert!(all == expected, "the whole file read back");
+    m.fs.release(fh).expect("release");
+    assert!(m.store.file(b"big") == Some(expected));
+    assert_eq!(m.count(Op::Upload), 0, "patched");
+}
+
+/// A write the rule does not admit (one that grows the file, one at byte
+/// 0, one past an eighth), and a truncate to another size, fetch the file
+/// and put what was written over it: then it is a staged file as any.
+#[test]
+fn unfetched_writes_are_put_over_the_file_when_it_must_be_fetched() {
+    let block = pattern(4 * KIB, 8);
+    let eighth = pattern(BIG / 8, 3);
+    // (what, offset and bytes written next, or None: truncated to BIG + 3;
+    // then whole uploads and REST + STOR uploads at close)
+    type Next<'a> = Option<(usize, &'a [u8])>;
+    let cases: [(&str, Next, (u64, u64)); 4] = [
+        ("grows", Some((BIG - 2, b"four")), (0, 2)),
+        ("byte 0", Some((0, b"zero")), (1, 0)),
+        ("an eighth", Some((MIB, &eighth)), (1, 0)),
+        ("truncate", None, (0, 2)),
+    ];
+    for (name, next, (whole, ranges)) in cases {
+        let m = mount();
+        let data = m.big_file("big");
+        let fh = m.fs.open(m.ino("big"), RDWR).expect("open");
+        m.fs.write(fh, (2 * MIB) as u64, &block).expect("write");
+        assert_eq!(m.count(Op::OpenRead), 0, "{name}: not fetched yet");
+        let (at, bytes) = match next {
+            Some((at, bytes)) => {
+                m.fs.write(fh, at as u64, bytes).expect("write");
+                (at, bytes)
+            }
+            None => {
+                let size = SetAttr {
+                    size: Some((BIG + 3) as u64),
+                    ..SetAttr::default()
+                };
+                m.fs.setattr(m.ino("big"), None, size).expect("truncate");
+                (BIG, &b"\0\0\0"[..])
+            }
+        };
+        assert_eq!(m.count(Op::OpenRead), 1, "{name}: fetched");
+        let expected = written(written(data, 2 * MIB, &block), at, bytes);
+        let got = m.fs.read(fh, (2 * MIB) as u64, (4 * KIB) as u32);
+        assert_eq!(
+            got.expect("read"),
+            block,
+            "{name}: the first write is there"
+        );
+        m.fs.release(fh).expect("release");
+        assert!(m.store.file(b"big") == Some(expected), "{name}");
+        let c = m.store.counters();
+        assert_eq!((c.upload, c.upload_at), (whole, ranges), "{name}");
+    }
+}
+
+/// A file written but not fetched and then unlinked keeps its whole
+/// content for its descriptors: the server's part is fetched first.
+#[test]
+fn an_unfetched_file_unlinked_while_open_keeps_its_content() {
+    let m = mount();
+    let data = m.big_file("big");
+    let fh = m.fs.open(m.ino("big"), RDWR).expect("open");
+    m.fs.write(fh, MIB as u64, b"mine").expect("write");
+    m.fs.unlink(ROOT_INO, b"big").expect("unlink");
+    assert!(!m.store.exists(b"big"));
+    let got = m.fs.read(fh, (MIB - 2) as u64, 8).expect("read");
+    assert_eq!(got, written(data, MIB, b"mine")[MIB - 2..MIB + 6]);
+    m.fs.release(fh).expect("release");
+    assert!(!m.store.exists(b"big"), "never uploaded");
 }
 
 /// Growing a big file a little (a write over its end, a truncate up) is a
@@ -2313,10 +2454,11 @@ fn big_small_scattered_or_shrinking_changes_replace_the_file() {
     assert_eq!(m.fs.stats().patches, 0);
 }
 
-/// Another client changed the file since it was fetched: it is replaced
-/// whole (the mount's content wins, as before), never patched into a file
-/// it does not know. Caught by the size on any server, by the time where
-/// the server tells exact times.
+/// Another client changed the file since it was written here: it is
+/// replaced whole, never patched into a file the mount does not know: the
+/// server's copy as it is now, with the writes made here over it. Caught
+/// by the size on any server, by the time where the server tells exact
+/// times.
 #[test]
 fn a_file_changed_by_another_client_is_replaced_not_patched() {
     for (server, same_size) in [(list_server(), false), (MemoryStore::new(), true)] {
@@ -2334,8 +2476,12 @@ fn a_file_changed_by_another_client_is_replaced_not_patched() {
         m.store.put_file(b"big", &theirs);
         m.store.reset_counters();
         m.fs.release(fh).expect("release");
-        assert_eq!(m.uploads(), (1, 0, 1, BIG as u64), "same size: {same_size}");
-        assert_eq!(m.store.file(b"big"), Some(written(data, MIB, b"mine")));
+        let len = theirs.len() as u64;
+        assert_eq!(m.uploads(), (1, 0, 1, len), "same size: {same_size}");
+        // The write was held over the server's copy, not fetched: it goes
+        // over the server's copy as it is now.
+        assert_eq!(m.store.file(b"big"), Some(written(theirs, MIB, b"mine")));
+        drop(data);
     }
 }
 

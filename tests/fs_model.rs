@@ -50,6 +50,16 @@
 //!   (`Arm::Corrupt`) leaves one old byte, which the model then takes
 //!   (`Model::patched_short`). The SIZE after any other upload (`verify`)
 //!   fails the save when refused (`FaultOp::Size`).
+//! - §3 patches without fetching: a write inside a file the server has,
+//!   of at least `PATCH_MIN` bytes, where REST + STOR writes in place and
+//!   within the patch rule (`admits`: not byte 0, not growing it, at most
+//!   16 ranges and an eighth of the file) fetches nothing
+//!   (`MFile::overlay`; predicted, and checked against
+//!   FsStats::unfetched_patches at every write). Reads of it may fail as
+//!   any download; a write the rule does not admit, a truncate to another
+//!   size and an unlink fetch it first (failing as a fetch does); a save
+//!   patches it, or fetches it and replaces it whole, failing only if that
+//!   fetch fails.
 //! - §4 create (O_EXCL), rename of files and directories over existing
 //!   targets with their errnos, rename of a file not yet uploaded, unlink of
 //!   open files (they keep working for their descriptors and are never
@@ -492,6 +502,10 @@ struct MFile {
     /// first `base` bytes, then what was written). Only the bytes from
     /// here on go to the server (APPE); nothing is held locally before.
     append_base: Option<usize>,
+    /// Patching without a fetch: the content is the server's with these
+    /// ranges (sorted, merged where they touch) written here, which only
+    /// they are held (SEMANTICS §3 "A small write inside a big file").
+    overlay: Option<Vec<(usize, usize)>>,
     /// Held locally as fetched from the server, which had this many bytes,
     /// and never cut below that since: a save may patch it in place (the
     /// model checks that a patch happens only then).
@@ -502,6 +516,20 @@ struct MFile {
     maybe_gone: bool,
     handles: usize,
     writers: usize,
+}
+
+impl MFile {
+    /// Its content is the server's, untouched here: a write may append
+    /// to it or patch it without fetching it.
+    fn servers(&self) -> bool {
+        !self.local
+            && self.stream.is_none()
+            && self.append_base.is_none()
+            && self.overlay.is_none()
+            && self.path.is_some()
+            && self.on_server
+            && !self.maybe_gone
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -522,6 +550,8 @@ struct Obs {
     upload_opened: bool,
     /// A file was patched in place (FsStats::patches).
     patched: bool,
+    /// A write began a patch without fetching (FsStats::unfetched_patches).
+    unfetched: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -575,6 +605,38 @@ fn write_at(content: &mut Bytes, offset: usize, data: &[u8]) {
         c.resize(offset + data.len(), 0);
     }
     c[offset..offset + data.len()].copy_from_slice(data);
+}
+
+/// The patch rule for a write of `len` bytes at `offset` into a file of
+/// `size` bytes not fetched, with `ranges` written already (§3): not byte
+/// 0, not past the end, at most 16 ranges and an eighth of the file. The
+/// ranges with it, if admitted.
+fn admits(
+    size: usize,
+    ranges: &[(usize, usize)],
+    offset: usize,
+    len: usize,
+) -> Option<Vec<(usize, usize)>> {
+    if len == 0 {
+        return Some(ranges.to_vec());
+    }
+    if offset == 0 || offset + len > size {
+        return None;
+    }
+    let (mut start, mut end) = (offset, offset + len);
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for &(s, e) in ranges {
+        if e < start || end < s {
+            out.push((s, e));
+        } else {
+            start = start.min(s);
+            end = end.max(e);
+        }
+    }
+    out.push((start, end));
+    out.sort_unstable();
+    let total: usize = out.iter().map(|(s, e)| e - s).sum();
+    (out.len() <= 16 && total <= size / 8).then_some(out)
 }
 
 /// A save's outcome decided: what it returned.
@@ -696,6 +758,7 @@ impl Model {
                 in_order: false,
                 stream: None,
                 append_base: None,
+                overlay: None,
                 fetched: None,
                 maybe_gone: false,
                 handles: 1,
@@ -735,6 +798,7 @@ impl Model {
         let f = self.files.get_mut(&id).unwrap();
         f.stream = None;
         f.append_base = None;
+        f.overlay = None;
         f.dirty = false;
         f.in_order = false;
         f.local = false;
@@ -815,6 +879,30 @@ impl Model {
         if !f.dirty {
             return Ok(());
         }
+        if f.overlay.is_some() {
+            if self.obs.patched {
+                // Only the written ranges were sent (one fault is sent
+                // again or never reaches them), over the server's copy,
+                // which nobody else changes here.
+                assert!(
+                    self.rest_stor == StoreAtOffset::InPlace && f.content.len() >= PATCH_MIN,
+                    "{path} was patched without a fetch against the rule"
+                );
+                if matches!(self.arm, Some(Arm::Corrupt)) {
+                    self.patched_short(id, &path, store);
+                }
+                let f = self.files.get_mut(&id).unwrap();
+                self.server.insert(path, SNode::File(f.content.clone()));
+                f.overlay = None;
+                f.dirty = false;
+                return Ok(());
+            }
+            // Not patched (refused, or the server's copy could not be
+            // checked): fetched, the writes put over it, replaced whole.
+            let size = f.content.len();
+            self.fetch_to_replace(id, size, None, caller)?;
+        }
+        let f = &self.files[&id];
         if let Some(base) = f.append_base {
             match self.send_appended(id, base) {
                 Appended::Done => return Ok(()),
@@ -823,20 +911,8 @@ impl Model {
                     return Err(e);
                 }
                 Appended::Replace => {
-                    // Fetched, then uploaded whole as a staged file.
-                    let size = base;
-                    if let Some(e) = self.fetch_fails(size) {
-                        // An upload's failure: a lost connection is EIO.
-                        let e = if e == ETIMEDOUT { EIO } else { e };
-                        self.upload_failed(id, e, caller);
-                        return Err(e);
-                    }
                     let fetched = self.fetched_for_append(&path, base);
-                    let f = self.files.get_mut(&id).unwrap();
-                    f.append_base = None;
-                    f.local = true;
-                    f.fetched = fetched;
-                    f.in_order = false;
+                    self.fetch_to_replace(id, base, fetched, caller)?;
                 }
             }
         }
@@ -916,6 +992,32 @@ impl Model {
         Ok(())
     }
 
+    /// At a save, an appended or patched file not sent as such: the
+    /// server's `size` bytes are fetched, the writes put over them, and the
+    /// file is then uploaded whole as a staged file (held as fetched from a
+    /// server that had `fetched` bytes). A failing fetch fails the save.
+    fn fetch_to_replace(
+        &mut self,
+        id: usize,
+        size: usize,
+        fetched: Option<usize>,
+        caller: Option<H>,
+    ) -> Saved {
+        if let Some(e) = self.fetch_fails(size) {
+            // An upload's failure: a lost connection is EIO.
+            let e = if e == ETIMEDOUT { EIO } else { e };
+            self.upload_failed(id, e, caller);
+            return Err(e);
+        }
+        let f = self.files.get_mut(&id).unwrap();
+        f.append_base = None;
+        f.overlay = None;
+        f.local = true;
+        f.fetched = fetched;
+        f.in_order = false;
+        Ok(())
+    }
+
     /// Unlinked or replaced while open: never uploaded again.
     fn orphan(&mut self, id: usize) {
         let f = self.files.get_mut(&id).unwrap();
@@ -925,7 +1027,11 @@ impl Model {
         // had uploaded was the server's, which is gone now. An appended file
         // whose server part could not be fetched (`before_orphaning`) keeps
         // nothing either.
-        if !f.dirty || f.stream.take().is_some() || f.append_base.take().is_some() {
+        if !f.dirty
+            || f.stream.take().is_some()
+            || f.append_base.take().is_some()
+            || f.overlay.take().is_some()
+        {
             f.local = false;
             f.maybe_gone = true;
         }
@@ -970,6 +1076,9 @@ impl Model {
             }
         }
         let f = self.files.get_mut(&id).unwrap();
+        // A patched file's written ranges go over what was fetched: its
+        // content already has them.
+        f.overlay = None;
         if !fetch {
             // Nothing to fetch: gone from the server, or never there.
             f.content = Rc::new(Vec::new());
@@ -1065,22 +1174,41 @@ impl Model {
     fn start_appending_if_at_end(&mut self, id: usize, offset: usize) {
         let refused = self.appe_refused;
         let f = self.files.get_mut(&id).unwrap();
-        let servers = !f.local
-            && f.stream.is_none()
-            && f.append_base.is_none()
-            && f.path.is_some()
-            && f.on_server
-            && !f.maybe_gone;
-        if servers && !refused && offset == f.content.len() {
+        if f.servers() && !refused && offset == f.content.len() {
             f.append_base = Some(offset);
         }
+    }
+
+    /// A write inside a file whose content is the server's, of at least
+    /// `PATCH_MIN` bytes, on a server that writes REST + STOR in place,
+    /// within the patch rule (`admits`), begins a patch without fetching
+    /// the file (§3). The time asked then (MLST) failing stages it instead.
+    /// Whether it began.
+    fn start_patching_if_inside(&mut self, id: usize, offset: usize, len: usize) -> bool {
+        let stat_fails = matches!(self.arm, Some(Arm::Fail(FaultOp::Stat, _)));
+        let in_place = self.rest_stor == StoreAtOffset::InPlace;
+        let f = self.files.get_mut(&id).unwrap();
+        let size = f.content.len();
+        if !f.servers() || !in_place || stat_fails || size < PATCH_MIN {
+            return false;
+        }
+        if admits(size, &[], offset, len).is_none() {
+            return false;
+        }
+        // Nothing written yet: the write itself is held by the caller.
+        f.overlay = Some(Vec::new());
+        true
     }
 
     /// An appended file loses its name (unlink, rename over it): the
     /// server's part is fetched first; if that fails, its descriptors keep
     /// nothing (`orphan`). Nothing is returned either way.
     fn before_orphaning(&mut self, id: usize) {
-        if self.files[&id].append_base.is_some() {
+        let f = &self.files[&id];
+        if f.overlay.is_some() && self.fetch_fails(f.content.len()).is_some() {
+            return;
+        }
+        if f.append_base.is_some() || f.overlay.is_some() {
             let _ = self.stage(id, &Ok(Out::Done));
         }
     }
@@ -1190,6 +1318,14 @@ impl Model {
             self.unstream(id, actual, caller, store)?;
         }
         let f = &self.files[&id];
+        if f.overlay.is_some() {
+            if f.content.len() == size {
+                return Ok(());
+            }
+            // Any other size: fetched, the writes put over it.
+            self.stage(id, actual)?;
+        }
+        let f = &self.files[&id];
         if let Some(base) = f.append_base {
             if size >= base {
                 // Only what was appended is cut: still appending.
@@ -1282,6 +1418,7 @@ impl Model {
                                 in_order: true,
                                 stream: None,
                                 append_base: None,
+                                overlay: None,
                                 fetched: None,
                                 maybe_gone: false,
                                 handles: 1,
@@ -1350,11 +1487,28 @@ impl Model {
                     }
                 }
                 self.start_appending_if_at_end(id, offset);
+                let started = self.start_patching_if_inside(id, offset, data.len());
+                assert_eq!(
+                    started,
+                    obs.unfetched,
+                    "a write of {} bytes at {offset} began a patch without fetching: \
+                     expected {started}, observed {}",
+                    data.len(),
+                    obs.unfetched
+                );
                 let f = self.files.get_mut(&id).unwrap();
                 if f.append_base.is_some_and(|base| offset >= base) {
                     write_at(&mut f.content, offset, &data);
                     f.dirty = true;
                     return Ok(Out::Done);
+                }
+                if let Some(ranges) = &f.overlay {
+                    if let Some(ranges) = admits(f.content.len(), ranges, offset, data.len()) {
+                        f.overlay = Some(ranges);
+                        write_at(&mut f.content, offset, &data);
+                        f.dirty = true;
+                        return Ok(Out::Done);
+                    }
                 }
                 self.stage(id, actual)?;
                 let f = self.files.get_mut(&id).unwrap();
@@ -1384,6 +1538,8 @@ impl Model {
                         self.stage(id, actual)?;
                     }
                 }
+                // A patched file's written bytes are held here, the others
+                // read from the server (which may fail as any read).
                 let f = &self.files[&id];
                 let bytes = Ok(Out::Bytes(slice(&f.content, *off, *len)));
                 if f.local || f.append_base.is_some() {
@@ -2184,6 +2340,7 @@ fn run_case(rest_stor: StoreAtOffset, init: &[Init], steps: &[Step]) -> Result<(
             fell_back: sut.fs.stats().stream_fallbacks > before.stream_fallbacks,
             upload_opened: uploads_opened(&sut.store) > uploads_before,
             patched: sut.fs.stats().patches > before.patches,
+            unfetched: sut.fs.stats().unfetched_patches > before.unfetched_patches,
         };
         model.arm = arm;
         let expected = model.apply(inner, &actual, obs, &sut.store);
@@ -2613,7 +2770,7 @@ fn every_path_of_an_append() {
             Flush(h0),
         ],
         // Removed: the server's part is fetched first, or nothing is kept.
-        vec![Unlink(A), read(0, 100), Release(h0)],
+        vec![Unlink(P(0)), read(0, 100), Release(h0)],
         vec![
             faulty(fail(FaultOp::OpenRead, FaultKind::Failed), Unlink(A)),
             read(0, 100),
@@ -2649,20 +2806,29 @@ fn run_fixed(rest_stor: StoreAtOffset, init: &[Init], first: Step, case: Vec<Ste
     }
 }
 
+/// What the fixed cases of patches start from: "a" (100 000 bytes) on the
+/// server, and a directory "d".
+fn big_file_init() -> [Init; 2] {
+    [Init::Dir(P(2)), Init::File(P(0), 100_000, 3)]
+}
+
+/// A write of `len` bytes of `seed`'s pattern at `off` through h0.
+fn write_h0(seed: u8) -> impl Fn(u32, u32) -> Step {
+    move |off, len| Step::Write {
+        h: H(0),
+        at: At::Offset(off),
+        len,
+        seed,
+    }
+}
+
 /// Each path of a patch in place (SEMANTICS §3) at least once: "a"
 /// (100 000 bytes) is on the server, opened into h0 and written at 99 000.
 #[test]
 fn every_path_of_a_patch() {
     use Step::*;
-    const A: P = P(0);
-    const D: P = P(2);
     let h0 = H(0);
-    let write = |off, len| Write {
-        h: h0,
-        at: At::Offset(off),
-        len,
-        seed: 9,
-    };
+    let write = write_h0(9);
     let flush_with = |arm| vec![Faulty(arm, Box::new(Flush(h0)))];
     let failing = |op, kind| flush_with(Arm::Fail(op, kind));
     let in_place = StoreAtOffset::InPlace;
@@ -2729,8 +2895,81 @@ fn every_path_of_a_patch() {
         (StoreAtOffset::Refused, vec![Release(h0)]),
         (StoreAtOffset::Unknown, vec![Release(h0)]),
     ];
-    let init = [Init::Dir(D), Init::File(A, 100_000, 3)];
+    let init = big_file_init();
     for (rest_stor, case) in cases {
-        run_fixed(rest_stor, &init, write(99_000, 5), case);
+        // Inside the file: patched without fetching it where REST + STOR
+        // writes in place; over its end: fetched first (staged) always.
+        for first in [write(99_000, 5), write(99_998, 5)] {
+            run_fixed(rest_stor, &init, first, case.clone());
+        }
+    }
+}
+
+/// Each path of a patch without fetching (SEMANTICS §3 "A small write
+/// inside a big file"): "a" (100 000 bytes) is on the server, opened into
+/// h0 and written at 50 000 (100 bytes). Reads merge the written bytes
+/// with the server's (a failing download fails only what it serves);
+/// writes the rule does not admit, and truncates to another size, fetch
+/// the file first (a failing fetch fails them and changes nothing).
+#[test]
+fn every_path_of_a_patch_without_fetching() {
+    use Step::*;
+    let h0 = H(0);
+    let write = write_h0(4);
+    let read = |off, len| Read { h: h0, off, len };
+    let faulty = |arm, step| Faulty(arm, Box::new(step));
+    let no_download = Arm::Fail(FaultOp::OpenRead, FaultKind::Failed);
+    let failing = |op, kind| vec![faulty(Arm::Fail(op, kind), Flush(h0))];
+    let truncate = |size| Truncate {
+        t: Target::Handle(h0),
+        size,
+    };
+    let scattered: Vec<Step> = (1..=17).map(|i| write(i * 3_000, 1)).collect();
+    let cases: Vec<Vec<Step>> = vec![
+        vec![read(49_990, 200), read(50_010, 10), Release(h0)],
+        vec![faulty(no_download, read(50_010, 10)), Release(h0)],
+        vec![
+            faulty(no_download, read(49_000, 2_000)),
+            read(49_000, 2_000),
+        ],
+        vec![
+            faulty(Arm::BreakRead(10), read(40_000, 20_000)),
+            Release(h0),
+        ],
+        vec![
+            write(60_000, 10),
+            write(50_050, 100),
+            read(49_000, 12_000),
+            Fsync(h0),
+        ],
+        vec![write(0, 1), read(0, 10), Release(h0)],
+        vec![
+            faulty(no_download, write(0, 1)),
+            read(49_990, 20),
+            Release(h0),
+        ],
+        vec![write(99_999, 5), Release(h0)],
+        vec![write(70_000, 12_500), Release(h0)],
+        scattered,
+        vec![truncate(100_000), Release(h0)],
+        vec![truncate(50_050), read(49_990, 100), Release(h0)],
+        vec![faulty(no_download, truncate(10)), Release(h0)],
+        vec![Unlink(P(0)), read(49_990, 200), Release(h0)],
+        vec![
+            faulty(no_download, Unlink(P(0))),
+            read(49_990, 200),
+            Release(h0),
+        ],
+        vec![faulty(Arm::BreakUpload(3), Flush(h0)), read(49_990, 200)],
+        failing(FaultOp::UploadAt, FaultKind::Unavailable),
+        failing(FaultOp::UploadAt, FaultKind::PermissionDenied),
+        failing(FaultOp::Stat, FaultKind::Failed),
+        failing(FaultOp::Size, FaultKind::Failed),
+        vec![faulty(no_download, Flush(h0)), read(49_990, 200)],
+        vec![faulty(Arm::Corrupt, Flush(h0)), read(49_990, 200)],
+    ];
+    let init = big_file_init();
+    for case in cases {
+        run_fixed(StoreAtOffset::InPlace, &init, write(50_000, 100), case);
     }
 }

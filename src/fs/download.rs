@@ -20,7 +20,10 @@ use crate::store::{ReadStream, StorePath};
 impl Fs {
     pub(super) fn read_handle(&self, h: &Handle, offset: u64, size: u32) -> Result<Vec<u8>> {
         let file = &h.file;
-        {
+        // Bytes written over the server's copy (`Patching`), put over what
+        // is read from it.
+        let mut held: Vec<(u64, Vec<u8>)> = Vec::new();
+        let server = {
             let mut state = file.state();
             if matches!(&*state, FileState::Streaming(_)) {
                 self.unstream(file, &mut state)?;
@@ -39,19 +42,66 @@ impl Fs {
             if matches!(&*state, FileState::SavedEmpty | FileState::NotOnServer) {
                 return Ok(Vec::new());
             }
+            match &*state {
+                FileState::Patching(o) => {
+                    let end = (offset + u64::from(size)).min(o.base.size);
+                    let pieces = o.pieces(offset..end);
+                    if offset >= end || pieces.first() == Some(&(offset..end)) {
+                        return read_spool(&o.spool, offset, (end.max(offset) - offset) as u32);
+                    }
+                    for piece in pieces {
+                        let len = (piece.end - piece.start) as u32;
+                        held.push((piece.start, read_spool(&o.spool, piece.start, len)?));
+                    }
+                    ServerView {
+                        size: o.base.size,
+                        mtime: o.server_mtime,
+                        mtime_exact: o.server_mtime_exact,
+                    }
+                }
+                _ => {
+                    let view = file.view();
+                    ServerView {
+                        size: view.size,
+                        mtime: view.mtime,
+                        mtime_exact: view.mtime_exact,
+                    }
+                }
+            }
+        };
+        let mut data = self.read_remote(h, offset, size, &server)?;
+        for (at, bytes) in held {
+            let from = (at - offset) as usize;
+            if data.len() < from + bytes.len() {
+                // The server's copy is shorter now than when written.
+                data.resize(from + bytes.len(), 0);
+            }
+            data[from..from + bytes.len()].copy_from_slice(&bytes);
         }
+        Ok(data)
+    }
+
+    /// `size` bytes at `offset` of the server's copy of an open file, which
+    /// is `server` (through the content cache and the handle's download).
+    fn read_remote(
+        &self,
+        h: &Handle,
+        offset: u64,
+        size: u32,
+        server: &ServerView,
+    ) -> Result<Vec<u8>> {
+        let file = &h.file;
         let path = self
             .path(file.ino)
             .map_err(|_| vanished(&format!("inode {}", file.ino)))?;
         let content = self.content.as_ref().and_then(|cache| {
-            let view = file.view();
             let version = Version {
-                size: view.size,
-                mtime: Some(view.mtime),
+                size: server.size,
+                mtime: Some(server.mtime),
             };
             // A rounded time (a LIST server without MDTM) cannot tell a
             // rewrite of the same size apart: such files are not cached.
-            view.mtime_exact.then_some((cache, version))
+            server.mtime_exact.then_some((cache, version))
         });
         if let Some((cache, version)) = &content {
             if offset >= version.size {
@@ -63,9 +113,7 @@ impl Fs {
             }
         }
         let version = file.version();
-        // Read here: a guard in the `match` below would hold the view's lock
-        // while the download opens.
-        let file_size = file.view().size;
+        let file_size = server.size;
         let failures_before = h.read_failures.load(Ordering::SeqCst);
         let mut slot = h.reader.lock();
         if h.read_failures.load(Ordering::SeqCst) != failures_before {
@@ -184,6 +232,13 @@ fn read_cached(
         out.extend_from_slice(&data);
     }
     Some(out)
+}
+
+/// The server's copy of an open file, as the mount knows it.
+struct ServerView {
+    size: u64,
+    mtime: std::time::SystemTime,
+    mtime_exact: bool,
 }
 
 fn read_spool(spool: &Spool, offset: u64, size: u32) -> Result<Vec<u8>> {

@@ -5,11 +5,15 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use std::ops::Range;
+
 use super::changes::{Changes, ServerCopy};
 use super::open_file::{Appending, FileState, LocalCopy, OpenFile};
+use super::overlay::{self, Overlay};
 use super::spool::Spool;
 use super::{not_found, Error, ErrorKind, Fs, Ino, Result, FETCH_CHUNK, STREAM_AFTER};
-use crate::store::FileKind;
+use crate::store::path::split;
+use crate::store::{FileKind, StoreAtOffset};
 
 impl Fs {
     /// The open file of `ino`, opened if it is not, with one more user.
@@ -115,9 +119,25 @@ impl Fs {
                         pending: Default::default(),
                     });
                 }
-                // The server's content is the base (even when the cache
+                // A small write inside a big file: nothing fetched. Else
+                // the server's content is the base (even when the cache
                 // says it is empty: it may not be any more).
-                FileState::Remote => self.stage(file, state)?,
+                FileState::Remote => {
+                    if !self.start_patching(file, state, offset, data.len() as u64) {
+                        self.stage(file, state)?;
+                    }
+                }
+                FileState::Patching(o) => match o.admits(offset, data.len() as u64) {
+                    Ok(()) => {
+                        o.write(offset, data).map_err(spool_error)?;
+                        Self::touched(file, state);
+                        return Ok(());
+                    }
+                    Err(why) => {
+                        log::debug!("inode {}: fetched to be written: {why}", file.ino);
+                        self.stage(file, state)?;
+                    }
+                },
                 FileState::Appending(a) if offset >= a.base => {
                     a.tail
                         .write_at(offset - a.base, data)
@@ -168,14 +188,65 @@ impl Fs {
         }
     }
 
+    /// Remote → Patching, for a write of `n` bytes at `offset` inside a big
+    /// file that may be patched in place, on a server that writes REST +
+    /// STOR in place (probed on first need): nothing is fetched (see
+    /// `overlay`). Returns whether it did; if not, the file is staged.
+    fn start_patching(&self, file: &OpenFile, state: &mut FileState, offset: u64, n: u64) -> bool {
+        let (size, server_mtime, server_mtime_exact) = {
+            let view = file.view();
+            (view.size, view.mtime, view.mtime_exact)
+        };
+        if !self.config.patch_in_place
+            || size < self.config.patch_min_size
+            || overlay::admits(size, &[], offset, n).is_err()
+        {
+            return false;
+        }
+        let Some(path) = self.inodes.lock().path(file.ino) else {
+            return false;
+        };
+        if self.store.store_at_offset(split(&path).0) != StoreAtOffset::InPlace {
+            return false;
+        }
+        // Where the server tells exact times, the time to find unchanged
+        // at the save is asked now, and the size the mount shows checked.
+        let mtime = if self.store.capabilities().exact_listing_mtime {
+            match self.patch_base_stat(&path, size) {
+                Some(meta) if meta.size == size && meta.mtime_exact => meta.mtime,
+                _ => return false,
+            }
+        } else {
+            None
+        };
+        *state = FileState::Patching(Overlay {
+            base: ServerCopy { size, mtime },
+            server_mtime,
+            server_mtime_exact,
+            // Straight to a file: in memory the bytes before the first
+            // write would be held too (as zeros); a file is sparse.
+            spool: Spool::new(
+                0,
+                self.config.spool_dir.clone(),
+                Arc::clone(&self.spool_stats),
+            ),
+            written: Vec::new(),
+            pending: Default::default(),
+        });
+        self.unfetched_patches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        true
+    }
+
     /// Fetches the server's content of the file into a spool (state lock
     /// held): Remote → Staged. A file the server has empty, or does not
     /// have, or whose path is gone, starts from empty. An appended file
-    /// gets the server's bytes before its end, then what was appended.
+    /// gets the server's bytes before its end, then what was appended; a
+    /// patched one the server's bytes with the written ranges over them.
     pub(super) fn stage(&self, file: &OpenFile, state: &mut FileState) -> Result<()> {
         let path = self.inodes.lock().path(file.ino);
         let (mut spool, mut changes) = match (&*state, path) {
-            (FileState::Remote | FileState::Appending(_), Some(path)) => {
+            (FileState::Remote | FileState::Appending(_) | FileState::Patching(_), Some(path)) => {
                 let mtime = self.patch_base_mtime(&path, file.view().size);
                 let spool = self.fetch(&path)?;
                 let base = ServerCopy {
@@ -188,7 +259,10 @@ impl Fs {
         };
         let replaces = matches!(
             state,
-            FileState::Remote | FileState::SavedEmpty | FileState::Appending(_)
+            FileState::Remote
+                | FileState::SavedEmpty
+                | FileState::Appending(_)
+                | FileState::Patching(_)
         );
         let mut pending = Default::default();
         if let FileState::Appending(a) = &*state {
@@ -202,6 +276,17 @@ impl Fs {
             changes.resized(fetched, a.base);
             changes.wrote(a.base, a.base, a.tail.len());
             pending = a.pending;
+        }
+        if let FileState::Patching(o) = &*state {
+            // Over the server's copy as it is now (another client may have
+            // changed it since the writes began).
+            for range in &o.written {
+                let len = spool.len();
+                copy_spool(&o.spool, range.clone(), &mut spool, range.start)
+                    .map_err(|e| Error::local(&e, "writing the spool"))?;
+                changes.wrote(len, range.start, range.end - range.start);
+            }
+            pending = o.pending;
         }
         *state = FileState::Staged(LocalCopy {
             spool,
@@ -232,6 +317,12 @@ impl Fs {
 
     pub(super) fn truncate_file(&self, file: &OpenFile, size: u64) -> Result<()> {
         let mut state = file.state();
+        if let FileState::Patching(o) = &*state {
+            if o.base.size == size {
+                return Ok(());
+            }
+            self.stage(file, &mut state)?;
+        }
         if let FileState::Streaming(s) = &*state {
             if s.upload.size() == size {
                 return Ok(());
@@ -286,14 +377,21 @@ impl Fs {
 
 /// Copies all of `from` to the end of `to`.
 fn append_spool(to: &mut Spool, from: &Spool) -> std::io::Result<()> {
+    let at = to.len();
+    copy_spool(from, 0..from.len(), to, at)
+}
+
+/// Copies the bytes of `range` in `from` into `to` at `at`.
+fn copy_spool(from: &Spool, range: Range<u64>, to: &mut Spool, at: u64) -> std::io::Result<()> {
     let mut buf = vec![0u8; FETCH_CHUNK];
-    let (start, mut offset) = (to.len(), 0);
-    while offset < from.len() {
-        let n = from.read_at(offset, &mut buf)?;
+    let mut offset = range.start;
+    while offset < range.end {
+        let want = buf.len().min((range.end - offset) as usize);
+        let n = from.read_at(offset, &mut buf[..want])?;
         if n == 0 {
             break;
         }
-        to.write_at(start + offset, &buf[..n])?;
+        to.write_at(at + (offset - range.start), &buf[..n])?;
         offset += n as u64;
     }
     Ok(())

@@ -21,7 +21,8 @@
 //!   upload is decided, and what follows it), `streamer` (an upload fed
 //!   while the program writes), `append` (only the new end sent, APPE),
 //!   `changes` (the ranges a staged file changed) and `patch` (only those
-//!   sent, REST + STOR), `replace` (temporary names and putting an
+//!   sent, REST + STOR), `overlay` (a big file written inside without
+//!   fetching it: only the written ranges held), `replace` (temporary names and putting an
 //!   upload in place), `resume` (a cut upload goes on from the server's
 //!   size), `retry` (the backoff), `verify` (checking what the server
 //!   stored), `spool` (local copies), `rescue` (what could not be
@@ -56,7 +57,9 @@
 //! (random writes, O_RDWR, append, truncate to a non-zero size, writes to an
 //! existing file) first fetches the file's content into the spool (memory,
 //! then a private file) and uploads the whole file at flush, or only the
-//! ranges changed where that is allowed (see `patch`). A streamed file
+//! ranges changed where that is allowed (see `patch`); a small write inside
+//! a big file that may be patched fetches nothing: only the written ranges
+//! are held (see `overlay`). A streamed file
 //! written out of order falls back to staging: the bytes already uploaded are
 //! fetched back. A cut upload is resumed from the server's size (see `resume`),
 //! and every upload is checked (see `verify`). An upload failure is
@@ -86,6 +89,7 @@ mod lister;
 mod local_changes;
 mod namespace;
 mod open_file;
+mod overlay;
 mod overview;
 mod patch;
 mod prefetch;
@@ -299,6 +303,9 @@ pub struct FsStats {
     pub patches: u64,
     /// Bytes those patches sent.
     pub bytes_patched: u64,
+    /// Big files written inside without being fetched first (`overlay`):
+    /// only the written ranges were held, the rest read from the server.
+    pub unfetched_patches: u64,
     /// Cut uploads continued from the server's size.
     pub resumed_uploads: u64,
     /// Uploads sent again from zero (resuming refused, or a check failed).
@@ -333,6 +340,7 @@ pub struct Fs {
     staged: AtomicU64,
     patched: AtomicU64,
     bytes_patched: AtomicU64,
+    unfetched_patches: AtomicU64,
     fallbacks: AtomicU64,
     uploads: Arc<UploadCounters>,
     /// Set by `shutdown`: uploads that fail from then on keep their content
@@ -414,6 +422,7 @@ impl Fs {
             staged: AtomicU64::new(0),
             patched: AtomicU64::new(0),
             bytes_patched: AtomicU64::new(0),
+            unfetched_patches: AtomicU64::new(0),
             fallbacks: AtomicU64::new(0),
             uploads: Arc::default(),
             shutting_down: AtomicBool::new(false),
@@ -437,6 +446,7 @@ impl Fs {
             staged_uploads: self.staged.load(Ordering::Relaxed),
             patches: self.patched.load(Ordering::Relaxed),
             bytes_patched: self.bytes_patched.load(Ordering::Relaxed),
+            unfetched_patches: self.unfetched_patches.load(Ordering::Relaxed),
             spool_peak_memory: self.spool_stats.peak_memory.load(Ordering::Relaxed),
             spool_peak_size: self.spool_stats.peak_size.load(Ordering::Relaxed),
             spool_files: self.spool_stats.files.load(Ordering::Relaxed),

@@ -240,13 +240,14 @@ impl Fs {
         Ok(())
     }
 
-    /// An appended file holds only its end here: the server's part is
-    /// fetched while it is still there, so that its descriptors keep the
-    /// whole file once the name is gone. If that fails, they keep nothing.
+    /// An appended or patched file holds only part of it here: the
+    /// server's part is fetched while it is still there, so that its
+    /// descriptors keep the whole file once the name is gone. If that
+    /// fails, they keep nothing.
     fn before_orphaning(&self, file: &OpenFile, state: &mut FileState) {
-        if matches!(state, FileState::Appending(_)) {
+        if matches!(state, FileState::Appending(_) | FileState::Patching(_)) {
             if let Err(e) = self.stage(file, state) {
-                log::warn!("keeping an appended file that is being removed: {e}");
+                log::warn!("keeping a changed file that is being removed: {e}");
             }
         }
     }

@@ -11,6 +11,7 @@
 //! | `Filling` | a spool written in order from byte 0 (new file, `O_TRUNC`, `truncate 0`) | one upload of the spool |
 //! | `Staged` | a spool with the whole file, changed anywhere | one upload of the spool |
 //! | `Appending` | the bytes written at or after the server's end, in a spool | only those, with APPE, resumed if cut |
+//! | `Patching` | the bytes written inside a big file, at their offsets; the rest is the server's (`overlay`) | only those ranges, with REST + STOR (`patch`) |
 //! | `Streaming` | an upload taking the writes as they come | the upload is finished |
 //! | `SavedEmpty` | just uploaded empty, with handles still open for writing | nothing to do |
 //! | `Orphaned` | unlinked or replaced while open: a private copy, if written | never uploaded |
@@ -21,12 +22,18 @@
 //!   open ─► Remote ── write, truncate to n > 0 [stage: fetch] ──────────► Staged
 //!   Remote ── write at the end (O_APPEND, >>) ─────────────────────────► Appending
 //!   Appending ── write, truncate, read before the server's end [stage] ► Staged
+//!   Remote ── write inside a big file the server patches in place
+//!               [start_patching: nothing fetched] ─────────────────────► Patching
+//!   Patching ── write the rule does not admit, truncate to another size,
+//!               unlink [stage: fetch, the writes put back over it] ────► Staged
+//!   Patching ── save: patch refused, server's copy changed
+//!               [stage, then replaced whole] ──────────────────────────► Staged
 //!   create, open O_TRUNC, truncate 0 ──────────────────────────────────► Filling
 //!   Filling ── write not at the end ───────────────────────────────────► Staged
 //!   Filling ── grows past STREAM_AFTER [start_stream] ─────────────────► Streaming
 //!   Streaming ── write behind, read, truncate, flush with a gap
 //!               [unstream: finish, fetch back] ────────────────────────► Staged
-//!   Filling, Staged, Streaming, Appending ── flush, fsync, last close [save]
+//!   Filling, Staged, Streaming, Appending, Patching ── flush, fsync, last close [save]
 //!               ok ──► Remote, or SavedEmpty (empty, writers still open)
 //!               failed ──► Remote (server has a file) or NotOnServer
 //!   Streaming ── the upload fails during a write [stream_failed] ──────► Remote or NotOnServer
@@ -46,6 +53,7 @@ use parking_lot::{Mutex, MutexGuard};
 
 use super::changes::Changes;
 use super::inode::Ino;
+use super::overlay::Overlay;
 use super::spool::Spool;
 use super::streamer::Streamer;
 use crate::store::{FileKind, Metadata};
@@ -59,6 +67,7 @@ pub enum FileState {
     Staged(LocalCopy),
     Streaming(Streaming),
     Appending(Appending),
+    Patching(Overlay),
     SavedEmpty,
     Orphaned(Option<Spool>),
 }
@@ -121,7 +130,8 @@ impl FileState {
             | FileState::Filling(_)
             | FileState::Staged(_)
             | FileState::Streaming(_)
-            | FileState::Appending(_) => Truth::Local,
+            | FileState::Appending(_)
+            | FileState::Patching(_) => Truth::Local,
             FileState::Orphaned(_) => Truth::Orphaned,
         }
     }
@@ -134,6 +144,7 @@ impl FileState {
                 | FileState::Staged(_)
                 | FileState::Streaming(_)
                 | FileState::Appending(_)
+                | FileState::Patching(_)
         )
     }
 
@@ -143,7 +154,10 @@ impl FileState {
     /// upload goes with the stream.
     pub fn server_has_file(&self) -> bool {
         match self {
-            FileState::Remote | FileState::SavedEmpty | FileState::Appending(_) => true,
+            FileState::Remote
+            | FileState::SavedEmpty
+            | FileState::Appending(_)
+            | FileState::Patching(_) => true,
             FileState::Filling(c) | FileState::Staged(c) => c.replaces,
             FileState::Streaming(s) => s.replaces,
             FileState::NotOnServer | FileState::Orphaned(_) => false,
@@ -156,13 +170,14 @@ impl FileState {
             FileState::Filling(c) | FileState::Staged(c) => Some(c.spool.len()),
             FileState::Streaming(s) => Some(s.upload.size()),
             FileState::Appending(a) => Some(a.base + a.tail.len()),
+            FileState::Patching(o) => Some(o.base.size),
             FileState::Orphaned(Some(spool)) => Some(spool.len()),
             FileState::SavedEmpty | FileState::NotOnServer => Some(0),
             FileState::Remote | FileState::Orphaned(None) => None,
         }
     }
 
-    /// The local copy of the content, to read from or write into.
+    /// The local copy of the whole content, to read from or write into.
     pub fn spool(&self) -> Option<&Spool> {
         match self {
             FileState::Filling(c) | FileState::Staged(c) => Some(&c.spool),
@@ -177,6 +192,7 @@ impl FileState {
             FileState::Filling(c) | FileState::Staged(c) => Some(&mut c.pending),
             FileState::Streaming(s) => Some(&mut s.pending),
             FileState::Appending(a) => Some(&mut a.pending),
+            FileState::Patching(o) => Some(&mut o.pending),
             _ => None,
         }
     }
@@ -198,7 +214,8 @@ impl FileState {
 
     /// Unlinked or replaced: the handles keep what is held here, never to be
     /// uploaded. A streaming upload is handed back to be stopped. (An
-    /// appended file holds only its end: callers stage it first.)
+    /// appended or patched file holds only part of it: callers stage it
+    /// first.)
     pub fn orphan(&mut self) -> Option<Streaming> {
         match self.take() {
             FileState::Filling(c) | FileState::Staged(c) => {
@@ -216,7 +233,8 @@ impl FileState {
             FileState::Remote
             | FileState::NotOnServer
             | FileState::SavedEmpty
-            | FileState::Appending(_) => {
+            | FileState::Appending(_)
+            | FileState::Patching(_) => {
                 *self = FileState::Orphaned(None);
                 None
             }

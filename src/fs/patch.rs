@@ -46,14 +46,17 @@ use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
+use super::changes::ServerCopy;
 use super::open_file::LocalCopy;
+use super::overlay::Overlay;
 use super::resume::Sent;
 use super::retry::Backoff;
+use super::spool::Spool;
 use super::streamer::BATCH;
 use super::verify::Checked;
 use super::{Fs, Result};
 use crate::store::path::split;
-use crate::store::{self, StoreAtOffset, StorePath};
+use crate::store::{self, Metadata, StoreAtOffset, StorePath};
 
 /// Smaller files are always replaced whole (cheap, and atomic).
 pub(super) const PATCH_MIN_SIZE: u64 = 1024 * 1024;
@@ -73,20 +76,24 @@ impl Fs {
     /// it may be patched later and the server tells exact times; asked
     /// before the fetch, so a change during it shows at the save.
     pub(super) fn patch_base_mtime(&self, path: &StorePath, size: u64) -> Option<SystemTime> {
+        self.patch_base_stat(path, size)
+            .filter(|meta| meta.mtime_exact)
+            .and_then(|meta| meta.mtime)
+    }
+
+    /// The server's metadata of a file of `size` bytes that may be patched,
+    /// where the server tells exact times (one MLST); None elsewhere.
+    pub(super) fn patch_base_stat(&self, path: &StorePath, size: u64) -> Option<Metadata> {
         if !self.config.patch_in_place
             || size < self.config.patch_min_size
             || !self.store.capabilities().exact_listing_mtime
         {
             return None;
         }
-        match self.store.stat(path) {
-            Ok(meta) if meta.mtime_exact => meta.mtime,
-            Ok(_) => None,
-            Err(e) => {
-                log::debug!("{path}: time before fetching: {e}");
-                None
-            }
-        }
+        self.store
+            .stat(path)
+            .inspect_err(|e| log::debug!("{path}: time before writing: {e}"))
+            .ok()
     }
 
     /// Uploads a local copy: only its changed ranges where the rule allows
@@ -145,6 +152,35 @@ impl Fs {
             log::debug!("{path}: replaced whole: its first byte changed");
             return Ok(Patched::Replace);
         }
+        self.send_patch(path, &copy.spool, base, &plan, len)
+    }
+
+    /// Sends the writes held over a big file that was not fetched
+    /// (`overlay`): its ranges as they are (they were admitted by the same
+    /// limits as they came), unless the server does not write REST + STOR
+    /// in place (any more: a probe that could not tell) or its copy changed.
+    pub(super) fn patch_overlay(&self, o: &Overlay, path: &StorePath) -> Result<Patched> {
+        match self.store.store_at_offset(split(path).0) {
+            StoreAtOffset::InPlace => {}
+            mode => {
+                log::debug!("{path}: replaced whole: REST + STOR on this server: {mode:?}");
+                return Ok(Patched::Replace);
+            }
+        }
+        self.send_patch(path, &o.spool, o.base, &o.written, o.base.size)
+    }
+
+    /// Sends `plan`, ranges of `spool` (the file's bytes at their offsets),
+    /// into the server's file of `len` bytes after the patch, if the server
+    /// still has `base`; then checks its size.
+    fn send_patch(
+        &self,
+        path: &StorePath,
+        spool: &Spool,
+        base: ServerCopy,
+        plan: &[Range<u64>],
+        len: u64,
+    ) -> Result<Patched> {
         match self.server_unchanged(path, base.size, base.mtime) {
             Ok(true) => {}
             Ok(false) => {
@@ -157,9 +193,9 @@ impl Fs {
             }
         }
         let mut retry = Backoff::new(self.config.retry_time);
-        for range in &plan {
+        for range in plan {
             loop {
-                match self.send_range(copy, path, range) {
+                match self.send_range(spool, path, range) {
                     Ok(()) => {
                         retry.progressed();
                         break;
@@ -199,11 +235,11 @@ impl Fs {
         }
         log::debug!(
             "{path}: patched in place: {} bytes in {} range(s)",
-            sent(&plan),
+            sent(plan),
             plan.len()
         );
         self.patched.fetch_add(1, Ordering::Relaxed);
-        self.bytes_patched.fetch_add(sent(&plan), Ordering::Relaxed);
+        self.bytes_patched.fetch_add(sent(plan), Ordering::Relaxed);
         Ok(Patched::Done)
     }
 
@@ -223,18 +259,13 @@ impl Fs {
     }
 
     /// One `REST start` + `STOR` of the local bytes of `range`.
-    fn send_range(
-        &self,
-        copy: &LocalCopy,
-        path: &StorePath,
-        range: &Range<u64>,
-    ) -> store::Result<()> {
+    fn send_range(&self, spool: &Spool, path: &StorePath, range: &Range<u64>) -> store::Result<()> {
         let mut up = self.store.upload_at(path, range.start)?;
         let mut buf = vec![0u8; BATCH.min((range.end - range.start) as usize).max(1)];
         let mut offset = range.start;
         while offset < range.end {
             let want = buf.len().min((range.end - offset) as usize);
-            let n = copy.spool.read_at(offset, &mut buf[..want]).map_err(|e| {
+            let n = spool.read_at(offset, &mut buf[..want]).map_err(|e| {
                 store::Error::new(store::ErrorKind::Failed, format!("reading the spool: {e}"))
             })?;
             if n == 0 {
@@ -251,6 +282,6 @@ impl Fs {
 }
 
 /// The bytes a plan sends.
-fn sent(ranges: &[Range<u64>]) -> u64 {
+pub(super) fn sent(ranges: &[Range<u64>]) -> u64 {
     ranges.iter().map(|r| r.end - r.start).sum()
 }

@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use super::append::Appended;
 use super::changes::Changes;
 use super::open_file::{FileState, LocalCopy, OpenFile, PendingAttrs, Streaming};
+use super::patch::Patched;
 use super::replace;
 use super::rescue;
 use super::resume::Sending;
@@ -268,6 +269,31 @@ impl Fs {
         if matches!(&*state, FileState::Streaming(s) if s.upload.has_ahead()) {
             self.unstream(file, &mut state)?;
         }
+        if let FileState::Patching(o) = &*state {
+            match self.patch_overlay(o, &path) {
+                Ok(Patched::Done) => {
+                    let (size, pending) = (o.base.size, o.pending);
+                    *state = FileState::Remote;
+                    self.saved(file, &path, size, pending);
+                    return Ok(());
+                }
+                Ok(Patched::Replace) => {
+                    // Refused, or the server's copy changed: the writes go
+                    // over the server's copy as it is now, replaced whole.
+                    if let Err(e) = self.stage(file, &mut state) {
+                        return Err(self.upload_failed(file, &mut state, Some(&path), true, e));
+                    }
+                    if let FileState::Staged(copy) = &mut *state {
+                        copy.changes = Changes::Whole;
+                    }
+                }
+                Err(e) => {
+                    log::error!("{path}: a patch in place could not be finished: the server's file may mix old and new bytes");
+                    self.keep_overlay(file, &mut state, &path);
+                    return Err(self.upload_failed(file, &mut state, Some(&path), true, e));
+                }
+            }
+        }
         let size = state.local_len().unwrap_or(0);
         if let FileState::Appending(a) = &*state {
             match self.send_appended(&path, a) {
@@ -327,6 +353,27 @@ impl Fs {
                 Ok(())
             }
             Err(e) => Err(self.upload_failed(file, &mut state, Some(&path), had_file, e)),
+        }
+    }
+
+    /// A patch of writes held over the server's copy (`overlay`) could not
+    /// be finished: the file is fetched, the writes put over it, and that
+    /// kept in the spool directory (the server's copy, even patched in
+    /// part, differs only in the written ranges).
+    fn keep_overlay(&self, file: &OpenFile, state: &mut FileState, path: &StorePath) {
+        let FileState::Patching(o) = &*state else {
+            return;
+        };
+        let written = o.written.clone();
+        match self.stage(file, state) {
+            Ok(()) => {
+                if let Some(spool) = state.spool() {
+                    self.keep_locally(spool, path);
+                }
+            }
+            Err(e) => log::error!(
+                "{path}: the bytes written at {written:?} are lost: the rest of the file could not be fetched to keep them with ({e})"
+            ),
         }
     }
 
