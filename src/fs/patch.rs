@@ -24,6 +24,13 @@
 //!   and, where listings give exact times (MLST), its time are what they
 //!   were. Another client changed it: it is replaced, and the log says so.
 //!
+//! A big file written inside but never fetched (`overlay`, the state
+//! `Patching`) comes here too (`patch_overlay`): its writes were admitted
+//! by the same limits as they came, so only the server's side is checked
+//! again (REST + STOR in place, its copy unchanged since the first write).
+//! Where it is not patched, `save` fetches the file, puts the writes over
+//! it and replaces it whole.
+//!
 //! After the ranges are sent, the server's size must be the local size
 //! (whatever `--verify`: this is the patch's check, asked once, and counted
 //! as a check by size, see `verify`); if not, the file is replaced whole
