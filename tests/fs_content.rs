@@ -306,3 +306,33 @@ fn cached_files_stay_readable_while_the_server_is_unreachable() {
     store.put_file(b"later", b"y");
     assert!(m.fs.lookup(ROOT_INO, b"later").is_ok());
 }
+
+/// A big file written inside without being fetched (SEMANTICS §3) reads
+/// the server's bytes from the cache, the written ones from the write:
+/// no download; after its patch the old blocks are not served.
+#[test]
+fn a_file_patched_without_fetching_reads_cached_blocks_under_its_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let data = pattern(4 * MIB, 5);
+    store.put_file(b"big", &data);
+    let m = mount(&store, dir.path(), 1 << 30, 60);
+    assert_eq!(m.cat("big"), data);
+    store.reset_counters();
+    let rdwr = OpenFlags {
+        write: true,
+        ..READ
+    };
+    let fh = m.fs.open(m.ino("big"), rdwr).expect("open");
+    let at = MIB + 100;
+    m.fs.write(fh, at as u64, b"written").expect("write");
+    let mut expected = data.clone();
+    expected[at..at + 7].copy_from_slice(b"written");
+    let got = m.fs.read(fh, MIB as u64, 4096).expect("read");
+    assert_eq!(got, expected[MIB..MIB + 4096]);
+    assert_eq!(m.downloads(), (0, 0), "from the cache and the write");
+    m.fs.release(fh).expect("release");
+    assert_eq!(store.counters().upload_at, 1, "patched");
+    assert!(store.file(b"big") == Some(expected.clone()));
+    assert!(m.cat("big") == expected, "not the old blocks");
+}
