@@ -7,7 +7,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::core::{self, MIB, READ};
+use common::core::{self, MIB, RDWR, READ};
 use ftpsfs::fs::{ContentCache, Fs, FsConfig, Ino, OpenFlags, ROOT_INO};
 use ftpsfs_testkit::MemoryStore;
 
@@ -319,11 +319,7 @@ fn a_file_patched_without_fetching_reads_cached_blocks_under_its_writes() {
     let m = mount(&store, dir.path(), 1 << 30, 60);
     assert_eq!(m.cat("big"), data);
     store.reset_counters();
-    let rdwr = OpenFlags {
-        write: true,
-        ..READ
-    };
-    let fh = m.fs.open(m.ino("big"), rdwr).expect("open");
+    let fh = m.fs.open(m.ino("big"), RDWR).expect("open");
     let at = MIB + 100;
     m.fs.write(fh, at as u64, b"written").expect("write");
     let mut expected = data.clone();
