@@ -2,10 +2,10 @@
 //! its bytes are (server, spool, streaming upload), staging (fetching the
 //! server's copy into a spool) and truncation. Uploads are decided in
 //! `upload`.
+use std::ops::Range;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
-
-use std::ops::Range;
 
 use super::changes::{Changes, ServerCopy};
 use super::open_file::{Appending, FileState, LocalCopy, OpenFile};
@@ -233,8 +233,7 @@ impl Fs {
             written: Vec::new(),
             pending: Default::default(),
         });
-        self.unfetched_patches
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.unfetched_patches.fetch_add(1, Ordering::Relaxed);
         true
     }
 
