@@ -943,6 +943,20 @@ impl Model {
                 Some(k) => failures.push(upload_errno(k)),
             }
         }
+        // A stream cut earlier is resumed here, with APPE where the server
+        // has no REST + STOR to offer: an APPE refused for good (say, no
+        // space) may fail the save with its error.
+        if f.stream.is_some()
+            && !matches!(
+                self.rest_stor,
+                StoreAtOffset::InPlace | StoreAtOffset::Truncates
+            )
+        {
+            match self.fail_kind(FaultOp::Append) {
+                None | Some(FaultKind::Unavailable) => {}
+                Some(k) => failures.push(upload_errno(k)),
+            }
+        }
         // The size asked after the upload (`verify`): lost, it is asked
         // again; refused, the save fails with it; no size, a staged upload
         // is sent again (and succeeds), a stream fails (EIO).
@@ -2971,5 +2985,43 @@ fn every_path_of_a_patch_without_fetching() {
     let init = big_file_init();
     for case in cases {
         run_fixed(StoreAtOffset::InPlace, &init, write(50_000, 100), case);
+    }
+}
+
+/// A new file that streams, its upload cut before a byte reached the
+/// server, on a server without REST + STOR: the next save resumes it with
+/// APPE, and an APPE refused for lack of space fails the save with ENOSPC
+/// (found by a long random run).
+#[test]
+fn a_cut_stream_resumed_with_a_refused_append_fails_with_its_error() {
+    use Step::*;
+    let h0 = H(0);
+    let write = |at, len| Write {
+        h: h0,
+        at,
+        len,
+        seed: 7,
+    };
+    let create = Create {
+        p: P(0),
+        excl: false,
+        trunc: true,
+        read: false,
+    };
+    for rest_stor in [StoreAtOffset::Refused, StoreAtOffset::Unknown] {
+        let steps = vec![
+            create.clone(),
+            write(At::End, STREAM_AT as u32 - 10),
+            Faulty(Arm::BreakUpload(0), Box::new(write(At::End, 4096))),
+            write(At::End, 4096),
+            Faulty(
+                Arm::Fail(FaultOp::Append, FaultKind::NoSpace),
+                Box::new(Fsync(h0)),
+            ),
+            Release(h0),
+        ];
+        if let Err(e) = run_case(rest_stor, &[], &steps) {
+            panic!("{rest_stor:?}: {e}");
+        }
     }
 }
