@@ -12,8 +12,9 @@ use ftpsfs::store::{
 };
 use ftpsfs_testkit::{Corruption, FaultyStore, MemoryStore, Op};
 
-const KIB: usize = 1024;
-const MIB: usize = 1024 * 1024;
+mod common;
+
+use common::core::{self, list_server, KIB, MIB, RDWR, READ, WRITE};
 
 /// The core over a server: `fs` talks to the server through `faults`, where
 /// a test arms failures; `store` is the server itself, for what a test checks
@@ -91,17 +92,6 @@ impl Mount {
     }
 }
 
-/// A store whose listings give times as LIST lines do (vsftpd).
-fn list_server() -> MemoryStore {
-    MemoryStore::with_capabilities(Capabilities {
-        set_mtime: true,
-        chmod: true,
-        exact_listing_mtime: false,
-        append: true,
-        ..Capabilities::default()
-    })
-}
-
 fn pattern(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed
         .wrapping_mul(6364136223846793005)
@@ -116,40 +106,9 @@ fn pattern(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-const WRITE: OpenFlags = OpenFlags {
-    read: false,
-    write: true,
-    truncate: false,
-    append: false,
-    exclusive: false,
-};
-const READ: OpenFlags = OpenFlags {
-    read: true,
-    write: false,
-    truncate: false,
-    append: false,
-    exclusive: false,
-};
-const RDWR: OpenFlags = OpenFlags {
-    read: true,
-    write: true,
-    truncate: false,
-    append: false,
-    exclusive: false,
-};
-
 impl Mount {
-    /// The inode of a path, looked up component by component.
     fn ino(&self, path: &str) -> Ino {
-        let mut ino = ROOT_INO;
-        for comp in path.split('/').filter(|c| !c.is_empty()) {
-            ino = self
-                .fs
-                .lookup(ino, comp.as_bytes())
-                .unwrap_or_else(|e| panic!("lookup {path}: {e}"))
-                .ino;
-        }
-        ino
+        core::ino(&self.fs, path)
     }
 
     /// `cp` of `data` to `parent/name`: create, write in 128 KiB pieces,
@@ -175,22 +134,8 @@ impl Mount {
         Ok(())
     }
 
-    /// `cat`: reads the whole file in 128 KiB requests.
     fn cat(&self, ino: Ino) -> Vec<u8> {
-        let fh = self.fs.open(ino, READ).expect("open for reading");
-        let mut out = Vec::new();
-        loop {
-            let chunk = self
-                .fs
-                .read(fh, out.len() as u64, 128 * KIB as u32)
-                .expect("read");
-            if chunk.is_empty() {
-                break;
-            }
-            out.extend_from_slice(&chunk);
-        }
-        self.fs.release(fh).expect("release");
-        out
+        core::cat(&self.fs, ino)
     }
 
     fn count(&self, op: Op) -> u64 {
