@@ -264,6 +264,21 @@ pub struct Args {
     /// Check each upload: none; size (the server's size must be the bytes sent); digest (also the digest of files of 1 MiB or more, where the server offers HASH, XSHA256, XSHA1 or XCRC; size elsewhere)
     #[arg(long, value_name = "HOW", default_value_t = Verify::Digest, value_parser = parse_verify, help_heading = "Mount")]
     verify: Verify,
+
+    /// When close() returns: sync (once the server has the file); async (once the file is on local disk in the write-back spool, fsync'd and journaled; uploads run in the background and survive a crash: see doc/SEMANTICS.md)
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = WriteBack::Sync, help_heading = "Mount")]
+    write_back: WriteBack,
+
+    /// With --write-back async: bytes of files waiting for their upload on local disk; close() waits beyond it (e.g. 4G)
+    #[arg(long, value_name = "SIZE", default_value_t = ByteSize(crate::fs::DEFAULT_SPOOL_LIMIT), value_parser = parse_byte_size, help_heading = "Mount")]
+    write_back_spool_size: ByteSize,
+}
+
+/// When close() returns (`--write-back`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WriteBack {
+    Sync,
+    Async,
 }
 
 /// When a changed file may be patched in place (`--patch`).
@@ -321,6 +336,9 @@ pub struct Options {
     pub patch_in_place: bool,
     pub retry_time: Duration,
     pub verify: Verify,
+    pub write_back: WriteBack,
+    /// Bytes of the async write-back spool (see `WriteBackConfig`).
+    pub write_back_spool_size: u64,
     /// Extra streams for segmented reads (see `FsConfig::read_streams`).
     pub read_streams: usize,
     /// Absolute.
@@ -632,6 +650,8 @@ fn build_options(args: Args, env: &dyn Environment) -> Result<Options, CliError>
         patch_in_place: args.patch == Patch::Auto,
         retry_time: args.retry_time.0,
         verify: args.verify,
+        write_back: args.write_back,
+        write_back_spool_size: args.write_back_spool_size.0,
         // All sessions but the reader's own, unless told.
         read_streams: args
             .read_streams

@@ -14,10 +14,10 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::cli::Options;
+use crate::cli::{Options, WriteBack};
 use crate::control::mount_target::MountTarget;
 use crate::control::{runtime, ControlServer};
-use crate::fs::{ContentCache, Fs, FsConfig};
+use crate::fs::{ContentCache, Fs, FsConfig, WriteBackConfig};
 use crate::ftp::{Connector, Pool};
 use crate::fuse::{self, MountSettings};
 use crate::guard::Guard;
@@ -162,7 +162,18 @@ fn serve_until_unmounted(
     if let Some(content) = open_content_cache(options) {
         fs = fs.with_content_cache(content);
     }
-    let fs = Arc::new(fs);
+    let fs = match options.write_back {
+        WriteBack::Sync => Arc::new(fs),
+        WriteBack::Async => {
+            let dir = write_back_dir(options);
+            fs.with_write_back(WriteBackConfig {
+                dir: dir.clone(),
+                spool_limit: options.write_back_spool_size,
+                uploaders: options.pool.max_sessions,
+            })
+            .map_err(|e| format!("cannot use the write-back directory {}: {e}", dir.display()))?
+        }
+    };
     remind_of_unsaved_files(&fs.kept_by_earlier_mounts());
 
     let settings = MountSettings {
@@ -221,19 +232,37 @@ fn serve_until_unmounted(
     Ok(())
 }
 
+/// Which server, user and directory a mount is of: the next mount of the
+/// same URL finds its content cache and its write-back journal by it.
+fn identity(options: &Options) -> String {
+    format!(
+        "{}@{}:{}/{}",
+        options.ftp.credentials.user,
+        options.ftp.host,
+        options.ftp.port,
+        String::from_utf8_lossy(&options.remote_root)
+    )
+}
+
+/// The async write-back journal and spool of this server, user and
+/// directory: a remount of the same URL (after a crash too) finds them.
+fn write_back_dir(options: &Options) -> PathBuf {
+    let hash = crate::digest::DigestAlgorithm::Sha256
+        .digest(identity(options).as_bytes())
+        .unwrap_or_default();
+    options
+        .cache_dir
+        .join("write-back")
+        .join(crate::digest::to_hex(&hash[..hash.len().min(8)]))
+}
+
 /// The content cache of this server, user and directory (None: off, or it
 /// could not be opened, which is logged: the mount works without it).
 fn open_content_cache(options: &Options) -> Option<Arc<ContentCache>> {
     if options.cache_size == 0 {
         return None;
     }
-    let identity = format!(
-        "{}@{}:{}/{}",
-        options.ftp.credentials.user,
-        options.ftp.host,
-        options.ftp.port,
-        String::from_utf8_lossy(&options.remote_root)
-    );
+    let identity = identity(options);
     match ContentCache::open(&options.cache_dir, identity.as_bytes(), options.cache_size) {
         Ok(cache) => {
             let usage = cache.usage();

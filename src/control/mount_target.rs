@@ -66,6 +66,7 @@ impl Target for MountTarget {
                     .fs
                     .kept_by_earlier_mounts()
                     .iter()
+                    .chain(&self.fs.failed_write_backs())
                     .map(|p| p.display().to_string())
                     .collect(),
                 streamed: fs_stats.streamed_uploads,

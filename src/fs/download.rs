@@ -94,6 +94,10 @@ impl Fs {
         let path = self
             .path(file.ino)
             .map_err(|_| vanished(&format!("inode {}", file.ino)))?;
+        if let Some(read) = self.read_write_back(&path, offset, size) {
+            // Closed, and waiting for its upload: the spool is the content.
+            return read;
+        }
         let content = self.content.as_ref().and_then(|cache| {
             let version = Version {
                 size: server.size,

@@ -244,6 +244,10 @@ impl Fs {
     /// patched one the server's bytes with the written ranges over them.
     pub(super) fn stage(&self, file: &OpenFile, state: &mut FileState) -> Result<()> {
         let path = self.inodes.lock().path(file.ino);
+        if let Some(path) = &path {
+            // Async write-back: the server's copy must be the one closed last.
+            self.barrier(path);
+        }
         let (mut spool, mut changes) = match (&*state, path) {
             (FileState::Remote | FileState::Appending(_) | FileState::Patching(_), Some(path)) => {
                 let mtime = self.patch_base_mtime(&path, file.view().size);

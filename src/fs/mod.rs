@@ -104,6 +104,7 @@ mod spool;
 mod streamer;
 mod upload;
 mod verify;
+mod writeback;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -132,6 +133,7 @@ use resume::UploadCounters;
 pub use segmented::SegmentCounts;
 use spool::SpoolStats;
 pub use verify::Verify;
+pub use writeback::{QueueCounts, WriteBackConfig, DEFAULT_SPOOL_LIMIT};
 
 pub type Fh = u64;
 
@@ -350,6 +352,8 @@ pub struct Fs {
     content: Option<Arc<ContentCache>>,
     free_space: FreeSpace,
     segments: segmented::Segments,
+    /// Async write-back (None: sync mode, close() uploads); see `writeback`.
+    write_back: Option<writeback::WriteBack>,
 }
 
 fn not_found(path: &[u8]) -> Error {
@@ -429,6 +433,7 @@ impl Fs {
             content: None,
             free_space: FreeSpace::default(),
             segments,
+            write_back: None,
         }
     }
 
@@ -589,6 +594,10 @@ impl Fs {
             }
             Some(_) => {}
         }
+        if flags.write {
+            // Async write-back: changes start from what the server has.
+            self.barrier_ino(ino);
+        }
         let file = self.acquire(ino)?;
         if flags.write && flags.truncate {
             if let Err(e) = self.truncate_file(&file, 0) {
@@ -709,7 +718,9 @@ impl Fs {
         if let Some(e) = h.sticky() {
             return Err(e);
         }
-        self.save(&h.file).inspect_err(|e| h.fail(e))
+        self.save(&h.file)
+            .and_then(|()| self.wait_uploaded(&h.file))
+            .inspect_err(|e| h.fail(e))
     }
 
     pub fn release(&self, fh: Fh) -> Result<()> {
@@ -736,6 +747,7 @@ impl Fs {
     pub fn setattr(&self, ino: Ino, fh: Option<Fh>, changes: SetAttr) -> Result<Attr> {
         self.writable()?;
         let kind = self.inodes.lock().kind(ino).ok_or_else(|| stale(ino))?;
+        self.barrier_ino(ino);
         if let Some(fh) = fh {
             if let Some(e) = self.handle(fh)?.sticky() {
                 return Err(e);

@@ -14,7 +14,7 @@ impl Fs {
         check_name(name)?;
         let ppath = self.dir_path(parent)?;
         let path = ppath.join(name);
-        if self.pending(parent, name) {
+        if self.pending(parent, name) || self.write_back_metadata(&path).is_some() {
             return Err(Error::new(
                 ErrorKind::Store(crate::store::ErrorKind::AlreadyExists),
                 format!("{path}: exists"),
@@ -52,6 +52,7 @@ impl Fs {
         check_name(name)?;
         let ppath = self.dir_path(parent)?;
         let path = ppath.join(name);
+        self.barrier(&path);
         let (meta, _) = self
             .child_meta(parent, &ppath, name)?
             .ok_or_else(|| not_found(&path))?;
@@ -87,6 +88,7 @@ impl Fs {
         check_name(name)?;
         let ppath = self.dir_path(parent)?;
         let path = ppath.join(name);
+        self.barrier(&path);
         let (meta, _) = self
             .child_meta(parent, &ppath, name)?
             .ok_or_else(|| not_found(&path))?;
@@ -125,6 +127,8 @@ impl Fs {
         let npath = self.dir_path(new_parent)?;
         let from = ppath.join(name);
         let to = npath.join(new_name);
+        self.barrier(&from);
+        self.barrier(&to);
         let (src, _) = self
             .child_meta(parent, &ppath, name)?
             .ok_or_else(|| not_found(&from))?;

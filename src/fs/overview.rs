@@ -23,6 +23,9 @@ impl Fs {
                 pending.bytes += state.local_len().unwrap_or(0);
             }
         }
+        let queued = self.write_back_counts();
+        pending.files += queued.files;
+        pending.bytes += queued.bytes;
         pending
     }
 
@@ -78,6 +81,9 @@ impl Fs {
                 failures.push(e);
             }
             progress(done + 1, total);
+        }
+        if let Err(e) = self.wait_write_back(progress) {
+            failures.push(e);
         }
         match failures.first() {
             None => Ok(total),

@@ -22,7 +22,10 @@ impl Fs {
     /// Names of files in directory `dir` that exist only here so far.
     pub(super) fn pending_children(&self, dir: Ino) -> Vec<Vec<u8>> {
         let files = self.files.lock().all();
-        let mut names = Vec::new();
+        let mut names = match self.inodes.lock().path(dir) {
+            Some(path) => self.write_back_children(&path),
+            None => Vec::new(),
+        };
         for file in files {
             if file.local_metadata().is_none() {
                 continue;
@@ -71,6 +74,9 @@ impl Fs {
 
     /// The metadata of `path` from the cache or the server.
     pub(super) fn resolve(&self, path: &[u8]) -> Result<Option<(Metadata, Source)>> {
+        if let Some(meta) = self.write_back_metadata(path) {
+            return Ok(Some((meta, Source::Single)));
+        }
         match self.cache.get(path) {
             Cached::Present(meta, source) => return Ok(Some((meta, source))),
             Cached::Absent => return Ok(None),

@@ -67,6 +67,19 @@ impl Spool {
         }
     }
 
+    /// A spool over a file that already holds `len` bytes (a write-back
+    /// spool file, read for its upload).
+    pub fn from_file(file: File, len: u64, stats: Arc<SpoolStats>) -> Spool {
+        Spool {
+            memory: Vec::new(),
+            file: Some(file),
+            len,
+            limit: 0,
+            dir: PathBuf::new(),
+            stats,
+        }
+    }
+
     pub fn len(&self) -> u64 {
         self.len
     }

@@ -55,6 +55,10 @@ impl Fs {
         let FileState::Filling(copy) = &*state else {
             return Ok(());
         };
+        if self.is_write_back() {
+            // The whole file goes to the write-back spool at close.
+            return Ok(());
+        }
         let location = self.inodes.lock().location(file.ino);
         let Some((parent, name)) = location else {
             state.stop_filling();
@@ -259,6 +263,9 @@ impl Fs {
     /// dropped, every writing handle of the file is told, and the error is
     /// returned.
     pub(super) fn save(&self, file: &Arc<OpenFile>) -> Result<()> {
+        if self.is_write_back() {
+            return self.save_to_spool(file);
+        }
         let mut state = file.state();
         if !state.has_changes() {
             return Ok(());
@@ -473,6 +480,22 @@ impl Fs {
     /// server has; times and modes set meanwhile are applied now.
     fn saved(&self, file: &OpenFile, path: &[u8], size: u64, pending: PendingAttrs) {
         file.bump_version();
+        let mode = file.view().mode;
+        let meta = self.server_has(path, size, mode, pending);
+        let mut view = file.view();
+        view.size = size;
+        view.mtime = meta.mtime.unwrap_or(self.mounted_at);
+    }
+
+    /// The server has `size` bytes at `path` now: attributes set meanwhile
+    /// are applied, and the cache learns it. Returns what it shows.
+    pub(super) fn server_has(
+        &self,
+        path: &[u8],
+        size: u64,
+        mode: Option<u32>,
+        pending: PendingAttrs,
+    ) -> Metadata {
         self.cache.forget_exact_mtime(path);
         self.forget_content(path);
         let mut meta = Metadata {
@@ -480,7 +503,7 @@ impl Fs {
             size,
             mtime: Some(SystemTime::now()),
             mtime_exact: true,
-            mode: file.view().mode,
+            mode,
             symlink_target: None,
         };
         if let Some(mode) = pending.mode {
@@ -504,15 +527,11 @@ impl Fs {
         if let Some(t) = exact {
             meta.mtime = Some(t);
         }
-        {
-            let mut view = file.view();
-            view.size = size;
-            view.mtime = meta.mtime.unwrap_or(self.mounted_at);
-        }
-        self.cache.update(path, meta);
+        self.cache.update(path, meta.clone());
         if let Some(t) = exact {
             self.cache.set_exact_mtime(path, size, t);
         }
+        meta
     }
 
     /// Forgets the local changes of a file after a failed upload: from now

@@ -1,0 +1,280 @@
+//! The files waiting for their upload, in the order their close() returned,
+//! and everything that waits on them: the uploaders (for work), close()
+//! (for spool space), fsync and the ordering barriers (for one path or a
+//! tree), unmount (for all).
+//!
+//! Each entry goes Queued → Uploading → done (removed), or back to Queued
+//! after a transient failure, or to Failed (a permanent refusal: kept in
+//! the spool, listed, and no longer waited for). Two entries of one path
+//! are uploaded in order, never at once.
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use parking_lot::{Condvar, Mutex};
+
+use super::journal::Entry;
+use crate::store::path::{is_under, split};
+use crate::store::{FileKind, Metadata};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    Queued,
+    Uploading,
+    Failed(String),
+}
+
+pub struct Pending {
+    pub entry: Entry,
+    pub file: Arc<File>,
+    /// Found in the journal at mount: the server may have changed since.
+    pub recovered: bool,
+    pub status: Status,
+}
+
+/// What an uploader takes from the queue.
+pub struct Job {
+    pub entry: Entry,
+    pub file: Arc<File>,
+    pub recovered: bool,
+}
+
+/// How an upload attempt ended.
+pub enum Outcome {
+    Done,
+    /// Try again later (after a backoff).
+    Retry,
+    Failed(String),
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: BTreeMap<u64, Pending>,
+    /// Bytes of spool files not yet uploaded (failed ones not counted).
+    used: u64,
+    closed: bool,
+}
+
+impl Inner {
+    fn waiting(&self, wanted: impl Fn(&[u8]) -> bool) -> bool {
+        self.entries
+            .values()
+            .any(|p| !p.failed() && wanted(&p.entry.path))
+    }
+}
+
+impl Pending {
+    fn failed(&self) -> bool {
+        matches!(self.status, Status::Failed(_))
+    }
+}
+
+pub struct Queue {
+    inner: Mutex<Inner>,
+    changed: Condvar,
+    limit: u64,
+}
+
+/// Files and bytes waiting, and the files that failed for good.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueCounts {
+    pub files: usize,
+    pub bytes: u64,
+    pub failed: Vec<(Vec<u8>, u64, String)>,
+}
+
+impl Queue {
+    pub fn new(limit: u64) -> Queue {
+        Queue {
+            inner: Mutex::new(Inner::default()),
+            changed: Condvar::new(),
+            limit,
+        }
+    }
+
+    /// Waits until `size` more bytes fit in the spool (backpressure), and
+    /// takes them. A file bigger than the whole limit waits for an empty
+    /// spool.
+    pub fn reserve(&self, size: u64) {
+        let mut inner = self.inner.lock();
+        while inner.used > 0 && inner.used + size > self.limit && !inner.closed {
+            self.changed.wait(&mut inner);
+        }
+        inner.used += size;
+    }
+
+    /// Gives back a reservation that was not used (the spool file could not
+    /// be written).
+    pub fn unreserve(&self, size: u64) {
+        let mut inner = self.inner.lock();
+        inner.used = inner.used.saturating_sub(size);
+        self.changed.notify_all();
+    }
+
+    /// Adds a file whose space was reserved (or, at mount, found).
+    pub fn push(&self, pending: Pending, reserved: bool) {
+        let mut inner = self.inner.lock();
+        if !reserved {
+            inner.used += pending.entry.size;
+        }
+        inner.entries.insert(pending.entry.seq, pending);
+        self.changed.notify_all();
+    }
+
+    /// The next upload to run: the oldest queued entry whose path has no
+    /// older entry waiting. None once the queue is closed.
+    pub fn next_job(&self) -> Option<Job> {
+        let mut inner = self.inner.lock();
+        loop {
+            if inner.closed {
+                return None;
+            }
+            let mut busy: Vec<&[u8]> = Vec::new();
+            let mut found = None;
+            for (seq, p) in &inner.entries {
+                if p.failed() {
+                    continue;
+                }
+                if p.status == Status::Queued && !busy.contains(&&p.entry.path[..]) {
+                    found = Some(*seq);
+                    break;
+                }
+                busy.push(&p.entry.path);
+            }
+            if let Some(p) = found.and_then(|seq| inner.entries.get_mut(&seq)) {
+                p.status = Status::Uploading;
+                return Some(Job {
+                    entry: p.entry.clone(),
+                    file: Arc::clone(&p.file),
+                    recovered: p.recovered,
+                });
+            }
+            self.changed.wait(&mut inner);
+        }
+    }
+
+    pub fn finish(&self, seq: u64, outcome: Outcome) {
+        let mut inner = self.inner.lock();
+        match outcome {
+            Outcome::Done => {
+                if let Some(p) = inner.entries.remove(&seq) {
+                    inner.used = inner.used.saturating_sub(p.entry.size);
+                }
+            }
+            Outcome::Retry => {
+                if let Some(p) = inner.entries.get_mut(&seq) {
+                    p.status = Status::Queued;
+                }
+            }
+            Outcome::Failed(why) => {
+                let mut freed = 0;
+                if let Some(p) = inner.entries.get_mut(&seq) {
+                    p.status = Status::Failed(why);
+                    freed = p.entry.size;
+                }
+                inner.used = inner.used.saturating_sub(freed);
+            }
+        }
+        self.changed.notify_all();
+    }
+
+    /// Waits until nothing at `path` or below it waits for an upload.
+    /// Returns the reason of a failed upload of `path` itself, if any.
+    pub fn wait_for(&self, path: &[u8]) -> Option<String> {
+        let wanted = |p: &[u8]| p == path || is_under(p, path);
+        let mut inner = self.inner.lock();
+        while inner.waiting(wanted) && !inner.closed {
+            self.changed.wait(&mut inner);
+        }
+        inner
+            .entries
+            .values()
+            .rev()
+            .find(|p| p.entry.path == path)
+            .and_then(|p| match &p.status {
+                Status::Failed(why) => Some(why.clone()),
+                _ => None,
+            })
+    }
+
+    /// Waits at most `timeout` for the uploads to end; returns how many
+    /// still wait.
+    pub fn wait_all(&self, timeout: Duration) -> usize {
+        let mut inner = self.inner.lock();
+        if inner.waiting(|_| true) {
+            self.changed.wait_for(&mut inner, timeout);
+        }
+        inner.entries.values().filter(|p| !p.failed()).count()
+    }
+
+    /// What the mount shows of `path` while its upload waits.
+    pub fn metadata(&self, path: &[u8]) -> Option<Metadata> {
+        let inner = self.inner.lock();
+        let p = inner
+            .entries
+            .values()
+            .rev()
+            .find(|p| !p.failed() && p.entry.path == path)?;
+        Some(Metadata {
+            kind: FileKind::File,
+            size: p.entry.size,
+            mtime: Some(shown_time(&p.entry)),
+            mtime_exact: true,
+            mode: p.entry.shown_mode,
+            symlink_target: None,
+        })
+    }
+
+    /// The spool file holding what `path` will be once uploaded.
+    pub fn content(&self, path: &[u8]) -> Option<(Arc<File>, u64)> {
+        let inner = self.inner.lock();
+        inner
+            .entries
+            .values()
+            .rev()
+            .find(|p| !p.failed() && p.entry.path == path)
+            .map(|p| (Arc::clone(&p.file), p.entry.size))
+    }
+
+    /// Names of files waiting in directory `dir`.
+    pub fn children(&self, dir: &[u8]) -> Vec<Vec<u8>> {
+        let inner = self.inner.lock();
+        inner
+            .entries
+            .values()
+            .filter(|p| !p.failed() && split(&p.entry.path).0 == dir)
+            .map(|p| split(&p.entry.path).1.to_vec())
+            .collect()
+    }
+
+    pub fn counts(&self) -> QueueCounts {
+        let inner = self.inner.lock();
+        let mut counts = QueueCounts::default();
+        for p in inner.entries.values() {
+            match &p.status {
+                Status::Failed(why) => {
+                    counts
+                        .failed
+                        .push((p.entry.path.clone(), p.entry.seq, why.clone()))
+                }
+                _ => {
+                    counts.files += 1;
+                    counts.bytes += p.entry.size;
+                }
+            }
+        }
+        counts
+    }
+
+    /// The mount is going away: uploaders stop, waiters return.
+    pub fn close(&self) {
+        self.inner.lock().closed = true;
+        self.changed.notify_all();
+    }
+}
+
+/// Shown while a file waits: its own time, or the time set on it.
+pub fn shown_time(entry: &Entry) -> SystemTime {
+    entry.attrs.mtime.unwrap_or(entry.shown_mtime)
+}

@@ -1,0 +1,491 @@
+//! Async write-back in the filesystem core (no mount, no network): close()
+//! returns once the file is in the spool and journal; uploads run in the
+//! background; the mount shows pending files as written; fsync, unmount,
+//! ordering barriers, refusals, recovery after a kill, a corrupt journal
+//! and backpressure.
+//!
+//! Nothing here asserts a duration: what a test checks is what the server
+//! holds, the calls that reached it, and what the core reports.
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use ftpsfs::fs::{Fs, FsConfig, Ino, OpenFlags, WriteBackConfig, ROOT_INO};
+use ftpsfs::store::ErrorKind;
+use ftpsfs_testkit::{FaultyStore, MemoryStore, Op};
+
+const KIB: usize = 1024;
+
+/// `cp`'s open: O_WRONLY | O_CREAT | O_TRUNC.
+fn write_flags() -> OpenFlags {
+    OpenFlags {
+        write: true,
+        truncate: true,
+        ..OpenFlags::default()
+    }
+}
+
+struct Mount {
+    store: Arc<MemoryStore>,
+    faults: Arc<FaultyStore<Arc<MemoryStore>>>,
+    fs: Arc<Fs>,
+    dir: tempfile::TempDir,
+}
+
+fn fs_config(dir: &Path) -> FsConfig {
+    FsConfig {
+        spool_dir: dir.join("spool"),
+        // A cut upload is resumed for a second before the uploader's own
+        // backoff takes over (and unmount gives up after that long
+        // without progress).
+        retry_time: Duration::from_secs(1),
+        ..FsConfig::default()
+    }
+}
+
+fn write_back_dir(dir: &Path) -> PathBuf {
+    dir.join("write-back")
+}
+
+fn start(store: Arc<MemoryStore>, dir: tempfile::TempDir, spool_limit: u64) -> Mount {
+    let faults = Arc::new(FaultyStore::new(Arc::clone(&store)));
+    let fs = Fs::new(faults.clone(), fs_config(dir.path()))
+        .with_write_back(WriteBackConfig {
+            dir: write_back_dir(dir.path()),
+            spool_limit,
+            uploaders: 4,
+        })
+        .expect("write-back directory");
+    Mount {
+        store,
+        faults,
+        fs,
+        dir,
+    }
+}
+
+fn mount() -> Mount {
+    start(
+        Arc::new(MemoryStore::new()),
+        tempfile::tempdir().expect("temp dir"),
+        1 << 30,
+    )
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+        .collect()
+}
+
+impl Mount {
+    fn ino(&self, path: &str) -> Ino {
+        path.split('/').fold(ROOT_INO, |dir, name| {
+            let found = self.fs.lookup(dir, name.as_bytes());
+            found.unwrap_or_else(|e| panic!("lookup {path}: {e}")).ino
+        })
+    }
+
+    /// Closes `name` while the server cannot be reached, then dies.
+    fn close_then_kill(self, name: &str, data: &[u8]) -> (Arc<MemoryStore>, tempfile::TempDir) {
+        self.offline();
+        self.cp(ROOT_INO, name, data).expect("cp");
+        self.kill()
+    }
+
+    /// `cp`: create, write, flush, close; the first error.
+    fn cp(&self, parent: Ino, name: &str, data: &[u8]) -> Result<(), ftpsfs::fs::Error> {
+        let (_, fh) = self
+            .fs
+            .create(parent, name.as_bytes(), 0o644, write_flags())?;
+        let mut result = Ok(());
+        for (i, chunk) in data.chunks(128 * KIB).enumerate() {
+            if result.is_ok() {
+                result = self.fs.write(fh, (i * 128 * KIB) as u64, chunk).map(drop);
+            }
+        }
+        let flushed = self.fs.flush(fh);
+        let released = self.fs.release(fh);
+        result.and(flushed).and(released)
+    }
+
+    /// The file as a reader sees it: one read of all of it (the core
+    /// answers a read past what a spool holds with what there is).
+    fn cat(&self, path: &str) -> Vec<u8> {
+        let read = OpenFlags {
+            read: true,
+            ..OpenFlags::default()
+        };
+        let fh = self.fs.open(self.ino(path), read).expect("open");
+        let data = self.fs.read(fh, 0, 16 << 20).expect("read");
+        self.fs.release(fh).expect("release");
+        data
+    }
+
+    /// Each file is on the server with its bytes.
+    fn assert_on_server(&self, files: &[(String, Vec<u8>)]) {
+        for (name, data) in files {
+            assert_eq!(
+                self.store.file(name.as_bytes()).as_deref(),
+                Some(&data[..]),
+                "{name}"
+            );
+        }
+    }
+
+    fn names(&self, dir: Ino) -> Vec<String> {
+        self.fs
+            .readdir(dir)
+            .expect("readdir")
+            .into_iter()
+            .map(|i| String::from_utf8_lossy(&i.name).into_owned())
+            .collect()
+    }
+
+    /// Uploads fail as if the server could not be reached.
+    fn offline(&self) {
+        self.faults.fail_always(Op::Upload, ErrorKind::Unavailable);
+    }
+
+    fn online(&self) {
+        self.faults.stop_failing(Op::Upload);
+    }
+
+    /// Ends this mount as kill -9 would: no shutdown, the uploaders stop.
+    /// Returns the server and the directory for the next mount.
+    fn kill(self) -> (Arc<MemoryStore>, tempfile::TempDir) {
+        let weak: Weak<Fs> = Arc::downgrade(&self.fs);
+        drop(self.fs);
+        // An uploader in the middle of an attempt holds the mount until
+        // that attempt ends (a second at most here).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while weak.upgrade().is_some() {
+            assert!(
+                Instant::now() < deadline,
+                "the killed mount never went away"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (self.store, self.dir)
+    }
+}
+
+#[test]
+fn close_returns_before_the_upload_and_the_mount_shows_the_file() {
+    let m = mount();
+    m.offline();
+    let data = pattern(300 * KIB, 1);
+    m.cp(ROOT_INO, "a", &data)
+        .expect("close returns while the server is unreachable");
+    assert_eq!(m.store.file(b"a"), None, "not uploaded yet");
+    let attr = m.fs.getattr(m.ino("a")).expect("getattr");
+    assert_eq!(attr.size, data.len() as u64, "the size written is shown");
+    assert_eq!(m.names(ROOT_INO), vec!["a"], "listed");
+    assert_eq!(m.cat("a"), data, "read from the spool");
+    assert_eq!(m.fs.pending_uploads().files, 1);
+
+    m.online();
+    let fh =
+        m.fs.open(
+            m.ino("a"),
+            OpenFlags {
+                read: true,
+                ..OpenFlags::default()
+            },
+        )
+        .expect("open");
+    m.fs.fsync(fh).expect("fsync waits for the upload");
+    assert_eq!(
+        m.store.file(b"a").as_deref(),
+        Some(&data[..]),
+        "fsync returned: uploaded"
+    );
+    m.fs.release(fh).expect("release");
+    assert!(
+        m.faults.counters().get(Op::Upload) > 1,
+        "the failed attempts were retried"
+    );
+    assert_eq!(m.fs.pending_uploads().files, 0);
+}
+
+#[test]
+fn unmount_waits_for_every_upload() {
+    let m = mount();
+    m.faults.set_delay(Op::Upload, Duration::from_millis(20));
+    let files: Vec<(String, Vec<u8>)> = (0..40)
+        .map(|i| (format!("f{i}"), pattern(4 * KIB + i, i as u8)))
+        .collect();
+    for (name, data) in &files {
+        m.cp(ROOT_INO, name, data).expect("cp");
+    }
+    m.fs.shutdown().expect("shutdown waits for all");
+    m.assert_on_server(&files);
+    assert!(
+        m.store.paths().iter().all(|p| !p.starts_with(b".")),
+        "no temporary file left: {:?}",
+        m.store.paths()
+    );
+}
+
+#[test]
+fn a_refused_upload_is_kept_in_the_spool_and_listed() {
+    let m = mount();
+    m.store.set_quota(Some(1000));
+    let data = pattern(4 * KIB, 2);
+    m.cp(ROOT_INO, "big", &data)
+        .expect("close returns (the spool has it)");
+    let err =
+        m.fs.shutdown()
+            .expect_err("the refusal is reported at unmount");
+    assert!(err.message.contains("big"), "{err}");
+    let counts = m.fs.write_back_counts();
+    assert_eq!(counts.failed.len(), 1, "listed as failed");
+    assert_eq!(counts.failed[0].0, b"big");
+    let kept = m.fs.failed_write_backs();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(
+        std::fs::read(&kept[0]).expect("kept"),
+        data,
+        "its content is kept"
+    );
+    assert_eq!(m.store.file(b"big"), None);
+}
+
+#[test]
+fn a_failed_upload_is_tried_again_at_the_next_mount() {
+    let m = mount();
+    m.store.deny_writes_under(b"");
+    let data = pattern(5 * KIB, 3);
+    m.cp(ROOT_INO, "x", &data).expect("close");
+    let _ = m.fs.shutdown();
+    assert_eq!(m.fs.write_back_counts().failed.len(), 1, "553: failed");
+    let (store, dir) = m.kill();
+    store.allow_all_writes();
+    let m = start(store, dir, 1 << 30);
+    m.fs.shutdown().expect("uploaded now");
+    assert_eq!(m.store.file(b"x").as_deref(), Some(&data[..]));
+}
+
+#[test]
+fn renames_deletes_and_re_creates_of_pending_paths_keep_their_order() {
+    let m = mount();
+    // Slow uploads: each request below meets its path still pending.
+    m.faults.set_delay(Op::Upload, Duration::from_millis(100));
+    m.cp(ROOT_INO, "a", b"first a").expect("cp a");
+    m.fs.rename(ROOT_INO, b"a", ROOT_INO, b"b", false)
+        .expect("rename a b");
+    m.cp(ROOT_INO, "a", b"second a").expect("cp a again");
+    m.cp(ROOT_INO, "c", b"c").expect("cp c");
+    m.fs.unlink(ROOT_INO, b"c").expect("rm c");
+    m.cp(ROOT_INO, "c", b"c again").expect("cp c again");
+    m.cp(ROOT_INO, "d", b"one").expect("cp d");
+    m.cp(ROOT_INO, "d", b"two, longer").expect("cp d over it");
+    let dir = m.fs.mkdir(ROOT_INO, b"t", 0o755).expect("mkdir").ino;
+    m.cp(dir, "in", b"inside").expect("cp t/in");
+    m.fs.rename(ROOT_INO, b"t", ROOT_INO, b"u", false)
+        .expect("mv t u");
+    m.fs.shutdown().expect("shutdown");
+    assert_eq!(m.store.file(b"a").as_deref(), Some(&b"second a"[..]));
+    assert_eq!(m.store.file(b"b").as_deref(), Some(&b"first a"[..]));
+    assert_eq!(m.store.file(b"c").as_deref(), Some(&b"c again"[..]));
+    assert_eq!(m.store.file(b"d").as_deref(), Some(&b"two, longer"[..]));
+    assert_eq!(m.store.file(b"u/in").as_deref(), Some(&b"inside"[..]));
+    assert!(!m.store.exists(b"t"));
+}
+
+#[test]
+fn rmdir_of_a_pending_tree_waits_for_its_uploads() {
+    let m = mount();
+    m.faults.set_delay(Op::Upload, Duration::from_millis(50));
+    let d = m.fs.mkdir(ROOT_INO, b"d", 0o755).expect("mkdir").ino;
+    let e = m.fs.mkdir(d, b"e", 0o755).expect("mkdir").ino;
+    for i in 0..5 {
+        m.cp(e, &format!("f{i}"), b"x").expect("cp");
+    }
+    for i in 0..5 {
+        m.fs.unlink(e, format!("f{i}").as_bytes()).expect("rm");
+    }
+    m.fs.rmdir(d, b"e").expect("rmdir e");
+    m.fs.rmdir(ROOT_INO, b"d").expect("rmdir d");
+    m.fs.shutdown().expect("shutdown");
+    assert!(m.store.paths().is_empty(), "{:?}", m.store.paths());
+    assert_eq!(
+        m.store.counters().get(Op::Delete),
+        5,
+        "each file deleted once, after its upload"
+    );
+}
+
+#[test]
+fn a_killed_mount_s_journal_is_finished_by_the_next_mount() {
+    let m = mount();
+    m.offline();
+    let files: Vec<(String, Vec<u8>)> = (0..20)
+        .map(|i| (format!("k{i}"), pattern(3 * KIB + i * 7, i as u8)))
+        .collect();
+    for (name, data) in &files {
+        m.cp(ROOT_INO, name, data).expect("cp");
+    }
+    assert!(
+        m.store.paths().is_empty(),
+        "nothing uploaded before the kill"
+    );
+    let (store, dir) = m.kill();
+    let m = start(store, dir, 1 << 30);
+    assert_eq!(
+        m.fs.pending_uploads().files,
+        files.len(),
+        "found in the journal"
+    );
+    assert_eq!(
+        m.fs.getattr(m.ino("k3")).expect("shown").size,
+        files[3].1.len() as u64
+    );
+    m.fs.shutdown().expect("uploaded");
+    m.assert_on_server(&files);
+    // Done entries are gone from the journal: a third mount has nothing to do.
+    let (store, dir) = m.kill();
+    let m = start(store, dir, 1 << 30);
+    assert_eq!(m.fs.pending_uploads().files, 0);
+}
+
+#[test]
+fn a_recovered_file_changed_on_the_server_meanwhile_is_kept_beside_it() {
+    let m = mount();
+    m.store.put_file(b"doc", b"v1");
+    m.fs.lookup(ROOT_INO, b"doc").expect("seen");
+    let (store, dir) = m.close_then_kill("doc", b"v2 from the mount");
+    store.put_file(b"doc", b"v3 by another client!");
+    let m = start(store, dir, 1 << 30);
+    m.fs.shutdown().expect("uploaded");
+    assert_eq!(
+        m.store.file(b"doc").as_deref(),
+        Some(&b"v3 by another client!"[..]),
+        "the server's change is not overwritten"
+    );
+    let conflict: Vec<Vec<u8>> = m
+        .store
+        .paths()
+        .into_iter()
+        .filter(|p| p.starts_with(b"doc.ftpsfs-conflict-"))
+        .collect();
+    assert_eq!(conflict.len(), 1, "{:?}", m.store.paths());
+    assert_eq!(
+        m.store.file(&conflict[0]).as_deref(),
+        Some(&b"v2 from the mount"[..])
+    );
+}
+
+#[test]
+fn a_recovered_file_already_uploaded_is_not_sent_again() {
+    let (store, dir) = mount().close_then_kill("n", b"new file");
+    // The killed mount got its upload through, but not its journal line.
+    store.put_file(b"n", b"new file");
+    let m = start(store, dir, 1 << 30);
+    m.fs.shutdown().expect("shutdown");
+    assert_eq!(m.store.counters().get(Op::Upload), 0, "not sent again");
+    assert_eq!(m.store.paths(), vec![b"n".to_vec()], "no conflict copy");
+}
+
+#[test]
+fn corrupt_and_cut_journal_entries_and_spool_files_are_never_uploaded() {
+    let m = mount();
+    m.offline();
+    for name in ["good", "bad-line", "bad-spool", "cut"] {
+        m.cp(ROOT_INO, name, format!("content of {name}").as_bytes())
+            .expect("cp");
+    }
+    let (store, dir) = m.kill();
+    let wb = write_back_dir(dir.path());
+    let journal = wb.join("journal");
+    let text = std::fs::read_to_string(&journal).expect("journal");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4);
+    // Line 2: one byte of its size changed. Line 4: cut in its middle.
+    let bad = lines[1].replacen(" 19 ", " 20 ", 1);
+    assert_ne!(bad, lines[1]);
+    let cut = &lines[3][..lines[3].len() / 2];
+    std::fs::write(
+        &journal,
+        format!("{}\n{bad}\n{}\n{cut}", lines[0], lines[2]),
+    )
+    .expect("write journal");
+    // The third file's spool file: its bytes changed on disk.
+    let seq3 = lines[2].split(' ').nth(1).expect("seq");
+    std::fs::write(wb.join("spool").join(seq3), b"content of bad-spooX").expect("spool");
+
+    let m = start(store, dir, 1 << 30);
+    let _ = m.fs.shutdown();
+    assert_eq!(
+        m.store.file(b"good").as_deref(),
+        Some(&b"content of good"[..])
+    );
+    assert_eq!(
+        m.store.file(b"bad-line"),
+        None,
+        "a corrupt entry is skipped"
+    );
+    assert_eq!(m.store.file(b"cut"), None, "a cut entry is skipped");
+    assert_eq!(
+        m.store.file(b"bad-spool"),
+        None,
+        "a corrupt spool file is not uploaded"
+    );
+    let failed = m.fs.write_back_counts().failed;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, b"bad-spool");
+}
+
+#[test]
+fn a_full_spool_makes_close_wait_for_uploads() {
+    let store = Arc::new(MemoryStore::new());
+    let m = start(
+        store,
+        tempfile::tempdir().expect("temp dir"),
+        10 * KIB as u64,
+    );
+    m.offline();
+    m.cp(ROOT_INO, "one", &pattern(8 * KIB, 1)).expect("fits");
+    let m = Arc::new(m);
+    let second = {
+        let m = Arc::clone(&m);
+        std::thread::spawn(move || m.cp(ROOT_INO, "two", &pattern(8 * KIB, 2)))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!second.is_finished(), "close waits while the spool is full");
+    assert_eq!(
+        m.fs.write_back_counts().bytes,
+        8 * KIB as u64,
+        "one file spooled"
+    );
+    m.online();
+    second
+        .join()
+        .expect("thread")
+        .expect("close returns once there is room");
+    m.fs.shutdown().expect("shutdown");
+    assert_eq!(
+        m.store.file(b"two").as_deref(),
+        Some(&pattern(8 * KIB, 2)[..])
+    );
+    assert_eq!(
+        m.store.file(b"one").as_deref(),
+        Some(&pattern(8 * KIB, 1)[..])
+    );
+}
+
+#[test]
+fn writing_a_pending_file_again_starts_from_its_closed_content() {
+    let m = mount();
+    m.faults.set_delay(Op::Upload, Duration::from_millis(50));
+    m.cp(ROOT_INO, "w", b"0123456789").expect("cp");
+    let flags = OpenFlags {
+        truncate: false,
+        ..write_flags()
+    };
+    let fh = m.fs.open(m.ino("w"), flags).expect("open for writing");
+    m.fs.write(fh, 3, b"XY").expect("write");
+    m.fs.release(fh).expect("close");
+    m.fs.shutdown().expect("shutdown");
+    assert_eq!(m.store.file(b"w").as_deref(), Some(&b"012XY56789"[..]));
+}

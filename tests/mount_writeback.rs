@@ -1,0 +1,114 @@
+//! Async write-back through a real mount of vsftpd (behind the fault
+//! proxy): a mount killed with kill -9 while a program copies a few hundred
+//! small files, then mounted again with the same cache directory, leaves
+//! every file whose close() returned on the server with the right bytes.
+//!
+//! Partway through the copy the proxy refuses data connections, so that
+//! the kill certainly finds uploads waiting (on loopback they keep up with
+//! the copy), some of them perhaps cut in their middle.
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use common::mount::{is_mounted, ok, wait_until};
+use common::proxied::Proxied;
+use common::proxy::Kind;
+
+const FILES: usize = 400;
+
+/// What the copier writes into file `i` (also computed here to check).
+fn content(i: usize) -> Vec<u8> {
+    format!("file {i}\n").repeat(100 + i % 37).into_bytes()
+}
+
+/// The copier: writes each file and closes it, then prints its number
+/// (flushed), so every number read here is a close() that returned.
+const COPIER: &str = "import sys\n\
+    d = sys.argv[1]\n\
+    for i in range(int(sys.argv[2])):\n\
+    \x20   data = (f'file {i}\\n' * (100 + i % 37)).encode()\n\
+    \x20   with open(f'{d}/f{i}', 'wb') as f:\n\
+    \x20       f.write(data)\n\
+    \x20   print(i, flush=True)\n";
+
+#[test]
+fn kill_9_during_a_copy_loses_no_file_whose_close_returned() {
+    let rig = Proxied::start(&[]);
+    let server = &rig.server;
+    let cache = tempfile::tempdir().expect("temp dir");
+    let cache_dir = cache.path().to_string_lossy().into_owned();
+    let args = ["--cache-dir", &cache_dir, "--write-back", "async"];
+    let mut mount = rig.mount(&args);
+    let pid = mount.pid().expect("ftpsfs runs");
+    let mut copier = Command::new("timeout")
+        .args([
+            "120",
+            "python3",
+            "-c",
+            COPIER,
+            &mount.dir.to_string_lossy(),
+            &FILES.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 (apt-get install -y python3)");
+    let stdout = copier.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut closed: Vec<usize> = Vec::new();
+    // Killed a third of the way: uploads are still running then.
+    while closed.len() < FILES / 3 {
+        match lines.next() {
+            Some(Ok(line)) => closed.push(line.trim().parse().expect("a number")),
+            _ => panic!("the copier stopped after {} files", closed.len()),
+        }
+        if closed.len() == FILES / 8 {
+            rig.proxy.set_refuse(Kind::Data, true);
+        }
+    }
+    ok("kill", &["-KILL", &pid.to_string()], 10);
+    // Whatever it printed before it met the dead mount also returned.
+    for line in lines.map_while(Result::ok) {
+        if let Ok(i) = line.trim().parse() {
+            closed.push(i);
+        }
+    }
+    let _ = copier.kill();
+    let _ = copier.wait();
+    assert!(
+        wait_until(30, || !is_mounted(&mount.dir)),
+        "still mounted after kill -9"
+    );
+    assert!(!mount.unmount(), "killed, so not a clean exit");
+    let on_server_before = closed
+        .iter()
+        .filter(|i| {
+            std::fs::read(server.info.root.join(format!("f{i}"))).ok() == Some(content(**i))
+        })
+        .count();
+    eprintln!(
+        "{} closes returned before the kill; {on_server_before} of them were on the server",
+        closed.len()
+    );
+
+    rig.proxy.set_refuse(Kind::Data, false);
+    let mut again = rig.mount(&args);
+    assert!(
+        again.unmount(),
+        "the remount uploads the journal's files and exits cleanly"
+    );
+    for i in &closed {
+        let path = server.info.root.join(format!("f{i}"));
+        assert_eq!(
+            std::fs::read(&path).ok(),
+            Some(content(*i)),
+            "f{i} (its close returned) on the server with its bytes; log:\n{}",
+            again.log_text()
+        );
+    }
+    assert!(
+        on_server_before < closed.len(),
+        "uploads were refused, so some waited in the journal"
+    );
+}
