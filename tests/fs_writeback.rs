@@ -159,7 +159,15 @@ impl Mount {
         // An uploader in the middle of an attempt holds the mount until
         // that attempt ends (a second at most here).
         let deadline = Instant::now() + Duration::from_secs(30);
-        while weak.upgrade().is_some() {
+        // Its lock on the directory goes with it, just after the last
+        // reference (as the kernel drops a killed process's locks).
+        let lock = write_back_dir(self.dir.path()).join("lock");
+        let unlocked = || {
+            std::fs::File::open(&lock)
+                .and_then(|f| f.try_lock().map_err(std::io::Error::other))
+                .is_ok()
+        };
+        while weak.upgrade().is_some() || !unlocked() {
             assert!(
                 Instant::now() < deadline,
                 "the killed mount never went away"
@@ -182,8 +190,19 @@ fn close_returns_before_the_upload_and_the_mount_shows_the_file() {
     assert_eq!(attr.size, data.len() as u64, "the size written is shown");
     assert_eq!(m.names(ROOT_INO), vec!["a"], "listed");
     assert_eq!(m.cat("a"), data, "read from the spool");
-    assert_eq!(m.fs.pending_uploads().files, 1);
+    assert_eq!(
+        m.fs.pending_uploads().files,
+        1,
+        "{:?}",
+        m.fs.write_back_counts()
+    );
 
+    // Let an attempt meet the outage before the server comes back.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while m.faults.counters().get(Op::Upload) < 2 {
+        assert!(Instant::now() < deadline, "no upload was attempted");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     m.online();
     let fh =
         m.fs.open(
@@ -488,4 +507,208 @@ fn writing_a_pending_file_again_starts_from_its_closed_content() {
     m.fs.release(fh).expect("close");
     m.fs.shutdown().expect("shutdown");
     assert_eq!(m.store.file(b"w").as_deref(), Some(&b"012XY56789"[..]));
+}
+
+// ----- async mode ends where sync mode ends -----
+//
+// Sync mode is the reference (tests/fs_model.rs checks it against
+// doc/SEMANTICS.md): the same random steps run on a sync and an async mount,
+// each over its own server. After every step both return the same result
+// and show the same tree (names, sizes, bytes), while the async mount's
+// uploads lag behind (each takes a few ms); after unmount both servers hold
+// the same files.
+
+mod differential {
+    use super::*;
+    use proptest::prelude::*;
+
+    const NAMES: [&str; 5] = ["a", "b", "c", "d/x", "d/y"];
+
+    #[derive(Debug, Clone)]
+    pub enum Step {
+        Copy(usize, u8, usize),
+        Append(usize, u8),
+        Patch(usize, u8, usize),
+        Truncate(usize, u64),
+        Rename(usize, usize),
+        Unlink(usize),
+        Mkdir,
+        Rmdir,
+        Fsync(usize),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        let name = 0..NAMES.len();
+        prop_oneof![
+            (name.clone(), any::<u8>(), 0..3000usize).prop_map(|(n, s, l)| Step::Copy(n, s, l)),
+            (name.clone(), any::<u8>()).prop_map(|(n, s)| Step::Append(n, s)),
+            (name.clone(), any::<u8>(), 0..3000usize).prop_map(|(n, s, o)| Step::Patch(n, s, o)),
+            (name.clone(), 0..4000u64).prop_map(|(n, l)| Step::Truncate(n, l)),
+            (name.clone(), name.clone()).prop_map(|(a, b)| Step::Rename(a, b)),
+            name.clone().prop_map(Step::Unlink),
+            Just(Step::Mkdir),
+            Just(Step::Rmdir),
+            name.prop_map(Step::Fsync),
+        ]
+    }
+
+    fn split(path: &str) -> (&str, &str) {
+        path.rsplit_once('/').unwrap_or(("", path))
+    }
+
+    fn errno<T>(r: Result<T, ftpsfs::fs::Error>) -> Result<(), i32> {
+        r.map(drop).map_err(|e| e.errno())
+    }
+
+    impl Mount {
+        fn find(&self, path: &str) -> Result<Ino, ftpsfs::fs::Error> {
+            let mut ino = ROOT_INO;
+            for name in path.split('/').filter(|c| !c.is_empty()) {
+                ino = self.fs.lookup(ino, name.as_bytes())?.ino;
+            }
+            Ok(ino)
+        }
+
+        fn parent(&self, path: &str) -> Result<(Ino, String), ftpsfs::fs::Error> {
+            let (dir, name) = split(path);
+            Ok((self.find(dir)?, name.to_string()))
+        }
+
+        /// Opens `path` for writing (not truncating), writes, closes.
+        fn write_at(
+            &self,
+            path: &str,
+            flags: OpenFlags,
+            offset: u64,
+            data: &[u8],
+        ) -> Result<(), i32> {
+            let ino = self.find(path).map_err(|e| e.errno())?;
+            let fh = self.fs.open(ino, flags).map_err(|e| e.errno())?;
+            let wrote = errno(self.fs.write(fh, offset, data));
+            let closed = errno(self.fs.release(fh));
+            wrote.and(closed)
+        }
+
+        fn run(&self, step: &Step) -> Result<(), i32> {
+            let rdwr = OpenFlags {
+                read: true,
+                write: true,
+                ..OpenFlags::default()
+            };
+            match step {
+                Step::Copy(n, seed, len) => {
+                    let (dir, name) = self.parent(NAMES[*n]).map_err(|e| e.errno())?;
+                    errno(self.cp(dir, &name, &pattern(*len, *seed)))
+                }
+                Step::Append(n, seed) => {
+                    let flags = OpenFlags {
+                        append: true,
+                        ..rdwr
+                    };
+                    self.write_at(NAMES[*n], flags, 0, &pattern(100, *seed))
+                }
+                Step::Patch(n, seed, offset) => {
+                    self.write_at(NAMES[*n], rdwr, *offset as u64, &pattern(50, *seed))
+                }
+                Step::Truncate(n, len) => {
+                    let ino = self.find(NAMES[*n]).map_err(|e| e.errno())?;
+                    let size = ftpsfs::fs::SetAttr {
+                        size: Some(*len),
+                        ..Default::default()
+                    };
+                    errno(self.fs.setattr(ino, None, size))
+                }
+                Step::Rename(a, b) => {
+                    let (from_dir, from) = self.parent(NAMES[*a]).map_err(|e| e.errno())?;
+                    let (to_dir, to) = self.parent(NAMES[*b]).map_err(|e| e.errno())?;
+                    errno(
+                        self.fs
+                            .rename(from_dir, from.as_bytes(), to_dir, to.as_bytes(), false),
+                    )
+                }
+                Step::Unlink(n) => {
+                    let (dir, name) = self.parent(NAMES[*n]).map_err(|e| e.errno())?;
+                    errno(self.fs.unlink(dir, name.as_bytes()))
+                }
+                Step::Mkdir => errno(self.fs.mkdir(ROOT_INO, b"d", 0o755)),
+                Step::Rmdir => errno(self.fs.rmdir(ROOT_INO, b"d")),
+                Step::Fsync(n) => {
+                    let ino = self.find(NAMES[*n]).map_err(|e| e.errno())?;
+                    let fh = self.fs.open(ino, rdwr).map_err(|e| e.errno())?;
+                    let synced = errno(self.fs.fsync(fh));
+                    synced.and(errno(self.fs.release(fh)))
+                }
+            }
+        }
+
+        /// Every name the mount shows, with its kind, size and bytes.
+        fn tree(&self) -> Vec<(String, u64, u64)> {
+            let mut shown = Vec::new();
+            for dir in ["", "d"] {
+                let Ok(ino) = self.find(dir) else { continue };
+                for item in self.fs.readdir(ino).expect("readdir") {
+                    let name = String::from_utf8_lossy(&item.name).into_owned();
+                    let path = if dir.is_empty() {
+                        name
+                    } else {
+                        format!("{dir}/{name}")
+                    };
+                    let ino = self.find(&path).expect("a listed name is found");
+                    let attr = self.fs.getattr(ino).expect("getattr");
+                    // Directory sizes are whatever the server's listing says.
+                    let (size, bytes) = if attr.kind == ftpsfs::store::FileKind::File {
+                        (attr.size, checksum(&self.cat(&path)))
+                    } else {
+                        (0, 0)
+                    };
+                    shown.push((path, size, bytes));
+                }
+            }
+            shown
+        }
+    }
+
+    fn checksum(bytes: &[u8]) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        bytes.hash(&mut h);
+        h.finish()
+    }
+
+    fn server_files(store: &MemoryStore) -> Vec<(Vec<u8>, Option<u64>)> {
+        store
+            .paths()
+            .into_iter()
+            .map(|p| {
+                let f = store.file(&p).map(|b| checksum(&b));
+                (p, f)
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 32, failure_persistence: None, ..ProptestConfig::default() })]
+        #[test]
+        fn async_mode_shows_and_stores_what_sync_mode_does(steps in proptest::collection::vec(step(), 1..25)) {
+            let sync_store = Arc::new(MemoryStore::new());
+            let sync_dir = tempfile::tempdir().expect("temp dir");
+            let sync = Mount {
+                faults: Arc::new(FaultyStore::new(Arc::clone(&sync_store))),
+                fs: Arc::new(Fs::new(Arc::clone(&sync_store) as _, fs_config(sync_dir.path()))),
+                store: sync_store,
+                dir: sync_dir,
+            };
+            let asyn = mount();
+            asyn.faults.set_delay(Op::Upload, Duration::from_millis(3));
+            for (i, step) in steps.iter().enumerate() {
+                let expected = sync.run(step);
+                let got = asyn.run(step);
+                prop_assert_eq!(got, expected, "step {}: {:?}", i, step);
+                prop_assert_eq!(asyn.tree(), sync.tree(), "after step {}: {:?}", i, step);
+            }
+            asyn.fs.shutdown().expect("async uploads");
+            sync.fs.shutdown().expect("sync uploads");
+            prop_assert_eq!(server_files(&asyn.store), server_files(&sync.store));
+        }
+    }
 }
