@@ -396,6 +396,26 @@ fn a_recovered_file_changed_on_the_server_meanwhile_is_kept_beside_it() {
 }
 
 #[test]
+fn two_recovered_versions_of_one_file_upload_in_order_without_a_conflict() {
+    let m = mount();
+    m.offline();
+    // A shell's `> v` then writes: a flush of the empty new file (one
+    // entry), then the content at close (a second entry of the same path).
+    let (_, fh) =
+        m.fs.create(ROOT_INO, b"v", 0o644, write_flags())
+            .expect("create");
+    m.fs.flush(fh).expect("flush");
+    m.fs.write(fh, 0, b"the content").expect("write");
+    m.fs.release(fh).expect("close");
+    assert_eq!(m.fs.pending_uploads().files, 2);
+    let (store, dir) = m.kill();
+    let m = start(store, dir, 1 << 30);
+    m.fs.shutdown().expect("uploaded");
+    assert_eq!(m.store.file(b"v").as_deref(), Some(&b"the content"[..]));
+    assert_eq!(m.store.paths(), vec![b"v".to_vec()], "no conflict copy");
+}
+
+#[test]
 fn a_recovered_file_already_uploaded_is_not_sent_again() {
     let (store, dir) = mount().close_then_kill("n", b"new file");
     // The killed mount got its upload through, but not its journal line.
@@ -453,6 +473,22 @@ fn corrupt_and_cut_journal_entries_and_spool_files_are_never_uploaded() {
     let failed = m.fs.write_back_counts().failed;
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert_eq!(failed[0].0, b"bad-spool");
+}
+
+#[test]
+fn a_failing_spool_disk_makes_close_upload_at_once() {
+    let m = mount();
+    // Spool files can no longer be made (as on a full or read-only disk).
+    let spool = write_back_dir(m.dir.path()).join("spool");
+    std::fs::remove_dir_all(&spool).expect("rm spool");
+    std::fs::write(&spool, b"not a directory").expect("block it");
+    m.cp(ROOT_INO, "s", b"saved anyway").expect("close");
+    assert_eq!(
+        m.store.file(b"s").as_deref(),
+        Some(&b"saved anyway"[..]),
+        "uploaded before close returned"
+    );
+    assert_eq!(m.fs.pending_uploads().files, 0);
 }
 
 #[test]

@@ -264,7 +264,14 @@ impl Fs {
     /// returned.
     pub(super) fn save(&self, file: &Arc<OpenFile>) -> Result<()> {
         if self.is_write_back() {
-            return self.save_to_spool(file);
+            match self.save_to_spool(file) {
+                // The local disk failed (full, read-only): rather than lose
+                // the changes, upload them now, as sync mode does.
+                Err(e) if matches!(e.kind, ErrorKind::Local(_)) => {
+                    log::warn!("the write-back spool failed ({e}); uploading before close returns")
+                }
+                other => return other,
+            }
         }
         let mut state = file.state();
         if !state.has_changes() {

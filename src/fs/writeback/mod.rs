@@ -69,6 +69,9 @@ pub struct WriteBack {
     journal: Mutex<Journal>,
     queue: Arc<Queue>,
     next_seq: AtomicU64,
+    /// Paths this mount uploaded from the queue: a later entry of one of
+    /// them is based on the mount's own upload, not on another client's.
+    uploaded: Mutex<std::collections::HashSet<Vec<u8>>>,
     /// Held for the life of the mount: two mounts never share a journal.
     _lock: File,
 }
@@ -155,6 +158,7 @@ impl WriteBack {
             journal: Mutex::new(journal),
             queue,
             next_seq: AtomicU64::new(next),
+            uploaded: Mutex::default(),
             _lock: lock,
         })
     }
@@ -220,8 +224,10 @@ impl WriteBack {
         Ok(())
     }
 
-    /// The upload of `seq` is done: the journal says so, the spool file goes.
-    fn done(&self, seq: u64) {
+    /// The upload of `seq` (of `path`) is done: the journal says so, the
+    /// spool file goes.
+    fn done(&self, seq: u64, path: &[u8]) {
+        self.uploaded.lock().insert(path.to_vec());
         if let Err(e) = self.journal.lock().done(seq) {
             // The next mount uploads it again: harmless, the same bytes.
             log::warn!(

@@ -49,7 +49,7 @@ pub(super) fn run(fs: Weak<Fs>, queue: Arc<Queue>) {
         match outcome {
             Outcome::Done => {
                 if let Some(wb) = &mount.write_back {
-                    wb.done(seq);
+                    wb.done(seq, &job.entry.path);
                 }
                 tries.remove(&seq);
                 queue.finish(seq, Outcome::Done);
@@ -176,7 +176,14 @@ impl Fs {
     }
 
     fn target_of(&self, job: &Job, path: &StorePath) -> Result<Target, Error> {
-        if !job.recovered {
+        let ours = self
+            .write_back
+            .as_ref()
+            .is_some_and(|wb| wb.uploaded.lock().contains(path.as_bytes()));
+        if !job.recovered || ours {
+            // The server's copy is this mount's own upload (or the one it
+            // saw when the file was changed): in a running mount, the last
+            // close wins, as in sync mode.
             return Ok(Target::Path(path.clone()));
         }
         let server = match self.store.stat(path) {
