@@ -26,7 +26,9 @@
 //!   upload in place), `resume` (a cut upload goes on from the server's
 //!   size), `retry` (the backoff), `verify` (checking what the server
 //!   stored), `spool` (local copies), `rescue` (what could not be
-//!   uploaded at unmount, or not stored right);
+//!   uploaded at unmount, or not stored right), `writeback` (async mode,
+//!   `--write-back async`: close() returns once the file is in a journaled
+//!   spool on local disk, and uploads run in the background);
 //! - reads: `download` (local copy or download), `read_ahead` (a download
 //!   kept open and read ahead), `segmented` (a large file read in order
 //!   fetched ahead in segments on several sessions);
