@@ -112,3 +112,83 @@ fn kill_9_during_a_copy_loses_no_file_whose_close_returned() {
         "uploads were refused, so some waited in the journal"
     );
 }
+
+fn ftpsfs(args: &[&str]) -> std::process::Output {
+    common::mount::run(env!("CARGO_BIN_EXE_ftpsfs"), args, 120)
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A 20 s outage (the proxy refuses data connections) while files are
+/// closed: every close returns, `ftpsfs status` lists them as pending, and
+/// once the server answers again `ftpsfs sync` returns with all of them on
+/// the server. A directory the server refuses to write in (553) keeps its
+/// file in the spool, listed as failed, and `ftpsfs sync` says so.
+#[test]
+fn an_outage_is_waited_out_and_a_refusal_is_kept_and_listed() {
+    let rig = Proxied::start(&[]);
+    std::fs::create_dir(rig.info.root.join("locked")).expect("mkdir on the server");
+    std::fs::set_permissions(
+        rig.info.root.join("locked"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o555),
+    )
+    .expect("chmod");
+    let cache = tempfile::tempdir().expect("temp dir");
+    let cache_dir = cache.path().to_string_lossy().into_owned();
+    let mount = rig.mount(&["--cache-dir", &cache_dir, "--write-back", "async"]);
+    let dir = mount.path_str("");
+    assert!(
+        wait_until(10, || ftpsfs(&["status", &dir]).status.success()),
+        "the control socket never answered"
+    );
+
+    // Listed before the outage: new names are looked up in the listing
+    // (a listing needs a data connection).
+    std::fs::read_dir(mount.path(""))
+        .expect("ls")
+        .for_each(drop);
+    rig.proxy.set_refuse(Kind::Data, true);
+    for i in 0..10 {
+        std::fs::write(mount.path(&format!("o{i}")), content(i)).expect("close returns");
+    }
+    let status = text(&ftpsfs(&["status", &dir]));
+    assert!(status.contains("10 pending"), "{status}");
+    assert!(
+        !rig.info.root.join("o0").exists(),
+        "not uploaded during the outage"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(20));
+    rig.proxy.set_refuse(Kind::Data, false);
+    let synced = ftpsfs(&["sync", &dir]);
+    assert!(synced.status.success(), "{}", text(&synced));
+    for i in 0..10 {
+        assert_eq!(
+            std::fs::read(rig.info.root.join(format!("o{i}"))).ok(),
+            Some(content(i)),
+            "o{i} after the outage; log:\n{}",
+            mount.log_text()
+        );
+    }
+
+    std::fs::write(mount.path("locked/x"), b"refused").expect("close returns");
+    let synced = ftpsfs(&["sync", &dir]);
+    assert!(
+        !synced.status.success(),
+        "a refusal fails sync: {}",
+        text(&synced)
+    );
+    let status = text(&ftpsfs(&["status", &dir]));
+    assert!(status.contains("1 failed"), "{status}");
+    let kept = cache.path().join("write-back");
+    let found = ok("grep", &["-rl", "refused", &kept.to_string_lossy()], 10);
+    assert!(
+        !found.stdout.is_empty(),
+        "the refused file's content is kept under {kept:?}"
+    );
+}
