@@ -557,6 +557,29 @@ fn patching_in_place_is_on_unless_never() {
 }
 
 #[test]
+fn write_back_is_sync_unless_async_with_a_spool_limit() {
+    use ftpsfs::cli::WriteBack;
+    let default = parse(&["ftpes://h", "/mnt"]);
+    assert_eq!(default.write_back, WriteBack::Sync);
+    assert_eq!(
+        default.write_back_spool_size,
+        ftpsfs::fs::DEFAULT_SPOOL_LIMIT
+    );
+    let o = parse(&[
+        "ftpes://h",
+        "/mnt",
+        "-o",
+        "write_back=async,write_back_spool_size=2G",
+    ]);
+    assert_eq!(o.write_back, WriteBack::Async);
+    assert_eq!(o.write_back_spool_size, 2 << 30);
+    let long = parse(&["ftpes://h", "/mnt", "--write-back", "async"]);
+    assert_eq!(long.write_back, WriteBack::Async);
+    let text = error_text(&["ftpes://h", "/mnt", "--write-back", "later"]);
+    assert!(text.contains("async"), "{text}");
+}
+
+#[test]
 fn o_accepts_and_ignores_what_mount_passes() {
     let ignored = "rw,defaults,dev,suid,exec,auto,noauto,user,nouser,nofail,_netdev,\
                    x-systemd.automount,x-systemd.idle-timeout=60,nodev,nosuid";
