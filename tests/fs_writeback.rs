@@ -748,3 +748,60 @@ mod differential {
         }
     }
 }
+
+/// A server holding `big` at "big", one that writes REST + STOR in place
+/// (so sync mode would patch), and the file open for reading and writing.
+fn big_file_open(big: &[u8]) -> (Mount, u64) {
+    let store = MemoryStore::new();
+    store.set_store_at_offset(ftpsfs::store::StoreAtOffset::InPlace);
+    store.put_file(b"big", big);
+    let m = start(
+        Arc::new(store),
+        tempfile::tempdir().expect("temp dir"),
+        1 << 30,
+    );
+    let rdwr = OpenFlags {
+        read: true,
+        write: true,
+        ..OpenFlags::default()
+    };
+    let fh = m.fs.open(m.ino("big"), rdwr).expect("open");
+    (m, fh)
+}
+
+#[test]
+fn a_small_change_inside_a_big_file_is_spooled_whole_not_patched() {
+    let big = pattern(2 << 20, 9);
+    let (m, fh) = big_file_open(&big);
+    m.fs.write(fh, 1 << 20, b"XYZW").expect("write");
+    m.fs.release(fh).expect("close");
+    let mut want = big.clone();
+    want[1 << 20..(1 << 20) + 4].copy_from_slice(b"XYZW");
+    assert_eq!(m.cat("big"), want, "the mount shows the change");
+    m.fs.shutdown().expect("shutdown");
+    assert_eq!(m.store.file(b"big"), Some(want), "on the server");
+    assert_eq!(m.fs.stats().patches, 0);
+}
+
+#[test]
+fn writes_after_a_flush_of_a_big_file_read_back_over_its_waiting_version() {
+    let big = pattern(2 << 20, 4);
+    let (m, fh) = big_file_open(&big);
+    m.faults.set_delay(Op::Upload, Duration::from_millis(300));
+    m.fs.write(fh, 1 << 20, b"AAAA").expect("write");
+    m.fs.flush(fh)
+        .expect("flush: the first version waits in the spool");
+    m.fs.write(fh, 3 << 19, b"BBBB")
+        .expect("write after the flush");
+    let read = m.fs.read(fh, 1 << 20, 4).expect("read");
+    assert_eq!(
+        read, b"AAAA",
+        "the flushed write, not the server's older copy"
+    );
+    m.fs.release(fh).expect("close");
+    m.fs.shutdown().expect("shutdown");
+    let mut want = big.clone();
+    want[1 << 20..(1 << 20) + 4].copy_from_slice(b"AAAA");
+    want[3 << 19..(3 << 19) + 4].copy_from_slice(b"BBBB");
+    assert_eq!(m.store.file(b"big"), Some(want));
+}

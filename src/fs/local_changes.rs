@@ -197,7 +197,10 @@ impl Fs {
             let view = file.view();
             (view.size, view.mtime, view.mtime_exact)
         };
+        // Async write-back uploads whole files from its spool; the server's
+        // copy under the overlay may also be older than a waiting upload.
         if !self.config.patch_in_place
+            || self.is_write_back()
             || size < self.config.patch_min_size
             || overlay::admits(size, &[], offset, n).is_err()
         {

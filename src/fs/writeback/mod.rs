@@ -327,7 +327,7 @@ impl Fs {
         let Some(path) = self.inodes.lock().path(file.ino) else {
             return Ok(());
         };
-        if matches!(&*state, FileState::Appending(_)) {
+        if matches!(&*state, FileState::Appending(_) | FileState::Patching(_)) {
             self.stage(file, &mut state)?;
         }
         if matches!(&*state, FileState::Streaming(_)) {
