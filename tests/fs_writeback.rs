@@ -48,7 +48,19 @@ fn write_back_dir(dir: &Path) -> PathBuf {
 }
 
 fn start(store: Arc<MemoryStore>, dir: tempfile::TempDir, spool_limit: u64) -> Mount {
+    start_with(store, dir, spool_limit, |_| {})
+}
+
+/// A mount whose store has `faults` armed before its uploaders start (a
+/// recovered entry may otherwise be uploaded before the test looks).
+fn start_with(
+    store: Arc<MemoryStore>,
+    dir: tempfile::TempDir,
+    spool_limit: u64,
+    arm: impl FnOnce(&FaultyStore<Arc<MemoryStore>>),
+) -> Mount {
     let faults = Arc::new(FaultyStore::new(Arc::clone(&store)));
+    arm(&faults);
     let fs = Fs::new(faults.clone(), fs_config(dir.path()))
         .with_write_back(WriteBackConfig {
             dir: write_back_dir(dir.path()),
@@ -350,7 +362,9 @@ fn a_killed_mount_s_journal_is_finished_by_the_next_mount() {
         "nothing uploaded before the kill"
     );
     let (store, dir) = m.kill();
-    let m = start(store, dir, 1 << 30);
+    let m = start_with(store, dir, 1 << 30, |faults| {
+        faults.fail_always(Op::Upload, ErrorKind::Unavailable)
+    });
     assert_eq!(
         m.fs.pending_uploads().files,
         files.len(),
@@ -360,6 +374,7 @@ fn a_killed_mount_s_journal_is_finished_by_the_next_mount() {
         m.fs.getattr(m.ino("k3")).expect("shown").size,
         files[3].1.len() as u64
     );
+    m.online();
     m.fs.shutdown().expect("uploaded");
     m.assert_on_server(&files);
     // Done entries are gone from the journal: a third mount has nothing to do.
@@ -804,4 +819,41 @@ fn writes_after_a_flush_of_a_big_file_read_back_over_its_waiting_version() {
     want[1 << 20..(1 << 20) + 4].copy_from_slice(b"AAAA");
     want[3 << 19..(3 << 19) + 4].copy_from_slice(b"BBBB");
     assert_eq!(m.store.file(b"big"), Some(want));
+}
+
+/// A new file of up to 1 MiB goes straight to its name (one STOR, no
+/// rename), as in sync mode. If the mount dies during that upload, the next
+/// mount finds the start of the file under its name: that is its own cut
+/// upload, replaced, not another client's file (no conflict copy). Another
+/// client's file there is kept, and the entry goes beside it.
+#[test]
+fn a_new_file_goes_straight_to_its_name_and_a_cut_upload_of_it_is_finished() {
+    let m = mount();
+    let data = pattern(10 * KIB, 3);
+    m.cp(ROOT_INO, "direct", &data).expect("cp");
+    m.fs.shutdown().expect("uploaded");
+    assert_eq!(m.store.file(b"direct").as_deref(), Some(&data[..]));
+    assert_eq!(m.store.counters().get(Op::Rename), 0, "no temporary name");
+
+    let (store, dir) = mount().close_then_kill("n", &data);
+    store.put_file(b"n", &data[..3000]);
+    store.put_file(b"other", b"another client's");
+    let m = start(store, dir, 1 << 30);
+    m.fs.shutdown().expect("uploaded");
+    assert_eq!(m.store.file(b"n").as_deref(), Some(&data[..]));
+    assert_eq!(
+        m.store.paths(),
+        vec![b"n".to_vec(), b"other".to_vec()],
+        "no conflict copy"
+    );
+
+    let (store, dir) = mount().close_then_kill("n", &data);
+    store.put_file(b"n", b"another client's file");
+    let m = start(store, dir, 1 << 30);
+    m.fs.shutdown().expect("uploaded");
+    assert_eq!(
+        m.store.file(b"n").as_deref(),
+        Some(&b"another client's file"[..])
+    );
+    assert_eq!(m.store.paths().len(), 2, "beside it: {:?}", m.store.paths());
 }

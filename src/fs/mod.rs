@@ -144,7 +144,7 @@ const NAME_MAX: usize = 255;
 /// Cold lookups in one directory answered by `stat` before it is listed.
 const STAT_MISSES: u32 = 2;
 /// A new file written in order is staged up to this size, then streamed.
-const STREAM_AFTER: usize = 1024 * 1024;
+pub(crate) const STREAM_AFTER: usize = 1024 * 1024;
 /// Bytes of a streaming upload kept to resume it from: what the server
 /// may not have yet sits in the socket and TLS buffers of both sides,
 /// a few MiB at most.

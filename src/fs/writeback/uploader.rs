@@ -15,8 +15,16 @@
 //! changed since (another client), both are kept: the entry is uploaded as
 //! `NAME.ftpsfs-conflict-<unix time>` beside it, and that is logged. A
 //! server copy that already holds the entry's bytes (the earlier mount died
-//! after its upload, before the journal said so) is left as it is.
+//! after its upload, before the journal said so) is left as it is; one that
+//! holds the first bytes of a new file's entry (the earlier mount died
+//! during its upload) is that upload, cut, and is replaced.
+//!
+//! Names: a new file of up to 1 MiB goes straight to its name with one
+//! STOR, as in sync mode (a rename would cost two round trips more per
+//! file); bigger files and files that replace another go through a
+//! temporary name and a rename.
 use std::collections::HashMap;
+use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -26,7 +34,7 @@ use super::super::spool::Spool;
 use super::journal::{Base, Entry};
 use super::queue::{Job, Outcome, Queue};
 use super::{digest_of, sha256_of, Fs};
-use crate::fs::{Error, ErrorKind};
+use crate::fs::{Error, ErrorKind, STREAM_AFTER};
 use crate::store::path::{join, shown, split};
 use crate::store::{self, Metadata, StorePath};
 
@@ -122,6 +130,12 @@ fn unchanged(base: Base, server: &Metadata) -> bool {
     }
 }
 
+/// A new file of up to 1 MiB: uploaded under its own name (sync mode does
+/// the same with files it does not stream).
+fn goes_straight_to_its_name(entry: &Entry) -> bool {
+    matches!(entry.base, Base::New) && entry.size <= STREAM_AFTER as u64
+}
+
 /// Where a recovered entry goes.
 enum Target {
     Path(StorePath),
@@ -196,7 +210,7 @@ impl Fs {
         if server.size == job.entry.size && self.server_holds(path, &job.entry)? {
             return Ok(Target::AlreadyThere);
         }
-        if unchanged(job.entry.base, &server) {
+        if unchanged(job.entry.base, &server) || self.cut_upload_of(path, job, &server)? {
             return Ok(Target::Path(path.clone()));
         }
         let conflict = conflict_name(path);
@@ -217,9 +231,25 @@ impl Fs {
         Ok(digest == entry.digest)
     }
 
-    /// Sends the spool file as sync mode sends a staged file, always
-    /// through a temporary name: a cut upload never leaves a partial file
-    /// under the real name, for the next mount to take for another's.
+    /// Whether the server's file at `path` is a cut upload of the entry,
+    /// a new file that goes straight to its name: a start of its bytes.
+    fn cut_upload_of(&self, path: &[u8], job: &Job, server: &Metadata) -> Result<bool, Error> {
+        if !(goes_straight_to_its_name(&job.entry) && server.size < job.entry.size) {
+            return Ok(false);
+        }
+        let copy = self.fetch(path)?;
+        let len = copy.len() as usize;
+        let mut theirs = vec![0u8; len];
+        let mut ours = vec![0u8; len];
+        copy.read_at(0, &mut theirs)
+            .and_then(|_| job.file.read_exact_at(&mut ours, 0))
+            .map_err(|e| Error::local(&e, "reading the spool"))?;
+        Ok(theirs == ours)
+    }
+
+    /// Sends the spool file as sync mode sends a staged file: through a
+    /// temporary name, but for a new file small enough to go straight to
+    /// its name.
     fn send_spooled(&self, job: &Job, target: &[u8]) -> Result<(), Error> {
         let file = job
             .file
@@ -227,7 +257,7 @@ impl Fs {
             .map_err(|e| Error::local(&e, "opening a write-back spool file"))?;
         let copy = LocalCopy {
             spool: Spool::from_file(file, job.entry.size, Arc::clone(&self.spool_stats)),
-            replaces: true,
+            replaces: !goes_straight_to_its_name(&job.entry),
             pending: job.entry.attrs,
             changes: Changes::Whole,
         };
