@@ -1,6 +1,6 @@
 //! Async write-back through a real mount of vsftpd (behind the fault
-//! proxy): a mount killed with kill -9 while a program copies a few hundred
-//! small files, then mounted again with the same cache directory, leaves
+//! proxy): a mount killed with kill -9 at a random moment while a program
+//! copies 1,000 small files, then mounted again with the same cache directory, leaves
 //! every file whose close() returned on the server with the right bytes.
 //!
 //! Partway through the copy the proxy refuses data connections, so that
@@ -15,7 +15,7 @@ use common::mount::{is_mounted, ok, wait_until};
 use common::proxied::Proxied;
 use common::proxy::Kind;
 
-const FILES: usize = 400;
+const FILES: usize = 1000;
 
 /// What the copier writes into file `i` (also computed here to check).
 fn content(i: usize) -> Vec<u8> {
@@ -31,6 +31,15 @@ const COPIER: &str = "import sys\n\
     \x20   with open(f'{d}/f{i}', 'wb') as f:\n\
     \x20       f.write(data)\n\
     \x20   print(i, flush=True)\n";
+
+/// A number below `n`, different from run to run (the clock's nanoseconds:
+/// enough to move the kill around; the test prints where it fell).
+fn random_below(n: usize) -> usize {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as usize);
+    nanos % n
+}
 
 #[test]
 fn kill_9_during_a_copy_loses_no_file_whose_close_returned() {
@@ -57,8 +66,11 @@ fn kill_9_during_a_copy_loses_no_file_whose_close_returned() {
     let stdout = copier.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
     let mut closed: Vec<usize> = Vec::new();
-    // Killed a third of the way: uploads are still running then.
-    while closed.len() < FILES / 3 {
+    // Killed at a random moment after the refusals begin (and before the
+    // copy is done: uploads are still waiting then).
+    let kill_at = FILES / 8 + 1 + random_below(FILES * 3 / 8);
+    eprintln!("kill -9 after {kill_at} closes");
+    while closed.len() < kill_at {
         match lines.next() {
             Some(Ok(line)) => closed.push(line.trim().parse().expect("a number")),
             _ => panic!("the copier stopped after {} files", closed.len()),
