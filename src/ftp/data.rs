@@ -19,6 +19,65 @@ pub enum Endpoint {
     Bound(Box<Bind>),
 }
 
+/// The passive data connection of a session's next transfer, set up while
+/// the session is between transfers: `EPSV` is sent ahead as a transfer
+/// ends (`ask`), its reply read and the port connected to off the caller's
+/// path (`settle`, in the pool's preparing thread), and the next transfer
+/// command goes out on it at once (`take`). That takes the EPSV and TCP
+/// round trips off each small file's way. A server keeps one pending
+/// passive port per session (vsftpd closes it only at the next
+/// PASV/EPSV/PORT or transfer), so there is never more than one.
+#[derive(Debug, Default)]
+pub enum NextData {
+    #[default]
+    None,
+    /// `EPSV` was sent ahead; its reply is not read yet. Every other
+    /// command waits until it is (`Session::send`).
+    Asked,
+    /// Its reply came (before the transfer's own, from a server that
+    /// answers while a transfer ends): this port, not connected to yet.
+    Offered(u16),
+    /// Connected to the port the server opened for the next transfer.
+    Connected { tcp: TcpStream, since: Instant },
+}
+
+/// A connection set up ahead that has not been used for this long is
+/// closed instead: a server or a firewall may have given up on it.
+pub const NEXT_DATA_MAX_AGE: Duration = Duration::from_secs(15);
+
+impl NextData {
+    pub fn is_none(&self) -> bool {
+        matches!(self, NextData::None)
+    }
+
+    pub fn is_asked(&self) -> bool {
+        matches!(self, NextData::Asked)
+    }
+
+    /// Whether a reply is still to be read or a port to be connected to.
+    pub fn needs_settling(&self) -> bool {
+        matches!(self, NextData::Asked | NextData::Offered(_))
+    }
+
+    /// Whether a connection is ready for the next transfer.
+    pub fn is_connected(&self) -> bool {
+        matches!(self, NextData::Connected { since, .. } if since.elapsed() < NEXT_DATA_MAX_AGE)
+    }
+
+    /// The connection for the next transfer, when there is a fresh one; an
+    /// old one is closed. Leaves `None`.
+    pub fn take(&mut self) -> Option<TcpStream> {
+        match std::mem::take(self) {
+            NextData::Connected { tcp, since } if since.elapsed() < NEXT_DATA_MAX_AGE => Some(tcp),
+            NextData::Asked => {
+                *self = NextData::Asked;
+                None
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Binds a listener for active mode on `ip`, on a port of `range` (or any).
 /// Starts at a varying point of the range, so that concurrent sessions do not
 /// all race for its first port.

@@ -169,7 +169,7 @@ impl Pool {
                     phase: "the session pool is shut down".into(),
                 });
             }
-            if let Some(idle) = state.idle.pop() {
+            if let Some(idle) = take_idle(&mut state.idle) {
                 drop(state);
                 if let Some(session) = self.ready(idle) {
                     return Ok(self.guard(session, false));
@@ -335,6 +335,25 @@ impl Shared {
         drop(idle);
     }
 
+    /// A session back from a checkout: idle again, or closed when broken.
+    fn put_back(&self, mut session: Session) {
+        if session.is_broken() {
+            self.lost(session);
+        } else {
+            let needs_probe = session.take_error_seen();
+            self.give_back(session, needs_probe);
+        }
+    }
+
+    /// Sets up the data connection of the session's next transfer (see
+    /// `Session::settle_next_data`), then puts the session back.
+    fn prepare_and_put_back(&self, slot: &Mutex<Option<Session>>) {
+        if let Some(mut session) = slot.lock().take() {
+            session.settle_next_data(false);
+            self.put_back(session);
+        }
+    }
+
     fn give_back(&self, session: Session, needs_probe: bool) {
         let mut state = self.state.lock();
         if state.closed {
@@ -404,14 +423,36 @@ impl DerefMut for PooledSession {
 
 impl Drop for PooledSession {
     fn drop(&mut self) {
-        if let Some(mut session) = self.session.take() {
-            if session.is_broken() {
-                self.shared.lost(session);
-            } else {
-                let needs_probe = session.take_error_seen();
-                self.shared.give_back(session, needs_probe);
-            }
+        let Some(session) = self.session.take() else {
+            return;
+        };
+        if !session.next_data_asked() {
+            self.shared.put_back(session);
+            return;
         }
+        // The reply to the EPSV sent ahead is read and its port connected
+        // to on a thread of its own, so that the caller (a close() waiting
+        // for an upload's 226) does not wait for them; the session comes
+        // back once ready.
+        let slot = Arc::new(Mutex::new(Some(session)));
+        let theirs = Arc::clone(&slot);
+        let shared = Arc::clone(&self.shared);
+        let spawned = std::thread::Builder::new()
+            .name("ftpsfs-data-ahead".into())
+            .spawn(move || shared.prepare_and_put_back(&theirs));
+        if let Err(e) = spawned {
+            log::debug!("setting up the next data connection in place: {e}");
+            self.shared.prepare_and_put_back(&slot);
+        }
+    }
+}
+
+/// Takes the idle session to hand out: the latest returned that has a data
+/// connection ready for its next transfer, else the latest returned.
+fn take_idle(idle: &mut Vec<IdleSession>) -> Option<IdleSession> {
+    match idle.iter().rposition(|entry| entry.session.has_next_data()) {
+        Some(ready) => Some(idle.remove(ready)),
+        None => idle.pop(),
     }
 }
 

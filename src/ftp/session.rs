@@ -21,12 +21,12 @@ use rustls::{ClientConfig, HandshakeKind, ProtocolVersion};
 
 use super::config::{DataMode, FtpConfig, Security};
 use super::control::Control;
-use super::data::{self, Endpoint, Ready};
+use super::data::{self, Endpoint, NextData, Ready};
 use super::dialogue::abort::Abort;
 use super::dialogue::digest::{self as digest_dialogue, Hash, Hashed};
 use super::dialogue::endpoint::{Active, Passive, PassiveAddress};
 use super::dialogue::login::{ClearControl, Cleared, Credentials, Greeting, Setup};
-use super::dialogue::transfer::{OpenTransfer, TransferEnd};
+use super::dialogue::transfer::{Ahead, OpenTransfer, TransferEnd};
 use super::dialogue::{self, Action, Command, Conversation, Fact, Input, ReadReply, Step, Wait};
 use super::error::{Error, Result};
 use super::features::Features;
@@ -64,6 +64,15 @@ pub struct Stats {
     pub data_connections: AtomicU64,
     pub full_handshakes: AtomicU64,
     pub resumed_handshakes: AtomicU64,
+    /// Round trips the callers waited for: each wait for the server after
+    /// sending it something it answers (commands, a TLS handshake's
+    /// messages, an upload's end), a TCP connect. Things sent together
+    /// before one wait (pipelined) count once; waits of the pool's
+    /// preparing thread (see `data::NextData`) are off the callers' path
+    /// and not counted. Tests and benchmarks compare it per file.
+    pub round_trips: AtomicU64,
+    /// Transfers that went out on a data connection set up ahead.
+    pub data_set_up_ahead: AtomicU64,
     /// The TLS version of the latest login (a `rustls::ProtocolVersion` as
     /// u16; 0 before the first), for `ftpsfs status`.
     pub tls_version: std::sync::atomic::AtomicU16,
@@ -76,6 +85,8 @@ pub struct StatsSnapshot {
     pub data_connections: u64,
     pub full_handshakes: u64,
     pub resumed_handshakes: u64,
+    pub round_trips: u64,
+    pub data_set_up_ahead: u64,
 }
 
 impl Stats {
@@ -98,6 +109,8 @@ impl Stats {
             data_connections: self.data_connections.load(Ordering::Relaxed),
             full_handshakes: self.full_handshakes.load(Ordering::Relaxed),
             resumed_handshakes: self.resumed_handshakes.load(Ordering::Relaxed),
+            round_trips: self.round_trips.load(Ordering::Relaxed),
+            data_set_up_ahead: self.data_set_up_ahead.load(Ordering::Relaxed),
         }
     }
 }
@@ -189,6 +202,8 @@ impl Connector {
             broken: false,
             error_seen: false,
             last_used: Instant::now(),
+            next_data: NextData::None,
+            awaiting: false,
         };
         session.log_in(refusals_before)?;
         self.stats.logins.fetch_add(1, Ordering::Relaxed);
@@ -244,6 +259,11 @@ pub struct Session {
     /// Set by any failed command; the pool probes such a session before reuse.
     error_seen: bool,
     last_used: Instant,
+    /// The data connection of the next transfer, set up ahead.
+    next_data: NextData,
+    /// Something the server answers was sent and not waited for yet: the
+    /// next wait is a round trip (`Stats::round_trips`).
+    awaiting: bool,
 }
 
 impl Session {
@@ -361,6 +381,16 @@ impl Session {
     }
 
     fn send(&mut self, command: &Command) -> Result<()> {
+        // The reply to the EPSV sent ahead comes before this one's.
+        if self.next_data.is_asked() {
+            self.settle_next_data(true);
+        }
+        self.send_line(command)?;
+        self.awaiting = true;
+        Ok(())
+    }
+
+    fn send_line(&mut self, command: &Command) -> Result<()> {
         let line = command.line()?;
         self.connector
             .stats
@@ -370,7 +400,28 @@ impl Session {
         self.control.send(&line, &command.shown())
     }
 
+    /// Counts a wait for the server as a round trip when something it
+    /// answers was sent since the last wait.
+    pub(super) fn note_wait(&mut self) {
+        if std::mem::take(&mut self.awaiting) {
+            self.count_round_trip();
+        }
+    }
+
+    fn count_round_trip(&self) {
+        self.connector
+            .stats
+            .round_trips
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Marks that the server was sent something it answers.
+    pub(super) fn note_request(&mut self) {
+        self.awaiting = true;
+    }
+
     fn read_reply(&mut self, phase: &str) -> Result<Reply> {
+        self.note_wait();
         let reply = self.control.read_reply(phase)?;
         if reply.code == 421 {
             // The server is closing the session; nothing after this will work.
@@ -426,7 +477,7 @@ impl Session {
                 command.shown(),
                 "a data connection was asked for outside a transfer",
             )),
-            Action::AwaitData => Err(Error::protocol(
+            Action::AwaitData | Action::AbandonData => Err(Error::protocol(
                 "data connection",
                 "a data connection was awaited outside a transfer",
             )),
@@ -434,6 +485,7 @@ impl Session {
     }
 
     fn read_for(&mut self, read: &ReadReply) -> Result<Input> {
+        self.note_wait();
         match read.wait {
             Wait::Reply => self.read_reply(&read.phase).map(Input::Reply),
             Wait::AfterAbort => {
@@ -467,6 +519,9 @@ impl Session {
 
     /// Ends the session politely; used when it leaves the pool.
     pub fn quit(mut self) {
+        // A reply to an EPSV sent ahead may come before QUIT's: unread, as
+        // the rest of what the server says now.
+        self.next_data = NextData::None;
         if !self.broken {
             let _ = self.control.set_reply_timeout(Duration::from_secs(2));
             let _ = self.command("QUIT", None);
@@ -660,6 +715,9 @@ impl Session {
         self.note(result)
     }
 
+    /// On the data connection set up ahead when there is one (a transient
+    /// failure there, such as 425 when the server forgot the port, is tried
+    /// once more on a new one), else on a new one.
     fn open_transfer_inner(
         &mut self,
         verb: &str,
@@ -667,7 +725,32 @@ impl Session {
         offset: u64,
     ) -> Result<Stream> {
         self.keep_data_resumable()?;
-        let (mut passive, mut waiting) = match self.open_endpoint()? {
+        self.settle_next_data(true);
+        if let Some(tcp) = self.next_data.take() {
+            self.connector
+                .stats
+                .data_set_up_ahead
+                .fetch_add(1, Ordering::Relaxed);
+            match self.open_transfer_on(verb, arg, offset, Endpoint::Connected(tcp)) {
+                Err(e) if e.is_transient() && !self.broken => log::debug!(
+                    "{}: the data connection set up ahead failed ({e}); opening a new one",
+                    dialogue::shown_command(verb, arg)
+                ),
+                opened => return opened,
+            }
+        }
+        let endpoint = self.open_endpoint()?;
+        self.open_transfer_on(verb, arg, offset, endpoint)
+    }
+
+    fn open_transfer_on(
+        &mut self,
+        verb: &str,
+        arg: Option<&[u8]>,
+        offset: u64,
+        endpoint: Endpoint,
+    ) -> Result<Stream> {
+        let (mut passive, mut waiting) = match endpoint {
             Endpoint::Connected(tcp) => (Some(tcp), None),
             waiting => (None, Some(waiting)),
         };
@@ -684,6 +767,7 @@ impl Session {
                 match passive.take() {
                     Some(tcp) => match session.wrap_data(tcp, &phase) {
                         Ok(wrapped) => {
+                            // Its ClientHello went out with the command.
                             stream = Some(wrapped);
                             Ok(Input::DataConnected)
                         }
@@ -693,6 +777,14 @@ impl Session {
                 }
             }
             Action::AwaitData => session.await_active(&mut waiting, &phase, &shown, &mut stream),
+            Action::AbandonData => {
+                // Closed without close_notify: the server sees a cut.
+                if let Some(opened) = stream.take() {
+                    let _ = opened.tcp().shutdown(std::net::Shutdown::Both);
+                }
+                session.abort_transfer();
+                Ok(Input::Done)
+            }
             action => session.perform(action),
         })?;
         let mut stream =
@@ -700,6 +792,9 @@ impl Session {
         stream.set_timeout(timeouts.connect)?;
         let handshake =
             stream.finish_handshake(&format!("TLS handshake on the {phase}"), timeouts.connect)?;
+        // The server answers our last handshake message: with the data of a
+        // download, or (after the bytes of an upload) with its end.
+        self.note_request();
         stream.set_timeout(timeouts.data_idle)?;
         if stream.is_tls() {
             self.count_handshake(handshake, &shown);
@@ -876,6 +971,7 @@ impl Session {
                     Some(proxy) => socks::connect_to(proxy, "data connection", &target, timeout)?,
                     None => net::connect("data connection", &target.to_string(), timeout)?,
                 };
+                self.count_round_trip();
                 Ok(Endpoint::Connected(tcp))
             }
             DataMode::Active { advertise, .. } if self.config().proxy.is_some() => {
@@ -904,6 +1000,86 @@ impl Session {
         }
     }
 
+    // ---- the next transfer's data connection (see data::NextData) -----------
+
+    /// Whether a data connection for the next transfer is ready here.
+    pub fn has_next_data(&self) -> bool {
+        self.next_data.is_connected()
+    }
+
+    /// Whether the reply to an EPSV sent ahead is still to be read
+    /// (`settle_next_data`).
+    pub fn next_data_asked(&self) -> bool {
+        self.next_data.needs_settling()
+    }
+
+    /// Sends EPSV ahead for the next transfer, where data connections are
+    /// passive by EPSV and go straight to the server. Called as a transfer
+    /// ends, after its data connection closed: the server is done with the
+    /// transfer then, and answers the EPSV after the transfer's reply (a
+    /// server that reads commands during a transfer could answer it before,
+    /// and the replies would be taken for each other).
+    pub(super) fn ask_next_data(&mut self) {
+        let config = self.config();
+        let by_epsv = matches!(config.data_mode, DataMode::Passive { epsv: true, .. })
+            && !self.connector.epsv_refused.load(Ordering::Relaxed);
+        if !by_epsv || config.proxy.is_some() || self.broken || !self.next_data.is_none() {
+            return;
+        }
+        let sent = self.send_line(&Command::new("EPSV"));
+        if self.note(sent).is_ok() {
+            self.next_data = NextData::Asked;
+        }
+    }
+
+    /// Reads the reply to the EPSV sent ahead, if any, and connects to its
+    /// port. `on_callers_path`: a caller waits for this (then its waits
+    /// count as round trips; the pool's preparing thread does it off the
+    /// callers' path). A refusal or a failed connect leaves no connection
+    /// set up (the next transfer asks as usual); a failed read breaks the
+    /// session as any would.
+    pub fn settle_next_data(&mut self, on_callers_path: bool) {
+        let port = match std::mem::take(&mut self.next_data) {
+            NextData::Asked => {
+                self.awaiting = on_callers_path;
+                let reply = self.read_reply("EPSV (sent ahead for the next transfer)");
+                let Ok(reply) = self.note(reply) else {
+                    return;
+                };
+                let port = (reply.code == 229)
+                    .then(|| super::address::parse_epsv(reply.first_line()))
+                    .flatten();
+                let Some(port) = port else {
+                    log::debug!(
+                        "the EPSV sent ahead got {} {}; the next transfer asks again",
+                        reply.code,
+                        reply.text()
+                    );
+                    return;
+                };
+                port
+            }
+            NextData::Offered(port) => port,
+            other => {
+                self.next_data = other;
+                return;
+            }
+        };
+        let target = self.server.with_port(port).to_string();
+        match net::connect("data connection", &target, self.config().timeouts.connect) {
+            Ok(tcp) => {
+                if on_callers_path {
+                    self.count_round_trip();
+                }
+                self.next_data = NextData::Connected {
+                    tcp,
+                    since: Instant::now(),
+                };
+            }
+            Err(e) => log::debug!("connecting ahead to {target} failed ({e})"),
+        }
+    }
+
     // ---- ends of transfers (used by transfer.rs) ------------------------------
 
     pub(super) fn session_timeouts(&self) -> super::config::Timeouts {
@@ -919,10 +1095,17 @@ impl Session {
         // A 4xx/5xx here is the server's verdict on this transfer; the
         // session itself is still in step, so only a failed read counts
         // against it.
-        self.converse_with(TransferEnd::new(what), |session, action| {
+        let mut end = TransferEnd::new(what, self.next_data.is_asked());
+        let ended = self.converse_with(&mut end, |session, action| {
             let input = session.perform(action);
             session.note(input)
-        })
+        });
+        match end.ahead() {
+            Ahead::Nothing | Ahead::Unanswered => {}
+            Ahead::Port(port) => self.next_data = NextData::Offered(port),
+            Ahead::NoPort => self.next_data = NextData::None,
+        }
+        ended
     }
 
     /// Abandons a transfer: the data connection is already closed; ABOR and

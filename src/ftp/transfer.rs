@@ -57,6 +57,9 @@ impl<S: DerefMut<Target = Session>> Download<S> {
         let _ = stream.close_write();
         stream.await_tcp_eof();
         drop(stream);
+        // The server is done with the transfer: the next one's data
+        // connection can be asked for before its reply is read.
+        self.session.ask_next_data();
         self.session.finish_transfer("download (RETR/LIST)")?;
         if let Some(expected) = self.expected {
             if self.received != expected {
@@ -94,6 +97,7 @@ impl<S: DerefMut<Target = Session>> Read for Download<S> {
         let Some(stream) = self.stream.as_mut() else {
             return Ok(0);
         };
+        self.session.note_wait();
         match stream.read(buf) {
             Ok(0) => {
                 self.at_eof = true;
@@ -153,15 +157,18 @@ impl<S: DerefMut<Target = Session>> Upload<S> {
         };
         let data_idle = self.session.session_timeouts().data_idle;
         let half_close = !self.session.through_proxy();
-        let closed = stream
-            .flush()
-            .and_then(|()| stream.end_writing(half_close))
-            .and_then(|()| stream.drain_to_eof());
+        let ended = stream.flush().and_then(|()| stream.end_writing(half_close));
+        // The server answers the end of the bytes by closing its side.
+        self.session.note_request();
+        self.session.note_wait();
+        let closed = ended.and_then(|()| stream.drain_to_eof());
         drop(stream);
         if let Err(e) = closed {
             self.session.abort_transfer();
             return Err(Error::io("completing the upload", e, data_idle));
         }
+        // As in `Download::finish`: asked for before the final reply.
+        self.session.ask_next_data();
         self.session.finish_transfer("upload (STOR/APPE)")?;
         Ok(self.sent)
     }

@@ -25,10 +25,14 @@
 //!   learn "EPSV refused"] → Pasv --227--> done with the address to connect to.
 //! - `endpoint::Active`: Eprt --200--> done; --500/502/504/522 (IPv4)--> Port
 //!   --200--> done.
-//! - `transfer::OpenTransfer`: [Rest --350-->] Requested: the data connection
-//!   and the 1xx reply may come in either order (active mode); both make it
-//!   done, a negative reply before either fails.
-//! - `transfer::TransferEnd`: the final reply, 226/250 done, else fails.
+//! - `transfer::OpenTransfer`: [REST sent ahead] Requested: the data
+//!   connection and the 1xx reply may come in either order (active mode);
+//!   both make it done, a negative reply before either fails. REST's reply
+//!   comes first: 350 goes on; anything else fails after the transfer
+//!   command's reply, abandoning (ABOR) a transfer that it started.
+//! - `transfer::TransferEnd`: the final reply, 226/250 done, else fails;
+//!   with EPSV sent ahead, a 229 before it is EPSV's, kept for the next
+//!   transfer.
 //! - `digest::Hash`: [OPTS HASH name --200-->] [RANG s e --350-->] HASH
 //!   path --213 (checked: algorithm, range, length, hex)--> [RANG 1 0 --350,
 //!   anything else drops the session-->] done with the digest.
@@ -120,6 +124,9 @@ pub enum Action {
     /// The transfer command was accepted; wait for the server to connect
     /// (`Input::DataConnected`) or to say something (`Input::Reply`).
     AwaitData,
+    /// Close the data connection of the transfer being opened and abandon
+    /// the transfer (ABOR, see `abort`); `Input::Done`.
+    AbandonData,
 }
 
 /// A reply to read without sending anything, and how long to wait for it.
@@ -174,6 +181,17 @@ pub trait Conversation {
     type Outcome;
     fn start(&mut self) -> Result<Step<Self::Outcome>>;
     fn next(&mut self, input: Input) -> Result<Step<Self::Outcome>>;
+}
+
+/// A machine run by reference, to read what it kept after its end.
+impl<C: Conversation> Conversation for &mut C {
+    type Outcome = C::Outcome;
+    fn start(&mut self) -> Result<Step<Self::Outcome>> {
+        (**self).start()
+    }
+    fn next(&mut self, input: Input) -> Result<Step<Self::Outcome>> {
+        (**self).next(input)
+    }
 }
 
 fn send<T>(command: Command) -> Result<Step<T>> {
@@ -294,6 +312,10 @@ pub(crate) mod script {
                     Input::Done
                 }
                 Action::Read(_) | Action::AwaitData => next_event(&mut events),
+                Action::AbandonData => {
+                    sent.push("abandon".to_string());
+                    Input::Done
+                }
                 Action::OpenData(command) => {
                     sent.push(command.shown());
                     next_event(&mut events)

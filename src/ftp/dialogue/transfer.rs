@@ -1,37 +1,56 @@
 //! Opening a transfer (RETR, STOR, APPE, LIST, MLSD) once the data port is
 //! chosen, and the reply that ends it.
 //!
-//! `REST n` (350) first when reading from an offset. Then the transfer
-//! command, and two things must happen in some order: the data connection
-//! opens, and the server accepts with 150/125. In passive mode the client
-//! connected before sending the command, so the connection comes first. In
-//! active mode the server connects to us before or after its 1xx, depending
-//! on the server; a reply after the 1xx but before the connection is the
-//! server giving up (425 "can't open data connection").
+//! `REST n` first when reading from an offset, sent ahead: the transfer
+//! command follows at once, without waiting for the 350 (one round trip
+//! fewer per ranged read; RFC 959 servers read commands in order). Then two
+//! things must happen in some order: the data connection opens, and the
+//! server accepts with 150/125. In passive mode the client connected before
+//! sending the command, so the connection comes first. In active mode the
+//! server connects to us before or after its 1xx, depending on the server;
+//! a reply after the 1xx but before the connection is the server giving up
+//! (425 "can't open data connection").
+//!
+//! A refused REST with the transfer command already sent: the server goes
+//! on with the command, from byte 0. Its reply is read; when it accepted
+//! (1xx), the transfer is abandoned (`Action::AbandonData`) and never
+//! handed out, because its bytes are not the range that was asked for. The
+//! outcome is the REST refusal either way.
 //!
 //! The end of a transfer: one more reply, 226 or 250 for complete; any other
 //! is the server's verdict on this transfer (426 aborted, 451 local error,
-//! 552 quota), which leaves the session in step.
-use super::{
-    finished, send, unexpected, Action, Command, Conversation, Input, ReadReply, Step, Wait,
-};
+//! 552 quota), which leaves the session in step. When EPSV was sent ahead
+//! for the next transfer (see `data::NextData`), a server that reads
+//! commands while a transfer ends (libunftp) answers it first: a 229 before
+//! the transfer's reply is the EPSV's (no transfer ends with 229), kept as
+//! `ahead`, and the transfer's reply is read after it.
+use super::{finished, unexpected, Action, Command, Conversation, Input, ReadReply, Step, Wait};
 use crate::ftp::error::Result;
 
 pub struct OpenTransfer {
     command: Command,
     offset: u64,
+    /// Whether REST's reply was read (true when no REST was sent).
+    rest_answered: bool,
     state: OpenState,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum OpenState {
-    Rest,
+    /// REST is sent ahead; the transfer command goes next.
+    RestAhead,
     /// The transfer command is sent; neither connection nor reply yet.
     Requested,
     /// The data connection is open; waiting for the 1xx.
     Connected,
     /// The 1xx came first (active mode); waiting for the connection.
     Accepted,
+    /// REST was refused (this reply) after the transfer command went out:
+    /// waiting for that command's reply.
+    RestRefused(crate::ftp::reply::Reply),
+    /// The transfer from byte 0 that a refused REST left is being
+    /// abandoned.
+    Abandoning(crate::ftp::reply::Reply),
 }
 
 impl OpenTransfer {
@@ -43,7 +62,8 @@ impl OpenTransfer {
                 argument: argument.map(<[u8]>::to_vec),
             },
             offset,
-            state: OpenState::Rest,
+            rest_answered: offset == 0,
+            state: OpenState::RestAhead,
         }
     }
 
@@ -55,6 +75,33 @@ impl OpenTransfer {
     fn refused(&self, reply: &crate::ftp::reply::Reply) -> crate::ftp::error::Error {
         super::refused(self.command.shown(), reply)
     }
+
+    fn rest_refused(&self, reply: &crate::ftp::reply::Reply) -> crate::ftp::error::Error {
+        super::refused(format!("REST {}", self.offset), reply)
+    }
+
+    /// REST's reply, which comes before anything of the transfer command:
+    /// 350 goes on waiting for what `state` waited for; anything else is a
+    /// refusal, and the transfer command's reply is read next.
+    fn rest_reply(&mut self, reply: crate::ftp::reply::Reply) -> Result<Step<()>> {
+        self.rest_answered = true;
+        if reply.code != 350 {
+            self.state = OpenState::RestRefused(reply);
+            return read(&self.command);
+        }
+        match self.state {
+            // Active mode: the server connects once it reads the command.
+            OpenState::Requested => Ok(Step::Do(Action::AwaitData)),
+            _ => read(&self.command),
+        }
+    }
+}
+
+fn read(command: &Command) -> Result<Step<()>> {
+    Ok(Step::Do(Action::Read(ReadReply {
+        phase: command.shown(),
+        wait: Wait::Reply,
+    })))
 }
 
 impl Conversation for OpenTransfer {
@@ -63,24 +110,32 @@ impl Conversation for OpenTransfer {
 
     fn start(&mut self) -> Result<Step<()>> {
         if self.offset > 0 {
-            self.state = OpenState::Rest;
-            return send(Command::with("REST", self.offset.to_string()));
+            self.state = OpenState::RestAhead;
+            let rest = Command::with("REST", self.offset.to_string());
+            return Ok(Step::Do(Action::SendAhead(rest)));
         }
         self.request()
     }
 
     fn next(&mut self, input: Input) -> Result<Step<()>> {
-        match (self.state, input) {
-            (OpenState::Rest, Input::Reply(reply)) if reply.code == 350 => self.request(),
-            (OpenState::Rest, Input::Reply(reply)) => {
-                Err(super::refused(format!("REST {}", self.offset), &reply))
+        let state = self.state.clone();
+        match (state, input) {
+            (OpenState::RestAhead, Input::Done) => self.request(),
+            (OpenState::RestRefused(rest), Input::Reply(reply)) if reply.is_preliminary() => {
+                // A transfer from byte 0 started: never the range asked for.
+                self.state = OpenState::Abandoning(rest);
+                Ok(Step::Do(Action::AbandonData))
+            }
+            (OpenState::RestRefused(rest), Input::Reply(_))
+            | (OpenState::Abandoning(rest), Input::Done) => Err(self.rest_refused(&rest)),
+            (OpenState::Requested | OpenState::Connected, Input::Reply(reply))
+                if !self.rest_answered =>
+            {
+                self.rest_reply(reply)
             }
             (OpenState::Requested, Input::DataConnected) => {
                 self.state = OpenState::Connected;
-                Ok(Step::Do(Action::Read(ReadReply {
-                    phase: self.command.shown(),
-                    wait: Wait::Reply,
-                })))
+                read(&self.command)
             }
             (OpenState::Requested, Input::Reply(reply)) if reply.is_preliminary() => {
                 self.state = OpenState::Accepted;
@@ -102,13 +157,45 @@ impl Conversation for OpenTransfer {
 pub struct TransferEnd {
     /// What the transfer is called in errors, e.g. "download (RETR/LIST)".
     what: String,
+    ahead: Ahead,
+}
+
+/// The reply to an EPSV sent ahead of a transfer's reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ahead {
+    /// None was sent.
+    Nothing,
+    /// Sent; its reply comes after the transfer's.
+    Unanswered,
+    /// Its 229 came first, with this port.
+    Port(u16),
+    /// Its 229 came first, with no port in it.
+    NoPort,
 }
 
 impl TransferEnd {
-    pub fn new(what: &str) -> TransferEnd {
+    /// `epsv_ahead`: an EPSV was sent after the transfer's data.
+    pub fn new(what: &str, epsv_ahead: bool) -> TransferEnd {
         TransferEnd {
             what: what.to_string(),
+            ahead: if epsv_ahead {
+                Ahead::Unanswered
+            } else {
+                Ahead::Nothing
+            },
         }
+    }
+
+    /// What became of the EPSV sent ahead (also after a failed transfer).
+    pub fn ahead(&self) -> Ahead {
+        self.ahead
+    }
+
+    fn read(&self) -> Result<Step<()>> {
+        Ok(Step::Do(Action::Read(ReadReply {
+            phase: self.what.clone(),
+            wait: Wait::Reply,
+        })))
     }
 }
 
@@ -116,14 +203,18 @@ impl Conversation for TransferEnd {
     type Outcome = ();
 
     fn start(&mut self) -> Result<Step<()>> {
-        Ok(Step::Do(Action::Read(ReadReply {
-            phase: self.what.clone(),
-            wait: Wait::Reply,
-        })))
+        self.read()
     }
 
     fn next(&mut self, input: Input) -> Result<Step<()>> {
         match input {
+            Input::Reply(reply) if reply.code == 229 && self.ahead == Ahead::Unanswered => {
+                self.ahead = match crate::ftp::address::parse_epsv(reply.first_line()) {
+                    Some(port) => Ahead::Port(port),
+                    None => Ahead::NoPort,
+                };
+                self.read()
+            }
             Input::Reply(reply) if reply.code == 226 || reply.code == 250 => finished(()),
             Input::Reply(reply) => Err(super::refused(self.what.clone(), &reply)),
             input => unexpected(&self.what, &input),
@@ -144,7 +235,10 @@ mod tests {
             // Passive: connected before the command.
             ("RETR", 0, &["data", "150 Opening BINARY mode data connection"], &["RETR f"], Ok(())),
             ("RETR", 0, &["data", "125 Data connection already open"], &["RETR f"], Ok(())),
-            ("RETR", 100, &["350 Restart position accepted (100).", "data", "150 ok"], &["REST 100", "RETR f"], Ok(())),
+            // REST goes ahead of the transfer command; its 350 comes first.
+            ("RETR", 100, &["data", "350 Restart position accepted (100).", "150 ok"], &["REST 100 (ahead)", "RETR f"], Ok(())),
+            ("RETR", 100, &["350 ok", "150 ok", "data"], &["REST 100 (ahead)", "RETR f"], Ok(())),
+            ("RETR", 100, &["350 ok", "data", "150 ok"], &["REST 100 (ahead)", "RETR f"], Ok(())),
             ("STOR", 0, &["data", "150 Ok to send data."], &["STOR f"], Ok(())),
             ("APPE", 0, &["data", "150 ok"], &["APPE f"], Ok(())),
             // Active: the server connects before or after its 150.
@@ -156,8 +250,15 @@ mod tests {
             ("STOR", 0, &["data", "553 Could not create file."], &["STOR f"], Err("server refused STOR f: Could not create file. (553)")),
             ("RETR", 0, &["data", "226 Transfer done (but failed to open directory)."], &["RETR f"],
                 Err("server refused RETR f: Transfer done (but failed to open directory). (226)")),
-            ("RETR", 5, &["502 REST not implemented"], &["REST 5"], Err("server refused REST 5: REST not implemented (502)")),
-            ("RETR", 5, &["350 ok", "data", "451 Requested action aborted"], &["REST 5", "RETR f"],
+            // REST refused, RETR already sent: the server reads the whole
+            // file; that transfer is abandoned, never taken as the range.
+            ("RETR", 5, &["data", "502 REST not implemented", "150 ok"], &["REST 5 (ahead)", "RETR f", "abandon"],
+                Err("server refused REST 5: REST not implemented (502)")),
+            ("RETR", 5, &["502 REST not implemented", "150 ok"], &["REST 5 (ahead)", "RETR f", "abandon"],
+                Err("server refused REST 5: REST not implemented (502)")),
+            ("RETR", 5, &["data", "502 REST not implemented", "550 no"], &["REST 5 (ahead)", "RETR f"],
+                Err("server refused REST 5: REST not implemented (502)")),
+            ("RETR", 5, &["data", "350 ok", "451 Requested action aborted"], &["REST 5 (ahead)", "RETR f"],
                 Err("server refused RETR f: Requested action aborted (451)")),
         ];
         for (verb, offset, events, sent, outcome) in table {
@@ -188,7 +289,7 @@ mod tests {
             (&["226-File successfully transferred\r\n226 0.001 seconds"], Ok(())),
         ];
         for (replies, outcome) in table {
-            let (sent, actual) = run(TransferEnd::new("upload (STOR/APPE)"), replies);
+            let (sent, actual) = run(TransferEnd::new("upload (STOR/APPE)", false), replies);
             assert!(sent.is_empty());
             assert_eq!(actual, outcome.map_err(String::from), "{replies:?}");
         }
@@ -196,12 +297,39 @@ mod tests {
 
     #[test]
     fn error_kinds_of_transfers() {
-        let err = error_of(TransferEnd::new("download (RETR/LIST)"), &["426 aborted"]);
+        let err = error_of(
+            TransferEnd::new("download (RETR/LIST)", false),
+            &["426 aborted"],
+        );
         assert!(err.is_transient() && !err.breaks_session(), "{err}");
         let err = error_of(
             OpenTransfer::new("RETR", Some(b"f"), 0),
             &["data", "550 No such file"],
         );
         assert_eq!(err.kind(), Kind::NotFound, "{err}");
+    }
+
+    #[test]
+    fn the_reply_to_an_epsv_sent_ahead_may_come_first() {
+        #[rustfmt::skip]
+        let table: &[(bool, Lines, Expected<()>, Ahead)] = &[
+            // In order (vsftpd): the transfer's reply; EPSV's comes later.
+            (true, &["226 Transfer complete."], Ok(()), Ahead::Unanswered),
+            // Out of order (libunftp answers commands while a transfer ends).
+            (true, &["229 Entering Extended Passive Mode (|||6446|)", "226 ok"], Ok(()), Ahead::Port(6446)),
+            (true, &["229 ok (|||0|)", "226 ok"], Ok(()), Ahead::NoPort),
+            (true, &["229 ok (|||6446|)", "451 Local error"],
+                Err("server refused upload (STOR/APPE): Local error (451)"), Ahead::Port(6446)),
+            // Without EPSV ahead a 229 is no end of a transfer.
+            (false, &["229 ok (|||6446|)"],
+                Err("server refused upload (STOR/APPE): ok (|||6446|) (229)"), Ahead::Nothing),
+        ];
+        for (epsv_ahead, replies, outcome, ahead) in table {
+            let mut end = TransferEnd::new("upload (STOR/APPE)", *epsv_ahead);
+            let (sent, actual) = run(&mut end, replies);
+            assert!(sent.is_empty());
+            assert_eq!(actual, outcome.map_err(String::from), "{replies:?}");
+            assert_eq!(end.ahead(), *ahead, "{replies:?}");
+        }
     }
 }
