@@ -1090,12 +1090,28 @@ impl Session {
         self.config().proxy.is_some()
     }
 
-    /// Reads the reply that closes a transfer; 226/250 mean complete.
-    pub(super) fn finish_transfer(&mut self, what: &str) -> Result<()> {
+    /// Sends `SIZE path` with the end of an upload's bytes, where the
+    /// server offers SIZE; says whether it went out (see
+    /// `dialogue::transfer`: its reply is read with the transfer's).
+    pub(super) fn ask_size_ahead(&mut self, path: &[u8]) -> bool {
+        if !self.features.size || dialogue::check_argument(path, "file name").is_err() {
+            return false;
+        }
+        let sent = self.send_line(&Command::with("SIZE", path));
+        self.note(sent).is_ok()
+    }
+
+    /// Reads the reply that closes a transfer; 226/250 mean complete. With
+    /// `size_asked` (`ask_size_ahead`), SIZE's reply too: the size it gave
+    /// after the transfer's end, when it did.
+    pub(super) fn finish_transfer(&mut self, what: &str, size_asked: bool) -> Result<Option<u64>> {
         // A 4xx/5xx here is the server's verdict on this transfer; the
         // session itself is still in step, so only a failed read counts
         // against it.
         let mut end = TransferEnd::new(what, self.next_data.is_asked());
+        if size_asked {
+            end = end.with_size_asked();
+        }
         let ended = self.converse_with(&mut end, |session, action| {
             let input = session.perform(action);
             session.note(input)
@@ -1105,7 +1121,7 @@ impl Session {
             Ahead::Port(port) => self.next_data = NextData::Offered(port),
             Ahead::NoPort => self.next_data = NextData::None,
         }
-        ended
+        ended.map(|()| end.size())
     }
 
     /// Abandons a transfer: the data connection is already closed; ABOR and

@@ -60,7 +60,8 @@ impl<S: DerefMut<Target = Session>> Download<S> {
         // The server is done with the transfer: the next one's data
         // connection can be asked for before its reply is read.
         self.session.ask_next_data();
-        self.session.finish_transfer("download (RETR/LIST)")?;
+        self.session
+            .finish_transfer("download (RETR/LIST)", false)?;
         if let Some(expected) = self.expected {
             if self.received != expected {
                 return Err(Error::protocol(
@@ -151,13 +152,26 @@ impl<S: DerefMut<Target = Session>> Upload<S> {
     /// Completes the upload: TLS close_notify, half-close, read the data
     /// connection to its end (TLS 1.3 session tickets arrive there), then the
     /// server's final reply. Only a 226/250 makes it a success.
-    pub fn finish(mut self) -> Result<u64> {
+    pub fn finish(self) -> Result<u64> {
+        self.finish_asking_size(None).map(|(sent, _)| sent)
+    }
+
+    /// `finish`, with `SIZE path` sent along with the end of the bytes:
+    /// also the size of the file on the server once the transfer ended,
+    /// when the server told it after its 226 (see `dialogue::transfer`),
+    /// without a round trip of its own.
+    pub fn finish_and_size(self, path: &[u8]) -> Result<(u64, Option<u64>)> {
+        self.finish_asking_size(Some(path))
+    }
+
+    fn finish_asking_size(mut self, size_of: Option<&[u8]>) -> Result<(u64, Option<u64>)> {
         let Some(mut stream) = self.stream.take() else {
             return Err(Error::protocol("upload", "already finished"));
         };
         let data_idle = self.session.session_timeouts().data_idle;
         let half_close = !self.session.through_proxy();
         let ended = stream.flush().and_then(|()| stream.end_writing(half_close));
+        let size_asked = ended.is_ok() && size_of.is_some_and(|p| self.session.ask_size_ahead(p));
         // The server answers the end of the bytes by closing its side.
         self.session.note_request();
         self.session.note_wait();
@@ -169,8 +183,10 @@ impl<S: DerefMut<Target = Session>> Upload<S> {
         }
         // As in `Download::finish`: asked for before the final reply.
         self.session.ask_next_data();
-        self.session.finish_transfer("upload (STOR/APPE)")?;
-        Ok(self.sent)
+        let size = self
+            .session
+            .finish_transfer("upload (STOR/APPE)", size_asked)?;
+        Ok((self.sent, size))
     }
 
     /// Abandons the upload. The data connection is cut without close_notify,

@@ -53,6 +53,53 @@ pub struct FtpsStore {
     transfers: Arc<Transfers>,
     /// Set once the server refused AVBL: free space is not asked again.
     avbl_refused: AtomicBool,
+    /// Sizes told right after uploads, for the `size` asked next.
+    fresh_sizes: Arc<FreshSizes>,
+}
+
+/// How long a size told right after an upload answers `size`.
+const FRESH_SIZE_AGE: Duration = Duration::from_secs(5);
+/// At most this many such sizes are kept (uploads in parallel).
+const FRESH_SIZES: usize = 64;
+
+/// Sizes the server told right after an upload's 226 (SIZE went out with
+/// the end of its bytes, see `ftp::transfer::Upload::finish_and_size`),
+/// each handed once to the `size` asked next of that file: the check of
+/// `--verify` that follows every upload then costs no round trip of its
+/// own. A size is that of SIZE after the transfer ended, as asked a moment
+/// later would be; it is taken once, within seconds, and forgotten when
+/// the file is written, deleted or renamed through this store.
+#[derive(Default)]
+struct FreshSizes(Mutex<Vec<(Vec<u8>, u64, Instant)>>);
+
+impl FreshSizes {
+    fn put(&self, remote: Vec<u8>, size: u64) {
+        let mut sizes = self.0.lock();
+        sizes.retain(|(path, _, at)| *path != remote && at.elapsed() < FRESH_SIZE_AGE);
+        if sizes.len() >= FRESH_SIZES {
+            sizes.remove(0);
+        }
+        sizes.push((remote, size, Instant::now()));
+    }
+
+    fn take(&self, remote: &[u8]) -> Option<u64> {
+        let mut sizes = self.0.lock();
+        let at = sizes.iter().position(|(path, _, _)| path == remote)?;
+        let (_, size, told) = sizes.remove(at);
+        (told.elapsed() < FRESH_SIZE_AGE).then_some(size)
+    }
+
+    fn forget(&self, remote: &[u8]) {
+        self.0.lock().retain(|(path, _, _)| path != remote);
+    }
+
+    fn moved(&self, from: &[u8], to: &[u8]) {
+        let mut sizes = self.0.lock();
+        sizes.retain(|(path, _, _)| path != to);
+        for entry in sizes.iter_mut().filter(|(path, _, _)| path == from) {
+            entry.0 = to.to_vec();
+        }
+    }
 }
 
 impl FtpsStore {
@@ -101,6 +148,7 @@ impl FtpsStore {
             store_at_offset: Mutex::new(StoreAtOffset::Unknown),
             transfers: Arc::default(),
             avbl_refused: AtomicBool::new(false),
+            fresh_sizes: Arc::default(),
         };
         store.check_root()?;
         Ok(store)
@@ -302,6 +350,7 @@ impl RemoteStore for FtpsStore {
                 from_ftp(e, &what)
             }
         };
+        self.fresh_sizes.forget(&remote);
         let upload = open_transfer(&self.pool, describe, |session| {
             upload_at_on(session, "STOR", &remote, offset)
         })?;
@@ -309,12 +358,16 @@ impl RemoteStore for FtpsStore {
             upload: Some(upload),
             remote,
             ticket: self.transfers.start(Direction::Upload, path, offset),
+            fresh_sizes: Arc::clone(&self.fresh_sizes),
         }))
     }
 
     fn size(&self, path: &[u8]) -> Result<u64> {
         if path.is_empty() {
             return Err(not_a_file(path, "it is a directory"));
+        }
+        if let Some(size) = self.fresh_sizes.take(&self.remote(path)) {
+            return Ok(size);
         }
         if self.features.size {
             let sized = self.run(
@@ -414,6 +467,7 @@ impl RemoteStore for FtpsStore {
     }
 
     fn delete(&self, path: &[u8]) -> Result<()> {
+        self.fresh_sizes.forget(&self.remote(path));
         self.run(Retry::Idempotent, "deleting", path, |s, remote| {
             s.delete(remote)
         })
@@ -439,10 +493,17 @@ impl RemoteStore for FtpsStore {
 
     fn rename(&self, from: &[u8], to: &[u8]) -> Result<()> {
         let target = self.remote(to);
-        self.run(Retry::Once, "renaming", from, |s, remote| {
+        let renamed = self.run(Retry::Once, "renaming", from, |s, remote| {
             s.rename(remote, &target)
-        })
-        .map_err(|e| self.explain_failure(e, from, Expectation::Present))
+        });
+        match renamed {
+            Ok(()) => self.fresh_sizes.moved(&self.remote(from), &target),
+            Err(_) => {
+                self.fresh_sizes.forget(&self.remote(from));
+                self.fresh_sizes.forget(&target);
+            }
+        }
+        renamed.map_err(|e| self.explain_failure(e, from, Expectation::Present))
     }
 
     fn chmod(&self, path: &[u8], mode: u32) -> Result<()> {
@@ -639,6 +700,7 @@ impl FtpsStore {
         };
         // Trying again is safe: no byte of the file has been sent yet. A
         // refused STOR (e.g. 553) is permanent and reported as is.
+        self.fresh_sizes.forget(&remote);
         let upload = open_transfer(&self.pool, describe, |session| {
             upload_on(session, verb, &remote)
         })?;
@@ -646,6 +708,7 @@ impl FtpsStore {
             upload: Some(upload),
             remote,
             ticket: self.transfers.start(Direction::Upload, path, 0),
+            fresh_sizes: Arc::clone(&self.fresh_sizes),
         }))
     }
 }
@@ -810,6 +873,7 @@ struct FtpsUpload {
     upload: Option<Upload<PooledSession>>,
     remote: Vec<u8>,
     ticket: Ticket,
+    fresh_sizes: Arc<FreshSizes>,
 }
 
 impl FtpsUpload {
@@ -848,10 +912,13 @@ impl UploadStream for FtpsUpload {
             return Err(self.broken("the upload failed before"));
         };
         let remote = self.remote;
-        upload
-            .finish()
-            .map(drop)
-            .map_err(|e| from_ftp(e, &format!("completing the upload of {}", shown(&remote))))
+        let (_, size) = upload
+            .finish_and_size(&remote)
+            .map_err(|e| from_ftp(e, &format!("completing the upload of {}", shown(&remote))))?;
+        if let Some(size) = size {
+            self.fresh_sizes.put(remote, size);
+        }
+        Ok(())
     }
 }
 

@@ -24,6 +24,16 @@
 //! commands while a transfer ends (libunftp) answers it first: a 229 before
 //! the transfer's reply is the EPSV's (no transfer ends with 229), kept as
 //! `ahead`, and the transfer's reply is read after it.
+//!
+//! An upload may send `SIZE path` with the end of its bytes (the check of
+//! `--verify`, without a round trip of its own). Then two replies come, in
+//! an order that depends on the server: the transfer's and SIZE's, told
+//! apart by their codes (no transfer ends with 213; SIZE never answers
+//! 226/250). The size is taken only from a 213 that came after the
+//! transfer's 226/250: a server that answers commands during a transfer
+//! (ProFTPD dispatches them, libunftp runs them beside it) may have
+//! measured a file not yet complete. Anything else leaves the size unknown,
+//! and the caller asks again.
 use super::{finished, unexpected, Action, Command, Conversation, Input, ReadReply, Step, Wait};
 use crate::ftp::error::Result;
 
@@ -158,6 +168,11 @@ pub struct TransferEnd {
     /// What the transfer is called in errors, e.g. "download (RETR/LIST)".
     what: String,
     ahead: Ahead,
+    /// Whether SIZE was sent with the end of the bytes.
+    size_asked: bool,
+    /// The transfer's reply and SIZE's, in the order they came.
+    replies: Vec<crate::ftp::reply::Reply>,
+    size: Option<u64>,
 }
 
 /// The reply to an EPSV sent ahead of a transfer's reply.
@@ -183,7 +198,21 @@ impl TransferEnd {
             } else {
                 Ahead::Nothing
             },
+            size_asked: false,
+            replies: Vec::new(),
+            size: None,
         }
+    }
+
+    /// SIZE was sent with the end of the bytes; its reply comes too.
+    pub fn with_size_asked(mut self) -> TransferEnd {
+        self.size_asked = true;
+        self
+    }
+
+    /// The size SIZE gave after the transfer's end (see the module comment).
+    pub fn size(&self) -> Option<u64> {
+        self.size
     }
 
     /// What became of the EPSV sent ahead (also after a failed transfer).
@@ -207,18 +236,33 @@ impl Conversation for TransferEnd {
     }
 
     fn next(&mut self, input: Input) -> Result<Step<()>> {
-        match input {
-            Input::Reply(reply) if reply.code == 229 && self.ahead == Ahead::Unanswered => {
-                self.ahead = match crate::ftp::address::parse_epsv(reply.first_line()) {
-                    Some(port) => Ahead::Port(port),
-                    None => Ahead::NoPort,
-                };
-                self.read()
-            }
-            Input::Reply(reply) if reply.code == 226 || reply.code == 250 => finished(()),
-            Input::Reply(reply) => Err(super::refused(self.what.clone(), &reply)),
-            input => unexpected(&self.what, &input),
+        let Input::Reply(reply) = input else {
+            return unexpected(&self.what, &input);
+        };
+        if reply.code == 229 && self.ahead == Ahead::Unanswered {
+            self.ahead = match crate::ftp::address::parse_epsv(reply.first_line()) {
+                Some(port) => Ahead::Port(port),
+                None => Ahead::NoPort,
+            };
+            return self.read();
         }
+        self.replies.push(reply);
+        if self.replies.len() < 1 + usize::from(self.size_asked) {
+            return self.read();
+        }
+        let ended = |r: &crate::ftp::reply::Reply| r.code == 226 || r.code == 250;
+        if let [first, second] = self.replies.as_slice() {
+            if ended(first) && second.code == 213 {
+                self.size = super::digest::parse_size_reply(second).ok();
+            }
+        }
+        if self.replies.iter().any(ended) {
+            return finished(());
+        }
+        // Failed: the verdict is the reply that is not SIZE's 213.
+        let verdict = self.replies.iter().find(|r| r.code != 213);
+        let verdict = verdict.unwrap_or(&self.replies[0]);
+        Err(super::refused(self.what.clone(), verdict))
     }
 }
 
@@ -330,6 +374,32 @@ mod tests {
             assert!(sent.is_empty());
             assert_eq!(actual, outcome.map_err(String::from), "{replies:?}");
             assert_eq!(end.ahead(), *ahead, "{replies:?}");
+        }
+    }
+
+    #[test]
+    fn the_size_sent_with_the_end_of_an_upload_counts_only_after_its_226() {
+        #[rustfmt::skip]
+        let table: &[(Lines, Expected<()>, Option<u64>)] = &[
+            (&["226 Transfer complete.", "213 4096"], Ok(()), Some(4096)),
+            // Measured during the transfer: maybe not the whole file.
+            (&["213 1000", "226 Transfer complete."], Ok(()), None),
+            (&["550 No such file (yet)", "226 Transfer complete."], Ok(()), None),
+            (&["226 ok", "550 gone already"], Ok(()), None),
+            (&["226 ok", "213 not a number"], Ok(()), None),
+            (&["226 ok", "229 ok (|||6446|)", "213 10"], Ok(()), Some(10)),
+            (&["229 ok (|||6446|)", "226 ok", "213 10"], Ok(()), Some(10)),
+            (&["552 Quota exceeded", "213 0"],
+                Err("server refused upload (STOR/APPE): Quota exceeded (552) — the server is out of space or the account is over quota"), None),
+            (&["213 0", "451 Local error"], Err("server refused upload (STOR/APPE): Local error (451)"), None),
+            (&["451 Local error", "550 no file"], Err("server refused upload (STOR/APPE): Local error (451)"), None),
+        ];
+        for (replies, outcome, size) in table {
+            let mut end = TransferEnd::new("upload (STOR/APPE)", true).with_size_asked();
+            let (sent, actual) = run(&mut end, replies);
+            assert!(sent.is_empty());
+            assert_eq!(actual, outcome.map_err(String::from), "{replies:?}");
+            assert_eq!(end.size(), *size, "{replies:?}");
         }
     }
 }
