@@ -3,8 +3,11 @@
 //! `ls -lR` lists each directory once; stat of a listed file and opening a
 //! file for reading send no SIZE or MDTM; a small file's upload is one data
 //! connection and one SIZE (the check that the server stored it whole,
-//! `--verify`). Counted from the server's protocol log (the seconds are in
-//! `scripts/bench --latency-ms 20`, not here).
+//! `--verify`, sent with the end of its bytes). Counted from the server's
+//! protocol log (the seconds are in `scripts/bench --latency-ms 20`, not
+//! here). Each transfer's EPSV is sent as the transfer before it on the
+//! same session ends (the data connection is set up ahead), so a window of
+//! the log holds as many EPSV as transfers give or take one per session.
 mod common;
 
 use std::collections::BTreeMap;
@@ -32,6 +35,21 @@ fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
     pairs.iter().map(|(v, n)| (v.to_string(), *n)).collect()
 }
 
+/// Sessions of the mount (its default).
+const SESSIONS: usize = 4;
+
+/// The verbs but EPSV, after checking that EPSV came once per transfer,
+/// give or take one per session (set up ahead before the window, or
+/// after its last transfer for the next).
+fn without_epsv(mut counts: BTreeMap<String, usize>, transfers: usize) -> BTreeMap<String, usize> {
+    let epsv = counts.remove("EPSV").unwrap_or(0);
+    assert!(
+        epsv + SESSIONS >= transfers && epsv <= transfers + SESSIONS,
+        "{epsv} EPSV for {transfers} transfers"
+    );
+    counts
+}
+
 #[test]
 fn a_slow_link_costs_no_command_the_listing_already_answered() {
     let rig = Proxied::start(&[]);
@@ -56,8 +74,8 @@ fn a_slow_link_costs_no_command_the_listing_already_answered() {
     ok("ls", &["-lR", &mount.path_str("")], 120);
     let listing_time = started.elapsed();
     assert_eq!(
-        verbs(&since(before)),
-        counts(&[("EPSV", DIRS + 1), ("LIST", DIRS + 1)])
+        without_epsv(verbs(&since(before)), DIRS + 1),
+        counts(&[("LIST", DIRS + 1)])
     );
 
     // stat of listed files: answered from the listing.
@@ -65,16 +83,16 @@ fn a_slow_link_costs_no_command_the_listing_already_answered() {
     for f in 0..FILES_PER_DIR {
         ok("stat", &[&mount.path_str(&format!("d00/f{f}"))], 30);
     }
-    assert_eq!(since(before), Vec::<String>::new());
+    // (An EPSV may still arrive: the one set up ahead after the last listing.)
+    let sent: Vec<String> = since(before).into_iter().filter(|c| c != "EPSV").collect();
+    assert_eq!(sent, Vec::<String>::new());
 
     // Opening a listed file for reading: the download and nothing else.
     let before = log().len();
     let body = ok("cat", &[&mount.path_str("d01/f2")], 30).stdout;
     assert_eq!(body, vec![b'x'; 1002]);
-    assert_eq!(
-        since(before),
-        vec!["EPSV".to_string(), "RETR d01/f2".to_string()]
-    );
+    let sent: Vec<String> = since(before).into_iter().filter(|c| c != "EPSV").collect();
+    assert_eq!(sent, vec!["RETR d01/f2".to_string()]);
 
     // 200 small files into a new directory: one data connection each, and
     // the check of its size.
@@ -89,8 +107,8 @@ fn a_slow_link_costs_no_command_the_listing_already_answered() {
     ok("cp", &["-r", &local.str("up"), &mount.path_str("up")], 300);
     let upload_time = started.elapsed();
     assert_eq!(
-        verbs(&since(before)),
-        counts(&[("EPSV", 200), ("MKD", 1), ("SIZE", 200), ("STOR", 200)])
+        without_epsv(verbs(&since(before)), 200),
+        counts(&[("MKD", 1), ("SIZE", 200), ("STOR", 200)])
     );
     eprintln!(
         "20 ms each way: cold ls -lR of {} dirs {:.2} s; cp -r of 200 small files {:.2} s",

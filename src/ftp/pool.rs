@@ -73,8 +73,16 @@ struct State {
     open: usize,
     /// At most this many sessions; lowered when the server refuses more.
     limit: usize,
+    /// Sessions setting up their next data connection (see
+    /// `PooledSession::drop`), back in a moment.
+    preparing: usize,
     closed: bool,
 }
+
+/// The longest a checkout that would not wait (`try_get`) waits for a
+/// session that is setting up its next data connection: that takes a
+/// round trip or two, and the session is then better than none.
+const PREPARING_WAIT: Duration = Duration::from_secs(2);
 
 struct IdleSession {
     session: Session,
@@ -92,6 +100,7 @@ impl Pool {
                 idle: Vec::new(),
                 open: 0,
                 limit,
+                preparing: 0,
                 closed: false,
             }),
             available: Condvar::new(),
@@ -161,7 +170,9 @@ impl Pool {
     /// worth waiting for, such as the free space `df` shows.
     pub fn get_within(&self, wait: Duration) -> Result<PooledSession> {
         let shared = &self.shared;
-        let deadline = Instant::now() + wait;
+        let started = Instant::now();
+        let deadline = started + wait;
+        let patience_end = started + PREPARING_WAIT;
         loop {
             let mut state = shared.state.lock();
             if state.closed {
@@ -199,11 +210,14 @@ impl Pool {
                     }
                 }
             }
-            if shared
-                .available
-                .wait_until(&mut state, deadline)
-                .timed_out()
-            {
+            // A session setting up its next data connection is back soon,
+            // and held by nobody: worth a short wait even for `try_get`.
+            let until = if state.preparing > 0 {
+                deadline.max(patience_end)
+            } else {
+                deadline
+            };
+            if shared.available.wait_until(&mut state, until).timed_out() {
                 return Err(Error::Timeout {
                     phase: format!("waiting for a free FTP session ({} in use)", state.open),
                     after: wait,
@@ -335,13 +349,17 @@ impl Shared {
         drop(idle);
     }
 
-    /// A session back from a checkout: idle again, or closed when broken.
-    fn put_back(&self, mut session: Session) {
+    /// A session back from a checkout (`prepared`: from setting up its
+    /// next data connection): idle again, or closed when broken.
+    fn put_back(&self, mut session: Session, prepared: bool) {
         if session.is_broken() {
+            if prepared {
+                self.state.lock().preparing -= 1;
+            }
             self.lost(session);
         } else {
             let needs_probe = session.take_error_seen();
-            self.give_back(session, needs_probe);
+            self.give_back(session, needs_probe, prepared);
         }
     }
 
@@ -350,12 +368,15 @@ impl Shared {
     fn prepare_and_put_back(&self, slot: &Mutex<Option<Session>>) {
         if let Some(mut session) = slot.lock().take() {
             session.settle_next_data(false);
-            self.put_back(session);
+            self.put_back(session, true);
         }
     }
 
-    fn give_back(&self, session: Session, needs_probe: bool) {
+    fn give_back(&self, session: Session, needs_probe: bool, prepared: bool) {
         let mut state = self.state.lock();
+        if prepared {
+            state.preparing -= 1;
+        }
         if state.closed {
             state.open = state.open.saturating_sub(1);
             drop(state);
@@ -427,13 +448,14 @@ impl Drop for PooledSession {
             return;
         };
         if !session.next_data_asked() {
-            self.shared.put_back(session);
+            self.shared.put_back(session, false);
             return;
         }
         // The reply to the EPSV sent ahead is read and its port connected
         // to on a thread of its own, so that the caller (a close() waiting
         // for an upload's 226) does not wait for them; the session comes
         // back once ready.
+        self.shared.state.lock().preparing += 1;
         let slot = Arc::new(Mutex::new(Some(session)));
         let theirs = Arc::clone(&slot);
         let shared = Arc::clone(&self.shared);

@@ -732,7 +732,9 @@ impl Session {
                 .data_set_up_ahead
                 .fetch_add(1, Ordering::Relaxed);
             match self.open_transfer_on(verb, arg, offset, Endpoint::Connected(tcp)) {
-                Err(e) if e.is_transient() && !self.broken => log::debug!(
+                // A refusal (425) leaves the session in step; a timeout or
+                // a lost connection does not, and is the caller's to retry.
+                Err(e) if e.is_transient() && !e.breaks_session() && !self.broken => log::debug!(
                     "{}: the data connection set up ahead failed ({e}); opening a new one",
                     dialogue::shown_command(verb, arg)
                 ),

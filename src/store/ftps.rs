@@ -625,6 +625,9 @@ impl FtpsStore {
         whole.finish()?;
         let remote = self.remote(path);
         let what = format!("writing the probe file {} from byte 3", shown(&remote));
+        // Written past the store's uploads: the size told after the first
+        // upload is no longer the file's.
+        self.fresh_sizes.forget(&remote);
         let opened = open_transfer(
             &self.pool,
             |e| e,
