@@ -814,7 +814,12 @@ impl Session {
     /// is read. The refusal, when it came, says more than the reset: it is
     /// reported instead (and the session stays in step for a retry).
     fn refusal_behind(&mut self, err: Error, shown: &str) -> Error {
-        match self.control.read_reply_within(shown, REFUSAL_WAIT) {
+        let mut reply = self.control.read_reply_within(shown, REFUSAL_WAIT);
+        if matches!(&reply, Ok(r) if r.code == 350) {
+            // REST's, sent ahead of the command: the verdict comes next.
+            reply = self.control.read_reply_within(shown, REFUSAL_WAIT);
+        }
+        match reply {
             Ok(reply) if reply.code >= 400 => {
                 log::debug!("{shown}: the data connection failed ({err}) as the server refused");
                 dialogue::refused(shown.to_string(), &reply)
