@@ -153,7 +153,9 @@ fn serve_until_unmounted(
     pool.warm_up(options.pool.max_sessions)
         .map_err(|e| e.to_string())?;
     let store = Arc::new(
-        FtpsStore::connect(Arc::clone(&pool), &options.remote_root).map_err(|e| e.to_string())?,
+        FtpsStore::connect(Arc::clone(&pool), &options.remote_root)
+            .map_err(|e| e.to_string())?
+            .with_size_after_uploads(options.verify != crate::fs::Verify::None),
     );
     let mut fs = Fs::new(
         Arc::clone(&store) as Arc<dyn crate::store::RemoteStore>,

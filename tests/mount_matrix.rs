@@ -131,7 +131,10 @@ fn proftpd_with_mod_digest_checks_big_uploads_by_digest() {
         &[&scratch.str("small.bin"), &mount.path_str("small.bin")],
         60,
     );
-    assert_eq!((digests(), sizes()), (0, 1), "the small file: its size");
+    // ProFTPD answers the SIZE sent with the end of an upload's bytes
+    // during the transfer: not taken, asked again after the 226, and no
+    // longer sent that way on this mount.
+    assert_eq!((digests(), sizes()), (0, 2), "the small file: its size");
     ok(
         "cp",
         &[&scratch.str("big.bin"), &mount.path_str("big.bin")],
@@ -139,7 +142,7 @@ fn proftpd_with_mod_digest_checks_big_uploads_by_digest() {
     );
     assert_eq!(
         (digests(), sizes()),
-        (1, 2),
+        (1, 3),
         "the big file: size and digest"
     );
     assert!(
@@ -155,7 +158,7 @@ fn proftpd_with_mod_digest_checks_big_uploads_by_digest() {
         &[&scratch.str("big.bin"), &mount.path_str("again.bin")],
         60,
     );
-    assert_eq!((digests(), sizes()), (1, 2), "--verify none asks nothing");
+    assert_eq!((digests(), sizes()), (1, 3), "--verify none asks nothing");
     drop(mount);
     for (name, body) in [
         ("small.bin", &small),

@@ -135,6 +135,10 @@ pub struct Connector {
     list_a_refused: AtomicBool,
     /// Set once the server refused CCC, which is then logged at debug level.
     ccc_refused: AtomicBool,
+    /// Set once the server answered a SIZE sent with the end of an upload
+    /// before the upload's own reply (it reads commands during transfers):
+    /// that size cannot be trusted, so SIZE is no longer sent that way.
+    answers_during_transfers: AtomicBool,
     /// Until the credentials were accepted once, one session sends them.
     login_gate: LoginGate,
     stats: Stats,
@@ -163,6 +167,7 @@ impl Connector {
             epsv_refused: AtomicBool::new(false),
             list_a_refused: AtomicBool::new(false),
             ccc_refused: AtomicBool::new(false),
+            answers_during_transfers: AtomicBool::new(false),
             login_gate: LoginGate::default(),
             stats: Stats::default(),
         }))
@@ -1101,7 +1106,13 @@ impl Session {
     /// server offers SIZE; says whether it went out (see
     /// `dialogue::transfer`: its reply is read with the transfer's).
     pub(super) fn ask_size_ahead(&mut self, path: &[u8]) -> bool {
-        if !self.features.size || dialogue::check_argument(path, "file name").is_err() {
+        if !self.features.size
+            || self
+                .connector
+                .answers_during_transfers
+                .load(Ordering::Relaxed)
+            || dialogue::check_argument(path, "file name").is_err()
+        {
             return false;
         }
         let sent = self.send_line(&Command::with("SIZE", path));
@@ -1127,6 +1138,12 @@ impl Session {
             Ahead::Nothing | Ahead::Unanswered => {}
             Ahead::Port(port) => self.next_data = NextData::Offered(port),
             Ahead::NoPort => self.next_data = NextData::None,
+        }
+        if end.size_answered_early() {
+            log::debug!("the server answered SIZE during a transfer; SIZE is asked after uploads");
+            self.connector
+                .answers_during_transfers
+                .store(true, Ordering::Relaxed);
         }
         ended.map(|()| end.size())
     }

@@ -55,6 +55,9 @@ pub struct FtpsStore {
     avbl_refused: AtomicBool,
     /// Sizes told right after uploads, for the `size` asked next.
     fresh_sizes: Arc<FreshSizes>,
+    /// Whether uploads send SIZE with the end of their bytes (when their
+    /// size is checked next, `--verify`).
+    size_with_uploads: bool,
 }
 
 /// How long a size told right after an upload answers `size`.
@@ -149,9 +152,17 @@ impl FtpsStore {
             transfers: Arc::default(),
             avbl_refused: AtomicBool::new(false),
             fresh_sizes: Arc::default(),
+            size_with_uploads: false,
         };
         store.check_root()?;
         Ok(store)
+    }
+
+    /// Uploads send SIZE with the end of their bytes, for the check that
+    /// follows them (`--verify` size or digest): see `FreshSizes`.
+    pub fn with_size_after_uploads(mut self, on: bool) -> FtpsStore {
+        self.size_with_uploads = on;
+        self
     }
 
     /// The mounted directory must exist: some servers (vsftpd) list a missing
@@ -359,6 +370,8 @@ impl RemoteStore for FtpsStore {
             remote,
             ticket: self.transfers.start(Direction::Upload, path, offset),
             fresh_sizes: Arc::clone(&self.fresh_sizes),
+            // A patch is checked by its size whatever --verify.
+            ask_size: true,
         }))
     }
 
@@ -712,6 +725,7 @@ impl FtpsStore {
             remote,
             ticket: self.transfers.start(Direction::Upload, path, 0),
             fresh_sizes: Arc::clone(&self.fresh_sizes),
+            ask_size: self.size_with_uploads,
         }))
     }
 }
@@ -877,6 +891,8 @@ struct FtpsUpload {
     remote: Vec<u8>,
     ticket: Ticket,
     fresh_sizes: Arc<FreshSizes>,
+    /// Whether SIZE goes with the end of the bytes (see `FreshSizes`).
+    ask_size: bool,
 }
 
 impl FtpsUpload {
@@ -915,8 +931,12 @@ impl UploadStream for FtpsUpload {
             return Err(self.broken("the upload failed before"));
         };
         let remote = self.remote;
-        let (_, size) = upload
-            .finish_and_size(&remote)
+        let finished = if self.ask_size {
+            upload.finish_and_size(&remote)
+        } else {
+            upload.finish().map(|sent| (sent, None))
+        };
+        let (_, size) = finished
             .map_err(|e| from_ftp(e, &format!("completing the upload of {}", shown(&remote))))?;
         if let Some(size) = size {
             self.fresh_sizes.put(remote, size);

@@ -215,6 +215,16 @@ impl TransferEnd {
         self.size
     }
 
+    /// Whether SIZE's reply came before the transfer's end: the server
+    /// reads commands during transfers.
+    pub fn size_answered_early(&self) -> bool {
+        let ended = |r: &crate::ftp::reply::Reply| r.code == 226 || r.code == 250;
+        match self.replies.as_slice() {
+            [first, _] => self.size_asked && !ended(first) && self.replies.iter().any(ended),
+            _ => false,
+        }
+    }
+
     /// What became of the EPSV sent ahead (also after a failed transfer).
     pub fn ahead(&self) -> Ahead {
         self.ahead
@@ -400,6 +410,11 @@ mod tests {
             assert!(sent.is_empty());
             assert_eq!(actual, outcome.map_err(String::from), "{replies:?}");
             assert_eq!(end.size(), *size, "{replies:?}");
+            let early = replies
+                .iter()
+                .position(|r| r.starts_with("213") || r.starts_with("550"))
+                < replies.iter().position(|r| r.starts_with("226"));
+            assert_eq!(end.size_answered_early(), early, "{replies:?}");
         }
     }
 }
