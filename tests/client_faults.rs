@@ -250,26 +250,6 @@ fn a_server_that_closes_tcp_only_after_the_client_does_costs_no_timeout() {
     );
 }
 
-/// Downloads send their TLS close_notify as they open (TLS 1.3 lets the
-/// server go on sending), so that a server that waits for it before its
-/// 226 (vsftpd) answers without another round trip. A server that takes
-/// it for the client leaving cuts the first download: an error, never
-/// short data taken for the file; later downloads send it at their end.
-#[test]
-fn a_server_that_cuts_at_an_early_close_notify_gets_it_at_the_end() {
-    use common::tls_fake::{DataEnd, TlsFake};
-    let server = TlsFake::start(DataEnd::CutAtEarlyCloseNotify);
-    let connector = Connector::new(tls_fake_config(&server)).unwrap();
-    let mut session = connector.connect().unwrap();
-    let mut download = session.retr(b"f", 0, None).unwrap();
-    let mut body = Vec::new();
-    let err = download.read_to_end(&mut body).expect_err("cut");
-    assert!(err.to_string().contains("close_notify"), "{err}");
-    download.abort();
-    download_works(&mut session);
-    download_works(&mut session);
-}
-
 #[test]
 fn download_ending_without_close_notify_is_an_error() {
     use common::tls_fake::{DataEnd, TlsFake};

@@ -135,10 +135,6 @@ pub struct Connector {
     list_a_refused: AtomicBool,
     /// Set once the server refused CCC, which is then logged at debug level.
     ccc_refused: AtomicBool,
-    /// Set once a download whose close_notify went out early (see
-    /// `retr_on`) failed: this server may take it for the end of the
-    /// transfer, and later downloads send it at their end.
-    early_close_refused: AtomicBool,
     /// Set once the server answered a SIZE sent with the end of an upload
     /// before the upload's own reply (it reads commands during transfers):
     /// that size cannot be trusted, so SIZE is no longer sent that way.
@@ -172,7 +168,6 @@ impl Connector {
             list_a_refused: AtomicBool::new(false),
             ccc_refused: AtomicBool::new(false),
             answers_during_transfers: AtomicBool::new(false),
-            early_close_refused: AtomicBool::new(false),
             login_gate: LoginGate::default(),
             stats: Stats::default(),
         }))
@@ -1172,39 +1167,9 @@ pub fn retr_on<S: DerefMut<Target = Session>>(
     offset: u64,
     expected_size: Option<u64>,
 ) -> Result<Download<S>> {
-    let mut stream = session.open_transfer("RETR", Some(path), offset)?;
+    let stream = session.open_transfer("RETR", Some(path), offset)?;
     let expected_end = expected_size.map(|size| size.saturating_sub(offset));
-    // Our close_notify at once, on TLS 1.3 (which lets the server go on
-    // sending): a server that waits for it after its own before closing
-    // and sending its 226 (vsftpd) then answers with the end of the data,
-    // not a round trip later. Not through a proxy (see `end_writing`).
-    let early = stream.is_tls13()
-        && !session.through_proxy()
-        && !session
-            .connector()
-            .early_close_refused
-            .load(Ordering::Relaxed)
-        && stream.end_writing(false).is_ok();
-    let mut download = Download::new(session, stream, expected_end);
-    download.closed_early = early;
-    Ok(download)
-}
-
-impl Session {
-    /// A download whose close_notify went out early failed: later ones
-    /// send it at their end (see `retr_on`).
-    pub(super) fn early_close_failed(&self) {
-        if !self
-            .connector
-            .early_close_refused
-            .swap(true, Ordering::Relaxed)
-        {
-            log::info!(
-                "a download failed after the client's early TLS close_notify; \
-                 downloads send it at their end from now on"
-            );
-        }
-    }
+    Ok(Download::new(session, stream, expected_end))
 }
 
 /// STOR (or APPE with `verb`), on any handle to a session.

@@ -28,13 +28,6 @@ impl Stream {
         matches!(self, Stream::Tls(_))
     }
 
-    /// Whether this is a TLS 1.3 connection, whose close_notify ends only
-    /// the sender's side (RFC 8446, 6.1: the peer may go on sending).
-    pub fn is_tls13(&self) -> bool {
-        matches!(self, Stream::Tls(tls)
-            if tls.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3))
-    }
-
     /// Wraps a TCP connection in TLS and sends the ClientHello at once, without
     /// waiting for the server's answer: some servers send their 150 reply before
     /// they accept TLS on the data connection, others after, and a hello that is

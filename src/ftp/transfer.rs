@@ -17,9 +17,6 @@ pub struct Download<S: DerefMut<Target = Session>> {
     /// Bytes the server should send (size minus offset), when known.
     expected: Option<u64>,
     at_eof: bool,
-    /// Our TLS close_notify went out as the transfer opened (see
-    /// `session::retr_on`).
-    pub(super) closed_early: bool,
 }
 
 impl<S: DerefMut<Target = Session>> Download<S> {
@@ -30,7 +27,6 @@ impl<S: DerefMut<Target = Session>> Download<S> {
             received: 0,
             expected,
             at_eof: false,
-            closed_early: false,
         }
     }
 
@@ -57,22 +53,15 @@ impl<S: DerefMut<Target = Session>> Download<S> {
                 "finished before the end of the data; use abort()",
             ));
         }
-        // Our close_notify (or only the TCP half-close, when it went out
-        // early); errors here do not change what was received.
-        let _ = match self.closed_early {
-            true => stream.tcp().shutdown(std::net::Shutdown::Write),
-            false => stream.close_write(),
-        };
+        // Our close_notify; errors here do not change what was received.
+        let _ = stream.close_write();
         stream.await_tcp_eof();
         drop(stream);
         // The server is done with the transfer: the next one's data
         // connection can be asked for before its reply is read.
         self.session.ask_next_data();
-        let ended = self.session.finish_transfer("download (RETR/LIST)", false);
-        if ended.is_err() && self.closed_early {
-            self.session.early_close_failed();
-        }
-        ended?;
+        self.session
+            .finish_transfer("download (RETR/LIST)", false)?;
         if let Some(expected) = self.expected {
             if self.received != expected {
                 return Err(Error::protocol(
@@ -110,18 +99,7 @@ impl<S: DerefMut<Target = Session>> Read for Download<S> {
             return Ok(0);
         };
         self.session.note_wait();
-        let read = stream.read(buf);
-        let cut = |e: &io::Error| {
-            !matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            )
-        };
-        if self.closed_early && read.as_ref().is_err_and(cut) {
-            // Maybe the server took our early close_notify for the end.
-            self.session.early_close_failed();
-        }
-        match read {
+        match stream.read(buf) {
             Ok(0) => {
                 self.at_eof = true;
                 Ok(0)

@@ -28,10 +28,6 @@ pub enum DataEnd {
     /// No TLS on the data connection at all: the file is sent in clear
     /// before (instead of) a handshake.
     Plaintext,
-    /// A client's close_notify that arrives before the data went out is
-    /// taken for the client leaving: the transfer is cut (426). Otherwise
-    /// as `CloseNotify`.
-    CutAtEarlyCloseNotify,
 }
 
 /// How the server answers CCC.
@@ -232,17 +228,10 @@ fn answer(
                 return Some("226 done\r\n".to_string());
             }
             let mut data = tls_accept(tcp, config);
-            if let DataEnd::CutAtEarlyCloseNotify = data_end {
-                let _ = data.sock.set_read_timeout(Some(Duration::from_millis(300)));
-                if matches!(data.read(&mut [0u8; 16]), Ok(0)) {
-                    let _ = data.sock.shutdown(Shutdown::Both);
-                    return Some("426 the client closed the data connection\r\n".to_string());
-                }
-            }
             let _ = data.write_all(&[7u8; 1000]);
             let _ = data.flush();
             match data_end {
-                DataEnd::CloseNotify | DataEnd::CutAtEarlyCloseNotify => {
+                DataEnd::CloseNotify => {
                     data.conn.send_close_notify();
                     let _ = data.flush();
                     let mut rest = Vec::new();
