@@ -933,9 +933,11 @@ fn a_listing_over_a_stalled_data_path_fails_after_two_handshake_timeouts() {
     assert!(took < limit, "{took:?}\n{}", mount.log_text());
     // Tried twice, and once more by the prefetch of the subdirectory the
     // stale listing shows; every lookup after that is answered at once.
+    // (A first try may go out on a data connection set up ahead, before
+    // the stall, which this count does not see.)
     let tries = rig.proxy.stats(Kind::Data).accepted - data_connections;
     assert!(
-        (2..=4).contains(&tries),
+        (1..=4).contains(&tries),
         "{tries} data connections before answering from the cache"
     );
     // The stale answers are used for a while without trying again (one
@@ -954,8 +956,14 @@ fn a_listing_over_a_stalled_data_path_fails_after_two_handshake_timeouts() {
     assert_eq!(errno_of(&out), "ETIMEDOUT", "{}", stderr(&out));
     // One try on the pooled session, one on a new one; not four. Counted,
     // since one handshake timeout more is too little time to tell apart on
-    // a loaded machine; the time bound only catches a hang.
-    assert_eq!(tries, 2, "data connections tried\n{}", mount.log_text());
+    // a loaded machine; the time bound only catches a hang. The pooled
+    // session's try may use a data connection set up ahead before the
+    // stall, which this count does not see.
+    assert!(
+        (1..=2).contains(&tries),
+        "{tries} data connections tried\n{}",
+        mount.log_text()
+    );
     let limit = Duration::from_secs(2 * CONNECT_TIMEOUT + MARGIN);
     assert!(took < limit, "{took:?}\n{}", mount.log_text());
     rig.proxy.set_stall(Kind::Data, false);

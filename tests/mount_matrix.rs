@@ -132,18 +132,22 @@ fn proftpd_with_mod_digest_checks_big_uploads_by_digest() {
         60,
     );
     // ProFTPD answers the SIZE sent with the end of an upload's bytes
-    // during the transfer: not taken, asked again after the 226, and no
-    // longer sent that way on this mount.
-    assert_eq!((digests(), sizes()), (0, 2), "the small file: its size");
+    // during the transfer when it polls its control connection before the
+    // transfer ends (a matter of timing): then it is not taken, asked
+    // again after the 226, and no longer sent that way on this mount.
+    let small_sizes = sizes();
+    assert_eq!(digests(), 0, "the small file: no digest");
+    assert!((1..=2).contains(&small_sizes), "the small file: its size");
     ok(
         "cp",
         &[&scratch.str("big.bin"), &mount.path_str("big.bin")],
         60,
     );
-    assert_eq!(
-        (digests(), sizes()),
-        (1, 3),
-        "the big file: size and digest"
+    let big_sizes = sizes();
+    assert_eq!(digests(), 1, "the big file: its digest");
+    assert!(
+        (small_sizes + 1..=small_sizes + 2).contains(&big_sizes),
+        "the big file: its size"
     );
     assert!(
         mount.log_text().contains("matches what was sent"),
@@ -158,7 +162,11 @@ fn proftpd_with_mod_digest_checks_big_uploads_by_digest() {
         &[&scratch.str("big.bin"), &mount.path_str("again.bin")],
         60,
     );
-    assert_eq!((digests(), sizes()), (1, 3), "--verify none asks nothing");
+    assert_eq!(
+        (digests(), sizes()),
+        (1, big_sizes),
+        "--verify none asks nothing"
+    );
     drop(mount);
     for (name, body) in [
         ("small.bin", &small),
