@@ -33,29 +33,45 @@ fn epsv(c: &mut Conn) -> TcpListener {
     listener
 }
 
-/// REST is refused; RETR, already sent with it, starts the whole file.
-fn refuses_rest(c: &mut Conn) {
+/// Answers a RETR: `accepted` on the control connection, `body` on the
+/// data connection, which is then closed, and 226.
+fn send_file(c: &mut Conn, mut data: std::net::TcpStream, accepted: &str, body: &[u8]) {
+    c.send(accepted);
+    let _ = data.write_all(body);
+    drop(data);
+    c.send("226 done\r\n");
+}
+
+/// REST is refused; RETR, already sent with it, starts the whole file
+/// (or, with `retr_refused`, is refused too).
+fn refusing_rest(c: &mut Conn, retr_refused: bool) {
     c.send("220 fake\r\n");
     let mut passive = None;
     while let Some(line) = c.next_after_login() {
         match verbs(&[line])[0].as_str() {
             "EPSV" => passive = Some(epsv(c)),
             "REST" => c.send("502 REST not implemented\r\n"),
+            "RETR" if retr_refused => c.send("550 no such file\r\n"),
             "RETR" => {
-                let Some((mut data, _)) = passive.take().and_then(|l| l.accept().ok()) else {
+                let Some((data, _)) = passive.take().and_then(|l| l.accept().ok()) else {
                     c.send("425 no data connection\r\n");
                     continue;
                 };
-                c.send("150 here is the whole file\r\n");
-                let _ = data.write_all(b"0123456789");
-                drop(data);
-                c.send("226 done\r\n");
+                send_file(c, data, "150 here is the whole file\r\n", b"0123456789");
             }
             "ABOR" => c.send("226 ABOR ok\r\n"),
             "NOOP" => c.send("200 noop\r\n"),
             _ => c.send("502 not here\r\n"),
         }
     }
+}
+
+fn refuses_rest(c: &mut Conn) {
+    refusing_rest(c, false)
+}
+
+fn refuses_rest_and_retr(c: &mut Conn) {
+    refusing_rest(c, true)
 }
 
 #[test]
@@ -78,21 +94,6 @@ fn a_refused_rest_never_makes_the_retr_sent_with_it_a_ranged_read() {
     );
     session.noop().expect("the session is in step");
     assert!(!session.is_broken());
-}
-
-/// REST is refused, and so is the RETR sent with it.
-fn refuses_rest_and_retr(c: &mut Conn) {
-    c.send("220 fake\r\n");
-    let mut _passive = None;
-    while let Some(line) = c.next_after_login() {
-        match verbs(&[line])[0].as_str() {
-            "EPSV" => _passive = Some(epsv(c)),
-            "REST" => c.send("502 REST not implemented\r\n"),
-            "RETR" => c.send("550 no such file\r\n"),
-            "NOOP" => c.send("200 noop\r\n"),
-            _ => c.send("502 not here\r\n"),
-        }
-    }
 }
 
 #[test]
@@ -120,14 +121,11 @@ fn rest_answered_after_retr(c: &mut Conn) {
                 let Some(next) = c.recv() else { return };
                 let listener = passive.take();
                 let accepted = listener.and_then(|l| l.accept().ok());
-                let (true, Some((mut data, _))) = (next.starts_with("RETR"), accepted) else {
+                let (true, Some((data, _))) = (next.starts_with("RETR"), accepted) else {
                     c.send("503 RETR expected\r\n");
                     continue;
                 };
-                c.send("350 ok\r\n150 go\r\n");
-                let _ = data.write_all(b"56789");
-                drop(data);
-                c.send("226 done\r\n");
+                send_file(c, data, "350 ok\r\n150 go\r\n", b"56789");
             }
             _ => c.send("502 not here\r\n"),
         }
