@@ -169,12 +169,18 @@ fn an_outage_is_waited_out_and_a_refusal_is_kept_and_listed() {
     for i in 0..10 {
         std::fs::write(mount.path(&format!("o{i}")), content(i)).expect("close returns");
     }
+    // A data connection that a session set up ahead before the outage
+    // (after the listing) is not refused: at most one file per session
+    // (4) goes out on one.
     let status = text(&ftpsfs(&["status", &dir]));
-    assert!(status.contains("10 pending"), "{status}");
     assert!(
-        !rig.info.root.join("o0").exists(),
-        "not uploaded during the outage"
+        (6..=10).any(|n| status.contains(&format!("uploads:   {n} pending"))),
+        "{status}"
     );
+    let during = (0..10)
+        .filter(|i| rig.info.root.join(format!("o{i}")).exists())
+        .count();
+    assert!(during <= 4, "{during} uploaded during the outage");
     std::thread::sleep(std::time::Duration::from_secs(20));
     rig.proxy.set_refuse(Kind::Data, false);
     let synced = ftpsfs(&["sync", &dir]);
