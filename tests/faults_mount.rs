@@ -1107,6 +1107,14 @@ fn an_upload_cut_at_several_points(upload: Upload) {
     if upload != Upload::New {
         rig.put("big.bin", &old);
     }
+    // A router's buffering, not a proxy's: with the proxy's defaults (an
+    // 8 MiB queue, and a receive buffer the kernel grows to 32 MiB) 35 MiB
+    // were in flight at a reset, more than the window; the mount then
+    // fails the upload (EIO, "only the bytes from ... were still held"), as
+    // doc/SEMANTICS.md says it does when the server lost more than that.
+    // Set before the mount: a socket's buffer is fixed when it connects,
+    // and the mount connects its next data connection ahead of time.
+    rig.proxy.set_buffering(Kind::Data, Some(256 * 1024));
     let mount = rig.mount(&[]);
     ok("ls", &[&mount.path_str("")], 30);
     let local = Local::new(&format!("cuts-{upload:?}"));
@@ -1117,12 +1125,6 @@ fn an_upload_cut_at_several_points(upload: Upload) {
         _ => src.clone(),
     };
     let dst = mount.path_str("big.bin");
-    // A router's buffering, not a proxy's: with the proxy's defaults (an
-    // 8 MiB queue, and a receive buffer the kernel grows to 32 MiB) 35 MiB
-    // were in flight at a reset, more than the window; the mount then
-    // fails the upload (EIO, "only the bytes from ... were still held"), as
-    // doc/SEMANTICS.md says it does when the server lost more than that.
-    rig.proxy.set_buffering(Kind::Data, Some(256 * 1024));
     rig.proxy
         .resets_after(Kind::Data, &[(CUT_UPLOAD / 4) as u64; CUTS]);
     let before = rig.proxy.stats(Kind::Data);
@@ -1191,16 +1193,17 @@ fn an_append_cut_at_several_points_resumes_each_time() {
 fn an_upload_resumes_across_a_20_s_server_outage() {
     const OUTAGE: Duration = Duration::from_secs(20);
     let rig = Rig::start(&[]);
+    // A router's buffering, so that the server's size after the outage is
+    // within the window (see `an_upload_cut_at_several_points`); set
+    // before the mount, which connects data connections ahead of time.
+    rig.proxy.set_buffering(Kind::Data, Some(256 * 1024));
     let mount = rig.mount(&[]);
     ok("ls", &[&mount.path_str("")], 30);
     let local = Local::new("outage-20s");
     let body = data::bytes(24 * MIB, 62);
     let src = local.file("new.bin", &body);
-    // About 6 s of upload, so that the outage lands in its middle; a
-    // router's buffering, so that the server's size after it is within
-    // the window (see `an_upload_cut_at_several_points`).
+    // About 6 s of upload, so that the outage lands in its middle.
     rig.proxy.set_bandwidth(Kind::Data, Some(4 * MIB as u64));
-    rig.proxy.set_buffering(Kind::Data, Some(256 * 1024));
     let writer = in_background("cp", vec![src.clone(), mount.path_str("new.bin")], 120);
     assert!(wait_until(30, || rig.proxy.stats(Kind::Data).to_server
         > 8 * MIB as u64));
