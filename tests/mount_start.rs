@@ -69,9 +69,9 @@ fn ftpsfs(args: &[&str], password: &str) -> (Output, Duration) {
     (out, started.elapsed())
 }
 
-/// The processes whose command line names `mountpoint` (ftpsfs, and a
-/// fusermount3 or guard it may have started), as their executables.
-fn processes_naming(mountpoint: &Path) -> Vec<PathBuf> {
+/// The PIDs of the processes whose command line names `mountpoint`
+/// (ftpsfs, and a fusermount3 or guard it may have started).
+fn pids_naming(mountpoint: &Path) -> Vec<String> {
     // Not through `run`: its `timeout` process would name the mountpoint too.
     let out = Command::new("pgrep")
         .arg("-f")
@@ -80,6 +80,14 @@ fn processes_naming(mountpoint: &Path) -> Vec<PathBuf> {
         .expect("pgrep");
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The processes whose command line names `mountpoint`, as their executables.
+fn processes_naming(mountpoint: &Path) -> Vec<PathBuf> {
+    pids_naming(mountpoint)
+        .iter()
         .filter_map(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).ok())
         .collect()
 }
@@ -88,13 +96,8 @@ fn processes_naming(mountpoint: &Path) -> Vec<PathBuf> {
 /// each forks: the same executable, named `ftpsfs-guard`).
 fn serving(mountpoint: &Path) -> usize {
     let binary = std::fs::canonicalize(env!("CARGO_BIN_EXE_ftpsfs")).unwrap();
-    let out = Command::new("pgrep")
-        .arg("-f")
-        .arg(mountpoint)
-        .output()
-        .expect("pgrep");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
+    pids_naming(mountpoint)
+        .iter()
         .filter(|pid| {
             let exe = std::fs::read_link(format!("/proc/{pid}/exe"));
             let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
