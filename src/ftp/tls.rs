@@ -518,22 +518,8 @@ mod tests {
             let name = ServerName::try_from("localhost").unwrap();
             let mut c = rustls::ClientConnection::new(client.clone(), name).unwrap();
             let mut s = rustls::ServerConnection::new(server.clone()).unwrap();
-            // Shuttle bytes both ways until neither side has any to send:
-            // the client has then read the tickets sent after the handshake.
-            loop {
-                let mut moved = 0;
-                let mut buf = Vec::new();
-                moved += c.write_tls(&mut buf).unwrap();
-                s.read_tls(&mut buf.as_slice()).unwrap();
-                s.process_new_packets().unwrap();
-                buf.clear();
-                moved += s.write_tls(&mut buf).unwrap();
-                c.read_tls(&mut buf.as_slice()).unwrap();
-                c.process_new_packets().unwrap();
-                if moved == 0 && !c.is_handshaking() && !s.is_handshaking() {
-                    return c.handshake_kind();
-                }
-            }
+            shuttle(&mut c, &mut s);
+            c.handshake_kind()
         };
         use rustls::HandshakeKind::{Full, Resumed};
         assert_eq!(connect(&full_handshake_server), Some(Full));
@@ -605,27 +591,35 @@ mod tests {
                 let name = ServerName::try_from("localhost").unwrap();
                 let mut c = rustls::ClientConnection::new(session.clone(), name).unwrap();
                 let mut s = rustls::ServerConnection::new(server.clone()).unwrap();
-                loop {
-                    let mut moved = 0;
-                    let mut buf = Vec::new();
-                    moved += c.write_tls(&mut buf).unwrap();
-                    s.read_tls(&mut buf.as_slice()).unwrap();
-                    s.process_new_packets().unwrap();
-                    buf.clear();
-                    moved += s.write_tls(&mut buf).unwrap();
-                    c.read_tls(&mut buf.as_slice()).unwrap();
-                    c.process_new_packets().unwrap();
-                    if moved == 0 && !c.is_handshaking() && !s.is_handshaking() {
-                        let presented = s.peer_certificates().map(|certs| certs[0].clone());
-                        return (c.handshake_kind(), presented);
-                    }
-                }
+                shuttle(&mut c, &mut s);
+                let presented = s.peer_certificates().map(|certs| certs[0].clone());
+                (c.handshake_kind(), presented)
             };
             use rustls::HandshakeKind::{Full, Resumed};
             let ours = Some(client_cert.der().clone());
             assert_eq!(connect(), (Some(Full), ours.clone()), "{version:?} control");
             for _ in 0..2 {
                 assert_eq!(connect(), (Some(Resumed), ours.clone()), "{version:?} data");
+            }
+        }
+    }
+
+    /// Moves TLS bytes between an in-memory client and server until
+    /// neither has any to send: the handshake is over and the client has
+    /// read what the server sends after it (TLS 1.3 tickets).
+    fn shuttle(c: &mut rustls::ClientConnection, s: &mut rustls::ServerConnection) {
+        loop {
+            let mut moved = 0;
+            let mut buf = Vec::new();
+            moved += c.write_tls(&mut buf).unwrap();
+            s.read_tls(&mut buf.as_slice()).unwrap();
+            s.process_new_packets().unwrap();
+            buf.clear();
+            moved += s.write_tls(&mut buf).unwrap();
+            c.read_tls(&mut buf.as_slice()).unwrap();
+            c.process_new_packets().unwrap();
+            if moved == 0 && !c.is_handshaking() && !s.is_handshaking() {
+                return;
             }
         }
     }
