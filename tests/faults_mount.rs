@@ -168,6 +168,77 @@ fn data_reset_in_the_middle_of_a_download_resumes() {
     works_again(&rig, &mount, "after.bin");
 }
 
+/// The RESTs past the start of a file in vsftpd's log: the segments of a
+/// segmented read (each offset once, or a segment was fetched again from
+/// its start).
+fn segment_offsets(rig: &Rig) -> Vec<u64> {
+    rig.server
+        .commands()
+        .iter()
+        .filter_map(|c| c.strip_prefix("REST ")?.parse().ok())
+        .filter(|&offset| offset > 0)
+        .collect()
+}
+
+#[test]
+fn a_segmented_read_whose_segments_are_reset_gives_the_right_bytes() {
+    // Segments are 8 MiB: a reset after 3 MiB of a data connection's
+    // traffic cuts whichever transfer (first stream or segment) gets there.
+    let (rig, mount, body) = with_file("big.bin", 64 * MIB, 3, &[]);
+    rig.proxy.resets_after(
+        Kind::Data,
+        &[3 * MIB as u64, 3 * MIB as u64, 3 * MIB as u64],
+    );
+    let digest = sha256sum(&mount.path_str("big.bin"), 120);
+    let digest = digest.unwrap_or_else(|out| panic!("{}\n{}", stderr(&out), mount.log_text()));
+    assert_eq!(
+        digest,
+        data::sha256(&body),
+        "right bytes in the right order"
+    );
+    assert!(
+        rig.proxy.reset_fired(Kind::Data),
+        "all three resets happened"
+    );
+    assert!(
+        !segment_offsets(&rig).is_empty(),
+        "the read used no segments: {:?}",
+        rig.server.commands()
+    );
+    works_again(&rig, &mount, "after.bin");
+}
+
+#[test]
+fn a_segmented_read_at_the_servers_session_cap_leaves_a_session_for_listings() {
+    // vsftpd takes two sessions per address; the mount asks for four.
+    let rig = Rig::start(&["--max-per-ip", "2"]);
+    let body = data::bytes(64 * MIB, 4);
+    rig.put("big.bin", &body);
+    rig.put("dir/small", b"small");
+    let mount = rig.mount(&["--sessions", "4"]);
+    let path = mount.path_str("big.bin");
+    let reader = std::thread::spawn(move || sha256sum(&path, 120));
+    // Listings and small reads go on beside the read, on the session the
+    // segments leave free: each answers (run's deadline), none fails.
+    for round in 0..10 {
+        ok("ls", &[&mount.path_str("dir")], 30);
+        let small = ok("cat", &[&mount.path_str("dir/small")], 30);
+        assert_eq!(small.stdout, b"small", "round {round}");
+    }
+    let digest = reader.join().unwrap();
+    let digest = digest.unwrap_or_else(|out| panic!("{}\n{}", stderr(&out), mount.log_text()));
+    assert_eq!(digest, data::sha256(&body));
+    let log = mount.log_text();
+    assert!(
+        log.contains("using at most 2 sessions"),
+        "the pool never met the cap\n{log}"
+    );
+    eprintln!(
+        "segments read beside the listings: {:?}",
+        segment_offsets(&rig)
+    );
+}
+
 /// Runs `program args` on its own thread (with `run`'s deadline), so the
 /// test can inject a fault while it works.
 fn in_background(
