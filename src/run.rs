@@ -209,6 +209,9 @@ fn serve_until_unmounted(
         options.ftp.port,
         options.mountpoint.display()
     );
+    // Detached: it ends on its own, and a mount that goes first only
+    // leaves its probe file behind (hidden, swept later).
+    drop(fs.probe_ahead());
     // Dropped when this function returns: the socket goes with the mount.
     let _control = start_control_socket(options, &fs, &store, &session);
     let unsaved = Arc::new(AtomicBool::new(false));

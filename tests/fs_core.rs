@@ -268,6 +268,8 @@ fn an_append_sends_only_the_new_bytes() {
     m.fs.release(fh).expect("release");
     let counts = m.store.counters();
     assert_eq!((counts.open_read, counts.upload, counts.append), (0, 0, 1));
+    // The size before appending and its check after: no listing, no stat.
+    assert_eq!((counts.list, counts.stat, counts.size), (0, 0, 2));
     assert_eq!(counts.bytes_uploaded, line.len() as u64);
     assert_eq!(counts.bytes_read, 0);
     assert_eq!(m.store.file(b"log"), Some([base, line].concat()));

@@ -13,7 +13,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use common::data;
-use common::mount::{ok, Mount};
+use common::mount::{ok, wait_until, Mount};
 use common::proxied::Proxied;
 use common::proxy::Kind;
 use common::scratch::Scratch;
@@ -108,6 +108,44 @@ fn vsftpd_gets_a_4k_dd_into_8_mib_as_a_4k_patch() {
         log.contains("patched in place: 4096 bytes in 1 range"),
         "{log}"
     );
+}
+
+/// The REST + STOR probe runs in the background as the mount comes up (in
+/// the mount's root, its file removed after): a dd into a big file once it
+/// is done is patched in place and sends no probe command of its own.
+#[test]
+fn vsftpd_is_probed_in_the_background_and_the_first_dd_sends_no_probe() {
+    let rig = Proxied::start(&[]);
+    let mount = rig.mount(&[]);
+    let probe_commands = |commands: &[String]| {
+        commands
+            .iter()
+            .filter(|c| c.contains(".store-at-offset-probe.ftpsfs-"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let probed = wait_until(30, || {
+        let probe = probe_commands(&rig.server.commands());
+        probe.iter().any(|c| c.starts_with("DELE "))
+    });
+    assert!(probed, "no probe after the mount: {}", mount.log_text());
+    assert!(
+        mount
+            .log_text()
+            .contains("REST + STOR on this server: InPlace"),
+        "{}",
+        mount.log_text()
+    );
+    let probe = probe_commands(&rig.server.commands());
+    let verbs: Vec<&str> = probe.iter().filter_map(|c| c.split(' ').next()).collect();
+    assert_eq!(verbs, ["STOR", "STOR", "RETR", "DELE"], "{probe:?}");
+    let body = big_file(&mount, "big.bin");
+    let before = rig.server.commands().len();
+    let dd = dd_a_block(&rig.info.root, &mount, "big.bin", body);
+    let during = rig.server.commands()[before..].to_vec();
+    assert!(dd.same_inode, "patched in place");
+    assert!(probe_commands(&during).is_empty(), "{during:?}");
+    assert!(during.iter().any(|c| c.starts_with("REST ")), "{during:?}");
 }
 
 /// A patch cut by a reset of its data connection is sent again from the

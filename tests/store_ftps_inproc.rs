@@ -45,13 +45,18 @@ fn inproc_primitives() {
         ErrorKind::NotFound
     );
     let found = store.store_at_offset(b"");
-    let names: Vec<_> = store
-        .list(b"")
-        .unwrap()
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
-    assert_eq!(names, vec![b"f".to_vec()], "the probe file is gone");
+    // Its DELE goes after the answer, on a thread of its own.
+    let names = || -> Vec<Vec<u8>> {
+        std::fs::read_dir(server.root())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_encoded_bytes())
+            .collect()
+    };
+    assert!(
+        common::mount::wait_until(10, || names() == vec![b"f".to_vec()]),
+        "the probe file is gone: {:?}",
+        names()
+    );
     let patched = store.upload_at(b"f", 3).and_then(|mut up| {
         up.write(b"XY")?;
         up.finish()

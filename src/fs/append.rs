@@ -1,9 +1,11 @@
 //! Appending: a file written at its end (`>>`, O_APPEND, a log) sends only
 //! the new bytes, with APPE, instead of downloading and uploading it whole.
 //!
-//! Before appending, the server's size is asked afresh: if it is not what
-//! the mount appended to (another client changed the file), nothing is
-//! appended blindly; the file is staged and replaced whole, as before. A
+//! Before appending, the server's size is asked afresh (SIZE: one command,
+//! where a listing would cost a data connection; a listing where the server
+//! has no SIZE): if it is not what the mount appended to (another client
+//! changed the file), nothing is appended blindly; the file is staged and
+//! replaced whole, as before. A
 //! server that refuses APPE (500/502/504, or "denied") is remembered, and
 //! its files are staged from then on.
 //!
@@ -52,8 +54,8 @@ impl Fs {
         loop {
             let size = match server_size {
                 Some(size) => size,
-                None => match self.store.stat(path) {
-                    Ok(meta) => meta.size,
+                None => match self.store.size(path) {
+                    Ok(size) => size,
                     Err(e) if e.kind == store::ErrorKind::Unavailable => {
                         retry.wait(e)?;
                         continue;

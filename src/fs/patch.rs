@@ -11,8 +11,9 @@
 //! - the file is at least `PATCH_MIN_SIZE` (1 MiB; `FsConfig::patch_min_size`) and the bytes to send are
 //!   at most an eighth of it: below that, a whole upload is cheap and, unlike
 //!   a patch, atomic;
-//! - the server writes `REST n` + `STOR` in place (probed once per mount, on
-//!   first need): every range is sent. Where it truncates at the end of
+//! - the server writes `REST n` + `STOR` in place (probed once per mount,
+//!   in the background as the mount comes up, see `probe_ahead`; on first
+//!   need where that could not tell): every range is sent. Where it truncates at the end of
 //!   what was written (Pure-FTPd), one range from the first changed byte to
 //!   the end is sent instead, which the same share limit then allows only
 //!   for a change near the end (an appended tail, say); where it refuses
@@ -51,6 +52,7 @@
 //! always replaces atomically.
 use std::ops::Range;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::changes::ServerCopy;
@@ -79,6 +81,25 @@ pub(super) enum Patched {
 }
 
 impl Fs {
+    /// Once the mount is up: finds out on a thread of its own what REST +
+    /// STOR does on the server, in the mount's root, so that the first
+    /// patch of the mount does not wait for the probe (see the store's
+    /// `probe_store_at_offset`; where it could not tell, the first patch
+    /// probes in its file's directory). Not where nothing is written in
+    /// place: `--patch never` (resumed uploads then probe when cut), a
+    /// read-only mount. The thread, to wait for it (tests).
+    pub fn probe_ahead(&self) -> Option<std::thread::JoinHandle<()>> {
+        if !self.config.patch_in_place || self.config.read_only {
+            return None;
+        }
+        let store = Arc::clone(&self.store);
+        std::thread::Builder::new()
+            .name("ftpsfs-probe".into())
+            .spawn(move || store.probe_store_at_offset(b""))
+            .inspect_err(|e| log::debug!("REST + STOR not probed ahead: {e}"))
+            .ok()
+    }
+
     /// The time of the server's copy of a file about to be fetched, where
     /// it may be patched later and the server tells exact times; asked
     /// before the fetch, so a change during it shows at the save.

@@ -26,6 +26,10 @@ use super::{
     RemoteStore, Result, StoreAtOffset, UploadStream,
 };
 
+mod probe;
+
+pub use probe::ProbeStatus;
+
 /// How often a broken download is reopened at the byte it reached.
 const DOWNLOAD_RESUMES: u32 = 3;
 /// How often opening a transfer is tried again after a fast transient
@@ -46,9 +50,8 @@ pub struct FtpsStore {
     /// Set once HASH answered a RANG with the whole file's digest (ProFTPD
     /// 1.3.8): ranges are not asked of HASH again.
     hash_ignores_rang: AtomicBool,
-    /// What REST + STOR does here; locked for the length of a probe, so
-    /// that concurrent callers wait for one probe.
-    store_at_offset: Mutex<StoreAtOffset>,
+    /// What REST + STOR does here (see `probe`).
+    probe: probe::Probe,
     /// Downloads and uploads in flight, for `ftpsfs status`.
     transfers: Arc<Transfers>,
     /// Set once the server refused AVBL: free space is not asked again.
@@ -148,7 +151,7 @@ impl FtpsStore {
             features,
             set_mtime_refused: AtomicBool::new(false),
             hash_ignores_rang: AtomicBool::new(false),
-            store_at_offset: Mutex::new(StoreAtOffset::Unknown),
+            probe: probe::Probe::default(),
             transfers: Arc::default(),
             avbl_refused: AtomicBool::new(false),
             fresh_sizes: Arc::default(),
@@ -472,11 +475,11 @@ impl RemoteStore for FtpsStore {
     }
 
     fn store_at_offset(&self, dir: &[u8]) -> StoreAtOffset {
-        let mut known = self.store_at_offset.lock();
-        if *known == StoreAtOffset::Unknown {
-            *known = self.probe_store_at_offset(dir);
-        }
-        *known
+        self.store_at_offset_probed(dir)
+    }
+
+    fn probe_store_at_offset(&self, dir: &[u8]) {
+        self.probe_ahead(dir)
     }
 
     fn delete(&self, path: &[u8]) -> Result<()> {
@@ -608,95 +611,6 @@ impl RemoteStore for FtpsStore {
 }
 
 impl FtpsStore {
-    /// Finds out what REST + STOR does (see `RemoteStore::store_at_offset`).
-    fn probe_store_at_offset(&self, dir: &[u8]) -> StoreAtOffset {
-        let path = join(dir, &probe_name()).into_bytes();
-        let outcome = self.run_probe(&path);
-        if let Err(e) = self.delete(&path) {
-            if e.kind != ErrorKind::NotFound {
-                log::warn!(
-                    "could not remove the probe file {} ({e}); it is hidden, and swept later",
-                    shown(&path)
-                );
-            }
-        }
-        match outcome {
-            Ok(found) => {
-                log::info!("REST + STOR on this server: {found:?}");
-                found
-            }
-            Err(e) => {
-                log::info!("could not find out what REST + STOR does on this server ({e}); will try again when needed");
-                StoreAtOffset::Unknown
-            }
-        }
-    }
-
-    fn run_probe(&self, path: &[u8]) -> Result<StoreAtOffset> {
-        let mut whole = self.upload(path)?;
-        whole.write(b"0123456789")?;
-        whole.finish()?;
-        let remote = self.remote(path);
-        let what = format!("writing the probe file {} from byte 3", shown(&remote));
-        // Written past the store's uploads: the size told after the first
-        // upload is no longer the file's.
-        self.fresh_sizes.forget(&remote);
-        let opened = open_transfer(
-            &self.pool,
-            |e| e,
-            |session| upload_at_on(session, "STOR", &remote, 3),
-        );
-        let written = opened.and_then(|mut upload| {
-            use std::io::Write;
-            upload
-                .write_all(b"XY")
-                .map_err(|e| ftp::Error::io("writing the probe", e, std::time::Duration::ZERO))?;
-            upload.finish()
-        });
-        match written {
-            Ok(_) => {}
-            Err(e) if refuses_store_at_offset(&e) => {
-                log::info!("the server refuses REST before STOR: {e}");
-                return Ok(StoreAtOffset::Refused);
-            }
-            Err(e) => return Err(from_ftp(e, &what)),
-        }
-        let size = self.size(path)?;
-        let mut content = Vec::new();
-        let mut reader = self.open_read(path, 0)?;
-        let mut buf = [0u8; 64];
-        loop {
-            let n = reader.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            content.extend_from_slice(&buf[..n]);
-            if content.len() > 1024 {
-                break;
-            }
-        }
-        if size != content.len() as u64 {
-            return Err(Error::new(
-                ErrorKind::Failed,
-                format!(
-                    "the probe file is {size} bytes by SIZE but {} by download",
-                    content.len()
-                ),
-            ));
-        }
-        Ok(match content.as_slice() {
-            b"012XY56789" => StoreAtOffset::InPlace,
-            b"012XY" => StoreAtOffset::Truncates,
-            other => {
-                log::warn!(
-                    "REST 3 + STOR \"XY\" into \"0123456789\" gave {:?}: not usable, taken as refused",
-                    String::from_utf8_lossy(other)
-                );
-                StoreAtOffset::Refused
-            }
-        })
-    }
-
     fn start_upload(&self, verb: &'static str, path: &[u8]) -> Result<Box<dyn UploadStream>> {
         let remote = self.remote(path);
         let describe = |e: ftp::Error| {

@@ -144,15 +144,23 @@ pub trait RemoteStore: Send + Sync {
         algorithm: DigestAlgorithm,
         range: Option<(u64, u64)>,
     ) -> Result<Vec<u8>>;
-    /// What `upload_at` does on this server. Probed once, on first need (a
-    /// mount that never patches a file never writes a probe), in `dir`: on
-    /// a hidden temporary name there (`.<name>.ftpsfs-<hex>.part`, which
-    /// the core hides and sweeps), it uploads `0123456789`, writes `XY` at
-    /// 3 and reads the file back, then deletes it. The answer is remembered
-    /// for the store's life; `Unknown` when the probe could not tell (a
+    /// What `upload_at` does on this server. Probed once: ahead of need
+    /// (`probe_store_at_offset`), else on first need, in `dir`: on a hidden
+    /// temporary name there (`.<name>.ftpsfs-<hex>.part`, which the core
+    /// hides and sweeps), it uploads `0123456789`, writes `XY` at 3 and
+    /// reads the file back, then deletes it. The answer is remembered for
+    /// the store's life; `Unknown` when the probe could not tell (a
     /// transient failure, or `dir` not writable), and then it is tried again
-    /// on the next call. Concurrent callers wait for one probe.
+    /// on the next call. A caller while a probe runs waits for that probe.
     fn store_at_offset(&self, dir: &[u8]) -> StoreAtOffset;
+    /// The probe of `store_at_offset`, ahead of need, in `dir`, where the
+    /// store has a session idle for it; returns without probing where the
+    /// answer is known, a probe runs, or no session is idle. A probe that
+    /// could not tell leaves it to `store_at_offset`. Takes a probe's time:
+    /// for a thread of its own. A store that needs no probe does nothing.
+    fn probe_store_at_offset(&self, dir: &[u8]) {
+        let _ = dir;
+    }
     fn delete(&self, path: &[u8]) -> Result<()>;
     fn mkdir(&self, path: &[u8]) -> Result<()>;
     fn rmdir(&self, path: &[u8]) -> Result<()>;
@@ -209,6 +217,9 @@ impl<S: RemoteStore + ?Sized> RemoteStore for Arc<S> {
     }
     fn store_at_offset(&self, dir: &[u8]) -> StoreAtOffset {
         (**self).store_at_offset(dir)
+    }
+    fn probe_store_at_offset(&self, dir: &[u8]) {
+        (**self).probe_store_at_offset(dir)
     }
     fn delete(&self, path: &[u8]) -> Result<()> {
         (**self).delete(path)

@@ -409,6 +409,10 @@ impl<S: RemoteStore> RemoteStore for FaultyStore<S> {
         self.inner.store_at_offset(dir)
     }
 
+    fn probe_store_at_offset(&self, dir: &[u8]) {
+        self.inner.probe_store_at_offset(dir)
+    }
+
     fn delete(&self, path: &[u8]) -> Result<()> {
         self.enter(Op::Delete)?;
         self.inner.delete(path)
