@@ -28,7 +28,8 @@
 //!   below it, and an unlink or a rename over the file) fetch the server's
 //!   copy first, failing with the download's errno and staying appended
 //!   (an unlink or rename goes on, its descriptors then keeping nothing).
-//!   At a save the server's size is asked (a lost connection waited out)
+//!   At a save the server's size is asked (SIZE, `FaultOp::Size`: a lost
+//!   connection waited out; the check after the APPE then gets an answer)
 //!   and the new bytes are sent with APPE, resumed from the server's size
 //!   when cut; an error asking, another size (another client appended:
 //!   `Step::OtherAppends`, the one change by others modelled) or a refused
@@ -1227,13 +1228,15 @@ impl Model {
         }
     }
 
-    /// A save of an appended file: its size asked (`stat`: a lost
+    /// A save of an appended file: its size asked (`size`: a lost
     /// connection is waited out), then APPE of the bytes from `base` on,
     /// resumed from the server's size when cut. What became of it.
     fn send_appended(&mut self, id: usize, base: usize) -> Appended {
         let f = &self.files[&id];
         let path = f.path.clone().expect("appending under a name");
-        match self.fail_kind(FaultOp::Stat) {
+        // The SIZE before the APPE takes the armed failure (the check
+        // after it then gets an answer).
+        match self.fail_kind(FaultOp::Size) {
             None | Some(FaultKind::Unavailable) => {}
             Some(_) => return Appended::Replace,
         }
@@ -1257,14 +1260,6 @@ impl Model {
             let kept = f.content[..f.content.len() - 1].to_vec();
             self.server.insert(path, SNode::File(Rc::new(kept)));
             return Appended::Failed(EIO);
-        }
-        // The size asked after the append (`verify`) refused or not a
-        // size: the server holds the whole file, but the append fails.
-        if let Some(k) = self.fail_kind(FaultOp::Size) {
-            if k != FaultKind::Unavailable {
-                self.server.insert(path, SNode::File(f.content.clone()));
-                return Appended::Failed(upload_errno(k));
-            }
         }
         let f = self.files.get_mut(&id).unwrap();
         self.server.insert(path, SNode::File(f.content.clone()));
@@ -2664,13 +2659,14 @@ fn every_path_of_an_append() {
     let cases: Vec<Vec<Step>> = vec![
         // Appended at flush, again at close.
         vec![Flush(h0), write(At::End, 3), Release(h0)],
-        // Its size asked: a lost connection waited out; another error, or
-        // another size, and the file is replaced whole.
+        // Its size asked (SIZE, not a listing): a lost connection waited
+        // out; another error, or another size, and the file is replaced
+        // whole.
         vec![faulty(
-            fail(FaultOp::Stat, FaultKind::Unavailable),
+            fail(FaultOp::Size, FaultKind::Unavailable),
             Fsync(h0),
         )],
-        vec![faulty(fail(FaultOp::Stat, FaultKind::Failed), Flush(h0))],
+        vec![faulty(fail(FaultOp::Size, FaultKind::Failed), Flush(h0))],
         vec![
             OtherAppends {
                 p: A,
