@@ -13,7 +13,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use common::data;
-use common::mount::{ok, wait_until, Mount};
+use common::mount::{ok, run, wait_until, Mount};
 use common::proxied::Proxied;
 use common::proxy::Kind;
 use common::scratch::Scratch;
@@ -124,18 +124,24 @@ fn vsftpd_is_probed_in_the_background_and_the_first_dd_sends_no_probe() {
             .cloned()
             .collect::<Vec<_>>()
     };
-    let probed = wait_until(30, || {
+    // `ftpsfs status` tells when the answer is known; its file's DELE
+    // follows.
+    let dir = mount.path_str("");
+    let status = || {
+        let out = run(
+            env!("CARGO_BIN_EXE_ftpsfs"),
+            &["status", "--json", &dir],
+            30,
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let probed = wait_until(30, || status().contains(r#""rest_stor":"in place""#));
+    assert!(probed, "{}\n{}", status(), mount.log_text());
+    let removed = wait_until(10, || {
         let probe = probe_commands(&rig.server.commands());
         probe.iter().any(|c| c.starts_with("DELE "))
     });
-    assert!(probed, "no probe after the mount: {}", mount.log_text());
-    assert!(
-        mount
-            .log_text()
-            .contains("REST + STOR on this server: InPlace"),
-        "{}",
-        mount.log_text()
-    );
+    assert!(removed, "the probe file was not removed");
     let probe = probe_commands(&rig.server.commands());
     let verbs: Vec<&str> = probe.iter().filter_map(|c| c.split(' ').next()).collect();
     assert_eq!(verbs, ["STOR", "STOR", "RETR", "DELE"], "{probe:?}");

@@ -8,8 +8,9 @@ use super::status::{CacheUse, ContentUse, Sessions, Status, Transfer, Uploads};
 use super::target::Target;
 use crate::fs::Fs;
 use crate::fuse::KernelCache;
-use crate::store::ftps::FtpsStore;
+use crate::store::ftps::{FtpsStore, ProbeStatus};
 use crate::store::path::shown;
+use crate::store::StoreAtOffset;
 
 pub struct MountTarget {
     pub fs: Arc<Fs>,
@@ -19,6 +20,18 @@ pub struct MountTarget {
     pub server: String,
     pub mountpoint: PathBuf,
     pub started: Instant,
+}
+
+/// What the status says of REST + STOR on the server.
+fn rest_stor(probe: ProbeStatus) -> &'static str {
+    match probe {
+        ProbeStatus::NotProbed => "not probed",
+        ProbeStatus::Probing => "probing",
+        ProbeStatus::Found(StoreAtOffset::InPlace) => "in place",
+        ProbeStatus::Found(StoreAtOffset::Truncates) => "truncates",
+        ProbeStatus::Found(StoreAtOffset::Refused) => "refused",
+        ProbeStatus::Found(StoreAtOffset::Unknown) => "unknown",
+    }
 }
 
 impl Target for MountTarget {
@@ -73,6 +86,7 @@ impl Target for MountTarget {
                 staged: fs_stats.staged_uploads,
                 appended: fs_stats.appends,
                 patched: fs_stats.patches,
+                rest_stor: rest_stor(self.store.probe_status()).to_string(),
             },
             cache: CacheUse {
                 entries: cache.entries,

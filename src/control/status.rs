@@ -71,6 +71,10 @@ pub struct Uploads {
     pub appended: u64,
     /// Files saved by sending only their changed ranges (patched in place).
     pub patched: u64,
+    /// What `REST n` + `STOR` does on the server, as the mount's probe
+    /// found: "in place", "truncates", "refused", "unknown" (the probe
+    /// could not tell), "probing", "not probed".
+    pub rest_stor: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -161,6 +165,7 @@ impl Status {
         for path in &u.failed {
             let _ = writeln!(out, "  kept locally: {path}");
         }
+        let _ = writeln!(out, "REST+STOR: {}", u.rest_stor);
         let c = &self.cache;
         let _ = writeln!(
             out,
@@ -223,7 +228,7 @@ impl Status {
              \"resumed_handshakes\":{},\"full_handshakes\":{}}},\
              \"transfers\":[{}],\
              \"uploads\":{{\"pending_files\":{},\"pending_bytes\":{},\"failed\":[{}],\
-             \"streamed\":{},\"staged\":{},\"appended\":{},\"patched\":{}}},\
+             \"streamed\":{},\"staged\":{},\"appended\":{},\"patched\":{},\"rest_stor\":{}}},\
              \"cache\":{{\"entries\":{},\"listings\":{},\"hits\":{},\"misses\":{},\"content\":{}}}}}",
             string(&self.version),
             string(&self.server),
@@ -248,6 +253,7 @@ impl Status {
             u.staged,
             u.appended,
             u.patched,
+            string(&u.rest_stor),
             c.entries,
             c.listings,
             c.hits,
@@ -346,6 +352,7 @@ mod tests {
                 staged: 2,
                 appended: 3,
                 patched: 4,
+                rest_stor: "in place".into(),
             },
             cache: CacheUse {
                 entries: 5,
@@ -376,6 +383,7 @@ mod tests {
             "1 pending (10 B), 1 failed",
             "2 staged, 3 appended, 4 patched",
             "kept locally: /var/cache/x",
+            "REST+STOR: in place",
             "75% hits",
             "2.0 MiB of 1.0 GiB in 2 blocks; 9 hits, 1 misses (90% hits)",
         ] {
@@ -392,6 +400,7 @@ mod tests {
         );
         assert!(json.contains(r#""path":"big\tfile\u0001""#), "{json}");
         assert!(json.contains(r#""tls":"TLSv1.3""#), "{json}");
+        assert!(json.contains(r#""rest_stor":"in place""#), "{json}");
         assert!(json.contains(r#""size":8388608"#), "{json}");
         assert!(
             json.contains(r#""content":{"bytes":2097152,"limit":1073741824"#),
