@@ -90,13 +90,17 @@ impl Fs {
     /// read-only mount. The thread, to wait for it (tests).
     pub fn probe_ahead(&self) -> Option<std::thread::JoinHandle<()>> {
         if !self.config.patch_in_place || self.config.read_only {
+            log::debug!("REST + STOR: no probe ahead (--patch never, or read-only)");
             return None;
         }
         let store = Arc::clone(&self.store);
         std::thread::Builder::new()
             .name("ftpsfs-probe".into())
-            .spawn(move || store.probe_store_at_offset(b""))
-            .inspect_err(|e| log::debug!("REST + STOR not probed ahead: {e}"))
+            .spawn(move || {
+                store.probe_store_at_offset(b"");
+                log::debug!("REST + STOR: the probe ahead is over");
+            })
+            .inspect_err(|e| log::debug!("REST + STOR: no probe ahead ({e})"))
             .ok()
     }
 

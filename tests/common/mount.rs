@@ -151,7 +151,20 @@ impl Mount {
             assert!(Instant::now() < deadline, "not mounted within 30 s");
             std::thread::sleep(Duration::from_millis(50));
         }
+        mount.settle_probe();
         mount
+    }
+
+    /// Waits (10 s at most, then goes on) until the mount's background
+    /// probe of REST + STOR is over, its file removed, or the mount said it
+    /// does not probe ahead: a test that counts commands, bytes or files on
+    /// the server from here sees none of the probe's.
+    fn settle_probe(&self) {
+        wait_until(10, || {
+            let log = self.log_text();
+            log.contains("REST + STOR: the probe ahead is over")
+                || log.contains("REST + STOR: no probe ahead")
+        });
     }
 
     pub fn path(&self, name: &str) -> PathBuf {

@@ -81,7 +81,7 @@ impl FtpsStore {
             .name("ftpsfs-probe-cleanup".into())
             .spawn(move || cleanup.run());
         if let Err(e) = spawned {
-            log::debug!("removing the probe file in place: {e}");
+            log::warn!("the probe file is left behind (no thread to remove it: {e}); it is hidden, and swept later");
         }
         found
     }
