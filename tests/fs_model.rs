@@ -129,6 +129,11 @@ fn uploads_opened(store: &Store) -> u64 {
     store.counters().upload
 }
 
+fn resumes_opened(store: &Store) -> u64 {
+    let counters = store.counters();
+    counters.upload_at + counters.append
+}
+
 // ----- The operations -----
 
 const KIB: usize = 1024;
@@ -549,6 +554,9 @@ struct Obs {
     fell_back: bool,
     /// The store was asked to open an upload.
     upload_opened: bool,
+    /// The store was asked to open an upload from an offset (REST + STOR)
+    /// or an append: a cut upload resumed, a patch or an append.
+    resumed_opened: bool,
     /// A file was patched in place (FsStats::patches).
     patched: bool,
     /// A write began a patch without fetching (FsStats::unfetched_patches).
@@ -957,6 +965,17 @@ impl Model {
                 None | Some(FaultKind::Unavailable) => {}
                 Some(k) => failures.push(upload_errno(k)),
             }
+        }
+        // A stream cut earlier and resumed in this save opens its upload
+        // again, after the corruption was armed: the server then holds one
+        // byte short, and a stream, which keeps only its window, fails at
+        // the mismatch (EIO) instead of being sent again (SEMANTICS §3).
+        if f.stream.is_some()
+            && !self.obs.fell_back
+            && self.obs.resumed_opened
+            && matches!(self.arm, Some(Arm::Corrupt))
+        {
+            failures.push(EIO);
         }
         // The size asked after the upload (`verify`): lost, it is asked
         // again; refused, the save fails with it; no size, a staged upload
@@ -2330,6 +2349,7 @@ fn run_case(rest_stor: StoreAtOffset, init: &[Init], steps: &[Step]) -> Result<(
         };
         let before = sut.fs.stats();
         let uploads_before = uploads_opened(&sut.store);
+        let resumes_before = resumes_opened(&sut.store);
         if let Some(arm) = &arm {
             arm_fault(&sut.store, arm);
         }
@@ -2348,6 +2368,7 @@ fn run_case(rest_stor: StoreAtOffset, init: &[Init], steps: &[Step]) -> Result<(
         let obs = Obs {
             fell_back: sut.fs.stats().stream_fallbacks > before.stream_fallbacks,
             upload_opened: uploads_opened(&sut.store) > uploads_before,
+            resumed_opened: resumes_opened(&sut.store) > resumes_before,
             patched: sut.fs.stats().patches > before.patches,
             unfetched: sut.fs.stats().unfetched_patches > before.unfetched_patches,
         };
@@ -3016,6 +3037,40 @@ fn a_cut_stream_resumed_with_a_refused_append_fails_with_its_error() {
             ),
             Release(h0),
         ];
+        if let Err(e) = run_case(rest_stor, &[], &steps) {
+            panic!("{rest_stor:?}: {e}");
+        }
+    }
+}
+
+/// A stream cut earlier is resumed at the next save, and the corruption
+/// armed for that save hits the resumed upload: a stream keeps only its
+/// window, so the mismatch fails the save (EIO) and nothing partial is
+/// left (found by a long random run).
+#[test]
+fn a_cut_stream_whose_resumed_upload_is_stored_short_fails_the_save() {
+    use Step::*;
+    let h0 = H(0);
+    let steps = vec![
+        Create {
+            p: P(0),
+            excl: false,
+            trunc: false,
+            read: false,
+        },
+        Faulty(
+            Arm::BreakUpload(0),
+            Box::new(Write {
+                h: h0,
+                at: At::End,
+                len: STREAM_AT as u32,
+                seed: 0,
+            }),
+        ),
+        Faulty(Arm::Corrupt, Box::new(Fsync(h0))),
+        Release(h0),
+    ];
+    for rest_stor in [StoreAtOffset::InPlace, StoreAtOffset::Refused] {
         if let Err(e) = run_case(rest_stor, &[], &steps) {
             panic!("{rest_stor:?}: {e}");
         }
