@@ -407,3 +407,52 @@ fn ccc_answered_200_without_ending_tls_fails_the_session_clearly() {
     );
     assert_eq!(err.kind(), ftpsfs::ftp::Kind::Protocol, "not retried");
 }
+
+/// Runs `check` on a session to a fake ending its downloads with
+/// `data_end`, in both orders of the close_notify (see
+/// `ftp::download_end`): a fake that greets as vsftpd gets ours with the
+/// handshake, one that does not after its own.
+fn in_both_download_ends(
+    data_end: common::tls_fake::DataEnd,
+    check: impl Fn(&mut ftpsfs::ftp::Session),
+) {
+    use common::tls_fake::{Ccc, TlsFake, VSFTPD_GREETING};
+    for greeting in [VSFTPD_GREETING, "tls fake"] {
+        let server = TlsFake::start_greeting(data_end, Ccc::Unknown, greeting);
+        let connector = Connector::new(patient(tls_fake_config(&server))).unwrap();
+        check(&mut connector.connect().unwrap());
+    }
+}
+
+/// The data connection is reset after half the bytes, before any
+/// close_notify: the read fails (never a short end of file), and what was
+/// read is not taken for the file.
+#[test]
+fn a_data_connection_reset_before_close_notify_is_an_error() {
+    in_both_download_ends(common::tls_fake::DataEnd::Reset, |session| {
+        let mut download = session.retr(b"f", 0, Some(1000)).unwrap();
+        let mut body = Vec::new();
+        let err = download
+            .read_to_end(&mut body)
+            .expect_err("a reset is not an end of file");
+        assert!(body.len() < 1000, "{}", body.len());
+        // Reset, or a broken pipe where the reset met our close_notify.
+        assert_ne!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+        download.abort();
+    });
+}
+
+/// Every byte and the server's close_notify came, then 426: the server's
+/// verdict fails the download.
+#[test]
+fn a_426_after_all_bytes_fails_the_download() {
+    in_both_download_ends(common::tls_fake::DataEnd::CloseNotifyThen426, |session| {
+        let mut download = session.retr(b"f", 0, Some(1000)).unwrap();
+        let mut body = Vec::new();
+        let read = download.read_to_end(&mut body);
+        assert_eq!(read.expect("all bytes, clean end"), 1000);
+        let err = download.finish().expect_err("426 is a failed transfer");
+        assert_eq!(err.code(), Some(426), "{err}");
+        session.noop().expect("the session is in step");
+    });
+}

@@ -7,6 +7,7 @@ pub mod config;
 pub mod control;
 pub mod data;
 pub mod dialogue;
+pub mod download_end;
 pub mod error;
 pub mod features;
 pub mod identity;

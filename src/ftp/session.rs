@@ -28,6 +28,7 @@ use super::dialogue::endpoint::{Active, Passive, PassiveAddress};
 use super::dialogue::login::{ClearControl, Cleared, Credentials, Greeting, Setup};
 use super::dialogue::transfer::{Ahead, OpenTransfer, TransferEnd};
 use super::dialogue::{self, Action, Command, Conversation, Fact, Input, ReadReply, Step, Wait};
+use super::download_end::DownloadEnd;
 use super::error::{Error, Result};
 use super::features::Features;
 use super::listing::{self, Entry};
@@ -209,6 +210,7 @@ impl Connector {
             last_used: Instant::now(),
             next_data: NextData::None,
             awaiting: false,
+            download_end: DownloadEnd::default(),
         };
         session.log_in(refusals_before)?;
         self.stats.logins.fetch_add(1, Ordering::Relaxed);
@@ -269,6 +271,9 @@ pub struct Session {
     /// Something the server answers was sent and not waited for yet: the
     /// next wait is a round trip (`Stats::round_trips`).
     awaiting: bool,
+    /// When our close_notify goes out on a download's data connection,
+    /// from the server's greeting.
+    download_end: DownloadEnd,
 }
 
 impl Session {
@@ -302,7 +307,9 @@ impl Session {
 
     fn log_in(&mut self, refusals_before: u64) -> Result<()> {
         let timeouts = self.config().timeouts;
-        self.converse(Greeting::new(self.config().security))?;
+        let mut greeting = Greeting::new(self.config().security);
+        self.converse(&mut greeting)?;
+        self.download_end = DownloadEnd::for_greeting(greeting.text());
         self.control.set_reply_timeout(timeouts.reply)?;
         // USER and PASS each wait at most one reply timeout.
         let connector = Arc::clone(&self.connector);
@@ -1096,6 +1103,10 @@ impl Session {
 
     pub(super) fn session_timeouts(&self) -> super::config::Timeouts {
         self.config().timeouts
+    }
+
+    pub(super) fn download_end(&self) -> DownloadEnd {
+        self.download_end
     }
 
     pub(super) fn through_proxy(&self) -> bool {

@@ -90,16 +90,24 @@ impl Stream {
     /// (vsftpd: "426 Failure reading network stream"). Plain connections
     /// always half-close: EOF is their only end of data.
     pub fn end_writing(&mut self, half_close: bool) -> io::Result<()> {
+        self.send_close_notify()?;
+        if !half_close && self.is_tls() {
+            return Ok(());
+        }
+        self.tcp().shutdown(Shutdown::Write)
+    }
+
+    /// Sends TLS close_notify (nothing on a plain connection), and nothing
+    /// more: the TCP connection stays open both ways, and reading goes on
+    /// (TLS closes each direction on its own).
+    pub fn send_close_notify(&mut self) -> io::Result<()> {
         if let Stream::Tls(tls) = self {
             tls.conn.send_close_notify();
             while tls.conn.wants_write() {
                 tls.conn.write_tls(&mut tls.sock)?;
             }
-            if !half_close {
-                return Ok(());
-            }
         }
-        self.tcp().shutdown(Shutdown::Write)
+        Ok(())
     }
 
     /// Reads and discards until the peer closes. A TCP close without TLS

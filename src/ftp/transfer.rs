@@ -5,6 +5,7 @@
 use std::io::{self, Read, Write};
 use std::ops::DerefMut;
 
+use super::download_end::DownloadEnd;
 use super::error::{Error, Result};
 use super::session::Session;
 use super::stream::Stream;
@@ -17,16 +18,25 @@ pub struct Download<S: DerefMut<Target = Session>> {
     /// Bytes the server should send (size minus offset), when known.
     expected: Option<u64>,
     at_eof: bool,
+    /// Our TLS close_notify went out with the end of the handshake (see
+    /// `download_end`); the data is still read to the server's.
+    close_notify_sent: bool,
 }
 
 impl<S: DerefMut<Target = Session>> Download<S> {
-    pub(super) fn new(session: S, stream: Stream, expected: Option<u64>) -> Self {
+    pub(super) fn new(session: S, mut stream: Stream, expected: Option<u64>) -> Self {
+        // Right behind the handshake's last message, in the same flight: a
+        // failure here shows again when the data is read.
+        let close_notify_sent = session.download_end() == DownloadEnd::WithHandshake
+            && stream.is_tls()
+            && stream.send_close_notify().is_ok();
         Download {
             session,
             stream: Some(stream),
             received: 0,
             expected,
             at_eof: false,
+            close_notify_sent,
         }
     }
 
@@ -53,8 +63,17 @@ impl<S: DerefMut<Target = Session>> Download<S> {
                 "finished before the end of the data; use abort()",
             ));
         }
-        // Our close_notify; errors here do not change what was received.
-        let _ = stream.close_write();
+        // Our close_notify, unless it went with the handshake, and the TCP
+        // half-close; errors here do not change what was received.
+        if self.close_notify_sent {
+            let _ = stream.tcp().shutdown(std::net::Shutdown::Write);
+        } else {
+            let _ = stream.close_write();
+            if self.session.download_end().server_waits_for_ours() {
+                // The final reply comes only once the server has it.
+                self.session.note_request();
+            }
+        }
         stream.await_tcp_eof();
         drop(stream);
         // The server is done with the transfer: the next one's data
@@ -64,10 +83,17 @@ impl<S: DerefMut<Target = Session>> Download<S> {
             .finish_transfer("download (RETR/LIST)", false)?;
         if let Some(expected) = self.expected {
             if self.received != expected {
+                // Fewer: cut short. More: the file changed since its size
+                // was read (a stale listing). Neither is the file asked for.
+                let why = if self.received < expected {
+                    "the transfer was cut short"
+                } else {
+                    "the file changed on the server since its size was read"
+                };
                 return Err(Error::protocol(
                     "download",
                     format!(
-                        "the server sent {} bytes where {} were expected: the transfer was cut short",
+                        "the server sent {} bytes where {} were expected: {why}",
                         self.received, expected
                     ),
                 ));

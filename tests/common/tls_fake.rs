@@ -13,6 +13,9 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
+/// vsftpd's default greeting, for the client to take the fake for vsftpd.
+pub const VSFTPD_GREETING: &str = "(vsFTPd 3.0.3)";
+
 pub struct TlsFake {
     pub port: u16,
     pub cert_file: PathBuf,
@@ -28,6 +31,11 @@ pub enum DataEnd {
     /// No TLS on the data connection at all: the file is sent in clear
     /// before (instead of) a handshake.
     Plaintext,
+    /// Half the bytes, then a TCP reset before any close_notify, and 426.
+    Reset,
+    /// All the bytes and close_notify, as `CloseNotify`, and then 426 (the
+    /// server's verdict is what counts).
+    CloseNotifyThen426,
 }
 
 /// How the server answers CCC.
@@ -74,10 +82,18 @@ impl TlsFake {
 
     /// With `ccc`, what the server does with CCC.
     pub fn start_with(data_end: DataEnd, ccc: Ccc) -> TlsFake {
+        TlsFake::start_greeting(data_end, ccc, "tls fake")
+    }
+
+    /// With `greeting` as the text of its 220.
+    pub fn start_greeting(data_end: DataEnd, ccc: Ccc, greeting: &'static str) -> TlsFake {
+        // One directory per fake: a test may run two at once.
+        static FAKES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
-            "ftpsfs-tlsfake-{}-{:?}",
+            "ftpsfs-tlsfake-{}-{:?}-{}",
             std::process::id(),
-            thread::current().id()
+            thread::current().id(),
+            FAKES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -98,7 +114,7 @@ impl TlsFake {
         thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let config = Arc::clone(&config);
-                thread::spawn(move || serve(stream, config, data_end, ccc));
+                thread::spawn(move || serve(stream, config, data_end, ccc, greeting));
             }
         });
         TlsFake {
@@ -130,8 +146,14 @@ fn recv(tls: &mut impl Read) -> Option<String> {
     }
 }
 
-fn serve(mut tcp: TcpStream, config: Arc<ServerConfig>, data_end: DataEnd, ccc: Ccc) {
-    let _ = tcp.write_all(b"220 tls fake\r\n");
+fn serve(
+    mut tcp: TcpStream,
+    config: Arc<ServerConfig>,
+    data_end: DataEnd,
+    ccc: Ccc,
+    greeting: &str,
+) {
+    let _ = tcp.write_all(format!("220 {greeting}\r\n").as_bytes());
     let mut auth = [0u8; 10];
     if tcp.read_exact(&mut auth).is_err() || &auth != b"AUTH TLS\r\n" {
         return;
@@ -228,20 +250,34 @@ fn answer(
                 return Some("226 done\r\n".to_string());
             }
             let mut data = tls_accept(tcp, config);
+            if let DataEnd::Reset = data_end {
+                let _ = data.write_all(&[7u8; 500]);
+                let _ = data.flush();
+                // With SO_LINGER 0, the close sends RST.
+                let _ = socket2::SockRef::from(&data.sock).set_linger(Some(Duration::ZERO));
+                drop(data);
+                return Some("426 Failure writing network stream.\r\n".to_string());
+            }
             let _ = data.write_all(&[7u8; 1000]);
             let _ = data.flush();
             match data_end {
-                DataEnd::CloseNotify => {
+                DataEnd::CloseNotify | DataEnd::CloseNotifyThen426 => {
+                    // As vsftpd: the final reply once the client's
+                    // close_notify came (read_to_end ends there).
                     data.conn.send_close_notify();
                     let _ = data.flush();
                     let mut rest = Vec::new();
                     let _ = data.read_to_end(&mut rest);
                 }
-                DataEnd::BareClose | DataEnd::Plaintext => {
+                DataEnd::BareClose | DataEnd::Plaintext | DataEnd::Reset => {
                     let _ = data.sock.shutdown(Shutdown::Both);
                 }
             }
-            "226 done\r\n".to_string()
+            match data_end {
+                DataEnd::CloseNotifyThen426 => "426 Failure writing network stream.\r\n",
+                _ => "226 done\r\n",
+            }
+            .to_string()
         }
         _ => "502 no\r\n".to_string(),
     };

@@ -20,6 +20,8 @@ use crate::ftp::reply::Reply;
 pub struct Greeting {
     security: Security,
     state: GreetingState,
+    /// The 220's text, once read (see `ftp::download_end`).
+    text: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +37,13 @@ impl Greeting {
         Greeting {
             security,
             state: GreetingState::ReadingGreeting,
+            text: String::new(),
         }
+    }
+
+    /// The greeting's text ("(vsFTPd 3.0.3)"), empty before it came.
+    pub fn text(&self) -> &str {
+        &self.text
     }
 
     fn read_greeting(&mut self) -> Result<Step<()>> {
@@ -62,11 +70,15 @@ impl Conversation for Greeting {
         match (self.state, input) {
             (GreetingState::ImplicitTls, Input::Done) => self.read_greeting(),
             (GreetingState::ReadingGreeting, Input::Reply(reply)) => match reply.code {
-                220 if self.security == Security::Explicit => {
-                    self.state = GreetingState::AuthTls;
-                    send(Command::new("AUTH TLS"))
+                220 => {
+                    self.text = reply.text();
+                    if self.security == Security::Explicit {
+                        self.state = GreetingState::AuthTls;
+                        send(Command::new("AUTH TLS"))
+                    } else {
+                        finished(())
+                    }
                 }
-                220 => finished(()),
                 // "Service ready in nnn minutes": the real greeting follows.
                 120 => self.read_greeting(),
                 _ => Err(super::refused("connect (greeting)", &reply)),
