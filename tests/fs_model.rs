@@ -802,7 +802,8 @@ impl Model {
 
     /// After a failed upload: the local changes are dropped, the file is
     /// what the server has, and the error sticks to the descriptors that
-    /// write the file (and to the one that saw it).
+    /// write the file (and to `caller`, the one that saw it at a flush or
+    /// fsync; a read passes none).
     fn upload_failed(&mut self, id: usize, e: Errno, caller: Option<H>) {
         let f = self.files.get_mut(&id).unwrap();
         f.stream = None;
@@ -1558,7 +1559,10 @@ impl Model {
                 let id = hd.file;
                 if self.files[&id].stream.is_some() {
                     // The upload is finished first and fetched back (§2).
-                    self.unstream(id, actual, Some(*h), store)?;
+                    // Its failure sticks to the writers, not to a reader
+                    // (this read returns it).
+                    let caller = hd.write.then_some(*h);
+                    self.unstream(id, actual, caller, store)?;
                 }
                 if let Some(base) = self.files[&id].append_base {
                     // Before the server's end: the file is fetched first.
@@ -3074,5 +3078,48 @@ fn a_cut_stream_whose_resumed_upload_is_stored_short_fails_the_save() {
         if let Err(e) = run_case(rest_stor, &[], &steps) {
             panic!("{rest_stor:?}: {e}");
         }
+    }
+}
+
+/// A read through a read-only descriptor of a file that streams finishes
+/// the upload and fetches it back; when that fetch fails, the read returns
+/// the error, the writers keep it, and the reader's close does not (found
+/// by a long random run).
+#[test]
+fn a_failed_fetch_of_a_stream_for_a_reader_sticks_to_the_writers_only() {
+    use Step::*;
+    let (h0, h1) = (H(0), H(1));
+    let steps = vec![
+        Create {
+            p: P(0),
+            excl: false,
+            trunc: false,
+            read: false,
+        },
+        Write {
+            h: h0,
+            at: At::End,
+            len: STREAM_AT as u32,
+            seed: 0,
+        },
+        Open {
+            p: P(0),
+            mode: Mode::ReadOnly,
+            trunc: false,
+            append: false,
+        },
+        Faulty(
+            Arm::Fail(FaultOp::OpenRead, FaultKind::Unavailable),
+            Box::new(Read {
+                h: h1,
+                off: 0,
+                len: 1,
+            }),
+        ),
+        Release(h0),
+        Release(h1),
+    ];
+    if let Err(e) = run_case(StoreAtOffset::InPlace, &[], &steps) {
+        panic!("{e}");
     }
 }
