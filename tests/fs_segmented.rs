@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use ftpsfs::fs::{Fs, FsConfig, OpenFlags, ROOT_INO};
+use ftpsfs::fs::{ContentCache, Fs, FsConfig, OpenFlags, ROOT_INO};
 use ftpsfs::store::{
     Capabilities, DigestAlgorithm, DirEntry, ErrorKind, Metadata, ReadStream, RemoteStore, Result,
     StoreAtOffset, UploadStream,
@@ -112,6 +112,12 @@ struct Setup {
 }
 
 fn setup(file: &[u8], read_streams: usize) -> Setup {
+    setup_with(file, read_streams, false)
+}
+
+/// `setup`, with the content cache when `cached` (downloads then start at
+/// the 1 MiB block of the first read, not at the read).
+fn setup_with(file: &[u8], read_streams: usize, cached: bool) -> Setup {
     let spool = tempfile::tempdir().expect("temp dir");
     let server = Arc::new(MemoryStore::new());
     server.put_file(b"f", file);
@@ -130,7 +136,12 @@ fn setup(file: &[u8], read_streams: usize) -> Setup {
         segment_size: SEGMENT as u64,
         ..FsConfig::default()
     };
-    let fs = Fs::new(store.clone(), config);
+    let mut fs = Fs::new(store.clone(), config);
+    if cached {
+        let dir = spool.path().join("cache");
+        let cache = ContentCache::open(&dir, b"user@memory:21/", 1 << 30).expect("cache");
+        fs = fs.with_content_cache(Arc::new(cache));
+    }
     Setup {
         fs,
         faults,
@@ -358,6 +369,47 @@ fn random_reads_start_no_segments() {
             &got,
             &want[offset as usize..offset as usize + READ as usize],
         );
+    }
+    s.fs.release(fh).expect("release");
+    assert_eq!(s.fs.segment_counts().engaged, 0);
+}
+
+#[test]
+fn a_second_read_in_order_starts_segments_and_one_read_does_not() {
+    let want = content(12 * MIB);
+    let s = setup(&want, 3);
+    let fh = open(&s.fs);
+    // The largest read the kernel sends: no segments yet, however long the
+    // read-ahead runs.
+    let first = s.fs.read(fh, 0, MIB as u32).expect("first read");
+    assert_same(&first, &want[..MIB]);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(s.fs.segment_counts().engaged, 0, "after one read");
+    let mut got = first;
+    loop {
+        let more = s.fs.read(fh, got.len() as u64, READ).expect("read");
+        if more.is_empty() {
+            break;
+        }
+        got.extend_from_slice(&more);
+    }
+    s.fs.release(fh).expect("release");
+    assert_same(&got, &want);
+    assert_eq!(s.fs.segment_counts().engaged, 1, "after reads in order");
+}
+
+#[test]
+fn a_whole_block_read_one_page_into_a_block_starts_no_segments() {
+    // With the content cache a download starts at the read's 1 MiB block:
+    // a 1 MiB read 4 KiB into a block ends more than 1 MiB past the
+    // download's start, but it is still one read.
+    let want = content(32 * MIB);
+    let s = setup_with(&want, 3, true);
+    let fh = open(&s.fs);
+    for i in 0..12u64 {
+        let offset = ((i * 7 + 3) % 29) * MIB as u64 + 4 * KIB as u64;
+        let got = s.fs.read(fh, offset, MIB as u32).expect("read");
+        assert_same(&got, &want[offset as usize..offset as usize + MIB]);
     }
     s.fs.release(fh).expect("release");
     assert_eq!(s.fs.segment_counts().engaged, 0);

@@ -189,6 +189,7 @@ impl Fs {
                 path,
                 size,
                 stream,
+                offset,
                 Arc::clone(&progress),
             );
             (Box::new(segmented) as Box<dyn ReadStream>, Some(progress))
