@@ -181,6 +181,16 @@ fn read_in_order(fs: &Fs, fh: u64, mut between: impl FnMut(u64)) -> Vec<u8> {
     }
 }
 
+/// Opens the file, reads it whole in order, checks the bytes against
+/// `want`, and returns what the segmented reads did.
+fn read_whole(s: &Setup, want: &[u8]) -> ftpsfs::fs::SegmentCounts {
+    let fh = open(&s.fs);
+    let got = read_in_order(&s.fs, fh, |_| {});
+    s.fs.release(fh).expect("release");
+    assert_same(&got, want);
+    s.fs.segment_counts()
+}
+
 fn assert_same(got: &[u8], want: &[u8]) {
     assert_eq!(got.len(), want.len(), "length");
     if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
@@ -198,11 +208,7 @@ fn odd_sizes_read_right_across_segment_boundaries() {
     ] {
         let want = content(len);
         let s = setup(&want, 3);
-        let fh = open(&s.fs);
-        let got = read_in_order(&s.fs, fh, |_| {});
-        s.fs.release(fh).expect("release");
-        assert_same(&got, &want);
-        let counts = s.fs.segment_counts();
+        let counts = read_whole(&s, &want);
         assert_eq!(counts.engaged, 1, "size {len}: segments started");
         assert!(counts.opened >= 1, "size {len}: extra streams opened");
         let offsets = s.store.offsets.lock().clone();
@@ -233,7 +239,8 @@ fn memory_held_by_segments_stays_bounded() {
     s.fs.release(fh).expect("release");
     assert_same(&got, &want);
     let counts = s.fs.segment_counts();
-    let bound = (3 + 2) * SEGMENT as u64;
+    // One segment per stream (three extra and the primary).
+    let bound = (3 + 1) * SEGMENT as u64;
     assert!(counts.peak_bytes > 0);
     assert!(
         counts.peak_bytes <= bound,
@@ -265,11 +272,7 @@ fn a_server_at_its_session_cap_leaves_one_stream() {
     // the primary is open; the primary's own reopen, after it let go of
     // its stream, is not.
     s.faults.set_read_sessions(Some(1));
-    let fh = open(&s.fs);
-    let got = read_in_order(&s.fs, fh, |_| {});
-    s.fs.release(fh).expect("release");
-    assert_same(&got, &want);
-    let counts = s.fs.segment_counts();
+    let counts = read_whole(&s, &want);
     assert_eq!(counts.engaged, 1);
     assert!(counts.retried >= 1, "{counts:?}");
     assert_eq!(
@@ -433,13 +436,32 @@ fn streams_are_added_while_a_per_connection_cap_is_what_limits() {
     let want = content(40 * MIB);
     let s = setup(&want, 3);
     s.faults.set_read_rate(Some(4_000_000));
-    let fh = open(&s.fs);
-    let got = read_in_order(&s.fs, fh, |_| {});
-    s.fs.release(fh).expect("release");
-    assert_same(&got, &want);
-    let counts = s.fs.segment_counts();
+    let counts = read_whole(&s, &want);
     assert_eq!(counts.peak_extra, 3, "{counts:?}");
     assert_eq!(counts.longest, SEGMENT as u64, "{counts:?}");
+}
+
+#[test]
+fn every_byte_is_fetched_once_and_each_segment_opened_once() {
+    // Four streams (a per-connection cap): segments read exactly to their
+    // ends, so nothing is fetched twice or past the end, and each segment
+    // costs one open at most (the primary goes on into its next one when
+    // that is where it is).
+    let len = 20 * MIB + 5;
+    let want = content(len);
+    let s = setup(&want, 3);
+    s.faults.set_read_rate(Some(4_000_000));
+    s.faults.reset_counters();
+    let counts = read_whole(&s, &want);
+    assert_eq!(counts.peak_extra, 3, "{counts:?}");
+    assert_eq!(s.faults.counters().bytes_read, len as u64);
+    let segments = len.div_ceil(SEGMENT) as u64;
+    let opens = s.faults.counters().open_read;
+    assert!(
+        opens >= 2 && opens <= segments + 1,
+        "{opens} opens for at most {segments} segments and the primary"
+    );
+    assert_eq!(opens, counts.opened + 1, "{counts:?}");
 }
 
 #[test]
@@ -449,11 +471,7 @@ fn no_more_streams_when_the_link_is_the_limit() {
     let want = content(40 * MIB);
     let s = setup(&want, 3);
     s.faults.set_total_read_rate(Some(12_000_000));
-    let fh = open(&s.fs);
-    let got = read_in_order(&s.fs, fh, |_| {});
-    s.fs.release(fh).expect("release");
-    assert_same(&got, &want);
-    let counts = s.fs.segment_counts();
+    let counts = read_whole(&s, &want);
     assert_eq!(counts.peak_extra, 1, "{counts:?}");
 }
 

@@ -172,7 +172,7 @@ pub struct FsConfig {
     /// (0: off). See `segmented`.
     pub read_streams: usize,
     /// Bytes per segment of a segmented read; one reader holds at most
-    /// `(read_streams + 2) x segment_size` of them.
+    /// `(read_streams + 1) x segment_size` of them.
     pub segment_size: u64,
     /// Subdirectory listings fetched at once ahead of a program walking a
     /// tree (0: none). Each holds a server session while it runs.

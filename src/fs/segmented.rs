@@ -29,14 +29,19 @@
 //! `read` hands out the segments' bytes in file order; a segment is freed
 //! once handed out.
 //!
-//! Memory bound: at most `streams + 1` segments exist at once (being
+//! Memory bound: at most one segment per stream exists at once (being
 //! fetched, or fetched and waiting for the reader), each at most
 //! `segment_size` bytes (the open-ended last one too, unless the file grew
 //! while read), so one reader holds at most
-//! `(read_streams + 2) × segment_size` (defaults: 3 extra streams, 8 MiB:
-//! 40 MiB) besides the read-ahead buffer. (Segments that grew with the rate
-//! were tried, to make each reopen a smaller part of a segment's time: no
-//! gain on the WAN rig, and twice the memory.) A freed segment's buffer is kept
+//! `(read_streams + 1) × segment_size` (defaults: 3 extra streams, 8 MiB:
+//! 32 MiB) besides the read-ahead buffer. A stream that finished its
+//! segment while the reader still reads an older one waits for the reader
+//! (which takes a finished segment at memory speed), and ends its transfer
+//! (ABOR) while it waits, not after. (One segment more per reader was the
+//! bound before: no faster on the WAN rig, 8 MiB more RSS. Segments that
+//! grew with the rate were tried, to make each reopen a smaller part of a
+//! segment's time: no gain on the WAN rig, and twice the memory.) A freed
+//! segment's buffer is kept
 //! for the next segment (segments and kept buffers together within that
 //! count): 8 MiB buffers freed and allocated on other threads otherwise
 //! pile up in glibc's per-thread arenas. Each segment's
@@ -588,7 +593,7 @@ impl Shared {
             // allocated again on other threads leave glibc's per-thread
             // arenas holding freed ones, and the RSS grows past the bound.
             // Segments and spare buffers together stay within the bound.
-            if s.segments.len() + s.spare.len() <= s.target && done.data.capacity() > 0 {
+            if s.segments.len() + s.spare.len() < s.target && done.data.capacity() > 0 {
                 done.data.clear();
                 s.spare.push(done.data);
             }
@@ -607,7 +612,7 @@ impl Shared {
         if s.next_start >= s.size || s.next_start == u64::MAX || past_end {
             return None;
         }
-        if s.segments.len() > s.target {
+        if s.segments.len() >= s.target {
             // Full: wait for the reader.
             return Some(None);
         }
@@ -748,9 +753,17 @@ fn work(
                 match shared.take(&mut s) {
                     None => break None,
                     Some(Some(i)) => break Some(i),
-                    Some(None) if extra && stream.is_some() => {
+                    Some(None)
+                        if stream.is_some()
+                            && (extra
+                                || stream.as_ref().map(|st| st.position())
+                                    != Some(s.next_start)) =>
+                    {
                         // Waiting for the reader: an extra stream does not
-                        // wait on a session (see "Sessions" above).
+                        // wait on a session (see "Sessions" above); a
+                        // stream that is not where the next segment starts
+                        // is ended now (ABOR), not once the reader made
+                        // room.
                         MutexGuard::unlocked(&mut s, || drop(stream.take()));
                     }
                     Some(None) => shared.changed.wait(&mut s),
