@@ -181,6 +181,17 @@ fn read_in_order(fs: &Fs, fh: u64, mut between: impl FnMut(u64)) -> Vec<u8> {
     }
 }
 
+/// Reads on in order from the end of `got` to the end of the file.
+fn read_to_end(fs: &Fs, fh: u64, got: &mut Vec<u8>) {
+    loop {
+        let data = fs.read(fh, got.len() as u64, READ).expect("read");
+        if data.is_empty() {
+            return;
+        }
+        got.extend_from_slice(&data);
+    }
+}
+
 /// Opens the file, reads it whole in order, checks the bytes against
 /// `want`, and returns what the segmented reads did.
 fn read_whole(s: &Setup, want: &[u8]) -> ftpsfs::fs::SegmentCounts {
@@ -389,13 +400,7 @@ fn a_second_read_in_order_starts_segments_and_one_read_does_not() {
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(s.fs.segment_counts().engaged, 0, "after one read");
     let mut got = first;
-    loop {
-        let more = s.fs.read(fh, got.len() as u64, READ).expect("read");
-        if more.is_empty() {
-            break;
-        }
-        got.extend_from_slice(&more);
-    }
+    read_to_end(&s.fs, fh, &mut got);
     s.fs.release(fh).expect("release");
     assert_same(&got, &want);
     assert_eq!(s.fs.segment_counts().engaged, 1, "after reads in order");
@@ -526,6 +531,50 @@ fn files_read_at_once_share_the_sessions() {
         s.fs.release(fh).expect("release");
         assert_same(&got[i], &want[i]);
     }
+}
+
+#[test]
+fn extra_streams_leave_when_other_large_files_are_opened() {
+    // One file read in order engages segments; then three more large files
+    // are opened and read: the four downloads need the four sessions, so
+    // the first file's extra streams leave at their segments' ends.
+    let want = content(40 * MIB);
+    let others: Vec<Vec<u8>> = (1..4).map(|i| content(4 * MIB + i * 999)).collect();
+    let s = setup(&want, 3);
+    s.faults.set_read_rate(Some(4_000_000));
+    let server = s.faults.inner();
+    for (i, body) in others.iter().enumerate() {
+        server.put_file(format!("f{}", i + 1).as_bytes(), body);
+    }
+    let fh = open(&s.fs);
+    let mut got = Vec::new();
+    // Until it engaged (the read-ahead thread engages once a second read
+    // in order came), well before its end.
+    while s.fs.segment_counts().engaged == 0 {
+        assert!(got.len() < 20 * MIB, "never engaged");
+        got.extend_from_slice(&s.fs.read(fh, got.len() as u64, READ).expect("read"));
+    }
+    let flags = OpenFlags {
+        read: true,
+        ..OpenFlags::default()
+    };
+    let mut handles = Vec::new();
+    for (i, body) in others.iter().enumerate() {
+        let name = format!("f{}", i + 1);
+        let ino = s.fs.lookup(ROOT_INO, name.as_bytes()).expect("lookup").ino;
+        let other = s.fs.open(ino, flags).expect("open");
+        let first = s.fs.read(other, 0, READ).expect("read");
+        assert_same(&first, &body[..READ as usize]);
+        handles.push(other);
+    }
+    read_to_end(&s.fs, fh, &mut got);
+    s.fs.release(fh).expect("release");
+    assert_same(&got, &want);
+    for other in handles {
+        s.fs.release(other).expect("release");
+    }
+    let counts = s.fs.segment_counts();
+    assert!(counts.left_for_others >= 1, "{counts:?}");
 }
 
 /// Runs `work` on its own thread and fails the test when it has not

@@ -90,7 +90,12 @@
 //! `read_streams`, in which every large file's own download counts too, so
 //! several large files read at once do not ask the server for more sessions
 //! than there are: a read engages segments only when it gets an extra
-//! stream (four files read at once on four sessions engage none).
+//! stream (four files read at once on four sessions engage none). A
+//! large file opened after a reader took its extra streams sends them away,
+//! one at each segment's end, until the budget holds again (four files
+//! opened one after the other on four sessions end with none: the first
+//! one's extra streams held sessions, and 8 MiB segments each, that the
+//! others' downloads waited for).
 //!
 //! Not done: `RANG` (ProFTPD's clean end of a segment) — each segment is
 //! ended by ABOR.
@@ -203,6 +208,14 @@ impl Budget {
         true
     }
 
+    /// Whether the large downloads and the extra streams now exceed what
+    /// `take` allows: large files were opened since the extra streams were
+    /// taken, and their downloads need the sessions more.
+    fn crowded(&self) -> bool {
+        let s = self.state.lock();
+        s.readers + (s.total - s.free) > s.total + 1
+    }
+
     fn reader_opened(&self) {
         self.state.lock().readers += 1;
     }
@@ -236,6 +249,8 @@ pub struct SegmentCounts {
     pub retried: u64,
     /// The longest segment made.
     pub longest: u64,
+    /// Extra streams that left because other large files were opened.
+    pub left_for_others: u64,
 }
 
 impl super::Fs {
@@ -248,6 +263,7 @@ impl super::Fs {
             peak_bytes: s.peak_bytes.load(Ordering::Relaxed),
             retried: s.retried.load(Ordering::Relaxed),
             longest: s.longest.load(Ordering::Relaxed),
+            left_for_others: s.left_for_others.load(Ordering::Relaxed),
         }
     }
 }
@@ -267,6 +283,8 @@ pub struct SegmentStats {
     pub retried: AtomicU64,
     /// The longest segment made.
     pub longest: AtomicU64,
+    /// Extra streams that left because other large files were opened.
+    pub left_for_others: AtomicU64,
 }
 
 /// Everything the workers need to open streams.
@@ -748,6 +766,15 @@ fn work(
             let given = first.take().and_then(|start| Shared::index_of(&s, start));
             let picked = given.or_else(|| loop {
                 if s.stop || (s.running > s.target && s.running > 1) {
+                    break None;
+                }
+                if extra && source.budget.crowded() {
+                    // Large files opened since this stream was taken: it
+                    // leaves at a segment's end, so their downloads (and
+                    // listings) get the session.
+                    source.stats.left_for_others.fetch_add(1, Ordering::Relaxed);
+                    s.target = s.target.saturating_sub(1).max(1);
+                    s.settled = true;
                     break None;
                 }
                 match shared.take(&mut s) {
