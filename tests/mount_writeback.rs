@@ -210,3 +210,47 @@ fn an_outage_is_waited_out_and_a_refusal_is_kept_and_listed() {
         "the refused file's content is kept under {kept:?}"
     );
 }
+
+/// `sync DIR` (coreutils opens the directory and fsyncs it) returns only
+/// once every upload below DIR is on the server: files closed during an
+/// outage, which ends while sync waits. (`sync -f`, syncfs, cannot: the
+/// kernel does not pass it on to a FUSE filesystem; see SEMANTICS.)
+#[test]
+fn sync_of_a_directory_waits_for_the_uploads_below_it() {
+    let rig = Proxied::start(&[]);
+    let cache = tempfile::tempdir().expect("temp dir");
+    let cache_dir = cache.path().to_string_lossy().into_owned();
+    let mount = rig.mount(&["--cache-dir", &cache_dir, "--write-back", "async"]);
+    std::fs::create_dir_all(mount.path("d/e")).expect("mkdir in the mount");
+    // Listed before the outage (new names are looked up in the listing).
+    std::fs::read_dir(mount.path("d/e"))
+        .expect("ls")
+        .for_each(drop);
+    rig.proxy.set_refuse(Kind::Data, true);
+    // Data connections set up ahead before the outage let at most one
+    // file per session (4) out; the others wait.
+    let names: Vec<String> = (0..10).map(|i| format!("d/e/s{i}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        std::fs::write(mount.path(name), content(i)).expect("close returns");
+    }
+    let waiting = names
+        .iter()
+        .filter(|n| !rig.info.root.join(n).exists())
+        .count();
+    assert!(waiting > 0, "uploads wait during the outage");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_secs(3));
+            rig.proxy.set_refuse(Kind::Data, false);
+        });
+        ok("sync", &[&mount.path_str("d")], 90);
+    });
+    for (i, name) in names.iter().enumerate() {
+        assert_eq!(
+            std::fs::read(rig.info.root.join(name)).ok(),
+            Some(content(i)),
+            "{name} on the server once `sync d` returned; log:\n{}",
+            mount.log_text()
+        );
+    }
+}

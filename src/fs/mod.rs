@@ -725,6 +725,13 @@ impl Fs {
             .inspect_err(|e| h.fail(e))
     }
 
+    /// fsync of a directory: in async mode, waits for the uploads below it
+    /// (see `wait_uploaded_under`); in sync mode every close already did.
+    pub fn fsyncdir(&self, ino: Ino) -> Result<()> {
+        let path = self.dir_path(ino)?;
+        self.wait_uploaded_under(&path)
+    }
+
     pub fn release(&self, fh: Fh) -> Result<()> {
         let h = self
             .handles

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::journal::Entry;
+use super::journal::{Base, Entry};
 use crate::store::path::{is_under, split};
 use crate::store::{FileKind, Metadata};
 
@@ -154,6 +154,59 @@ impl Queue {
         }
     }
 
+    /// A rename of `from` to `to` before `from`'s upload began: the entry
+    /// goes to `to` (against `base`, what the server has there), recorded
+    /// by `record` (the journal) first, so no request reaches the server
+    /// now and the upload goes straight to the new name. Only for a single
+    /// queued entry of a file new on the server, and only while nothing
+    /// waits at or below `to` (whose order against it would change); false
+    /// otherwise, and the caller waits for the upload and renames on the
+    /// server. Checked and done under the lock: no uploader can start the
+    /// upload meanwhile.
+    pub fn rename(
+        &self,
+        from: &[u8],
+        to: &[u8],
+        base: Base,
+        record: impl FnOnce(&Entry) -> std::io::Result<()>,
+    ) -> bool {
+        let mut inner = self.inner.lock();
+        if inner.closed {
+            return false;
+        }
+        let mut found = None;
+        for (seq, p) in &inner.entries {
+            if p.failed() {
+                continue;
+            }
+            if p.entry.path == to || is_under(&p.entry.path, to) {
+                return false;
+            }
+            if p.entry.path == from {
+                if found.is_some() || p.status != Status::Queued || p.entry.base != Base::New {
+                    return false;
+                }
+                found = Some(*seq);
+            }
+        }
+        let Some(p) = found.and_then(|seq| inner.entries.get_mut(&seq)) else {
+            return false;
+        };
+        let mut moved = p.entry.clone();
+        moved.path = to.to_vec();
+        moved.base = base;
+        if let Err(e) = record(&moved) {
+            log::warn!(
+                "write-back: cannot record a rename in the journal ({e}); \
+                 waiting for the upload instead"
+            );
+            return false;
+        }
+        p.entry = moved;
+        self.changed.notify_all();
+        true
+    }
+
     pub fn finish(&self, seq: u64, outcome: Outcome) {
         let mut inner = self.inner.lock();
         match outcome {
@@ -196,6 +249,30 @@ impl Queue {
                 Status::Failed(why) => Some(why.clone()),
                 _ => None,
             })
+    }
+
+    /// Every entry the journal must keep (waiting, under way, or refused:
+    /// refused ones are tried again at the next mount) but `done`, whose
+    /// upload just ended.
+    pub fn entries_except(&self, done: u64) -> Vec<Entry> {
+        let inner = self.inner.lock();
+        inner
+            .entries
+            .values()
+            .filter(|p| p.entry.seq != done)
+            .map(|p| p.entry.clone())
+            .collect()
+    }
+
+    /// The first upload refused for good at `dir` or below it, with why.
+    pub fn failed_within(&self, dir: &[u8]) -> Option<(Vec<u8>, String)> {
+        let inner = self.inner.lock();
+        inner.entries.values().find_map(|p| match &p.status {
+            Status::Failed(why) if p.entry.path == dir || is_under(&p.entry.path, dir) => {
+                Some((p.entry.path.clone(), why.clone()))
+            }
+            _ => None,
+        })
     }
 
     /// Waits at most `timeout` for the uploads to end; returns how many
