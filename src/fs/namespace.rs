@@ -174,8 +174,8 @@ impl Fs {
                 (false, false) => {}
             }
         }
-        // Its upload not begun, it goes to the new name (rsync's and
-        // editors' write-then-rename: one upload, no RNFR/RNTO); otherwise
+        // Its upload not begun, it goes to the new name (write-then-rename
+        // while uploads are backed up: one upload, no RNFR/RNTO); otherwise
         // the rename waits for it and is made on the server.
         let moved_in_queue = queued && self.rename_queued(&from, &to, dst.as_ref().map(|(d, _)| d));
         if queued && !moved_in_queue {

@@ -12,10 +12,11 @@
 //! Ordering is kept simple: a request that touches a waiting path or a
 //! directory above one (rename, unlink, rmdir, setattr, an open for
 //! writing, a fetch of the file's content) first waits for those uploads
-//! (`barrier`). One exception, for write-then-rename (rsync, editors): a
-//! rename of a new file whose upload has not begun moves the upload to
-//! the new name (`rename_queued`, a journal line), with no request to the
-//! server. mkdir is synchronous, so files made inside a new directory
+//! (`barrier`). One exception, for write-then-rename: a rename of a new
+//! file whose upload has not begun moves the upload to the new name
+//! (`rename_queued`, a journal line), with no request to the server (rsync
+//! gains little from it yet: it sets its temporary file's mode first,
+//! which waits, and an idle uploader has begun by then). mkdir is synchronous, so files made inside a new directory
 //! upload into a directory that exists.
 mod journal;
 mod queue;
