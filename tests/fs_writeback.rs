@@ -342,9 +342,10 @@ fn renames_deletes_and_re_creates_of_pending_paths_keep_their_order() {
     assert!(!m.store.exists(b"t"));
 }
 
-/// rsync's and editors' shape: a file written under a temporary name and
-/// renamed into place. A rename that comes before the upload began moves
-/// the upload to the new name: one upload, no rename on the server. (The
+/// rsync's and editors' shape: a file written under a temporary name, its
+/// mode set, and renamed into place. A chmod and a rename that come before
+/// the upload began go with the queued upload: one upload to the new name,
+/// no rename on the server, the mode set after it. (The
 /// uploads of the first four, one per uploader, have begun: their renames
 /// wait for them and go to the server, as before. The others are renamed
 /// first, while those four are held up.)
@@ -361,10 +362,21 @@ fn a_rename_before_the_upload_begins_moves_the_upload_to_the_new_name() {
         m.cp(ROOT_INO, &format!(".{name}.tmp"), data).expect("cp");
     }
     for (name, _) in files.iter().rev() {
+        // rsync sets the temporary file's mode first.
+        let mode = ftpsfs::fs::SetAttr {
+            mode: Some(0o640),
+            ..Default::default()
+        };
+        let temp = m.ino(&format!(".{name}.tmp"));
+        m.fs.setattr(temp, None, mode).expect("chmod");
         m.rename_into_place(name);
     }
-    // Shown under the new names at once, with their bytes.
+    // Shown under the new names at once, with their bytes and mode.
     assert_eq!(m.cat("t9"), files[9].1);
+    assert_eq!(
+        m.fs.getattr(m.ino("t11")).expect("stat").perm & 0o777,
+        0o640
+    );
     assert!(!m.names(ROOT_INO).iter().any(|n| n.ends_with(".tmp")));
     m.fs.shutdown().expect("uploaded");
     m.assert_on_server(&files);
@@ -378,14 +390,20 @@ fn a_rename_before_the_upload_begins_moves_the_upload_to_the_new_name() {
     // replaces a file on the server (through a temporary name).
     assert!(renames <= 5, "{renames} renames on the server");
     assert_eq!(
+        m.store.counters().get(Op::Chmod),
+        files.len() as u64,
+        "each mode set once, after the upload"
+    );
+    assert_eq!(
         m.store.counters().get(Op::Upload),
         files.len() as u64,
         "one upload per file"
     );
 }
 
-/// A rename moved into the queue is in the journal: after kill -9 the next
-/// mount uploads the file to its new name, never to the old one.
+/// A chmod and a rename moved into the queue are in the journal: after
+/// kill -9 the next mount uploads the file to its new name, never to the
+/// old one, and sets its mode.
 #[test]
 fn a_rename_moved_into_the_queue_survives_a_kill() {
     let m = mount();
@@ -398,12 +416,22 @@ fn a_rename_moved_into_the_queue_survives_a_kill() {
     }
     // The last four: their uploads wait behind the first four.
     for (name, _) in &files[4..] {
+        let mode = ftpsfs::fs::SetAttr {
+            mode: Some(0o600),
+            ..Default::default()
+        };
+        let temp = m.ino(&format!(".{name}.tmp"));
+        m.fs.setattr(temp, None, mode).expect("chmod");
         m.rename_into_place(name);
     }
     let (store, dir) = m.kill();
     let m = start(store, dir, 1 << 30);
     m.fs.shutdown().expect("uploaded");
     m.assert_on_server(&files[4..]);
+    for (name, _) in &files[4..] {
+        let meta = ftpsfs::store::RemoteStore::stat(&*m.store, name.as_bytes()).expect("stat");
+        assert_eq!(meta.mode.map(|m| m & 0o777), Some(0o600), "{name}'s mode");
+    }
     for (name, _) in &files[4..] {
         assert!(
             !m.store.exists(format!(".{name}.tmp").as_bytes()),

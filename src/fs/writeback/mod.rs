@@ -14,9 +14,10 @@
 //! writing, a fetch of the file's content) first waits for those uploads
 //! (`barrier`). One exception, for write-then-rename: a rename of a new
 //! file whose upload has not begun moves the upload to the new name
-//! (`rename_queued`, a journal line), with no request to the server (rsync
-//! gains little from it yet: it sets its temporary file's mode first,
-//! which waits, and an idle uploader has begun by then). mkdir is synchronous, so files made inside a new directory
+//! (`rename_queued`, a journal line), with no request to the server, and
+//! a mode or time set on it goes with its entry (`set_queued_attrs`); a
+//! file just closed is held briefly before an idle uploader begins it, so
+//! that rsync's chmod and rename find it not begun (`queue::HOLD`). mkdir is synchronous, so files made inside a new directory
 //! upload into a directory that exists.
 mod journal;
 mod queue;
@@ -137,6 +138,7 @@ impl WriteBack {
                             file: Arc::new(file),
                             recovered: true,
                             status: Status::Queued,
+                            ready_at: Instant::now(),
                         },
                         false,
                     );
@@ -225,6 +227,7 @@ impl WriteBack {
                 file: Arc::new(file),
                 recovered: false,
                 status: Status::Queued,
+                ready_at: Instant::now(),
             },
             true,
         );
@@ -421,6 +424,24 @@ impl Fs {
         wb.queue.rename(from, to, base, |moved| {
             journal.renamed(moved.seq, &moved.path, moved.base)
         })
+    }
+
+    /// A new mode and/or time of a file whose upload waits and has not
+    /// begun: they go with its queued entry, applied after its upload
+    /// (see `Queue::set_attrs`). False when that does not apply.
+    pub(super) fn set_queued_attrs(
+        &self,
+        path: &[u8],
+        mode: Option<u32>,
+        mtime: Option<SystemTime>,
+    ) -> bool {
+        let Some(wb) = &self.write_back else {
+            return false;
+        };
+        // The journal first, then the queue (the order `done` takes them).
+        let mut journal = wb.journal.lock();
+        wb.queue
+            .set_attrs(path, mode, mtime, |changed| journal.pending(changed))
     }
 
     /// Whether `path` has an upload waiting (async mode).
