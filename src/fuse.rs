@@ -415,6 +415,20 @@ impl Filesystem for FuseAdapter {
         reply_empty(reply, "fsync", self.fs.fsync(fh.0));
     }
 
+    /// `sync DIR` (coreutils opens the directory and fsyncs it). Answering
+    /// it at all matters: after an ENOSYS (fuser's default) the kernel
+    /// never asks again and reports success at once.
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply_empty(reply, "fsyncdir", self.fs.fsyncdir(ino.0));
+    }
+
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: FuseOpenFlags, reply: ReplyOpen) {
         match self.fs.readdir(ino.0) {
             Ok(items) => {

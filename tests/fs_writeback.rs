@@ -59,13 +59,23 @@ fn start_with(
     spool_limit: u64,
     arm: impl FnOnce(&FaultyStore<Arc<MemoryStore>>),
 ) -> Mount {
+    start_with_uploaders(store, dir, spool_limit, 4, arm)
+}
+
+fn start_with_uploaders(
+    store: Arc<MemoryStore>,
+    dir: tempfile::TempDir,
+    spool_limit: u64,
+    uploaders: usize,
+    arm: impl FnOnce(&FaultyStore<Arc<MemoryStore>>),
+) -> Mount {
     let faults = Arc::new(FaultyStore::new(Arc::clone(&store)));
     arm(&faults);
     let fs = Fs::new(faults.clone(), fs_config(dir.path()))
         .with_write_back(WriteBackConfig {
             dir: write_back_dir(dir.path()),
             spool_limit,
-            uploaders: 4,
+            uploaders,
         })
         .expect("write-back directory");
     Mount {
@@ -119,6 +129,14 @@ impl Mount {
         let flushed = self.fs.flush(fh);
         let released = self.fs.release(fh);
         result.and(flushed).and(released)
+    }
+
+    /// rsync's last step: `.NAME.tmp` renamed to NAME (in the root).
+    fn rename_into_place(&self, name: &str) {
+        let temp = format!(".{name}.tmp");
+        self.fs
+            .rename(ROOT_INO, temp.as_bytes(), ROOT_INO, name.as_bytes(), false)
+            .unwrap_or_else(|e| panic!("rename {temp} {name}: {e}"));
     }
 
     /// The file as a reader sees it: one read of all of it (the core
@@ -322,6 +340,104 @@ fn renames_deletes_and_re_creates_of_pending_paths_keep_their_order() {
     assert_eq!(m.store.file(b"d").as_deref(), Some(&b"two, longer"[..]));
     assert_eq!(m.store.file(b"u/in").as_deref(), Some(&b"inside"[..]));
     assert!(!m.store.exists(b"t"));
+}
+
+/// rsync's and editors' shape: a file written under a temporary name, its
+/// mode set, and renamed into place. A chmod and a rename that come before
+/// the upload began go with the queued upload: one upload to the new name,
+/// no rename on the server, the mode set after it. (The
+/// uploads of the first four, one per uploader, have begun: their renames
+/// wait for them and go to the server, as before. The others are renamed
+/// first, while those four are held up.)
+#[test]
+fn a_rename_before_the_upload_begins_moves_the_upload_to_the_new_name() {
+    let m = mount();
+    m.faults.set_delay(Op::Upload, Duration::from_millis(800));
+    m.store.put_file(b"t9", b"the server's old t9");
+    m.fs.lookup(ROOT_INO, b"t9").expect("seen");
+    let files: Vec<(String, Vec<u8>)> = (0..12)
+        .map(|i| (format!("t{i}"), pattern(2 * KIB + i, i as u8)))
+        .collect();
+    for (name, data) in &files {
+        m.cp(ROOT_INO, &format!(".{name}.tmp"), data).expect("cp");
+    }
+    for (name, _) in files.iter().rev() {
+        // rsync sets the temporary file's mode first.
+        let mode = ftpsfs::fs::SetAttr {
+            mode: Some(0o640),
+            ..Default::default()
+        };
+        let temp = m.ino(&format!(".{name}.tmp"));
+        m.fs.setattr(temp, None, mode).expect("chmod");
+        m.rename_into_place(name);
+    }
+    // Shown under the new names at once, with their bytes and mode.
+    assert_eq!(m.cat("t9"), files[9].1);
+    assert_eq!(
+        m.fs.getattr(m.ino("t11")).expect("stat").perm & 0o777,
+        0o640
+    );
+    assert!(!m.names(ROOT_INO).iter().any(|n| n.ends_with(".tmp")));
+    m.fs.shutdown().expect("uploaded");
+    m.assert_on_server(&files);
+    assert!(
+        !m.store.paths().iter().any(|p| p.ends_with(b".tmp")),
+        "{:?}",
+        m.store.paths()
+    );
+    let renames = m.store.counters().get(Op::Rename);
+    // Four renames of uploads that had begun, and one for t9, which
+    // replaces a file on the server (through a temporary name).
+    assert!(renames <= 5, "{renames} renames on the server");
+    assert_eq!(
+        m.store.counters().get(Op::Chmod),
+        files.len() as u64,
+        "each mode set once, after the upload"
+    );
+    assert_eq!(
+        m.store.counters().get(Op::Upload),
+        files.len() as u64,
+        "one upload per file"
+    );
+}
+
+/// A chmod and a rename moved into the queue are in the journal: after
+/// kill -9 the next mount uploads the file to its new name, never to the
+/// old one, and sets its mode.
+#[test]
+fn a_rename_moved_into_the_queue_survives_a_kill() {
+    let m = mount();
+    m.faults.set_delay(Op::Upload, Duration::from_millis(800));
+    let files: Vec<(String, Vec<u8>)> = (0..8)
+        .map(|i| (format!("r{i}"), pattern(KIB + i, i as u8)))
+        .collect();
+    for (name, data) in &files {
+        m.cp(ROOT_INO, &format!(".{name}.tmp"), data).expect("cp");
+    }
+    // The last four: their uploads wait behind the first four.
+    for (name, _) in &files[4..] {
+        let mode = ftpsfs::fs::SetAttr {
+            mode: Some(0o600),
+            ..Default::default()
+        };
+        let temp = m.ino(&format!(".{name}.tmp"));
+        m.fs.setattr(temp, None, mode).expect("chmod");
+        m.rename_into_place(name);
+    }
+    let (store, dir) = m.kill();
+    let m = start(store, dir, 1 << 30);
+    m.fs.shutdown().expect("uploaded");
+    m.assert_on_server(&files[4..]);
+    for (name, _) in &files[4..] {
+        let meta = ftpsfs::store::RemoteStore::stat(&*m.store, name.as_bytes()).expect("stat");
+        assert_eq!(meta.mode.map(|m| m & 0o777), Some(0o600), "{name}'s mode");
+    }
+    for (name, _) in &files[4..] {
+        assert!(
+            !m.store.exists(format!(".{name}.tmp").as_bytes()),
+            "{name} went to its old name"
+        );
+    }
 }
 
 #[test]
@@ -582,6 +698,8 @@ mod differential {
         Patch(usize, u8, usize),
         Truncate(usize, u64),
         Rename(usize, usize),
+        /// rsync's shape: written to a temporary name, renamed into place.
+        Replace(usize, u8, usize),
         Unlink(usize),
         Mkdir,
         Rmdir,
@@ -596,6 +714,7 @@ mod differential {
             (name.clone(), any::<u8>(), 0..3000usize).prop_map(|(n, s, o)| Step::Patch(n, s, o)),
             (name.clone(), 0..4000u64).prop_map(|(n, l)| Step::Truncate(n, l)),
             (name.clone(), name.clone()).prop_map(|(a, b)| Step::Rename(a, b)),
+            (name.clone(), any::<u8>(), 0..3000usize).prop_map(|(n, s, l)| Step::Replace(n, s, l)),
             name.clone().prop_map(Step::Unlink),
             Just(Step::Mkdir),
             Just(Step::Rmdir),
@@ -677,6 +796,15 @@ mod differential {
                             .rename(from_dir, from.as_bytes(), to_dir, to.as_bytes(), false),
                     )
                 }
+                Step::Replace(n, seed, len) => {
+                    let (dir, name) = self.parent(NAMES[*n]).map_err(|e| e.errno())?;
+                    let temp = format!(".{name}.tmp");
+                    errno(self.cp(dir, &temp, &pattern(*len, *seed)))?;
+                    errno(
+                        self.fs
+                            .rename(dir, temp.as_bytes(), dir, name.as_bytes(), false),
+                    )
+                }
                 Step::Unlink(n) => {
                     let (dir, name) = self.parent(NAMES[*n]).map_err(|e| e.errno())?;
                     errno(self.fs.unlink(dir, name.as_bytes()))
@@ -749,8 +877,16 @@ mod differential {
                 store: sync_store,
                 dir: sync_dir,
             };
-            let asyn = mount();
-            asyn.faults.set_delay(Op::Upload, Duration::from_millis(3));
+            // One uploader, and uploads slow enough that files wait behind
+            // each other (so that renames meet uploads not begun, as well as
+            // ones under way), short enough for 32 cases.
+            let asyn = start_with_uploaders(
+                Arc::new(MemoryStore::new()),
+                tempfile::tempdir().expect("temp dir"),
+                1 << 30,
+                1,
+                |faults| faults.set_delay(Op::Upload, Duration::from_millis(10)),
+            );
             for (i, step) in steps.iter().enumerate() {
                 let expected = sync.run(step);
                 let got = asyn.run(step);
@@ -856,4 +992,38 @@ fn a_new_file_goes_straight_to_its_name_and_a_cut_upload_of_it_is_finished() {
         Some(&b"another client's file"[..])
     );
     assert_eq!(m.store.paths().len(), 2, "beside it: {:?}", m.store.paths());
+}
+
+/// A mount that runs long rewrites its journal with the live entries
+/// only, once it is long and mostly done lines (so it does not grow
+/// without bound until the next mount), and what it rewrote is what the
+/// next mount finishes after a kill.
+#[test]
+fn a_long_running_mount_rewrites_its_journal_and_keeps_what_waits() {
+    let m = mount();
+    for i in 0..2100 {
+        m.cp(ROOT_INO, &format!("j{i}"), b"j").expect("cp");
+    }
+    while m.fs.pending_uploads().files > 0 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    m.offline();
+    let waiting: Vec<(String, Vec<u8>)> = (0..10)
+        .map(|i| (format!("w{i}"), pattern(100 + i, i as u8)))
+        .collect();
+    for (name, data) in &waiting {
+        m.cp(ROOT_INO, name, data).expect("cp");
+    }
+    let journal = write_back_dir(m.dir.path()).join("journal");
+    let lines = std::fs::read_to_string(&journal)
+        .expect("journal")
+        .lines()
+        .count();
+    // 4,210 lines without a rewrite (a P and a D line per uploaded file).
+    assert!(lines < 1000, "{lines} lines in the journal");
+    let (store, dir) = m.kill();
+    let m = start(store, dir, 1 << 30);
+    m.fs.shutdown().expect("uploaded");
+    m.assert_on_server(&waiting);
+    assert_eq!(m.store.file(b"j2099").as_deref(), Some(&b"j"[..]));
 }

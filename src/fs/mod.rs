@@ -725,6 +725,13 @@ impl Fs {
             .inspect_err(|e| h.fail(e))
     }
 
+    /// fsync of a directory: in async mode, waits for the uploads below it
+    /// (see `wait_uploaded_under`); in sync mode every close already did.
+    pub fn fsyncdir(&self, ino: Ino) -> Result<()> {
+        let path = self.dir_path(ino)?;
+        self.wait_uploaded_under(&path)
+    }
+
     pub fn release(&self, fh: Fh) -> Result<()> {
         let h = self
             .handles
@@ -749,6 +756,11 @@ impl Fs {
     pub fn setattr(&self, ino: Ino, fh: Option<Fh>, changes: SetAttr) -> Result<Attr> {
         self.writable()?;
         let kind = self.inodes.lock().kind(ino).ok_or_else(|| stale(ino))?;
+        let attrs_only =
+            changes.size.is_none() && (changes.mode.is_some() || changes.mtime.is_some());
+        if kind == FileKind::File && attrs_only && self.queued_attrs(ino, &changes) {
+            return self.getattr(ino);
+        }
         self.barrier_ino(ino);
         if let Some(fh) = fh {
             if let Some(e) = self.handle(fh)?.sticky() {
@@ -778,6 +790,38 @@ impl Fs {
             self.utimens(ino, kind, mtime)?;
         }
         self.getattr(ino)
+    }
+
+    /// Async write-back: a mode or time set on a closed file whose upload
+    /// has not begun goes with its queued entry (rsync's chmod of its
+    /// temporary file before the rename), with no request to the server
+    /// and no wait. False when that does not apply (a file open with
+    /// changes of its own keeps them in its state, see `chmod`).
+    fn queued_attrs(&self, ino: Ino, changes: &SetAttr) -> bool {
+        let file = self.open_file(ino);
+        if file.as_ref().is_some_and(|f| f.local_metadata().is_some()) {
+            return false;
+        }
+        let Some(path) = self.inodes.lock().path(ino) else {
+            return false;
+        };
+        let mode = changes.mode.map(|m| m & 0o7777);
+        if !self.set_queued_attrs(&path, mode, changes.mtime) {
+            return false;
+        }
+        if let Some(f) = &file {
+            let mut view = f.view();
+            if mode.is_some() {
+                view.mode = mode;
+            }
+            if let Some(t) = changes.mtime {
+                view.mtime = t;
+            }
+        }
+        if let Some(meta) = self.write_back_metadata(&path) {
+            self.cache.update(&path, meta);
+        }
+        true
     }
 
     /// Files that earlier mounts with this spool directory could not upload

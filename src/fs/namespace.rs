@@ -127,8 +127,13 @@ impl Fs {
         let npath = self.dir_path(new_parent)?;
         let from = ppath.join(name);
         let to = npath.join(new_name);
-        self.barrier(&from);
-        self.barrier(&to);
+        // A file whose upload waits may move in the queue instead (below);
+        // anything else waits for the uploads of both names first.
+        let queued = self.is_queued(&from);
+        if !queued {
+            self.barrier(&from);
+            self.barrier(&to);
+        }
         let (src, _) = self
             .child_meta(parent, &ppath, name)?
             .ok_or_else(|| not_found(&from))?;
@@ -169,6 +174,14 @@ impl Fs {
                 (false, false) => {}
             }
         }
+        // Its upload not begun, it goes to the new name (write-then-rename
+        // while uploads are backed up: one upload, no RNFR/RNTO); otherwise
+        // the rename waits for it and is made on the server.
+        let moved_in_queue = queued && self.rename_queued(&from, &to, dst.as_ref().map(|(d, _)| d));
+        if queued && !moved_in_queue {
+            self.barrier(&from);
+            self.barrier(&to);
+        }
         let src_ino = self.inodes.lock().find(parent, name);
         let src_file = src_ino.and_then(|i| self.open_file(i));
         // Held until the inode moves, so that no upload of it starts under
@@ -187,7 +200,9 @@ impl Fs {
         if let (Some(file), Some(state)) = (&replaced_file, replaced_state.as_mut()) {
             self.before_orphaning(file, state);
         }
-        if !local_only {
+        if moved_in_queue {
+            // The upload replaces what the server has at the new name.
+        } else if !local_only {
             let moved = if dst.is_some() {
                 replace::rename_replacing(&*self.store, &from, &to)
             } else {

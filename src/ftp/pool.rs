@@ -469,10 +469,17 @@ impl Drop for PooledSession {
     }
 }
 
-/// Takes the idle session to hand out: the latest returned that has a data
-/// connection ready for its next transfer, else the latest returned.
+/// Takes the idle session to hand out: the earliest returned that has a
+/// data connection ready for its next transfer, else the latest returned.
+/// Among ready ones the earliest: a session comes back as soon as its next
+/// data connection is connected, and a connection just connected may not
+/// take bytes at once all the way (a middlebox that completes the TCP
+/// handshake itself, as the WAN rig's proxy does, holds them until its own
+/// connection to the server is up), while one connected a transfer ago
+/// surely does. (The server answers EPSV with an upload's 226 where it can,
+/// so a session is back, connected, right as its upload ends.)
 fn take_idle(idle: &mut Vec<IdleSession>) -> Option<IdleSession> {
-    match idle.iter().rposition(|entry| entry.session.has_next_data()) {
+    match idle.iter().position(|entry| entry.session.has_next_data()) {
         Some(ready) => Some(idle.remove(ready)),
         None => idle.pop(),
     }

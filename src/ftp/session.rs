@@ -140,6 +140,11 @@ pub struct Connector {
     /// before the upload's own reply (it reads commands during transfers):
     /// that size cannot be trusted, so SIZE is no longer sent that way.
     answers_during_transfers: AtomicBool,
+    /// Set once a SIZE sent with the end of an upload was answered after
+    /// the upload's own reply (the server reads commands only between
+    /// transfers): then EPSV goes with the end of an upload's bytes too
+    /// (`ask_next_data_with_end`).
+    answers_after_transfers: AtomicBool,
     /// Until the credentials were accepted once, one session sends them.
     login_gate: LoginGate,
     stats: Stats,
@@ -169,6 +174,7 @@ impl Connector {
             list_a_refused: AtomicBool::new(false),
             ccc_refused: AtomicBool::new(false),
             answers_during_transfers: AtomicBool::new(false),
+            answers_after_transfers: AtomicBool::new(false),
             login_gate: LoginGate::default(),
             stats: Stats::default(),
         }))
@@ -1051,6 +1057,29 @@ impl Session {
         }
     }
 
+    /// Sends EPSV with the end of an upload's bytes, before the server's
+    /// reply to the upload, where the server was seen to read commands only
+    /// after a transfer's reply (`answers_after_transfers`): its 229 then
+    /// comes with the 226, a round trip sooner than when sent once the data
+    /// connection closed. A session that uploads file after file (async
+    /// write-back) is ready for the next one a round trip sooner. Before
+    /// that is known (the first upload of the mount, or a server that reads
+    /// commands during transfers, such as ProFTPD) it waits as before: an
+    /// EPSV answered during a transfer would be taken for the wrong reply.
+    pub(super) fn ask_next_data_with_end(&mut self) {
+        let sequential = self
+            .connector
+            .answers_after_transfers
+            .load(Ordering::Relaxed)
+            && !self
+                .connector
+                .answers_during_transfers
+                .load(Ordering::Relaxed);
+        if sequential {
+            self.ask_next_data();
+        }
+    }
+
     /// Reads the reply to the EPSV sent ahead, if any, and connects to its
     /// port. `on_callers_path`: a caller waits for this (then its waits
     /// count as round trips; the pool's preparing thread does it off the
@@ -1155,6 +1184,10 @@ impl Session {
             self.connector
                 .answers_during_transfers
                 .store(true, Ordering::Relaxed);
+        } else if end.size_answered_late() {
+            self.connector
+                .answers_after_transfers
+                .store(true, Ordering::Relaxed);
         }
         ended.map(|()| end.size())
     }
@@ -1166,6 +1199,12 @@ impl Session {
         if let Err(e) = self.converse(Abort::new()) {
             log::debug!("session dropped after abandoning a transfer: {e}");
             self.broken = true;
+        }
+        // An EPSV sent with the end of an upload was answered before the
+        // NOOP's 200, among the replies the abort consumed: its port is not
+        // known, and the next transfer asks again.
+        if self.next_data.is_asked() {
+            self.next_data = NextData::None;
         }
     }
 }

@@ -198,6 +198,9 @@ impl<S: DerefMut<Target = Session>> Upload<S> {
         let half_close = !self.session.through_proxy();
         let ended = stream.flush().and_then(|()| stream.end_writing(half_close));
         let size_asked = ended.is_ok() && size_of.is_some_and(|p| self.session.ask_size_ahead(p));
+        if ended.is_ok() {
+            self.session.ask_next_data_with_end();
+        }
         // The server answers the end of the bytes by closing its side.
         self.session.note_request();
         self.session.note_wait();

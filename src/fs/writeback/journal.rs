@@ -6,6 +6,9 @@
 //!
 //! ```text
 //! P <seq> <path-hex> <size> <sha256-hex> <base> <mode> <mtime> <shown-mode> <shown-mtime> <check>
+//! R <seq> <path-hex> <base> <check>
+//!                         <seq> was renamed before its upload started: it
+//!                         goes to this path, against this base
 //! D <seq> <check>        the upload of <seq> is done (its spool file may go)
 //! ```
 //!
@@ -53,9 +56,37 @@ pub struct Entry {
 pub struct Journal {
     file: File,
     path: PathBuf,
+    /// Lines in the file now.
+    lines: usize,
 }
 
 const NAME: &str = "journal";
+
+/// A journal this long is rewritten while mounted, with only the entries
+/// still live, when those are under a quarter of its lines: a mount that
+/// runs for weeks does not grow it without bound, and the rewrite costs
+/// one fsync'd file of live entries now and then.
+const COMPACT_AFTER_LINES: usize = 4096;
+
+/// Writes `live` as the whole journal in `dir`, crash-safe: a new file,
+/// fsync'd, renamed over the old one, the directory fsync'd. A crash
+/// before the rename leaves the old journal (and a `journal.new` that the
+/// next rewrite replaces); after it, the new one. Returns the journal,
+/// open for appending.
+fn rewrite(dir: &Path, live: &[Entry]) -> io::Result<File> {
+    let path = dir.join(NAME);
+    let fresh = dir.join(format!("{NAME}.new"));
+    {
+        let mut f = File::create(&fresh)?;
+        for e in live {
+            f.write_all(e.line().as_bytes())?;
+        }
+        f.sync_all()?;
+    }
+    fs::rename(&fresh, &path)?;
+    sync_dir(dir)?;
+    OpenOptions::new().append(true).open(&path)
+}
 
 fn check(body: &str) -> String {
     let digest = DigestAlgorithm::Sha256
@@ -78,12 +109,32 @@ fn from_nanos(n: u128) -> SystemTime {
     UNIX_EPOCH + Duration::new(secs, sub)
 }
 
-impl Entry {
-    fn line(&self) -> String {
-        let base = match self.base {
+impl Base {
+    fn field(self) -> String {
+        match self {
             Base::New => "new".to_string(),
             Base::File { size, mtime } => format!("{size}:{}", opt(mtime)),
-        };
+        }
+    }
+
+    fn parse(field: &str) -> Option<Base> {
+        if field == "new" {
+            return Some(Base::New);
+        }
+        let (size, mtime) = field.split_once(':')?;
+        Some(Base::File {
+            size: size.parse().ok()?,
+            mtime: match mtime {
+                "-" => None,
+                m => Some(m.parse().ok()?),
+            },
+        })
+    }
+}
+
+impl Entry {
+    fn line(&self) -> String {
+        let base = self.base.field();
         let body = format!(
             "P {} {} {} {} {base} {} {} {} {}",
             self.seq,
@@ -109,16 +160,7 @@ impl Entry {
                 s => s.parse().ok().map(Some),
             }
         };
-        let base = match *base {
-            "new" => Base::New,
-            b => {
-                let (size, mtime) = b.split_once(':')?;
-                Base::File {
-                    size: size.parse().ok()?,
-                    mtime: num(mtime)?,
-                }
-            }
-        };
+        let base = Base::parse(base)?;
         let mtime = match *mtime {
             "-" => None,
             m => Some(from_nanos(m.parse().ok()?)),
@@ -137,6 +179,12 @@ impl Entry {
             shown_mtime: from_nanos(shown_mtime.parse().ok()?),
         })
     }
+}
+
+/// The line that moves entry `seq` to `path`, against `base` there.
+fn renamed_line(seq: u64, path: &[u8], base: Base) -> String {
+    let body = format!("R {seq} {} {}", to_hex(path), base.field());
+    format!("{body} {}\n", check(&body))
 }
 
 fn done_line(seq: u64) -> String {
@@ -191,6 +239,29 @@ pub fn live_entries(text: &str, journal: &Path) -> Vec<Entry> {
                     n + 1
                 ),
             },
+            Some("R") => {
+                let moved = match fields.as_slice() {
+                    [_, seq, path, base] => seq
+                        .parse::<u64>()
+                        .ok()
+                        .zip(from_hex(path))
+                        .zip(Base::parse(base)),
+                    _ => None,
+                };
+                match moved {
+                    Some(((seq, path), base)) => {
+                        if let Some(e) = entries.get_mut(&seq) {
+                            e.path = path;
+                            e.base = base;
+                        }
+                    }
+                    None => log::error!(
+                        "{}: line {} cannot be read; skipped",
+                        journal.display(),
+                        n + 1
+                    ),
+                }
+            }
             Some("D") => {
                 if let Some(seq) = fields.get(1).and_then(|s| s.parse::<u64>().ok()) {
                     entries.remove(&seq);
@@ -222,17 +293,7 @@ impl Journal {
             Err(e) => return Err(e),
         };
         let live = live_entries(&text, &path);
-        let fresh = dir.join(format!("{NAME}.new"));
-        {
-            let mut f = File::create(&fresh)?;
-            for e in &live {
-                f.write_all(e.line().as_bytes())?;
-            }
-            f.sync_all()?;
-        }
-        fs::rename(&fresh, &path)?;
-        sync_dir(dir)?;
-        let file = OpenOptions::new().append(true).open(&path)?;
+        let file = rewrite(dir, &live)?;
         for e in &live {
             log::info!(
                 "write-back journal: {} ({} bytes) was not uploaded yet; uploading it",
@@ -240,16 +301,43 @@ impl Journal {
                 e.size
             );
         }
-        Ok((Journal { file, path }, live))
+        let lines = live.len();
+        Ok((Journal { file, path, lines }, live))
     }
 
     fn append(&mut self, line: &str) -> io::Result<()> {
         self.file.write_all(line.as_bytes())?;
+        self.lines += 1;
         self.file.sync_data()
+    }
+
+    /// Whether the journal is long enough, and mostly done lines, to be
+    /// rewritten (`compact`) with `live` entries.
+    pub fn needs_compaction(&self, live: usize) -> bool {
+        self.lines >= COMPACT_AFTER_LINES && live < self.lines / 4
+    }
+
+    /// Rewrites the journal with just `live`, the entries not done (see
+    /// `rewrite`). The caller holds what keeps them from changing: no
+    /// entry is added, renamed or done meanwhile.
+    pub fn compact(&mut self, live: &[Entry]) -> io::Result<()> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        self.file = rewrite(dir, live)?;
+        self.lines = live.len();
+        log::debug!(
+            "write-back journal rewritten with its {} live entries",
+            live.len()
+        );
+        Ok(())
     }
 
     pub fn pending(&mut self, entry: &Entry) -> io::Result<()> {
         self.append(&entry.line())
+    }
+
+    /// Entry `seq` goes to `path` now (renamed before its upload began).
+    pub fn renamed(&mut self, seq: u64, path: &[u8], base: Base) -> io::Result<()> {
+        self.append(&renamed_line(seq, path, base))
     }
 
     pub fn done(&mut self, seq: u64) -> io::Result<()> {
@@ -288,6 +376,65 @@ mod tests {
     fn entries_round_trip_and_done_ones_go() {
         let text = format!("{}{}{}", entry(1).line(), entry(2).line(), done_line(1));
         assert_eq!(live_entries(&text, Path::new("j")), vec![entry(2)]);
+    }
+
+    #[test]
+    fn a_renamed_entry_is_found_at_its_new_path() {
+        let moved = Base::File {
+            size: 4,
+            mtime: None,
+        };
+        let text = format!(
+            "{}{}{}",
+            entry(1).line(),
+            entry(2).line(),
+            renamed_line(2, b"to", moved)
+        );
+        let mut want = entry(2);
+        want.path = b"to".to_vec();
+        want.base = moved;
+        assert_eq!(live_entries(&text, Path::new("j")), vec![entry(1), want]);
+        // A rename of an entry already done changes nothing.
+        let text = format!(
+            "{}{}{}",
+            entry(1).line(),
+            done_line(1),
+            renamed_line(1, b"x", Base::New)
+        );
+        assert_eq!(live_entries(&text, Path::new("j")), vec![]);
+    }
+
+    #[test]
+    fn compaction_keeps_the_live_entries_and_a_crash_before_its_rename_the_old_journal() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut journal, live) = Journal::open(dir.path()).expect("open");
+        assert!(live.is_empty());
+        for seq in 1..=COMPACT_AFTER_LINES as u64 {
+            journal.pending(&entry(seq)).expect("P");
+            if seq % 100 != 0 {
+                journal.done(seq).expect("D");
+            }
+        }
+        let read = || {
+            let text = fs::read_to_string(dir.path().join(NAME)).expect("read");
+            live_entries(&text, Path::new("j"))
+        };
+        let live = read();
+        assert_eq!(live.len(), COMPACT_AFTER_LINES / 100);
+        assert!(journal.needs_compaction(live.len()));
+        // A crash while writing the new file (before its rename) leaves
+        // the old journal whole, and the next rewrite replaces that file.
+        fs::write(dir.path().join("journal.new"), "P 1 cut").expect("write");
+        assert_eq!(read(), live);
+        journal.compact(&live).expect("compact");
+        assert_eq!(read(), live);
+        assert!(!journal.needs_compaction(live.len()));
+        // It goes on appending to the new file.
+        journal.done(100).expect("D");
+        assert_eq!(read(), live[1..].to_vec());
+        drop(journal);
+        let (_, reopened) = Journal::open(dir.path()).expect("reopen");
+        assert_eq!(reopened, live[1..].to_vec());
     }
 
     #[test]

@@ -12,7 +12,12 @@
 //! Ordering is kept simple: a request that touches a waiting path or a
 //! directory above one (rename, unlink, rmdir, setattr, an open for
 //! writing, a fetch of the file's content) first waits for those uploads
-//! (`barrier`). mkdir is synchronous, so files made inside a new directory
+//! (`barrier`). One exception, for write-then-rename: a rename of a new
+//! file whose upload has not begun moves the upload to the new name
+//! (`rename_queued`, a journal line), with no request to the server, and
+//! a mode or time set on it goes with its entry (`set_queued_attrs`); a
+//! file just closed is held briefly before an idle uploader begins it, so
+//! that rsync's chmod and rename find it not begun (`queue::HOLD`). mkdir is synchronous, so files made inside a new directory
 //! upload into a directory that exists.
 mod journal;
 mod queue;
@@ -133,6 +138,7 @@ impl WriteBack {
                             file: Arc::new(file),
                             recovered: true,
                             status: Status::Queued,
+                            ready_at: Instant::now(),
                         },
                         false,
                     );
@@ -208,7 +214,10 @@ impl WriteBack {
             shown_mode: closed.shown_mode,
             shown_mtime: closed.shown_mtime,
         };
-        if let Err(e) = self.journal.lock().pending(&entry) {
+        // Held until the entry is queued: a compaction of the journal
+        // (`done`) writes what the queue holds, so it must not run between.
+        let mut journal = self.journal.lock();
+        if let Err(e) = journal.pending(&entry) {
             let _ = std::fs::remove_file(&file_path);
             return Err(local(&e, "writing the write-back journal"));
         }
@@ -218,23 +227,39 @@ impl WriteBack {
                 file: Arc::new(file),
                 recovered: false,
                 status: Status::Queued,
+                ready_at: Instant::now(),
             },
             true,
         );
+        drop(journal);
         Ok(())
     }
 
-    /// The upload of `seq` (of `path`) is done: the journal says so, the
-    /// spool file goes.
+    /// The upload of `seq` (of `path`) is done: the journal says so (and
+    /// is rewritten with the live entries only, once long enough), the
+    /// spool file goes. Locks: the journal, then the queue, as everywhere.
     fn done(&self, seq: u64, path: &[u8]) {
         self.uploaded.lock().insert(path.to_vec());
-        if let Err(e) = self.journal.lock().done(seq) {
+        let mut journal = self.journal.lock();
+        if let Err(e) = journal.done(seq) {
             // The next mount uploads it again: harmless, the same bytes.
             log::warn!(
                 "write-back: cannot write to {} ({e}); the next mount may upload a file again",
-                self.journal.lock().path().display()
+                journal.path().display()
             );
         }
+        let live = self.queue.entries_except(seq);
+        if journal.needs_compaction(live.len()) {
+            if let Err(e) = journal.compact(&live) {
+                // The old journal is whole (the rewrite is renamed into
+                // place only once written): it just goes on growing.
+                log::warn!(
+                    "write-back: cannot rewrite {} ({e}); it is left as it is",
+                    journal.path().display()
+                );
+            }
+        }
+        drop(journal);
         let _ = std::fs::remove_file(spool_path(&self.config.dir, seq));
     }
 }
@@ -374,6 +399,56 @@ impl Fs {
         Ok(())
     }
 
+    /// Renames a file whose upload waits and has not begun: its upload
+    /// goes to `to` instead (see `Queue::rename`), without a request to the
+    /// server now. `replaced`: what the server has at `to`, as this mount
+    /// knows it (None: nothing). False when that does not apply.
+    pub(super) fn rename_queued(
+        &self,
+        from: &[u8],
+        to: &[u8],
+        replaced: Option<&Metadata>,
+    ) -> bool {
+        let Some(wb) = &self.write_back else {
+            return false;
+        };
+        let base = match replaced {
+            None => Base::New,
+            Some(meta) => Base::File {
+                size: meta.size,
+                mtime: secs(meta.mtime),
+            },
+        };
+        // The journal first, then the queue (the order `done` takes them).
+        let mut journal = wb.journal.lock();
+        wb.queue.rename(from, to, base, |moved| {
+            journal.renamed(moved.seq, &moved.path, moved.base)
+        })
+    }
+
+    /// A new mode and/or time of a file whose upload waits and has not
+    /// begun: they go with its queued entry, applied after its upload
+    /// (see `Queue::set_attrs`). False when that does not apply.
+    pub(super) fn set_queued_attrs(
+        &self,
+        path: &[u8],
+        mode: Option<u32>,
+        mtime: Option<SystemTime>,
+    ) -> bool {
+        let Some(wb) = &self.write_back else {
+            return false;
+        };
+        // The journal first, then the queue (the order `done` takes them).
+        let mut journal = wb.journal.lock();
+        wb.queue
+            .set_attrs(path, mode, mtime, |changed| journal.pending(changed))
+    }
+
+    /// Whether `path` has an upload waiting (async mode).
+    pub(super) fn is_queued(&self, path: &[u8]) -> bool {
+        self.write_back_metadata(path).is_some()
+    }
+
     /// Waits until no upload of `path` or of anything below it waits (see
     /// the module comment); returns at once in sync mode.
     pub(super) fn barrier(&self, path: &[u8]) {
@@ -404,6 +479,27 @@ impl Fs {
             Some(why) => Err(Error::new(
                 ErrorKind::Upload(crate::store::ErrorKind::Failed),
                 format!("{path}: {why}"),
+            )),
+        }
+    }
+
+    /// fsync of a directory in async mode (`sync DIR`; the kernel does not
+    /// pass syncfs on to a FUSE filesystem): the uploads of everything
+    /// below it (the mount root: all) are done, or the error of one
+    /// refused for good.
+    pub(super) fn wait_uploaded_under(&self, dir: &[u8]) -> Result<()> {
+        let Some(wb) = &self.write_back else {
+            return Ok(());
+        };
+        wb.queue.wait_for(dir);
+        match wb.queue.failed_within(dir) {
+            None => Ok(()),
+            Some((path, why)) => Err(Error::new(
+                ErrorKind::Upload(crate::store::ErrorKind::Failed),
+                format!(
+                    "{}: {why} (its content is kept in the write-back spool)",
+                    shown(&path)
+                ),
             )),
         }
     }

@@ -10,11 +10,11 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::journal::Entry;
+use super::journal::{Base, Entry};
 use crate::store::path::{is_under, split};
 use crate::store::{FileKind, Metadata};
 
@@ -31,7 +31,17 @@ pub struct Pending {
     /// Found in the journal at mount: the server may have changed since.
     pub recovered: bool,
     pub status: Status,
+    /// No uploader begins it before then (`HOLD`), unless someone waits
+    /// for it.
+    pub ready_at: Instant,
 }
+
+/// How long a file just closed waits before an idle uploader begins it:
+/// what a program does right after the close (rsync: chmod, then rename
+/// into place) then finds it not begun, and goes with the queued entry
+/// instead of waiting for its upload. Anyone waiting for the file (fsync,
+/// a barrier, sync, unmount, a full spool) ends the wait at once.
+const HOLD: Duration = Duration::from_millis(30);
 
 /// What an uploader takes from the queue.
 pub struct Job {
@@ -99,6 +109,8 @@ impl Queue {
     pub fn reserve(&self, size: u64) {
         let mut inner = self.inner.lock();
         while inner.used > 0 && inner.used + size > self.limit && !inner.closed {
+            Self::hurry(&mut inner, |_| true);
+            self.changed.notify_all();
             self.changed.wait(&mut inner);
         }
         inner.used += size;
@@ -113,11 +125,14 @@ impl Queue {
     }
 
     /// Adds a file whose space was reserved (or, at mount, found).
-    pub fn push(&self, pending: Pending, reserved: bool) {
+    /// A file just closed (`reserved`) is held for `HOLD`; one found at
+    /// mount is not.
+    pub fn push(&self, mut pending: Pending, reserved: bool) {
         let mut inner = self.inner.lock();
         if !reserved {
             inner.used += pending.entry.size;
         }
+        pending.ready_at = Instant::now() + if reserved { HOLD } else { Duration::ZERO };
         inner.entries.insert(pending.entry.seq, pending);
         self.changed.notify_all();
     }
@@ -130,15 +145,20 @@ impl Queue {
             if inner.closed {
                 return None;
             }
+            let now = Instant::now();
             let mut busy: Vec<&[u8]> = Vec::new();
             let mut found = None;
+            let mut held_until: Option<Instant> = None;
             for (seq, p) in &inner.entries {
                 if p.failed() {
                     continue;
                 }
                 if p.status == Status::Queued && !busy.contains(&&p.entry.path[..]) {
-                    found = Some(*seq);
-                    break;
+                    if p.ready_at <= now {
+                        found = Some(*seq);
+                        break;
+                    }
+                    held_until = Some(held_until.map_or(p.ready_at, |t| t.min(p.ready_at)));
                 }
                 busy.push(&p.entry.path);
             }
@@ -150,8 +170,121 @@ impl Queue {
                     recovered: p.recovered,
                 });
             }
-            self.changed.wait(&mut inner);
+            match held_until {
+                Some(t) => {
+                    self.changed.wait_until(&mut inner, t);
+                }
+                None => self.changed.wait(&mut inner),
+            }
         }
+    }
+
+    /// Ends the hold of the entries `wanted` picks: someone waits for them.
+    fn hurry(inner: &mut Inner, wanted: impl Fn(&[u8]) -> bool) {
+        let now = Instant::now();
+        for p in inner.entries.values_mut() {
+            if p.ready_at > now && wanted(&p.entry.path) {
+                p.ready_at = now;
+            }
+        }
+    }
+
+    /// A new mode or time (`attrs`, applied after the upload) for the file
+    /// at `path` whose upload has not begun: it goes with its entry,
+    /// recorded by `record` (the journal) first, and nothing waits. Only
+    /// for a single queued entry of `path`; false otherwise (the caller
+    /// waits for the upload and sets them on the server).
+    pub fn set_attrs(
+        &self,
+        path: &[u8],
+        mode: Option<u32>,
+        mtime: Option<SystemTime>,
+        record: impl FnOnce(&Entry) -> std::io::Result<()>,
+    ) -> bool {
+        let mut inner = self.inner.lock();
+        if inner.closed {
+            return false;
+        }
+        let mut of_path = inner
+            .entries
+            .values_mut()
+            .filter(|p| !p.failed() && p.entry.path == path);
+        let (Some(p), None) = (of_path.next(), of_path.next()) else {
+            return false;
+        };
+        if p.status != Status::Queued {
+            return false;
+        }
+        let mut changed = p.entry.clone();
+        if let Some(mode) = mode {
+            changed.attrs.mode = Some(mode);
+            changed.shown_mode = Some(mode);
+        }
+        if mtime.is_some() {
+            changed.attrs.mtime = mtime;
+        }
+        if let Err(e) = record(&changed) {
+            log::warn!(
+                "write-back: cannot record a mode or time in the journal ({e}); \
+                 waiting for the upload instead"
+            );
+            return false;
+        }
+        p.entry = changed;
+        true
+    }
+
+    /// A rename of `from` to `to` before `from`'s upload began: the entry
+    /// goes to `to` (against `base`, what the server has there), recorded
+    /// by `record` (the journal) first, so no request reaches the server
+    /// now and the upload goes straight to the new name. Only for a single
+    /// queued entry of a file new on the server, and only while nothing
+    /// waits at or below `to` (whose order against it would change); false
+    /// otherwise, and the caller waits for the upload and renames on the
+    /// server. Checked and done under the lock: no uploader can start the
+    /// upload meanwhile.
+    pub fn rename(
+        &self,
+        from: &[u8],
+        to: &[u8],
+        base: Base,
+        record: impl FnOnce(&Entry) -> std::io::Result<()>,
+    ) -> bool {
+        let mut inner = self.inner.lock();
+        if inner.closed {
+            return false;
+        }
+        let mut found = None;
+        for (seq, p) in &inner.entries {
+            if p.failed() {
+                continue;
+            }
+            if p.entry.path == to || is_under(&p.entry.path, to) {
+                return false;
+            }
+            if p.entry.path == from {
+                if found.is_some() || p.status != Status::Queued || p.entry.base != Base::New {
+                    return false;
+                }
+                found = Some(*seq);
+            }
+        }
+        let Some(p) = found.and_then(|seq| inner.entries.get_mut(&seq)) else {
+            return false;
+        };
+        let mut moved = p.entry.clone();
+        moved.path = to.to_vec();
+        moved.base = base;
+        if let Err(e) = record(&moved) {
+            log::warn!(
+                "write-back: cannot record a rename in the journal ({e}); \
+                 waiting for the upload instead"
+            );
+            return false;
+        }
+        p.entry = moved;
+        self.changed.notify_all();
+        true
     }
 
     pub fn finish(&self, seq: u64, outcome: Outcome) {
@@ -184,6 +317,8 @@ impl Queue {
     pub fn wait_for(&self, path: &[u8]) -> Option<String> {
         let wanted = |p: &[u8]| p == path || is_under(p, path);
         let mut inner = self.inner.lock();
+        Self::hurry(&mut inner, wanted);
+        self.changed.notify_all();
         while inner.waiting(wanted) && !inner.closed {
             self.changed.wait(&mut inner);
         }
@@ -198,11 +333,37 @@ impl Queue {
             })
     }
 
+    /// Every entry the journal must keep (waiting, under way, or refused:
+    /// refused ones are tried again at the next mount) but `done`, whose
+    /// upload just ended.
+    pub fn entries_except(&self, done: u64) -> Vec<Entry> {
+        let inner = self.inner.lock();
+        inner
+            .entries
+            .values()
+            .filter(|p| p.entry.seq != done)
+            .map(|p| p.entry.clone())
+            .collect()
+    }
+
+    /// The first upload refused for good at `dir` or below it, with why.
+    pub fn failed_within(&self, dir: &[u8]) -> Option<(Vec<u8>, String)> {
+        let inner = self.inner.lock();
+        inner.entries.values().find_map(|p| match &p.status {
+            Status::Failed(why) if p.entry.path == dir || is_under(&p.entry.path, dir) => {
+                Some((p.entry.path.clone(), why.clone()))
+            }
+            _ => None,
+        })
+    }
+
     /// Waits at most `timeout` for the uploads to end; returns how many
     /// still wait.
     pub fn wait_all(&self, timeout: Duration) -> usize {
         let mut inner = self.inner.lock();
         if inner.waiting(|_| true) {
+            Self::hurry(&mut inner, |_| true);
+            self.changed.notify_all();
             self.changed.wait_for(&mut inner, timeout);
         }
         inner.entries.values().filter(|p| !p.failed()).count()

@@ -225,6 +225,16 @@ impl TransferEnd {
         }
     }
 
+    /// Whether SIZE's reply came after the transfer's end (226/250): the
+    /// server reads commands only between transfers.
+    pub fn size_answered_late(&self) -> bool {
+        let ended = |r: &crate::ftp::reply::Reply| r.code == 226 || r.code == 250;
+        match self.replies.as_slice() {
+            [first, second] => self.size_asked && ended(first) && !ended(second),
+            _ => false,
+        }
+    }
+
     /// What became of the EPSV sent ahead (also after a failed transfer).
     pub fn ahead(&self) -> Ahead {
         self.ahead
