@@ -3047,6 +3047,16 @@ fn a_cut_stream_resumed_with_a_refused_append_fails_with_its_error() {
     }
 }
 
+/// `open(p, O_CREAT | O_WRONLY)`.
+fn create_without_truncating(p: P) -> Step {
+    Step::Create {
+        p,
+        excl: false,
+        trunc: false,
+        read: false,
+    }
+}
+
 /// A stream cut earlier is resumed at the next save, and the corruption
 /// armed for that save hits the resumed upload: a stream keeps only its
 /// window, so the mismatch fails the save (EIO) and nothing partial is
@@ -3056,12 +3066,7 @@ fn a_cut_stream_whose_resumed_upload_is_stored_short_fails_the_save() {
     use Step::*;
     let h0 = H(0);
     let steps = vec![
-        Create {
-            p: P(0),
-            excl: false,
-            trunc: false,
-            read: false,
-        },
+        create_without_truncating(P(0)),
         Faulty(
             Arm::BreakUpload(0),
             Box::new(Write {
@@ -3090,12 +3095,7 @@ fn a_failed_fetch_of_a_stream_for_a_reader_sticks_to_the_writers_only() {
     use Step::*;
     let (h0, h1) = (H(0), H(1));
     let steps = vec![
-        Create {
-            p: P(0),
-            excl: false,
-            trunc: false,
-            read: false,
-        },
+        create_without_truncating(P(0)),
         Write {
             h: h0,
             at: At::End,
