@@ -1179,8 +1179,10 @@ impl Session {
             Ahead::Port(port) => self.next_data = NextData::Offered(port),
             Ahead::NoPort => self.next_data = NextData::None,
         }
-        if end.size_answered_early() {
-            log::debug!("the server answered SIZE during a transfer; SIZE is asked after uploads");
+        if end.size_answered_early() || end.epsv_refused_early() {
+            log::debug!(
+                "the server answered a command during a transfer; SIZE and EPSV wait for transfers' replies"
+            );
             self.connector
                 .answers_during_transfers
                 .store(true, Ordering::Relaxed);

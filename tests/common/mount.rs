@@ -245,9 +245,24 @@ fn abort_connection(dir: &Path) {
     let _ = std::fs::write(control.join(&minor).join("abort"), b"1");
 }
 
+/// Lines of the mount's log a failing test prints as it ends.
+const LOG_LINES_ON_FAILURE: usize = 150;
+
 impl Drop for Mount {
     fn drop(&mut self) {
         self.unmount();
+        if std::thread::panicking() {
+            // The log goes with the mount's directory: a failing test
+            // shows its end, which is where CI's output is read.
+            let log = self.log_text();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(LOG_LINES_ON_FAILURE)..];
+            eprintln!(
+                "--- the last {} lines of the mount's log ---\n{}",
+                tail.len(),
+                tail.join("\n")
+            );
+        }
         let _ = std::fs::remove_dir_all(&self.base);
     }
 }

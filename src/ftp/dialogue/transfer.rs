@@ -173,6 +173,8 @@ pub struct TransferEnd {
     /// The transfer's reply and SIZE's, in the order they came.
     replies: Vec<crate::ftp::reply::Reply>,
     size: Option<u64>,
+    /// The EPSV sent ahead was refused before the transfer's reply.
+    epsv_refused_early: bool,
 }
 
 /// The reply to an EPSV sent ahead of a transfer's reply.
@@ -201,6 +203,7 @@ impl TransferEnd {
             size_asked: false,
             replies: Vec::new(),
             size: None,
+            epsv_refused_early: false,
         }
     }
 
@@ -235,9 +238,26 @@ impl TransferEnd {
         }
     }
 
+    /// Whether the EPSV sent ahead was refused as a command (500-504)
+    /// before the transfer's reply: the server reads commands during
+    /// transfers.
+    pub fn epsv_refused_early(&self) -> bool {
+        self.epsv_refused_early
+    }
+
     /// What became of the EPSV sent ahead (also after a failed transfer).
     pub fn ahead(&self) -> Ahead {
         self.ahead
+    }
+
+    /// Whether SIZE, sent with the end of the bytes, was answered already
+    /// (a 213, a 550, or a refusal of the command).
+    fn size_answered(&self) -> bool {
+        self.size_asked
+            && self
+                .replies
+                .iter()
+                .any(|r| r.code == 213 || r.code == 550 || refuses_command(r.code))
     }
 
     fn read(&self) -> Result<Step<()>> {
@@ -266,6 +286,19 @@ impl Conversation for TransferEnd {
             };
             return self.read();
         }
+        // A command refused as such is no transfer's verdict (that comes
+        // after the 150): it answers a command sent with the end of the
+        // bytes, SIZE first, then EPSV. Pure-FTPd, when they arrive while
+        // it still receives, answers both "500 Unknown command" before its
+        // 226.
+        if refuses_command(reply.code)
+            && self.ahead == Ahead::Unanswered
+            && (!self.size_asked || self.size_answered())
+        {
+            self.ahead = Ahead::NoPort;
+            self.epsv_refused_early = true;
+            return self.read();
+        }
         self.replies.push(reply);
         if self.replies.len() < 1 + usize::from(self.size_asked) {
             return self.read();
@@ -284,6 +317,12 @@ impl Conversation for TransferEnd {
         let verdict = verdict.unwrap_or(&self.replies[0]);
         Err(super::refused(self.what.clone(), verdict))
     }
+}
+
+/// Replies that refuse a command as such (syntax, not implemented, bad
+/// sequence), never a transfer's verdict.
+fn refuses_command(code: u16) -> bool {
+    (500..=504).contains(&code)
 }
 
 #[cfg(test)]
@@ -384,6 +423,8 @@ mod tests {
             (true, &["229 ok (|||0|)", "226 ok"], Ok(()), Ahead::NoPort),
             (true, &["229 ok (|||6446|)", "451 Local error"],
                 Err("server refused upload (STOR/APPE): Local error (451)"), Ahead::Port(6446)),
+            // Refused while the transfer still ran (Pure-FTPd).
+            (true, &["500 Unknown command", "226 ok"], Ok(()), Ahead::NoPort),
             // Without EPSV ahead a 229 is no end of a transfer.
             (false, &["229 ok (|||6446|)"],
                 Err("server refused upload (STOR/APPE): ok (|||6446|) (229)"), Ahead::Nothing),
@@ -413,6 +454,12 @@ mod tests {
                 Err("server refused upload (STOR/APPE): Quota exceeded (552) — the server is out of space or the account is over quota"), None),
             (&["213 0", "451 Local error"], Err("server refused upload (STOR/APPE): Local error (451)"), None),
             (&["451 Local error", "550 no file"], Err("server refused upload (STOR/APPE): Local error (451)"), None),
+            // Pure-FTPd, still receiving when SIZE and EPSV came: both
+            // refused before the 226.
+            (&["500 Unknown command", "500 Unknown command", "226 ok"], Ok(()), None),
+            (&["550 No such file (yet)", "500 Unknown command", "226 ok"], Ok(()), None),
+            (&["552 Quota exceeded", "500 Unknown command"],
+                Err("server refused upload (STOR/APPE): Quota exceeded (552) — the server is out of space or the account is over quota"), None),
         ];
         for (replies, outcome, size) in table {
             let mut end = TransferEnd::new("upload (STOR/APPE)", true).with_size_asked();
@@ -422,9 +469,15 @@ mod tests {
             assert_eq!(end.size(), *size, "{replies:?}");
             let early = replies
                 .iter()
-                .position(|r| r.starts_with("213") || r.starts_with("550"))
+                .position(|r| r.starts_with("213") || r.starts_with("550") || r.starts_with("500"))
                 < replies.iter().position(|r| r.starts_with("226"));
             assert_eq!(end.size_answered_early(), early, "{replies:?}");
+            let refused = replies.iter().filter(|r| r.starts_with("500")).count();
+            let epsv_refused = refused == 2 || replies[0].starts_with("550") && refused == 1;
+            assert_eq!(end.epsv_refused_early(), epsv_refused, "{replies:?}");
+            if epsv_refused {
+                assert_eq!(end.ahead(), Ahead::NoPort, "{replies:?}");
+            }
         }
     }
 }
