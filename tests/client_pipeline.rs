@@ -144,9 +144,9 @@ fn rest_and_retr_go_out_together() {
     assert_eq!(download.finish().unwrap(), 5);
 }
 
-/// Takes uploads, and offers SIZE; `ahead_first`: answers what was sent
-/// with the end of an upload (SIZE, the EPSV sent ahead) before the
-/// upload's 226, as servers that read commands during transfers do;
+/// Takes uploads, and offers SIZE; `ahead_first`: answers the SIZE sent
+/// with the end of the first upload before the upload's 226, as servers
+/// that read commands during transfers do;
 /// `forget`: answers the second upload with 425, as a server that forgot
 /// the port set up ahead.
 fn uploads(c: &mut Conn, ahead_first: bool, forget: bool) {
@@ -177,18 +177,16 @@ fn uploads(c: &mut Conn, ahead_first: bool, forget: bool) {
                 let mut bytes = Vec::new();
                 let _ = data.read_to_end(&mut bytes);
                 drop(data);
-                if ahead_first {
-                    // What came with the end of the bytes, answered before
-                    // the 226: SIZE measures a file not yet complete (half
-                    // of it here).
-                    loop {
-                        match c.recv().as_deref() {
-                            Some("EPSV") => break passive = Some(epsv(c)),
-                            Some(l) if l.starts_with("SIZE") => {
-                                c.send(&format!("213 {}\r\n", bytes.len() / 2))
-                            }
-                            _ => return,
+                if ahead_first && stors == 1 {
+                    // SIZE, sent with the end of the bytes, answered before
+                    // the 226: it measures a file not yet complete (half of
+                    // it here). The client sends it so no more, and sends
+                    // the next EPSV only after the 226 (this is no vsftpd).
+                    match c.recv().as_deref() {
+                        Some(l) if l.starts_with("SIZE") => {
+                            c.send(&format!("213 {}\r\n", bytes.len() / 2))
                         }
+                        _ => return,
                     }
                 }
                 size = bytes.len();

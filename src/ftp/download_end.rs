@@ -20,6 +20,10 @@
 //! way the client still reads to the server's close_notify and waits for
 //! the final reply before a download counts as complete: the order changes
 //! when the server hears from us, not what we accept.
+//!
+//! The same greeting tells that the server reads no command during a
+//! transfer, so an upload may send EPSV with the end of its bytes
+//! (`Session::ask_next_data_with_end`).
 
 /// The order of the two close_notify of a download's data connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -1066,11 +1066,19 @@ impl Session {
     /// that is known (the first upload of the mount, or a server that reads
     /// commands during transfers, such as ProFTPD) it waits as before: an
     /// EPSV answered during a transfer would be taken for the wrong reply.
+    ///
+    /// Only on vsftpd (told by its greeting, as for `DownloadEnd`): a SIZE
+    /// answered after one transfer's reply says little about the next, as
+    /// a server that reads commands during transfers answers after them
+    /// when the bytes were all in first; and pyftpdlib, given EPSV while
+    /// it still receives, closes the transfer's data connection and never
+    /// answers the upload (seen in `faults_mount`).
     pub(super) fn ask_next_data_with_end(&mut self) {
-        let sequential = self
-            .connector
-            .answers_after_transfers
-            .load(Ordering::Relaxed)
+        let sequential = self.reads_no_commands_during_transfers()
+            && self
+                .connector
+                .answers_after_transfers
+                .load(Ordering::Relaxed)
             && !self
                 .connector
                 .answers_during_transfers
@@ -1129,6 +1137,15 @@ impl Session {
     }
 
     // ---- ends of transfers (used by transfer.rs) ------------------------------
+
+    /// Whether the server is known to read no command until a transfer's
+    /// reply is sent (vsftpd, by its greeting; see `DownloadEnd`). Others
+    /// may take a command sent while an upload ends before the upload's
+    /// end: pyftpdlib, given EPSV then, closes the upload's data
+    /// connection and never answers the upload.
+    pub(super) fn reads_no_commands_during_transfers(&self) -> bool {
+        self.download_end == DownloadEnd::WithHandshake
+    }
 
     pub(super) fn session_timeouts(&self) -> super::config::Timeouts {
         self.config().timeouts

@@ -210,11 +210,19 @@ impl<S: DerefMut<Target = Session>> Upload<S> {
             self.session.abort_transfer();
             return Err(Error::io("completing the upload", e, data_idle));
         }
-        // As in `Download::finish`: asked for before the final reply.
-        self.session.ask_next_data();
+        // As in `Download::finish`, asked for before the final reply, but
+        // only where the server is known to have ended the upload by then:
+        // our side's close may not have reached it yet.
+        let ahead = self.session.reads_no_commands_during_transfers();
+        if ahead {
+            self.session.ask_next_data();
+        }
         let size = self
             .session
             .finish_transfer("upload (STOR/APPE)", size_asked)?;
+        if !ahead {
+            self.session.ask_next_data();
+        }
         Ok((self.sent, size))
     }
 
