@@ -125,12 +125,22 @@ fn forwards_both_ways_and_counts() {
     let back = echo_through(&mut d, &body);
     assert!(back == body, "the data came back unchanged");
     assert_eq!(round_trip(&mut c, b"NOOP\r\n"), b"NOOP\r\n");
-    let stats = proxy.stats(Kind::Data);
+    // A forwarding thread counts its bytes once written, which the echo
+    // may overtake: the counts are waited for (bounded), not raced.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let counted = |kind: Kind, bytes: u64| loop {
+        let stats = proxy.stats(kind);
+        if (stats.to_server == bytes && stats.to_client == bytes) || Instant::now() > deadline {
+            return stats;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let stats = counted(Kind::Data, body.len() as u64);
     assert_eq!(stats.accepted, 1);
     assert_eq!(stats.to_server, body.len() as u64);
     assert_eq!(stats.to_client, body.len() as u64);
     assert_eq!(stats.open, 1);
-    assert_eq!(proxy.stats(Kind::Control).to_server, 6);
+    assert_eq!(counted(Kind::Control, 6).to_server, 6);
 }
 
 #[test]
