@@ -417,8 +417,17 @@ fn warm_ls_lr_sends_no_command() {
         cold_commands.len(),
         after_warm.len() - after_cold.len()
     );
+    // Not counted: EPSV, which sets up the next transfer's data connection
+    // as a listing ends; the cold run's last one may reach vsftpd's log
+    // only after the cold run's commands were read. A warm listing would
+    // show its LIST or MLSD.
+    let warm_commands: Vec<String> = after_warm[after_cold.len()..]
+        .iter()
+        .filter(|c| c.as_str() != "EPSV")
+        .cloned()
+        .collect();
     assert_eq!(
-        after_warm[after_cold.len()..].to_vec(),
+        warm_commands,
         Vec::<String>::new(),
         "the warm ls -lR sent commands"
     );
