@@ -139,6 +139,18 @@ impl Mount {
             .unwrap_or_else(|e| panic!("rename {temp} {name}: {e}"));
     }
 
+    /// What rsync does with its temporary file once written: sets its
+    /// mode, then renames it into place.
+    fn chmod_and_rename_into_place(&self, name: &str, mode: u32) {
+        let attrs = ftpsfs::fs::SetAttr {
+            mode: Some(mode),
+            ..Default::default()
+        };
+        let temp = self.ino(&format!(".{name}.tmp"));
+        self.fs.setattr(temp, None, attrs).expect("chmod");
+        self.rename_into_place(name);
+    }
+
     /// The file as a reader sees it: one read of all of it (the core
     /// answers a read past what a spool holds with what there is).
     fn cat(&self, path: &str) -> Vec<u8> {
@@ -363,13 +375,7 @@ fn a_rename_before_the_upload_begins_moves_the_upload_to_the_new_name() {
     }
     for (name, _) in files.iter().rev() {
         // rsync sets the temporary file's mode first.
-        let mode = ftpsfs::fs::SetAttr {
-            mode: Some(0o640),
-            ..Default::default()
-        };
-        let temp = m.ino(&format!(".{name}.tmp"));
-        m.fs.setattr(temp, None, mode).expect("chmod");
-        m.rename_into_place(name);
+        m.chmod_and_rename_into_place(name, 0o640);
     }
     // Shown under the new names at once, with their bytes and mode.
     assert_eq!(m.cat("t9"), files[9].1);
@@ -416,13 +422,7 @@ fn a_rename_moved_into_the_queue_survives_a_kill() {
     }
     // The last four: their uploads wait behind the first four.
     for (name, _) in &files[4..] {
-        let mode = ftpsfs::fs::SetAttr {
-            mode: Some(0o600),
-            ..Default::default()
-        };
-        let temp = m.ino(&format!(".{name}.tmp"));
-        m.fs.setattr(temp, None, mode).expect("chmod");
-        m.rename_into_place(name);
+        m.chmod_and_rename_into_place(name, 0o600);
     }
     let (store, dir) = m.kill();
     let m = start(store, dir, 1 << 30);
