@@ -113,17 +113,16 @@ pub struct Args {
     #[arg(long, value_name = "VERSION", value_parser = tls_version_parser(), help_heading = "TLS")]
     tls_max: Option<TlsVersion>,
 
-    /// Control sessions to the server at most
+    /// Control sessions to the server at most; fewer once the server refuses more (421) [default: 4; 8 with --write-back async]
     #[arg(
         long,
         value_name = "N",
-        default_value_t = PoolSettings::default().max_sessions as u16,
         value_parser = clap::value_parser!(u16).range(1..=SESSIONS_MAX as i64),
         help_heading = "Connection"
     )]
-    sessions: u16,
+    sessions: Option<u16>,
 
-    /// Extra sessions a large file read in order may be fetched on, in segments, besides its own; shared by all readers, added only while they make it faster (0: off) [default: sessions - 1]
+    /// Extra sessions a large file read in order may be fetched on, in segments, besides its own; shared by all readers, added only while they make it faster (0: off) [default: sessions - 1, at most 3]
     #[arg(
         long,
         value_name = "N",
@@ -637,7 +636,7 @@ fn build_options(args: Args, env: &dyn Environment) -> Result<Options, CliError>
     Ok(Options {
         ftp,
         pool: PoolSettings {
-            max_sessions: usize::from(args.sessions),
+            max_sessions: sessions(&args),
             ..PoolSettings::default()
         },
         remote_root: url.path,
@@ -652,16 +651,42 @@ fn build_options(args: Args, env: &dyn Environment) -> Result<Options, CliError>
         verify: args.verify,
         write_back: args.write_back,
         write_back_spool_size: args.write_back_spool_size.0,
-        // All sessions but the reader's own, unless told.
-        read_streams: args
-            .read_streams
-            .map_or_else(|| usize::from(args.sessions).saturating_sub(1), usize::from),
+        read_streams: read_streams(&args),
         attr_ttl: args.attr_ttl.0,
         dir_ttl: args.dir_ttl.0,
         cache_dir: cache_dir(&args, env)?,
         log: log_settings(&args)?,
         warnings,
     })
+}
+
+/// Sessions unless told: async write-back uploads on every session at once,
+/// and a session needs three round trips per small file however it is
+/// driven (the data connection's TCP and TLS handshakes, then the bytes and
+/// the 226; FTP allows one transfer per session), so async mode needs more
+/// sessions than reads do to get well ahead of the default mode. A server
+/// that caps sessions lower answers 421 and the pool keeps below that.
+pub const ASYNC_DEFAULT_SESSIONS: usize = 8;
+
+fn sessions(args: &Args) -> usize {
+    match (args.sessions, args.write_back) {
+        (Some(n), _) => usize::from(n),
+        (None, WriteBack::Sync) => PoolSettings::default().max_sessions,
+        (None, WriteBack::Async) => ASYNC_DEFAULT_SESSIONS,
+    }
+}
+
+/// All sessions but the reader's own unless told, at most the default's
+/// three: each stream holds a segment in memory (see `fs::segmented`), and
+/// the sessions async mode adds are there for uploads.
+fn read_streams(args: &Args) -> usize {
+    args.read_streams.map_or_else(
+        || {
+            let default = PoolSettings::default().max_sessions - 1;
+            sessions(args).saturating_sub(1).min(default)
+        },
+        usize::from,
+    )
 }
 
 fn security_for(url: &FtpUrl, plain: bool) -> Result<Security, CliError> {

@@ -580,6 +580,31 @@ fn write_back_is_sync_unless_async_with_a_spool_limit() {
 }
 
 #[test]
+fn async_write_back_defaults_to_more_sessions_but_not_more_read_streams() {
+    let sync = parse(&["ftpes://h", "/mnt"]);
+    assert_eq!((sync.pool.max_sessions, sync.read_streams), (4, 3));
+    let async_default = parse(&["ftpes://h", "/mnt", "--write-back", "async"]);
+    assert_eq!(
+        (async_default.pool.max_sessions, async_default.read_streams),
+        (ftpsfs::cli::ASYNC_DEFAULT_SESSIONS, 3)
+    );
+    // Told, the number holds in either mode.
+    let told = parse(&["ftpes://h", "/mnt", "-o", "write_back=async,sessions=2"]);
+    assert_eq!((told.pool.max_sessions, told.read_streams), (2, 1));
+    let many = parse(&[
+        "ftpes://h",
+        "/mnt",
+        "--sessions",
+        "8",
+        "--read-streams",
+        "7",
+    ]);
+    assert_eq!((many.pool.max_sessions, many.read_streams), (8, 7));
+    let many_untold = parse(&["ftpes://h", "/mnt", "--sessions", "8"]);
+    assert_eq!(many_untold.read_streams, 3);
+}
+
+#[test]
 fn o_accepts_and_ignores_what_mount_passes() {
     let ignored = "rw,defaults,dev,suid,exec,auto,noauto,user,nouser,nofail,_netdev,\
                    x-systemd.automount,x-systemd.idle-timeout=60,nodev,nosuid";
