@@ -1,5 +1,5 @@
 //! When our TLS close_notify goes out on a download's data connection (see
-//! `ftp::download_end`), against the real servers it is chosen for: vsftpd
+//! `ftp::server_family`), against the real servers it is chosen for: vsftpd
 //! gets it with the end of the handshake and then answers a small download
 //! in two round trips; pyftpdlib, which stops sending at it, gets it after
 //! its own and still answers (bounded: short timeouts, so a download that

@@ -410,7 +410,7 @@ fn ccc_answered_200_without_ending_tls_fails_the_session_clearly() {
 
 /// Runs `check` on a session to a fake ending its downloads with
 /// `data_end`, in both orders of the close_notify (see
-/// `ftp::download_end`): a fake that greets as vsftpd gets ours with the
+/// `ftp::server_family`): a fake that greets as vsftpd gets ours with the
 /// handshake, one that does not after its own.
 fn in_both_download_ends(
     data_end: common::tls_fake::DataEnd,

@@ -28,13 +28,13 @@ use super::dialogue::endpoint::{Active, Passive, PassiveAddress};
 use super::dialogue::login::{ClearControl, Cleared, Credentials, Greeting, Setup};
 use super::dialogue::transfer::{Ahead, OpenTransfer, TransferEnd};
 use super::dialogue::{self, Action, Command, Conversation, Fact, Input, ReadReply, Step, Wait};
-use super::download_end::DownloadEnd;
 use super::error::{Error, Result};
 use super::features::Features;
 use super::listing::{self, Entry};
 use super::login_gate::LoginGate;
 use super::net;
 use super::reply::Reply;
+use super::server_family::ServerFamily;
 use super::socks::{self, Address};
 use super::stream::Stream;
 use super::time;
@@ -216,7 +216,7 @@ impl Connector {
             last_used: Instant::now(),
             next_data: NextData::None,
             awaiting: false,
-            download_end: DownloadEnd::default(),
+            family: ServerFamily::default(),
         };
         session.log_in(refusals_before)?;
         self.stats.logins.fetch_add(1, Ordering::Relaxed);
@@ -277,9 +277,9 @@ pub struct Session {
     /// Something the server answers was sent and not waited for yet: the
     /// next wait is a round trip (`Stats::round_trips`).
     awaiting: bool,
-    /// When our close_notify goes out on a download's data connection,
-    /// from the server's greeting.
-    download_end: DownloadEnd,
+    /// What the server is known to do where the standard leaves it open
+    /// (close_notify order, commands during transfers), from its greeting.
+    family: ServerFamily,
 }
 
 impl Session {
@@ -315,7 +315,7 @@ impl Session {
         let timeouts = self.config().timeouts;
         let mut greeting = Greeting::new(self.config().security);
         self.converse(&mut greeting)?;
-        self.download_end = DownloadEnd::for_greeting(greeting.text());
+        self.family = ServerFamily::for_greeting(greeting.text());
         self.control.set_reply_timeout(timeouts.reply)?;
         // USER and PASS each wait at most one reply timeout.
         let connector = Arc::clone(&self.connector);
@@ -1067,14 +1067,14 @@ impl Session {
     /// commands during transfers, such as ProFTPD) it waits as before: an
     /// EPSV answered during a transfer would be taken for the wrong reply.
     ///
-    /// Only on vsftpd (told by its greeting, as for `DownloadEnd`): a SIZE
+    /// Only on vsftpd (told by its greeting, see `ServerFamily`): a SIZE
     /// answered after one transfer's reply says little about the next, as
     /// a server that reads commands during transfers answers after them
     /// when the bytes were all in first; and pyftpdlib, given EPSV while
     /// it still receives, closes the transfer's data connection and never
     /// answers the upload (seen in `faults_mount`).
     pub(super) fn ask_next_data_with_end(&mut self) {
-        let sequential = self.reads_no_commands_during_transfers()
+        let sequential = self.family.reads_no_commands_during_transfers()
             && self
                 .connector
                 .answers_after_transfers
@@ -1138,21 +1138,13 @@ impl Session {
 
     // ---- ends of transfers (used by transfer.rs) ------------------------------
 
-    /// Whether the server is known to read no command until a transfer's
-    /// reply is sent (vsftpd, by its greeting; see `DownloadEnd`). Others
-    /// may take a command sent while an upload ends before the upload's
-    /// end: pyftpdlib, given EPSV then, closes the upload's data
-    /// connection and never answers the upload.
-    pub(super) fn reads_no_commands_during_transfers(&self) -> bool {
-        self.download_end == DownloadEnd::WithHandshake
-    }
-
     pub(super) fn session_timeouts(&self) -> super::config::Timeouts {
         self.config().timeouts
     }
 
-    pub(super) fn download_end(&self) -> DownloadEnd {
-        self.download_end
+    /// What the server that greeted this session is known to do.
+    pub(super) fn family(&self) -> ServerFamily {
+        self.family
     }
 
     pub(super) fn through_proxy(&self) -> bool {

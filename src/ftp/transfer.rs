@@ -5,7 +5,6 @@
 use std::io::{self, Read, Write};
 use std::ops::DerefMut;
 
-use super::download_end::DownloadEnd;
 use super::error::{Error, Result};
 use super::session::Session;
 use super::stream::Stream;
@@ -19,7 +18,7 @@ pub struct Download<S: DerefMut<Target = Session>> {
     expected: Option<u64>,
     at_eof: bool,
     /// Our TLS close_notify went out with the end of the handshake (see
-    /// `download_end`); the data is still read to the server's.
+    /// `server_family`); the data is still read to the server's.
     close_notify_sent: bool,
 }
 
@@ -27,7 +26,7 @@ impl<S: DerefMut<Target = Session>> Download<S> {
     pub(super) fn new(session: S, mut stream: Stream, expected: Option<u64>) -> Self {
         // Right behind the handshake's last message, in the same flight: a
         // failure here shows again when the data is read.
-        let close_notify_sent = session.download_end() == DownloadEnd::WithHandshake
+        let close_notify_sent = session.family().close_notify_with_handshake()
             && stream.is_tls()
             && stream.send_close_notify().is_ok();
         Download {
@@ -69,7 +68,7 @@ impl<S: DerefMut<Target = Session>> Download<S> {
             let _ = stream.tcp().shutdown(std::net::Shutdown::Write);
         } else {
             let _ = stream.close_write();
-            if self.session.download_end().server_waits_for_ours() {
+            if self.session.family().waits_for_our_close_notify() {
                 // The final reply comes only once the server has it.
                 self.session.note_request();
             }
@@ -213,7 +212,7 @@ impl<S: DerefMut<Target = Session>> Upload<S> {
         // As in `Download::finish`, asked for before the final reply, but
         // only where the server is known to have ended the upload by then:
         // our side's close may not have reached it yet.
-        let ahead = self.session.reads_no_commands_during_transfers();
+        let ahead = self.session.family().reads_no_commands_during_transfers();
         if ahead {
             self.session.ask_next_data();
         }

@@ -20,7 +20,7 @@ use crate::ftp::reply::Reply;
 pub struct Greeting {
     security: Security,
     state: GreetingState,
-    /// The 220's text, once read (see `ftp::download_end`).
+    /// The 220's text, once read (see `ftp::server_family`).
     text: String,
 }
 
