@@ -592,6 +592,52 @@ impl State {
     }
 }
 
+/// What `chmod` and `set_mtime` change: a field that directories and files
+/// both have, on the target of a link.
+enum Attribute {
+    Mode(u32),
+    Mtime(SystemTime),
+}
+
+impl MemoryStore {
+    fn change_attribute(&self, path: &[u8], attribute: Attribute) -> Result<()> {
+        let (op, verb) = match attribute {
+            Attribute::Mode(_) => (Op::Chmod, "changing the mode of"),
+            Attribute::Mtime(_) => (Op::SetMtime, "setting the time of"),
+        };
+        let mut state = self.enter(op);
+        let comps = parse(path)?;
+        let refusal = match attribute {
+            Attribute::Mode(_) if !state.capabilities.chmod => "the server cannot change modes",
+            Attribute::Mtime(_) if !state.capabilities.set_mtime => {
+                "the server cannot set modification times"
+            }
+            _ => "",
+        };
+        if !refusal.is_empty() {
+            return Err(Error::new(ErrorKind::Unsupported, refusal));
+        }
+        state.check_writable(path)?;
+        // chmod(2) and utime(2) change the target of a link.
+        let resolved = state.follow(&comps)?;
+        let comps: Vec<&[u8]> = resolved.iter().map(Vec::as_slice).collect();
+        let state = &mut *state;
+        let (mode, mtime) = match lookup_mut(&mut state.root, &comps) {
+            Some(Node::Dir(dir)) => (&mut dir.mode, &mut dir.mtime),
+            Some(Node::File(id)) => match state.inodes.get_mut(id) {
+                Some(inode) => (&mut inode.mode, &mut inode.mtime),
+                None => return Err(not_found(verb, path)),
+            },
+            None | Some(Node::Symlink(_)) => return Err(not_found(verb, path)),
+        };
+        match attribute {
+            Attribute::Mode(new) => *mode = new & 0o7777,
+            Attribute::Mtime(new) => *mtime = new,
+        }
+        Ok(())
+    }
+}
+
 impl RemoteStore for MemoryStore {
     fn list(&self, dir: &[u8]) -> Result<Vec<DirEntry>> {
         let state = self.enter(Op::List);
@@ -910,53 +956,11 @@ impl RemoteStore for MemoryStore {
     }
 
     fn chmod(&self, path: &[u8], mode: u32) -> Result<()> {
-        let mut state = self.enter(Op::Chmod);
-        let comps = parse(path)?;
-        if !state.capabilities.chmod {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                "the server cannot change modes",
-            ));
-        }
-        state.check_writable(path)?;
-        // chmod(2) changes the target of a link.
-        let resolved = state.follow(&comps)?;
-        let comps: Vec<&[u8]> = resolved.iter().map(Vec::as_slice).collect();
-        let state = &mut *state;
-        match lookup_mut(&mut state.root, &comps) {
-            Some(Node::Dir(dir)) => dir.mode = mode & 0o7777,
-            Some(Node::File(id)) => match state.inodes.get_mut(id) {
-                Some(inode) => inode.mode = mode & 0o7777,
-                None => return Err(not_found("changing the mode of", path)),
-            },
-            None | Some(Node::Symlink(_)) => return Err(not_found("changing the mode of", path)),
-        }
-        Ok(())
+        self.change_attribute(path, Attribute::Mode(mode))
     }
 
     fn set_mtime(&self, path: &[u8], mtime: SystemTime) -> Result<()> {
-        let mut state = self.enter(Op::SetMtime);
-        let comps = parse(path)?;
-        if !state.capabilities.set_mtime {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                "the server cannot set modification times",
-            ));
-        }
-        state.check_writable(path)?;
-        // utime(2) changes the target of a link.
-        let resolved = state.follow(&comps)?;
-        let comps: Vec<&[u8]> = resolved.iter().map(Vec::as_slice).collect();
-        let state = &mut *state;
-        match lookup_mut(&mut state.root, &comps) {
-            Some(Node::Dir(dir)) => dir.mtime = mtime,
-            Some(Node::File(id)) => match state.inodes.get_mut(id) {
-                Some(inode) => inode.mtime = mtime,
-                None => return Err(not_found("setting the time of", path)),
-            },
-            None | Some(Node::Symlink(_)) => return Err(not_found("setting the time of", path)),
-        }
-        Ok(())
+        self.change_attribute(path, Attribute::Mtime(mtime))
     }
 
     fn capabilities(&self) -> Capabilities {
