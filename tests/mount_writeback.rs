@@ -281,6 +281,10 @@ fn rsync_into_the_mount_uploads_each_file_once_and_downloads_nothing() {
     ok("rsync", &["-r", &from, &mount.path_str("dst")], 120);
     let synced = ftpsfs(&["sync", &mount.path_str("")]);
     assert!(synced.status.success(), "{}", text(&synced));
+    // Async mode's own default: more sessions than sync mode's 4, for the
+    // uploads in the background (vsftpd here allows 100 per address).
+    let status = text(&ftpsfs(&["status", &mount.path_str("")]));
+    assert!(status.contains(", at most 8;"), "{status}");
     let commands = rig.server.commands()[before..].to_vec();
     let count = |verb: &str| commands.iter().filter(|c| c.starts_with(verb)).count();
     // A rename whose upload had begun goes to the server after it; one
