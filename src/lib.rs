@@ -6,7 +6,7 @@
 //! filesystem core: inodes, caches, spool; knows nothing of fuser or
 //! sockets), `store` (the server as a `RemoteStore`), and `ftp`, the
 //! protocol client, which `store::ftps` uses and which knows nothing of FUSE
-//! or caches.
+//! or caches. `malloc` sets up the C allocator for the process (`main`).
 pub mod cli;
 pub mod control;
 pub mod credentials;
@@ -16,6 +16,7 @@ pub mod ftp;
 pub mod fuse;
 pub mod guard;
 pub mod logging;
+pub mod malloc;
 pub mod percent;
 pub mod run;
 pub mod store;

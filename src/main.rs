@@ -3,6 +3,8 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // First, before any thread exists: see `malloc` (issue 12).
+    ftpsfs::malloc::share_one_arena();
     // Before the password is read: this process holds it, and file
     // contents in its spool, for as long as the mount lives. Not dumpable:
     // no core dump of it, and no other process of the user may ptrace it
