@@ -7,17 +7,18 @@
 //! handshake, which raises glibc's dynamic mmap threshold to 16 MiB (and
 //! the trim threshold to 32 MiB) before the first request. From then on,
 //! every buffer under 16 MiB (an upload's batches of 256 KiB to 1 MiB, read
-//! replies, the 16 MiB threads' request buffers themselves) comes from the
-//! arena of the thread that allocates it, and glibc gives each thread its
+//! replies, even the FUSE threads' own request buffers, 4 KiB short of the
+//! new threshold) comes from the arena of the thread that allocates it, and glibc gives each thread its
 //! own arena, up to 8 per core (16 here). A streaming upload's batches are
 //! allocated on whichever of the FUSE threads takes the write and freed on
 //! the upload thread when they leave the window; each arena keeps what was
 //! freed in it, and never gives it back (the 32 MiB trim threshold): the
 //! process held up to 16 times one arena's own peak. The mount of step 9
-//! peaked at 91.6 to 112.3 MiB, 15 arenas of 20 MiB each with 4 to 8 MiB
-//! resident and 49 to 64 MiB free in them at the end; with one arena, 41.7
-//! and 41.9 MiB (the upload window of 16 MiB, the queue, the FUSE
-//! threads' request buffers), at the same CPU time (0.8 s for 1 GiB).
+//! peaked at 78.9 to 112.3 MiB in seven runs, 15 arenas of 20 MiB each
+//! with 4 to 8 MiB resident and 49 to 64 MiB free in them at the end; with
+//! one arena, 41.7 to 42.7 MiB in seven runs (the upload window of 16 MiB,
+//! the queue, the FUSE threads' request buffers), at the same speed and
+//! CPU time (0.7 to 1.3 s for 1 GiB either way).
 //!
 //! Not a fixed mmap threshold (`M_MMAP_THRESHOLD`), which also ends the
 //! growth: every buffer above it would be a fresh mmap, its pages faulted
