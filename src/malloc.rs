@@ -14,11 +14,11 @@
 //! the upload thread when they leave the window; each arena keeps what was
 //! freed in it, and never gives it back (the 32 MiB trim threshold): the
 //! process held up to 16 times one arena's own peak. The mount of step 9
-//! peaked at 78.9 to 112.3 MiB in seven runs, 15 arenas of 20 MiB each
-//! with 4 to 8 MiB resident and 49 to 64 MiB free in them at the end; with
-//! one arena, 41.7 to 42.7 MiB in seven runs (the upload window of 16 MiB,
-//! the queue, the FUSE threads' request buffers), at the same speed and
-//! CPU time (0.7 to 1.3 s for 1 GiB either way).
+//! peaked at 78.9 to 112.3 MiB in seven runs: at the end, 16 arenas, a
+//! dozen of about 20 MiB with 4 to 8 MiB resident each, 49 to 64 MiB free
+//! in them; with one arena, 41.7 to 42.7 MiB in seven runs (the upload
+//! window of 16 MiB, the queue, the FUSE threads' request buffers), at the
+//! same speed and CPU time (0.7 to 1.3 s for 1 GiB either way).
 //!
 //! Not a fixed mmap threshold (`M_MMAP_THRESHOLD`), which also ends the
 //! growth: every buffer above it would be a fresh mmap, its pages faulted
