@@ -228,9 +228,12 @@ fn odd_sizes_read_right_across_segment_boundaries() {
             offsets.len() as u64 > 1 && offsets.len() as u64 == counts.opened + 1,
             "size {len}: {offsets:?}"
         );
-        // Each segment opened once, in file order.
+        // Each segment opened once (the extra streams open theirs at once,
+        // in any order).
+        let mut sorted = offsets[1..].to_vec();
+        sorted.sort_unstable();
         assert!(
-            offsets[1..].windows(2).all(|w| w[0] < w[1]),
+            sorted.windows(2).all(|w| w[0] < w[1]),
             "size {len}: {offsets:?}"
         );
     }
@@ -250,8 +253,9 @@ fn memory_held_by_segments_stays_bounded() {
     s.fs.release(fh).expect("release");
     assert_same(&got, &want);
     let counts = s.fs.segment_counts();
-    // One segment per stream (three extra and the primary).
-    let bound = (3 + 1) * SEGMENT as u64;
+    // One segment per stream (three extra and the primary), each at most
+    // half as large again as the segment size (whole rounds).
+    let bound = (3 + 1) * SEGMENT as u64 * 3 / 2;
     assert!(counts.peak_bytes > 0);
     assert!(
         counts.peak_bytes <= bound,
@@ -285,9 +289,10 @@ fn a_server_at_its_session_cap_leaves_one_stream() {
     s.faults.set_read_sessions(Some(1));
     let counts = read_whole(&s, &want);
     assert_eq!(counts.engaged, 1);
-    assert!(counts.retried >= 1, "{counts:?}");
-    assert_eq!(
-        counts.peak_extra, 1,
+    // The three extra streams start at once; each is refused once, and
+    // none is tried again (the budget backs off).
+    assert!(
+        counts.retried >= 1 && counts.retried <= 3,
         "backed off after the refusal: {counts:?}"
     );
 }
@@ -443,7 +448,12 @@ fn streams_are_added_while_a_per_connection_cap_is_what_limits() {
     s.faults.set_read_rate(Some(4_000_000));
     let counts = read_whole(&s, &want);
     assert_eq!(counts.peak_extra, 3, "{counts:?}");
-    assert_eq!(counts.longest, SEGMENT as u64, "{counts:?}");
+    assert!(
+        counts.longest >= SEGMENT as u64 && counts.longest <= SEGMENT as u64 * 3 / 2,
+        "{counts:?}"
+    );
+    // Most segments on extra streams: they stayed.
+    assert!(counts.opened >= 20, "{counts:?}");
 }
 
 #[test]
@@ -460,24 +470,55 @@ fn every_byte_is_fetched_once_and_each_segment_opened_once() {
     let counts = read_whole(&s, &want);
     assert_eq!(counts.peak_extra, 3, "{counts:?}");
     assert_eq!(s.faults.counters().bytes_read, len as u64);
-    let segments = len.div_ceil(SEGMENT) as u64;
+    let segments = len.div_ceil(SEGMENT) as u64 + counts.split;
     let opens = s.faults.counters().open_read;
     assert!(
         opens >= 2 && opens <= segments + 1,
-        "{opens} opens for at most {segments} segments and the primary"
+        "{opens} opens for at most {segments} segments (splits included) and the primary"
     );
     assert_eq!(opens, counts.opened + 1, "{counts:?}");
 }
 
 #[test]
+fn a_stream_left_idle_at_the_end_takes_over_part_of_a_slow_one() {
+    // The primary runs at 50 MB/s, the extra streams (opened after the
+    // first read) at 2 MB/s: near the end the primary has nothing left to
+    // make while the others are far from done, so it splits off the end of
+    // one of their segments. Every byte still comes once, in order.
+    let len = 4 * MIB + 321;
+    let want = content(len);
+    let s = setup(&want, 3);
+    let fh = open(&s.fs);
+    let mut got = s.fs.read(fh, 0, READ).expect("first read");
+    s.faults.set_read_rate(Some(2_000_000));
+    s.faults.reset_counters();
+    read_to_end(&s.fs, fh, &mut got);
+    s.fs.release(fh).expect("release");
+    assert_same(&got, &want);
+    let counts = s.fs.segment_counts();
+    assert!(counts.split >= 1, "{counts:?}");
+    // Nothing fetched twice: a split starts past the read under way.
+    assert_eq!(
+        s.faults.counters().bytes_read,
+        (len - READ as usize) as u64,
+        "{counts:?}"
+    );
+}
+
+#[test]
 fn no_more_streams_when_the_link_is_the_limit() {
-    // 12 MB/s for all streams together: a second stream gains nothing, and
-    // no third one is tried.
+    // 12 MB/s for all streams together: the extra streams, all started at
+    // once, gain nothing, and leave at their first segments' ends (or a
+    // little later: their next segments may be taken before the probe
+    // ends); the primary fetches the rest. 40 MiB are 53 segments of the
+    // size `streams_are_added_while_a_per_connection_cap_is_what_limits`
+    // fetches mostly on the extra streams.
     let want = content(40 * MIB);
     let s = setup(&want, 3);
     s.faults.set_total_read_rate(Some(12_000_000));
     let counts = read_whole(&s, &want);
-    assert_eq!(counts.peak_extra, 1, "{counts:?}");
+    assert_eq!(counts.peak_extra, 3, "{counts:?}");
+    assert!(counts.opened <= 9, "{counts:?}");
 }
 
 #[test]

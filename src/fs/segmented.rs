@@ -14,10 +14,16 @@
 //! most 1 MiB each, never start segments), of a file of at least two
 //! segments. Then it
 //! *engages*: the file from the current position on is cut into segments
-//! of `segment_size` bytes (near the end, the rest shared out evenly over
-//! the streams, at least `TAIL_MIN` each, so they finish together; the last
-//! one open-ended, read to the end of the file, so a file that grew is read
-//! whole), and worker threads fetch them:
+//! of `segment_size` bytes, or up to half as large again where that makes
+//! whole rounds of one segment per stream (`even_segments`: a 96 MiB file
+//! on four streams is eight segments of 11.9 MiB, one reopen per stream,
+//! not twelve of 8 MiB); near the end, a stream that comes for more takes
+//! its share of all that is left (the rest and what the others still fetch
+//! of theirs, at least `TAIL_MIN`), so the streams, which started apart,
+//! finish together; the last one is open-ended, read to the end of the
+//! file, so a file that grew is read whole. Once every segment is made, a
+//! stream left without one splits off the end of the largest rest another
+//! stream still fetches (`Shared::split`). Worker threads fetch them:
 //! - worker 0 keeps the primary stream, which goes on without a reopen as
 //!   long as its next segment is the one its stream is at (always, when it
 //!   is the only worker: one stream costs nothing more than before);
@@ -30,11 +36,12 @@
 //! once handed out.
 //!
 //! Memory bound: at most one segment per stream exists at once (being
-//! fetched, or fetched and waiting for the reader), each at most
+//! fetched, or fetched and waiting for the reader; a split adds none: its
+//! bytes are part of the split segment's), each at most 3/2 ×
 //! `segment_size` bytes (the open-ended last one too, unless the file grew
 //! while read), so one reader holds at most
-//! `(read_streams + 1) × segment_size` (defaults: 3 extra streams, 8 MiB:
-//! 32 MiB) besides the read-ahead buffer. A stream that finished its
+//! `(read_streams + 1) × 3/2 × segment_size` (defaults: 3 extra streams,
+//! 8 MiB: 48 MiB) besides the read-ahead buffer. A stream that finished its
 //! segment while the reader still reads an older one waits for the reader
 //! (which takes a finished segment at memory speed), and ends its transfer
 //! (ABOR) while it waits, not after. (One segment more per reader was the
@@ -48,14 +55,15 @@
 //! bytes are reserved when its fetch starts (virtual memory; pages are
 //! touched as bytes arrive). A worker that would exceed it waits.
 //!
-//! Adaptation: it starts with one extra stream. Each time streams are
-//! added, the aggregate rate (bytes fetched by all workers) is measured over
+//! Adaptation: it starts every extra stream the budget gives at once (one,
+//! then two more took 0.6 s to reach four streams on the WAN rig, and the
+//! streams that started late ended late). Each time streams are added, the
+//! aggregate rate (the bytes of reads asked for since) is measured over
 //! `PROBE` from the moment all new streams gave their first byte, and
 //! compared with the rate before them: while the rate grows by more than
-//! `GAIN`, as many streams again are added (1, 2, 4...: on a long link each
-//! step costs a reopen and a probe at the lower rate); otherwise adding
-//! stops, and if the rate dropped one stream goes (a fast LAN stays at one
-//! stream after one probe). A segment open
+//! `GAIN`, more are added where the budget left some out; otherwise adding
+//! stops and the streams of that step go at their segments' ends (a fast
+//! LAN is back at one stream after one probe; the primary always stays). A segment open
 //! refused with `Unavailable` (421 too many sessions, 425 no data
 //! connection, the pool's session cap) lowers the number of streams by one
 //! and stops adding for `BACKOFF`, for every reader (`Budget`).
@@ -123,11 +131,16 @@ const CHUNK: usize = 256 * 1024;
 const PROBE: Duration = Duration::from_millis(100);
 /// The smallest segment the end of a file is shared out in.
 const TAIL_MIN: u64 = 1024 * 1024;
+/// Segments may be up to this share larger than `segment_size`, to cut a
+/// file into whole rounds (`even_segments`): 3/2.
+const GROW_NUM: u64 = 3;
+const GROW_DEN: u64 = 2;
+/// The smallest piece split off a segment still being fetched, as a share
+/// of the segment size (see `Shared::split`): 1 MiB of 8 MiB segments; a
+/// smaller one would save less than its reopen costs.
+const SPLIT_MIN_SHARE: u64 = 8;
 /// The growth of the aggregate rate that makes a stream worth it.
 const GAIN: f64 = 1.10;
-/// A rate below this share of the one before the newest stream was added
-/// sends that stream away again.
-const LOSS: f64 = 0.90;
 /// No extra stream is added for this long after a segment open was refused.
 const BACKOFF: Duration = Duration::from_secs(30);
 /// Failures of one segment before the reader gets the error.
@@ -251,6 +264,8 @@ pub struct SegmentCounts {
     pub longest: u64,
     /// Extra streams that left because other large files were opened.
     pub left_for_others: u64,
+    /// Segments split at the end of the file, for a stream left idle.
+    pub split: u64,
 }
 
 impl super::Fs {
@@ -264,6 +279,7 @@ impl super::Fs {
             retried: s.retried.load(Ordering::Relaxed),
             longest: s.longest.load(Ordering::Relaxed),
             left_for_others: s.left_for_others.load(Ordering::Relaxed),
+            split: s.split.load(Ordering::Relaxed),
         }
     }
 }
@@ -285,6 +301,8 @@ pub struct SegmentStats {
     pub longest: AtomicU64,
     /// Extra streams that left because other large files were opened.
     pub left_for_others: AtomicU64,
+    /// Segments split at the end of the file, for a stream left idle.
+    pub split: AtomicU64,
 }
 
 /// Everything the workers need to open streams.
@@ -391,16 +409,22 @@ impl SegmentedStream {
                 target: 1,
                 running: 1,
                 extra_running: 0,
-                fetched: 0,
                 rate_before,
                 probe: None,
+                probed: 0,
                 settled: false,
-                tail: None,
+                step: 0,
                 starting: 0,
                 spare: Vec::new(),
+                stream_rate: 0.0,
+                reopen: Duration::ZERO,
             }),
             changed: Condvar::new(),
-            segment_size: self.settings.segment_size.max(CHUNK as u64),
+            segment_size: even_segments(
+                self.size.saturating_sub(self.position),
+                self.settings.segment_size.max(CHUNK as u64),
+                self.settings.extra_streams + 1,
+            ),
             engaged_at: Instant::now(),
             max_streams: self.settings.extra_streams + 1,
             source,
@@ -429,7 +453,19 @@ impl SegmentedStream {
                 format!("no thread for a segmented read: {e}"),
             ));
         }
-        add_stream(&shared, &mut shared.state.lock(), true);
+        {
+            // Every extra stream at once: on a long link each step costs a
+            // reopen and a probe at the lower rate (one, then two more took
+            // 0.6 s to reach four streams on the WAN rig, and the streams
+            // that started late ended late); the probe then sends them all
+            // away again if they did not pay.
+            let mut s = shared.state.lock();
+            add_stream(&shared, &mut s, true);
+            while !s.settled && s.target < shared.max_streams {
+                add_stream(&shared, &mut s, false);
+            }
+            s.step = s.target - 1;
+        }
         self.shared = Some(shared);
         Ok(())
     }
@@ -471,6 +507,21 @@ impl Drop for SegmentedStream {
     }
 }
 
+/// The segment size for `rest` bytes on up to `streams` streams: the
+/// smallest whole number of rounds (each stream one segment) with segments
+/// of at most `GROW` x `size`, and never under `size`. Why: every segment
+/// but the primary's first costs a reopen (four round trips), so fewer
+/// segments are faster on a long link; segments in whole rounds keep the
+/// streams busy to the end (16 MiB segments of a 96 MiB file were slower than
+/// 8 MiB ones: six segments on four streams, two fetched alone at the end).
+/// A 96 MiB file on four streams: eight segments of 11.9 MiB, not twelve of 8.
+fn even_segments(rest: u64, size: u64, streams: usize) -> u64 {
+    let largest = size * GROW_NUM / GROW_DEN;
+    let streams = streams.max(1) as u64;
+    let rounds = rest.div_ceil(streams * largest).max(1);
+    rest.div_ceil(rounds * streams).clamp(size, largest)
+}
+
 struct Shared {
     state: Mutex<State>,
     /// Signalled when bytes arrive, a segment is freed or taken back, or
@@ -503,21 +554,26 @@ struct State {
     running: usize,
     /// Extra streams running, each holding one from the budget.
     extra_running: usize,
-    /// Bytes fetched by all workers.
-    fetched: u64,
     /// The aggregate rate before the newest stream was added.
     rate_before: f64,
-    /// The measurement under way: since when, from how many bytes fetched.
-    probe: Option<(Instant, u64)>,
+    /// The measurement under way: since when.
+    probe: Option<Instant>,
+    /// Bytes of the reads asked for since the probe began.
+    probed: u64,
     /// No more streams are added.
     settled: bool,
-    /// The length of the segments the end of the file is shared out in.
-    tail: Option<u64>,
+    /// Streams the latest step added: they all go when it did not pay.
+    step: usize,
     /// Streams added that have not given a byte yet: the probe waits for
     /// them all.
     starting: usize,
     /// Buffers of freed segments, for the next ones.
     spare: Vec<Vec<u8>>,
+    /// One stream's rate over its latest whole segment (0: none yet), and
+    /// the time from a segment's open to its first byte (the latest): what
+    /// a split weighs (`Shared::split`).
+    stream_rate: f64,
+    reopen: Duration,
 }
 
 struct Segment {
@@ -628,22 +684,36 @@ impl Shared {
         }
         let past_end = s.eof_at.is_some_and(|e| s.next_start >= e);
         if s.next_start >= s.size || s.next_start == u64::MAX || past_end {
-            return None;
+            // Nothing left to make: this stream takes over part of the
+            // largest rest another is still fetching, or it is done.
+            return self.split(s).map(Some);
         }
         if s.segments.len() >= s.target {
             // Full: wait for the reader.
             return Some(None);
         }
         let start = s.next_start;
-        // Near the end, the rest is shared out evenly over the streams, so
-        // that they finish together instead of one fetching a last full
-        // segment alone.
         let rest = s.size.saturating_sub(start);
-        if s.tail.is_none() && rest < s.target as u64 * self.segment_size {
-            // Fixed once, or each new segment would be smaller than the last.
-            s.tail = Some(rest.div_ceil(s.target as u64).max(TAIL_MIN));
-        }
-        let len = s.tail.unwrap_or(self.segment_size).min(self.segment_size);
+        let streams = s.target as u64;
+        let len = if rest < streams * self.segment_size {
+            // Near the end, this stream's share of all that is left to
+            // fetch: the rest and what the other streams still fetch of
+            // their segments. The streams started apart (one is added after
+            // another), so equal segments would end apart, one stream
+            // fetching alone at the end; a stream that comes for more while
+            // the others are still far from done takes more.
+            let fetching: u64 = s
+                .segments
+                .iter()
+                .filter(|g| g.status == Status::Fetching)
+                .map(|g| g.end.min(s.size).saturating_sub(g.resume_at()))
+                .sum();
+            ((rest + fetching) / streams)
+                .max(TAIL_MIN)
+                .min(self.segment_size)
+        } else {
+            self.segment_size
+        };
         let end = if rest <= len { u64::MAX } else { start + len };
         self.source.stats.longest.fetch_max(len, Ordering::Relaxed);
         s.next_start = end;
@@ -655,6 +725,59 @@ impl Shared {
             failures: 0,
         });
         Some(Some(s.segments.len() - 1))
+    }
+
+    /// Splits the segment with the most bytes still to fetch, once every
+    /// segment is made: its stream goes on to a nearer end, and the rest
+    /// becomes a new segment (queued, at its index). Why: the segments
+    /// started at different times (a stream is added after another), so
+    /// near the end of the file one stream would fetch alone while the
+    /// others are done; split, they end together. The split point leaves
+    /// the stream as many bytes more than the new segment as it fetches
+    /// while the new one opens, so both end at once; nothing is split when
+    /// the new segment would be under its share `SPLIT_MIN_SHARE` of a
+    /// segment. No bytes are added to
+    /// what the segments hold (the new one is part of the old one's range).
+    /// The new segment starts past the read the old segment's stream may
+    /// have under way (`CHUNK`), so no byte is fetched twice; its stream
+    /// still keeps only the bytes up to its segment's end (`work`).
+    fn split(&self, s: &mut State) -> Option<usize> {
+        let limit = s.eof_at.unwrap_or(s.size);
+        let (i, rest) = s
+            .segments
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| g.status == Status::Fetching)
+            .map(|(i, g)| (i, g.end.min(limit).saturating_sub(g.resume_at())))
+            .max_by_key(|&(_, rest)| rest)?;
+        let lead = s.stream_rate * s.reopen.as_secs_f64();
+        // Beyond the read the old segment's stream may have under way, so
+        // that it fetches no byte of the new one.
+        let len = ((rest as f64 - lead) / 2.0).max(0.0) as u64;
+        let len = len.min(rest.saturating_sub(CHUNK as u64));
+        if len < (self.segment_size / SPLIT_MIN_SHARE).max(CHUNK as u64) {
+            return None;
+        }
+        let old = &mut s.segments[i];
+        let at = old.end.min(limit) - len;
+        let end = old.end;
+        old.end = at;
+        log::debug!(
+            "segment at {}: split at {at}, {len} bytes before its end, for an idle stream",
+            old.start
+        );
+        s.segments.insert(
+            i + 1,
+            Segment {
+                start: at,
+                end,
+                data: Vec::new(),
+                status: Status::Queued,
+                failures: 0,
+            },
+        );
+        self.source.stats.split.fetch_add(1, Ordering::Relaxed);
+        Some(i + 1)
     }
 
     fn index_of(s: &State, start: u64) -> Option<usize> {
@@ -698,21 +821,30 @@ fn add_stream(shared: &Arc<Shared>, s: &mut State, taken: bool) {
     }
 }
 
-/// Counts `n` fetched bytes and, when a probe is due, decides whether the
-/// newest stream helped (under the state lock).
-fn account(shared: &Arc<Shared>, s: &mut State, n: usize, newest: bool) {
-    s.fetched += n as u64;
+/// Counts `n` fetched bytes, asked for at `asked_at`, and, when a probe is
+/// due, decides whether the newest streams helped (under the state lock).
+fn account(shared: &Arc<Shared>, s: &mut State, n: usize, asked_at: Instant, newest: bool) {
+    if let Some(since) = s.probe {
+        // Only reads asked for once the probe began: a read under way then
+        // brings bytes that took their time before it (with several
+        // streams, several reads' worth: a rate that seemed to grow on a
+        // link with one cap for all).
+        if asked_at >= since {
+            s.probed += n as u64;
+        }
+    }
     if newest {
         s.starting = s.starting.saturating_sub(1);
     }
     if s.settled {
         return;
     }
-    let Some((since, from)) = s.probe else {
+    let Some(since) = s.probe else {
         // The probe starts once the newest streams all give bytes: their
         // opens are not what is measured.
         if s.starting == 0 {
-            s.probe = Some((Instant::now(), s.fetched));
+            s.probe = Some(Instant::now());
+            s.probed = 0;
         }
         return;
     };
@@ -720,7 +852,7 @@ fn account(shared: &Arc<Shared>, s: &mut State, n: usize, newest: bool) {
     if elapsed < PROBE {
         return;
     }
-    let rate = (s.fetched - from) as f64 / elapsed.as_secs_f64();
+    let rate = s.probed as f64 / elapsed.as_secs_f64();
     log::debug!(
         "segmented read: {} streams fetch {:.1} MB/s (before: {:.1} MB/s), {:.3} s after engaging",
         s.target,
@@ -730,18 +862,21 @@ fn account(shared: &Arc<Shared>, s: &mut State, n: usize, newest: bool) {
     );
     if rate > s.rate_before * GAIN {
         s.rate_before = rate;
-        // As many again (1, 2, 4...): each probe costs its time at the
-        // lower rate, and a long link pays a reopen per stream added.
+        // As many again (1, 2, 4...) where the first step left some out (a
+        // budget shared with other readers): each probe costs its time at
+        // the lower rate, and a long link pays a reopen per stream added.
+        let before = s.target;
         let more = s.target.min(shared.max_streams.saturating_sub(s.target));
         for _ in 0..more.max(1) {
             add_stream(shared, s, false);
         }
+        s.step = s.target - before;
     } else {
         s.settled = true;
-        if rate < s.rate_before * LOSS && s.target > 1 {
-            // The newest stream made it slower (a link with a total cap, or
-            // a CPU already busy): one goes at its next segment.
-            s.target -= 1;
+        if s.target > 1 {
+            // The newest streams did not pay (a link with a total cap, or
+            // a CPU already busy): they go at their segments' ends.
+            s.target = s.target.saturating_sub(s.step).max(1);
             shared.changed.notify_all();
         }
     }
@@ -765,7 +900,9 @@ fn work(
             let mut s = shared.state.lock();
             let given = first.take().and_then(|start| Shared::index_of(&s, start));
             let picked = given.or_else(|| loop {
-                if s.stop || (s.running > s.target && s.running > 1) {
+                // Streams not wanted leave, the extra ones: the primary's
+                // stream is the file's own download, which one stream keeps.
+                if s.stop || (extra && s.running > s.target) {
                     break None;
                 }
                 if extra && source.budget.crowded() {
@@ -819,7 +956,8 @@ fn work(
         // The primary goes on where it is; any other stream is dropped
         // (ABOR) and a new one opened at the segment.
         let began = Instant::now();
-        if stream.as_ref().map(|st| st.position()) != Some(from) {
+        let reopened = stream.as_ref().map(|st| st.position()) != Some(from);
+        if reopened {
             drop(stream.take());
             // An extra stream takes a session only when one is free, unless
             // it is the last worker (then it holds nothing and waits as the
@@ -849,10 +987,12 @@ fn work(
         let Some(st) = stream.as_mut() else {
             continue;
         };
-        // Fetch to the segment's end.
+        // Fetch to the segment's end (which a split may bring nearer).
         let mut at = from;
+        let mut end = end;
+        let mut first_byte = None;
         loop {
-            let want = (end - at).min(CHUNK as u64) as usize;
+            let want = end.saturating_sub(at).min(CHUNK as u64) as usize;
             if want == 0 {
                 log::debug!(
                     "segment at {start}: {} bytes in {:?} (opened in {:?}; done {:.3} s after engaging) ({}), {} streams",
@@ -867,14 +1007,20 @@ fn work(
                 if let Some(i) = Shared::index_of(&s, start) {
                     s.segments[i].status = Status::Done { eof: false };
                 }
+                if let Some(since) = first_byte.filter(|_| at - from >= CHUNK as u64) {
+                    let secs = Instant::now().duration_since(since).as_secs_f64();
+                    s.stream_rate = (at - from) as f64 / secs.max(1e-3);
+                }
                 shared.changed.notify_all();
                 break;
             }
+            let asked_at = Instant::now();
             match st.read(&mut chunk[..want]) {
                 Ok(0) => {
                     let mut s = shared.state.lock();
                     if let Some(i) = Shared::index_of(&s, start) {
                         s.segments[i].status = Status::Done { eof: true };
+                        end = s.segments[i].end;
                     }
                     if end != u64::MAX {
                         // Shorter than planned: the file shrank.
@@ -894,11 +1040,21 @@ fn work(
                     let Some(i) = Shared::index_of(&s, start) else {
                         break;
                     };
-                    s.segments[i].data.extend_from_slice(&chunk[..n]);
-                    at += n as u64;
+                    if first_byte.is_none() {
+                        first_byte = Some(Instant::now());
+                        if reopened {
+                            s.reopen = began.elapsed();
+                        }
+                    }
+                    // Split while this read was under way: the bytes past
+                    // the new end are the new segment's.
+                    end = s.segments[i].end;
+                    let keep = n.min(end.saturating_sub(at) as usize);
+                    s.segments[i].data.extend_from_slice(&chunk[..keep]);
+                    at += keep as u64;
                     let held: u64 = s.segments.iter().map(|g| g.data.len() as u64).sum();
                     source.stats.peak_bytes.fetch_max(held, Ordering::Relaxed);
-                    account(shared, &mut s, n, newest);
+                    account(shared, &mut s, n, asked_at, newest);
                     newest = false;
                     shared.changed.notify_all();
                 }
