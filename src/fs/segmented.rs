@@ -354,6 +354,15 @@ impl SegmentedStream {
     ) -> SegmentedStream {
         let position = primary.position();
         segments.budget.reader_opened();
+        let settings = segments.settings;
+        if settings.extra_streams > 0 && size.saturating_sub(position) >= 2 * settings.segment_size
+        {
+            // While the reader's first MiB comes on the primary: the extra
+            // streams' sessions set up their data connections, so they
+            // start sooner if segments start (and any transfer of theirs
+            // uses them if not).
+            store.ready_for_reads(settings.extra_streams);
+        }
         SegmentedStream {
             budget: Arc::clone(&segments.budget),
             source: Some(Source {

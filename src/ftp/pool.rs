@@ -295,6 +295,41 @@ impl Pool {
         }
     }
 
+    /// Sets up the next data connection (EPSV and its connect, on a thread
+    /// of its own as after a transfer) on up to `n` idle sessions that have
+    /// none, for transfers expected on them soon: the extra streams of a
+    /// large file being read, whose first open then costs REST + RETR and
+    /// the TLS handshake only (on the WAN rig 0.10 s instead of 0.15 s:
+    /// they start closer to the download they join). Sessions that would
+    /// be probed before use are left alone; a connection left unused is
+    /// replaced after `NEXT_DATA_MAX_AGE`, as any set up ahead.
+    pub fn set_up_data_ahead(&self, n: usize) {
+        let taken: Vec<Session> = {
+            let mut state = self.shared.state.lock();
+            if state.closed {
+                return;
+            }
+            let probe_after = self.shared.connector.config().keepalive.noop_after / 2;
+            let mut taken = Vec::new();
+            let mut i = 0;
+            while i < state.idle.len() && taken.len() < n {
+                let entry = &state.idle[i];
+                let bare = !entry.session.has_next_data() && !entry.session.next_data_asked();
+                if bare && !entry.needs_probe && entry.session.idle_for() < probe_after {
+                    taken.push(state.idle.remove(i).session);
+                } else {
+                    i += 1;
+                }
+            }
+            taken
+        };
+        for mut session in taken {
+            session.ask_next_data();
+            // Back to the pool once ready (see `PooledSession::drop`).
+            drop(self.guard(session, false));
+        }
+    }
+
     /// Decides whether an idle session can be handed out, probing it when it
     /// saw an error or sat idle for a while.
     fn ready(&self, idle: IdleSession) -> Option<Session> {

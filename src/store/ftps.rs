@@ -343,6 +343,10 @@ impl RemoteStore for FtpsStore {
         Ok(Some(Box::new(reader)))
     }
 
+    fn ready_for_reads(&self, streams: usize) {
+        self.pool.set_up_data_ahead(streams);
+    }
+
     fn upload(&self, path: &[u8]) -> Result<Box<dyn UploadStream>> {
         self.start_upload("STOR", path)
     }

@@ -116,6 +116,11 @@ pub trait RemoteStore: Send + Sync {
     fn open_read_now(&self, path: &[u8], offset: u64) -> Result<Option<Box<dyn ReadStream>>> {
         self.open_read(path, offset).map(Some)
     }
+    /// Gets up to `streams` idle sessions ready for a download soon (their
+    /// data connections set up ahead, off the caller's path), for the
+    /// extra streams of a large file being read. A store without sessions
+    /// has nothing to do.
+    fn ready_for_reads(&self, _streams: usize) {}
     /// Starts writing `path` from its start, replacing what was there.
     fn upload(&self, path: &[u8]) -> Result<Box<dyn UploadStream>>;
     /// Starts appending to `path`.
@@ -194,6 +199,9 @@ impl<S: RemoteStore + ?Sized> RemoteStore for Arc<S> {
     }
     fn open_read_now(&self, path: &[u8], offset: u64) -> Result<Option<Box<dyn ReadStream>>> {
         (**self).open_read_now(path, offset)
+    }
+    fn ready_for_reads(&self, streams: usize) {
+        (**self).ready_for_reads(streams)
     }
     fn upload(&self, path: &[u8]) -> Result<Box<dyn UploadStream>> {
         (**self).upload(path)
