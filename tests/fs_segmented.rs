@@ -118,6 +118,11 @@ fn setup(file: &[u8], read_streams: usize) -> Setup {
 /// `setup`, with the content cache when `cached` (downloads then start at
 /// the 1 MiB block of the first read, not at the read).
 fn setup_with(file: &[u8], read_streams: usize, cached: bool) -> Setup {
+    setup_sized(file, read_streams, cached, SEGMENT)
+}
+
+/// `setup_with`, with segments of `segment` bytes.
+fn setup_sized(file: &[u8], read_streams: usize, cached: bool, segment: usize) -> Setup {
     let spool = tempfile::tempdir().expect("temp dir");
     let server = Arc::new(MemoryStore::new());
     server.put_file(b"f", file);
@@ -133,7 +138,7 @@ fn setup_with(file: &[u8], read_streams: usize, cached: bool) -> Setup {
         spool_dir: spool.path().join("spool"),
         read_ahead: MIB,
         read_streams,
-        segment_size: SEGMENT as u64,
+        segment_size: segment as u64,
         ..FsConfig::default()
     };
     let mut fs = Fs::new(store.clone(), config);
@@ -482,15 +487,18 @@ fn every_byte_is_fetched_once_and_each_segment_opened_once() {
 #[test]
 fn a_stream_left_idle_at_the_end_takes_over_part_of_a_slow_one() {
     // The primary runs at 50 MB/s, the extra streams (opened after the
-    // first read) at 2 MB/s: near the end the primary has nothing left to
+    // first read) at 4 MB/s: near the end the primary has nothing left to
     // make while the others are far from done, so it splits off the end of
     // one of their segments. Every byte still comes once, in order.
-    let len = 4 * MIB + 321;
+    // Segments of 2 MiB: what is left of a slow one when the primary is
+    // done is well above the smallest split (a read of 256 KiB, the most
+    // one stream has under way, is never split off).
+    let len = 12 * MIB + 321;
     let want = content(len);
-    let s = setup(&want, 3);
+    let s = setup_sized(&want, 3, false, 2 * MIB);
     let fh = open(&s.fs);
     let mut got = s.fs.read(fh, 0, READ).expect("first read");
-    s.faults.set_read_rate(Some(2_000_000));
+    s.faults.set_read_rate(Some(4_000_000));
     s.faults.reset_counters();
     read_to_end(&s.fs, fh, &mut got);
     s.fs.release(fh).expect("release");

@@ -1147,9 +1147,15 @@ fn fail_segment(shared: &Shared, start: u64, err: store::Error, extra: bool) {
         s.target -= 1;
         s.settled = true;
     }
+    // An extra stream refused a session failed, not the segment: the
+    // extra streams start at once, and three refusals of the first queued
+    // segment would otherwise give the reader the error.
+    let refused_stream = extra && err.kind == ErrorKind::Unavailable;
     if let Some(i) = Shared::index_of(&s, start) {
         let segment = &mut s.segments[i];
-        segment.failures += 1;
+        if !refused_stream {
+            segment.failures += 1;
+        }
         segment.status = if segment.failures >= ATTEMPTS {
             Status::Failed(err)
         } else {
