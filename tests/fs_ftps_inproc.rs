@@ -3,7 +3,8 @@
 //! STOR probe runs once, in the background, so that the first patch of a
 //! mount costs what any later one does; and an append asks the server's
 //! size with one command, not a listing. A change that adds a command to
-//! either fails here.
+//! either fails here. And the sessions a large read's extra streams will
+//! use set up their data connections ahead.
 mod common;
 #[path = "support/inproc.rs"]
 mod inproc;
@@ -220,4 +221,44 @@ fn an_append_costs_a_size_an_appe_and_its_check() {
     assert!(store_contract::read_all(&*r.store, b"log", 0) == [body, line].concat());
     // The size before appending (not a listing), the APPE, its check.
     assert_eq!(commands, ["Size", "Appe", "Size"]);
+}
+
+/// The extra streams of a large read find their sessions ready: idle
+/// sessions set up data connections ahead while the reader's first MiB
+/// comes (`RemoteStore::ready_for_reads`, EPSV and the connect off the
+/// reader's path), and the segments' opens then go out on them.
+#[test]
+fn idle_sessions_set_up_data_connections_for_the_streams_of_a_large_read() {
+    let r = rig(|_| {});
+    let body = data::bytes(MIB, 72);
+    store_contract::write_file(&*r.store, b"big", &body);
+    let epsvs = || r.server.log_text().matches("Command(Epsv").count();
+    // Idle sessions with no data connection set up ahead: fresh logins
+    // (the upload's session already has one).
+    let before = r.pool.connector().stats().snapshot().data_set_up_ahead;
+    let epsv_before = epsvs();
+    r.store.ready_for_reads(2);
+    assert!(
+        common::mount::wait_until(10, || epsvs() >= epsv_before + 2),
+        "EPSV sent ahead: {} of 2",
+        epsvs() - epsv_before
+    );
+    // The three opens the segments of a read would make, one per session.
+    let mut streams = Vec::new();
+    for offset in [0, MIB as u64 / 2, MIB as u64 - 10] {
+        let mut stream = r
+            .store
+            .open_read_now(b"big", offset)
+            .expect("open")
+            .expect("a session free now");
+        let mut byte = [0u8; 1];
+        let n = stream.read(&mut byte).expect("read");
+        assert_eq!((n, byte[0]), (1, body[offset as usize]));
+        streams.push(stream);
+    }
+    let ahead = r.pool.connector().stats().snapshot().data_set_up_ahead - before;
+    assert!(
+        ahead >= 2,
+        "opens on connections set up ahead: {ahead}, expected 2 or more"
+    );
 }
