@@ -1662,7 +1662,23 @@ impl Model {
                 self.release_file(hd.file, store);
                 result.map(|()| Out::Done)
             }
-            Step::Rename { from, to } => self.rename(from.path(), to.path()),
+            Step::Rename { from, to } => {
+                let (from, to) = (from.path(), to.path());
+                // §4, as for rmdir: a directory renamed over a non-empty
+                // one the mount has not listed is found non-empty when the
+                // server refuses to remove it, and a fault there is what
+                // the caller gets instead.
+                let over_full_dir = self.kind(from) == Some(FileKind::Dir)
+                    && self.kind(to) == Some(FileKind::Dir)
+                    && from != to
+                    && self.has_children(to);
+                if let Some(k) = self.fail_kind(FaultOp::Delete) {
+                    if over_full_dir && actual == &Err(store_errno(k)) {
+                        return Err(store_errno(k));
+                    }
+                }
+                self.rename(from, to)
+            }
             Step::Unlink(p) => {
                 let p = p.path();
                 if self.lookup(p)? == FileKind::Dir {
