@@ -178,6 +178,36 @@ fn proftpd_with_mod_digest_checks_big_uploads_by_digest() {
     }
 }
 
+/// A large file read in order through a ProFTPD mount: the extra streams'
+/// segments go out as `RANG` + `RETR` (ProFTPD's FEAT lists `RANG STREAM`),
+/// and the bytes are the file's, whichever segments the server ended itself
+/// and which it ran on past (see `store_primitives`).
+#[test]
+fn proftpd_segments_are_ranges() {
+    let server = ScriptServer::start("proftpd-test-server", &[]);
+    let body = data::bytes(40 * 1024 * 1024 + 12_345, 3);
+    std::fs::write(server.info.root.join("big.bin"), &body).unwrap();
+    let mount = Mount::start(&server.info, &[]);
+    let read = std::process::Command::new("timeout")
+        .args(["120", "cat", &mount.path_str("big.bin")])
+        .output()
+        .expect("cat");
+    assert!(read.status.success(), "cat: {:?}", read.status);
+    assert!(read.stdout == body, "the file's bytes through the mount");
+    // Transfers that ended with 226 rather than ABOR's 426: the one that
+    // reads to the end of the file, and the ranges ProFTPD ended itself.
+    let log = server.info.log_text();
+    let ranges = commands(&server, &["RANG"]);
+    let ended_by_server = log
+        .lines()
+        .filter(|l| l.starts_with("RETR big.bin -> 226"))
+        .count();
+    assert!(
+        ranges >= 1 && ended_by_server >= 2,
+        "segments as ranges: {ranges}, transfers the server ended: {ended_by_server}; log:\n{log}"
+    );
+}
+
 /// Lines of the server's protocol log (`COMMAND ARGS -> CODE`) whose
 /// command is one of `names`.
 fn commands(server: &ScriptServer, names: &[&str]) -> usize {

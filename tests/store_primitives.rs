@@ -236,3 +236,114 @@ fn pyftpdlib_writes_in_place() {
     );
     assert!(store.capabilities().digests.is_empty());
 }
+
+/// The commands in a script server's protocol log since line `from`
+/// (ProFTPD logs "COMMAND args -> code").
+fn logged_since(server: &ScriptServer, from: usize) -> Vec<String> {
+    // Read as the server writes it; lines are whole once the reply went out.
+    let log = std::fs::read_to_string(&server.env["FTPS_LOG"]).unwrap_or_default();
+    log.lines().skip(from).map(str::to_string).collect()
+}
+
+/// A segment of a segmented read, on ProFTPD (FEAT: `RANG STREAM`): RANG
+/// instead of REST. A range of whole 64 KiB units (segments end at
+/// multiples of 64 KiB: `fs::segmented`) the server ends itself: the
+/// stream ends there with the right bytes, the transfer completes without
+/// ABOR, and the range does not stick to the session's next download. A
+/// range of any other length ProFTPD 1.3.8 runs on past its end (to the
+/// end of the file): the stream then reads on as a plain download, never
+/// losing or doubling a byte, and the caller ends it by ABOR.
+#[test]
+fn proftpd_ends_a_segment_at_its_end_with_rang() {
+    let server = ScriptServer::start("proftpd-test-server", &[]);
+    let pool = Arc::new(Pool::new(
+        Connector::new(server.info.config()).unwrap(),
+        PoolSettings {
+            max_sessions: 1,
+            ..PoolSettings::default()
+        },
+    ));
+    let store = FtpsStore::connect(pool, b"").expect("store");
+    let body = common::data::bytes(3_000_001, 12);
+    write_file(&store, b"seg.bin", &body);
+    let verbs_since = |mark: usize| -> Vec<String> {
+        logged_since(&server, mark)
+            .iter()
+            .filter_map(|line| line.split_whitespace().next())
+            .filter(|verb| !["EPSV", "PASV", "TYPE"].contains(verb))
+            .map(str::to_string)
+            .collect()
+    };
+
+    let mark = logged_since(&server, 0).len();
+    let (start, end) = (1_048_576usize, 1_048_576 + 16 * 65_536);
+    let mut stream = store
+        .open_read_segment(b"seg.bin", start as u64, end as u64, true)
+        .expect("open")
+        .expect("a session");
+    assert_eq!(stream.range_end(), Some(end as u64));
+    let got = drain(&mut *stream);
+    assert_eq!(got.len(), end - start, "the stream ends at the range's end");
+    assert!(got == body[start..end], "the segment's bytes");
+    drop(stream);
+    let whole = read_all(&store, b"seg.bin", 0);
+    assert!(whole == body, "the next download is the whole file");
+    let commands = logged_since(&server, mark);
+    assert_eq!(verbs_since(mark), ["RANG", "RETR", "RETR"], "{commands:#?}");
+    assert!(
+        commands
+            .iter()
+            .any(|c| c.starts_with("RANG 1048576 2097151 -> 350")),
+        "{commands:#?}"
+    );
+
+    // Not whole units: ProFTPD sends on; every byte still comes once.
+    let mark = logged_since(&server, 0).len();
+    let (start, end) = (1_000_003usize, 2_500_000usize);
+    let mut stream = store
+        .open_read_segment(b"seg.bin", start as u64, end as u64, true)
+        .expect("open")
+        .expect("a session");
+    let mut got = vec![0u8; end - start];
+    let mut at = 0;
+    while at < got.len() {
+        let n = stream.read(&mut got[at..]).expect("read");
+        assert!(n > 0, "ended at {at} of {}", got.len());
+        at += n;
+    }
+    assert!(got == body[start..end], "the segment's bytes");
+    assert_eq!(stream.range_end(), None, "read on as a plain download");
+    let rest = drain(&mut *stream);
+    assert!(rest == body[end..], "the rest of the file, once");
+    drop(stream);
+    let commands = logged_since(&server, mark);
+    assert_eq!(verbs_since(mark), ["RANG", "RETR"], "{commands:#?}");
+}
+
+/// Without RANG (vsftpd), a segment's stream is a plain REST + RETR that
+/// reads on past the segment's end: the caller drops it there.
+#[test]
+fn vsftpd_reads_a_segment_with_rest() {
+    let server = Vsftpd::start(&[]);
+    let store = store(&server.info);
+    let body = common::data::bytes(300_000, 13);
+    write_file(&store, b"seg.bin", &body);
+    let mut stream = store
+        .open_read_segment(b"seg.bin", 1000, 2000, true)
+        .expect("open")
+        .expect("a session");
+    assert_eq!(stream.range_end(), None);
+    assert!(drain(&mut *stream) == body[1000..], "read on to the end");
+}
+
+/// Everything a stream gives until it ends.
+fn drain(stream: &mut dyn ftpsfs::store::ReadStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 100_000];
+    loop {
+        match stream.read(&mut buf).expect("read") {
+            0 => return out,
+            n => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}

@@ -139,6 +139,14 @@ const GROW_DEN: u64 = 2;
 /// of the segment size (see `Shared::split`): 1 MiB of 8 MiB segments; a
 /// smaller one would save less than its reopen costs.
 const SPLIT_MIN_SHARE: u64 = 8;
+/// Segments end at multiples of this many bytes of the file, so that every
+/// segment but the first (which starts where the reader was) spans whole
+/// units of it. Why: a server that offers `RANG` ends a segment's transfer
+/// itself, with no ABOR (see `RemoteStore::open_read_segment`), but ProFTPD
+/// 1.3.8 keeps to a range's end only when its length is a multiple of its
+/// 16 KiB transfer buffer (measured: 16,384 and 65,536 bytes end there,
+/// 16,385 and 60,000 run on to the end of the file).
+const ALIGN: u64 = 64 * 1024;
 /// The growth of the aggregate rate that makes a stream worth it.
 const GAIN: f64 = 1.10;
 /// No extra stream is added for this long after a segment open was refused.
@@ -531,6 +539,17 @@ fn even_segments(rest: u64, size: u64, streams: usize) -> u64 {
     rest.div_ceil(rounds * streams).clamp(size, largest)
 }
 
+/// `end` moved back to a multiple of `ALIGN`, unless that would leave
+/// nothing after `start`.
+fn aligned_end(start: u64, end: u64) -> u64 {
+    let aligned = end / ALIGN * ALIGN;
+    if aligned > start {
+        aligned
+    } else {
+        end
+    }
+}
+
 struct Shared {
     state: Mutex<State>,
     /// Signalled when bytes arrive, a segment is freed or taken back, or
@@ -723,7 +742,12 @@ impl Shared {
         } else {
             self.segment_size
         };
-        let end = if rest <= len { u64::MAX } else { start + len };
+        let end = if rest <= len {
+            u64::MAX
+        } else {
+            aligned_end(start, start + len)
+        };
+        let len = end.min(s.size) - start;
         self.source.stats.longest.fetch_max(len, Ordering::Relaxed);
         s.next_start = end;
         s.segments.push_back(Segment {
@@ -764,6 +788,8 @@ impl Shared {
         // that it fetches no byte of the new one.
         let len = ((rest as f64 - lead) / 2.0).max(0.0) as u64;
         let len = len.min(rest.saturating_sub(CHUNK as u64));
+        // A range of whole `ALIGN` units, from an aligned end (see there).
+        let len = len / ALIGN * ALIGN;
         if len < (self.segment_size / SPLIT_MIN_SHARE).max(CHUNK as u64) {
             return None;
         }
@@ -965,17 +991,28 @@ fn work(
         // The primary goes on where it is; any other stream is dropped
         // (ABOR) and a new one opened at the segment.
         let began = Instant::now();
-        let reopened = stream.as_ref().map(|st| st.position()) != Some(from);
+        // A stream the server ends at a range's end cannot go on past it.
+        let reopened = stream.as_ref().map(|st| st.position()) != Some(from)
+            || stream
+                .as_ref()
+                .and_then(|st| st.range_end())
+                .is_some_and(|range_end| from >= range_end);
         if reopened {
             drop(stream.take());
             // An extra stream takes a session only when one is free, unless
             // it is the last worker (then it holds nothing and waits as the
             // primary does).
             let last = shared.state.lock().running == 1;
-            let opened = if extra && !last {
-                source.store.open_read_now(&source.path, from)
-            } else {
-                source.store.open_read(&source.path, from).map(Some)
+            // A bounded segment as a range (the open-ended last one reads
+            // to the end of the file, so a file that grew is read whole).
+            let bounded = (end != u64::MAX).then_some(end);
+            let wait = !extra || last;
+            let opened = match bounded {
+                Some(end) => source
+                    .store
+                    .open_read_segment(&source.path, from, end, wait),
+                None if wait => source.store.open_read(&source.path, from).map(Some),
+                None => source.store.open_read_now(&source.path, from),
             };
             match opened {
                 Ok(Some(opened)) => {

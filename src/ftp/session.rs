@@ -26,7 +26,7 @@ use super::dialogue::abort::Abort;
 use super::dialogue::digest::{self as digest_dialogue, Hash, Hashed};
 use super::dialogue::endpoint::{Active, Passive, PassiveAddress};
 use super::dialogue::login::{ClearControl, Cleared, Credentials, Greeting, Setup};
-use super::dialogue::transfer::{Ahead, OpenTransfer, TransferEnd};
+use super::dialogue::transfer::{Ahead, OpenTransfer, Start, TransferEnd};
 use super::dialogue::{self, Action, Command, Conversation, Fact, Input, ReadReply, Step, Wait};
 use super::error::{Error, Result};
 use super::features::Features;
@@ -686,7 +686,7 @@ impl Session {
     fn read_listing(&mut self, verb: &str, arg: &[u8]) -> Result<Vec<u8>> {
         let arg = (!arg.is_empty()).then_some(arg);
         let mut body = Vec::new();
-        let stream = self.open_transfer(verb, arg, 0)?;
+        let stream = self.open_transfer(verb, arg, Start::At(0))?;
         let mut download = Download::new(&mut *self, stream, None);
         let read = (&mut download).take(MAX_LISTING + 1).read_to_end(&mut body);
         if let Err(e) = read {
@@ -725,11 +725,11 @@ impl Session {
 
     /// Opens the data connection for one transfer command and returns it once
     /// the server has accepted the command and the TLS handshake is done.
-    fn open_transfer(&mut self, verb: &str, arg: Option<&[u8]>, offset: u64) -> Result<Stream> {
+    fn open_transfer(&mut self, verb: &str, arg: Option<&[u8]>, start: Start) -> Result<Stream> {
         if let Some(arg) = arg {
             dialogue::check_argument(arg, "file name")?;
         }
-        let result = self.open_transfer_inner(verb, arg, offset);
+        let result = self.open_transfer_inner(verb, arg, start);
         self.note(result)
     }
 
@@ -740,7 +740,7 @@ impl Session {
         &mut self,
         verb: &str,
         arg: Option<&[u8]>,
-        offset: u64,
+        start: Start,
     ) -> Result<Stream> {
         self.keep_data_resumable()?;
         self.settle_next_data(true);
@@ -749,7 +749,7 @@ impl Session {
                 .stats
                 .data_set_up_ahead
                 .fetch_add(1, Ordering::Relaxed);
-            match self.open_transfer_on(verb, arg, offset, Endpoint::Connected(tcp)) {
+            match self.open_transfer_on(verb, arg, start, Endpoint::Connected(tcp)) {
                 // A refusal (425) leaves the session in step; a timeout or
                 // a lost connection does not, and is the caller's to retry.
                 Err(e) if e.is_transient() && !e.breaks_session() && !self.broken => log::debug!(
@@ -760,14 +760,14 @@ impl Session {
             }
         }
         let endpoint = self.open_endpoint()?;
-        self.open_transfer_on(verb, arg, offset, endpoint)
+        self.open_transfer_on(verb, arg, start, endpoint)
     }
 
     fn open_transfer_on(
         &mut self,
         verb: &str,
         arg: Option<&[u8]>,
-        offset: u64,
+        start: Start,
         endpoint: Endpoint,
     ) -> Result<Stream> {
         let (mut passive, mut waiting) = match endpoint {
@@ -778,7 +778,7 @@ impl Session {
         let timeouts = self.config().timeouts;
         let phase = format!("data connection for {shown}");
         let mut stream = None;
-        let open = OpenTransfer::new(verb, arg, offset);
+        let open = OpenTransfer::new(verb, arg, start);
         self.converse_with(open, |session, action| match action {
             Action::OpenData(command) => {
                 session.send(&command)?;
@@ -1228,9 +1228,24 @@ pub fn retr_on<S: DerefMut<Target = Session>>(
     offset: u64,
     expected_size: Option<u64>,
 ) -> Result<Download<S>> {
-    let stream = session.open_transfer("RETR", Some(path), offset)?;
+    let stream = session.open_transfer("RETR", Some(path), Start::At(offset))?;
     let expected_end = expected_size.map(|size| size.saturating_sub(offset));
     Ok(Download::new(session, stream, expected_end))
+}
+
+/// `RANG start end-1` + RETR: reads `start..end` of `path`, which the
+/// server ends there (a range within the file: ProFTPD refuses one past
+/// its end). Only for a server whose FEAT lists `RANG STREAM`; a shorter
+/// or longer transfer is an error, as for a stale expected size.
+pub fn retr_range_on<S: DerefMut<Target = Session>>(
+    mut session: S,
+    path: &[u8],
+    start: u64,
+    end: u64,
+) -> Result<Download<S>> {
+    let range = Start::Range { start, end };
+    let stream = session.open_transfer("RETR", Some(path), range)?;
+    Ok(Download::new(session, stream, range.length()))
 }
 
 /// STOR (or APPE with `verb`), on any handle to a session.
@@ -1252,7 +1267,7 @@ pub fn upload_at_on<S: DerefMut<Target = Session>>(
     path: &[u8],
     offset: u64,
 ) -> Result<Upload<S>> {
-    let stream = session.open_transfer(verb, Some(path), offset)?;
+    let stream = session.open_transfer(verb, Some(path), Start::At(offset))?;
     Ok(Upload::new(session, stream))
 }
 

@@ -39,6 +39,13 @@ impl<S: DerefMut<Target = Session>> Download<S> {
         }
     }
 
+    /// Drops the size the download was expected to have: the server sent
+    /// on past a range it was asked for (see `store::ftps`), and the rest
+    /// of the file is read as any download's.
+    pub fn expect_any_length(&mut self) {
+        self.expected = None;
+    }
+
     /// Bytes read so far.
     pub fn received(&self) -> u64 {
         self.received

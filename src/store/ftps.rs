@@ -13,9 +13,10 @@ use parking_lot::Mutex;
 
 use crate::ftp::avbl::Available;
 use crate::ftp::dialogue::digest::Hashed;
+use crate::ftp::dialogue::transfer::Start;
 use crate::ftp::features::Features;
 use crate::ftp::listing::{Entry, EntryKind};
-use crate::ftp::session::{retr_on, upload_at_on, upload_on};
+use crate::ftp::session::{retr_on, retr_range_on, upload_at_on, upload_on};
 use crate::ftp::transfer::{Download, Upload};
 use crate::ftp::{self, Kind, Pool, PooledSession, Retry};
 
@@ -110,23 +111,30 @@ impl FreshSizes {
 
 impl FtpsStore {
     /// The stream of a download just opened on `remote` at `offset`.
-    fn reader(
+    /// Opens a download of `path` from `start`; `None` only with
+    /// `Checkout::Now`, when no session is free.
+    fn open_reader(
         &self,
         path: &[u8],
-        remote: Vec<u8>,
-        offset: u64,
-        download: Download<PooledSession>,
+        start: Start,
         checkout: Checkout,
-    ) -> FtpsReader {
-        FtpsReader {
+    ) -> Result<Option<FtpsReader>> {
+        let remote = self.remote(path);
+        let Some(download) = open_download(&self.pool, &remote, start, checkout)? else {
+            return Ok(None);
+        };
+        let offset = start.offset();
+        Ok(Some(FtpsReader {
             pool: Arc::clone(&self.pool),
             remote,
             position: offset,
+            end: start.length().map(|length| offset + length),
+            carried: None,
             download: Some(download),
             resumes_left: DOWNLOAD_RESUMES,
             ticket: self.transfers.start(Direction::Download, path, offset),
             checkout,
-        }
+        }))
     }
 
     /// Logs in (checking that the server and the mounted directory are
@@ -322,25 +330,40 @@ impl RemoteStore for FtpsStore {
     }
 
     fn open_read(&self, path: &[u8], offset: u64) -> Result<Box<dyn ReadStream>> {
-        let remote = self.remote(path);
-        let download = open_download(&self.pool, &remote, offset, Checkout::Wait)?;
-        let download = download.ok_or_else(|| no_session(&remote))?;
-        Ok(Box::new(self.reader(
-            path,
-            remote,
-            offset,
-            download,
-            Checkout::Wait,
-        )))
+        let reader = self.open_reader(path, Start::At(offset), Checkout::Wait)?;
+        Ok(Box::new(
+            reader.ok_or_else(|| no_session(&self.remote(path)))?,
+        ))
     }
 
     fn open_read_now(&self, path: &[u8], offset: u64) -> Result<Option<Box<dyn ReadStream>>> {
-        let remote = self.remote(path);
-        let Some(download) = open_download(&self.pool, &remote, offset, Checkout::Now)? else {
-            return Ok(None);
+        let reader = self.open_reader(path, Start::At(offset), Checkout::Now)?;
+        Ok(reader.map(|r| Box::new(r) as Box<dyn ReadStream>))
+    }
+
+    /// With RANG where FEAT lists `RANG STREAM` (ProFTPD): the server ends
+    /// the segment's transfer itself, so the session needs no ABOR and its
+    /// replies (a round trip, and on some servers a reset data connection)
+    /// after each segment.
+    fn open_read_segment(
+        &self,
+        path: &[u8],
+        start: u64,
+        end: u64,
+        wait: bool,
+    ) -> Result<Option<Box<dyn ReadStream>>> {
+        let checkout = if wait { Checkout::Wait } else { Checkout::Now };
+        let from = if self.features.rang && end > start {
+            Start::Range { start, end }
+        } else {
+            Start::At(start)
         };
-        let reader = self.reader(path, remote, offset, download, Checkout::Now);
-        Ok(Some(Box::new(reader)))
+        let reader = self.open_reader(path, from, checkout)?;
+        match reader {
+            Some(reader) => Ok(Some(Box::new(reader))),
+            None if wait => Err(no_session(&self.remote(path))),
+            None => Ok(None),
+        }
     }
 
     fn ready_for_reads(&self, streams: usize) {
@@ -653,12 +676,13 @@ impl FtpsStore {
 fn open_download(
     pool: &Pool,
     remote: &[u8],
-    offset: u64,
+    start: Start,
     checkout: Checkout,
 ) -> Result<Option<Download<PooledSession>>> {
     let describe = |e: ftp::Error| from_ftp(e, &format!("reading {}", shown(remote)));
-    open_transfer_with(pool, checkout, describe, |session| {
-        retr_on(session, remote, offset, None)
+    open_transfer_with(pool, checkout, describe, |session| match start {
+        Start::At(offset) => retr_on(session, remote, offset, None),
+        Start::Range { start, end } => retr_range_on(session, remote, start, end),
     })
 }
 
@@ -744,7 +768,14 @@ struct FtpsReader {
     pool: Arc<Pool>,
     remote: Vec<u8>,
     position: u64,
-    /// `None` after the end of the file was reached and the transfer closed.
+    /// The end of a range the server ends the transfer at (RANG): the
+    /// stream ends there.
+    end: Option<u64>,
+    /// A byte read past a range's end that the server did not keep to,
+    /// the next to hand out (see `end_of_range`).
+    carried: Option<u8>,
+    /// `None` after the end of the file (or range) was reached and the
+    /// transfer closed.
     download: Option<Download<PooledSession>>,
     resumes_left: u32,
     ticket: Ticket,
@@ -755,11 +786,33 @@ struct FtpsReader {
 impl ReadStream for FtpsReader {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
         use std::io::Read;
+        if let (Some(byte), Some(first)) = (self.carried, buf.first_mut()) {
+            *first = byte;
+            self.carried = None;
+            self.position += 1;
+            self.ticket.count(1);
+            return Ok(1);
+        }
         loop {
             let Some(download) = self.download.as_mut() else {
-                return Ok(0);
+                // A range whose transfer failed before its end is never
+                // taken for the end of the file.
+                return match self.end {
+                    Some(end) if self.position < end => Err(Error::new(
+                        ErrorKind::Unavailable,
+                        format!(
+                            "reading {}: the range's transfer failed",
+                            shown(&self.remote)
+                        ),
+                    )),
+                    _ => Ok(0),
+                };
             };
-            match download.read(buf) {
+            // Never past a range's end, even from a server that sends more.
+            let room = self.end.map_or(buf.len(), |end| {
+                buf.len().min((end - self.position) as usize)
+            });
+            match download.read(&mut buf[..room]) {
                 Ok(0) => {
                     if let Some(done) = self.download.take() {
                         done.finish().map_err(|e| {
@@ -769,6 +822,13 @@ impl ReadStream for FtpsReader {
                     return Ok(0);
                 }
                 Ok(n) => {
+                    // The range's last bytes: its transfer is ended now,
+                    // not when the stream is dropped (that would ABOR a
+                    // transfer already complete). Bytes whose range did not
+                    // end cleanly are not handed out.
+                    if self.end == Some(self.position + n as u64) {
+                        self.end_of_range()?;
+                    }
                     self.position += n as u64;
                     self.ticket.count(n);
                     return Ok(n);
@@ -784,8 +844,14 @@ impl ReadStream for FtpsReader {
                     if let Some(broken) = self.download.take() {
                         abandon(broken);
                     }
-                    let resumed =
-                        open_download(&self.pool, &self.remote, self.position, self.checkout)?;
+                    let from = match self.end {
+                        Some(end) => Start::Range {
+                            start: self.position,
+                            end,
+                        },
+                        None => Start::At(self.position),
+                    };
+                    let resumed = open_download(&self.pool, &self.remote, from, self.checkout)?;
                     self.download = Some(resumed.ok_or_else(|| no_session(&self.remote))?);
                 }
                 Err(e) => {
@@ -800,6 +866,58 @@ impl ReadStream for FtpsReader {
 
     fn position(&self) -> u64 {
         self.position
+    }
+
+    fn range_end(&self) -> Option<u64> {
+        self.end
+    }
+}
+
+impl FtpsReader {
+    /// At a range's end: a server that ends the transfer there sends no
+    /// more data, then its 226; the transfer completes here, so dropping
+    /// the stream sends no ABOR. A server that sends on past the end
+    /// (ProFTPD 1.3.8 does, unless the range's length is a multiple of its
+    /// 16 KiB buffer: measured) leaves a plain download, as without RANG:
+    /// the byte read is kept for the next read, and a caller that stops at
+    /// the range's end drops the stream (ABOR).
+    fn end_of_range(&mut self) -> Result<()> {
+        use std::io::Read;
+        let Some(download) = self.download.as_mut() else {
+            return Ok(());
+        };
+        let mut more = [0u8; 1];
+        match download.read(&mut more) {
+            Ok(0) => match self.download.take() {
+                Some(done) => done
+                    .finish()
+                    .map(drop)
+                    .map_err(|e| from_ftp(e, &format!("reading {}", shown(&self.remote)))),
+                None => Ok(()),
+            },
+            Ok(_) => {
+                log::debug!(
+                    "{}: the server sent on past the end of the range (RANG); read as a plain download",
+                    shown(&self.remote)
+                );
+                download.expect_any_length();
+                self.carried = Some(more[0]);
+                self.end = None;
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(broken) = self.download.take() {
+                    abandon(broken);
+                }
+                Err(Error::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "reading {}: the end of a range did not come cleanly: {e}",
+                        shown(&self.remote)
+                    ),
+                ))
+            }
+        }
     }
 }
 

@@ -91,6 +91,11 @@ pub trait ReadStream: Send {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize>;
     /// Offset in the file of the next byte `read` returns.
     fn position(&self) -> u64;
+    /// Where the stream ends short of the end of the file: a range the
+    /// server ends (see `RemoteStore::open_read_segment`).
+    fn range_end(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// An upload in progress. Only `finish` returning `Ok` means the server holds
@@ -115,6 +120,25 @@ pub trait RemoteStore: Send + Sync {
     /// may need. A store without sessions opens as `open_read` does.
     fn open_read_now(&self, path: &[u8], offset: u64) -> Result<Option<Box<dyn ReadStream>>> {
         self.open_read(path, offset).map(Some)
+    }
+    /// Opens a read of the segment `start..end` of `path` (`end` within the
+    /// file), on a session free now unless `wait` (`None`: none is free).
+    /// A store that can have the server end the transfer at `end` does
+    /// (FTPS: `RANG` where FEAT offers it), and its stream ends there;
+    /// others read on past `end`, and the caller drops the stream there.
+    fn open_read_segment(
+        &self,
+        path: &[u8],
+        start: u64,
+        end: u64,
+        wait: bool,
+    ) -> Result<Option<Box<dyn ReadStream>>> {
+        let _ = end;
+        if wait {
+            self.open_read(path, start).map(Some)
+        } else {
+            self.open_read_now(path, start)
+        }
     }
     /// Gets up to `streams` idle sessions ready for a download soon (their
     /// data connections set up ahead, off the caller's path), for the
@@ -199,6 +223,15 @@ impl<S: RemoteStore + ?Sized> RemoteStore for Arc<S> {
     }
     fn open_read_now(&self, path: &[u8], offset: u64) -> Result<Option<Box<dyn ReadStream>>> {
         (**self).open_read_now(path, offset)
+    }
+    fn open_read_segment(
+        &self,
+        path: &[u8],
+        start: u64,
+        end: u64,
+        wait: bool,
+    ) -> Result<Option<Box<dyn ReadStream>>> {
+        (**self).open_read_segment(path, start, end, wait)
     }
     fn ready_for_reads(&self, streams: usize) {
         (**self).ready_for_reads(streams)

@@ -11,6 +11,12 @@
 //! a reply after the 1xx but before the connection is the server giving up
 //! (425 "can't open data connection").
 //!
+//! Where a transfer starts (`Start`) goes ahead of its command, in the same
+//! flight: `REST offset`, or for a range of a download `RANG first last`
+//! (draft-bryan-ftp-range, where FEAT lists `RANG STREAM`: ProFTPD), after
+//! which the server ends the transfer at the range's end, cleanly, with no
+//! ABOR. Both are answered 350 and refused alike.
+//!
 //! A refused REST with the transfer command already sent: the server goes
 //! on with the command, from byte 0. Its reply is read; when it accepted
 //! (1xx), the transfer is abandoned (`Action::AbandonData`) and never
@@ -37,9 +43,53 @@
 use super::{finished, unexpected, Action, Command, Conversation, Input, ReadReply, Step, Wait};
 use crate::ftp::error::Result;
 
+/// Where a transfer starts: from a byte (0: the start, no REST), or a
+/// range of a download, `end` exclusive (RANG; never empty).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    At(u64),
+    Range { start: u64, end: u64 },
+}
+
+impl Start {
+    /// The command that goes ahead of the transfer's, if any.
+    fn command(self) -> Option<Command> {
+        match self {
+            Start::At(0) => None,
+            Start::At(offset) => Some(Command::with("REST", offset.to_string())),
+            Start::Range { start, end } => Some(Command::with(
+                "RANG",
+                format!("{start} {}", end.max(start + 1) - 1),
+            )),
+        }
+    }
+
+    /// The first byte of the transfer.
+    pub fn offset(self) -> u64 {
+        match self {
+            Start::At(offset) | Start::Range { start: offset, .. } => offset,
+        }
+    }
+
+    /// The bytes the transfer may carry at most (a range's length).
+    pub fn length(self) -> Option<u64> {
+        match self {
+            Start::At(_) => None,
+            Start::Range { start, end } => Some(end.saturating_sub(start)),
+        }
+    }
+}
+
+impl From<u64> for Start {
+    fn from(offset: u64) -> Start {
+        Start::At(offset)
+    }
+}
+
 pub struct OpenTransfer {
     command: Command,
-    offset: u64,
+    /// REST or RANG, sent ahead of `command`.
+    ahead: Option<Command>,
     /// Whether REST's reply was read (true when no REST was sent).
     rest_answered: bool,
     state: OpenState,
@@ -64,15 +114,16 @@ enum OpenState {
 }
 
 impl OpenTransfer {
-    /// `verb` with `argument`, from byte `offset` (0: no REST).
-    pub fn new(verb: &str, argument: Option<&[u8]>, offset: u64) -> OpenTransfer {
+    /// `verb` with `argument`, from `start` (`Start::At(0)`: no REST).
+    pub fn new(verb: &str, argument: Option<&[u8]>, start: impl Into<Start>) -> OpenTransfer {
+        let ahead = start.into().command();
         OpenTransfer {
             command: Command {
                 verb: verb.to_string(),
                 argument: argument.map(<[u8]>::to_vec),
             },
-            offset,
-            rest_answered: offset == 0,
+            rest_answered: ahead.is_none(),
+            ahead,
             state: OpenState::RestAhead,
         }
     }
@@ -87,7 +138,8 @@ impl OpenTransfer {
     }
 
     fn rest_refused(&self, reply: &crate::ftp::reply::Reply) -> crate::ftp::error::Error {
-        super::refused(format!("REST {}", self.offset), reply)
+        let ahead = self.ahead.as_ref().map_or_else(String::new, Command::shown);
+        super::refused(ahead, reply)
     }
 
     /// REST's reply, which comes before anything of the transfer command:
@@ -119,10 +171,9 @@ impl Conversation for OpenTransfer {
     type Outcome = ();
 
     fn start(&mut self) -> Result<Step<()>> {
-        if self.offset > 0 {
+        if let Some(ahead) = self.ahead.clone() {
             self.state = OpenState::RestAhead;
-            let rest = Command::with("REST", self.offset.to_string());
-            return Ok(Step::Do(Action::SendAhead(rest)));
+            return Ok(Step::Do(Action::SendAhead(ahead)));
         }
         self.request()
     }
@@ -366,6 +417,29 @@ mod tests {
         ];
         for (verb, offset, events, sent, outcome) in table {
             let (actual_sent, actual) = run(OpenTransfer::new(verb, Some(b"f"), *offset), events);
+            assert_eq!(&actual_sent, sent, "{events:?}");
+            assert_eq!(actual, outcome.map_err(String::from), "{events:?}");
+        }
+    }
+
+    /// A range goes ahead as RANG with its last byte (inclusive), answered
+    /// and refused as REST is.
+    #[test]
+    fn a_range_goes_ahead_as_rang() {
+        let range = Start::Range {
+            start: 1000,
+            end: 2000,
+        };
+        assert_eq!((range.offset(), range.length()), (1000, Some(1000)));
+        #[rustfmt::skip]
+        let table: &[(Lines, Lines, Expected<()>)] = &[
+            (&["data", "350 Transferring byte range of 1000 bytes starting from 1000", "150 ok"],
+                &["RANG 1000 1999 (ahead)", "RETR f"], Ok(())),
+            (&["data", "500 RANG not understood", "150 ok"], &["RANG 1000 1999 (ahead)", "RETR f", "abandon"],
+                Err("server refused RANG 1000 1999: RANG not understood (500)")),
+        ];
+        for (events, sent, outcome) in table {
+            let (actual_sent, actual) = run(OpenTransfer::new("RETR", Some(b"f"), range), events);
             assert_eq!(&actual_sent, sent, "{events:?}");
             assert_eq!(actual, outcome.map_err(String::from), "{events:?}");
         }
