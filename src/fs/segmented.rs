@@ -27,10 +27,12 @@
 //! - worker 0 keeps the primary stream, which goes on without a reopen as
 //!   long as its next segment is the one its stream is at (always, when it
 //!   is the only worker: one stream costs nothing more than before);
-//! - each extra worker opens `open_read(path, segment start)` (REST + RETR
-//!   on another pooled session), reads exactly to the segment's end and
-//!   drops the stream (the FTPS store ABORs, whose reply orders it handles),
-//!   then takes the next segment.
+//! - each extra worker opens `open_read_segment(path, start, end)` on
+//!   another pooled session (REST + RETR, or RANG + RETR where the server
+//!   offers it: then the server ends the transfer at the segment's end,
+//!   see `ALIGN`), reads exactly to the segment's end and drops the stream
+//!   (the FTPS store ABORs a transfer not ended, whose reply orders it
+//!   handles), then takes the next segment.
 //!
 //! `read` hands out the segments' bytes in file order; a segment is freed
 //! once handed out.
