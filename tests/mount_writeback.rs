@@ -302,3 +302,53 @@ fn rsync_into_the_mount_uploads_each_file_once_and_downloads_nothing() {
         );
     }
 }
+
+/// The cache directory on a disk that fills up (a 1 MiB tmpfs): files that
+/// no longer fit in the write-back spool are uploaded before their close
+/// returns, never lost, and the ones that fit still go in the background.
+#[test]
+fn a_full_cache_disk_makes_close_upload_at_once() {
+    let rig = Proxied::start(&[]);
+    let cache = tempfile::tempdir().expect("temp dir");
+    let cache_dir = cache.path().to_string_lossy().into_owned();
+    ok(
+        "mount",
+        &["-t", "tmpfs", "-o", "size=1m", "tmpfs", &cache_dir],
+        30,
+    );
+    struct Unmount(String);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").args(["-l", &self.0]).status();
+        }
+    }
+    let _tmpfs = Unmount(cache_dir.clone());
+    let mount = rig.mount(&["--cache-dir", &cache_dir, "--write-back", "async"]);
+    let small = content(3);
+    let big: Vec<u8> = (0..3 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+    std::fs::write(mount.dir.join("small"), &small).expect("write the small file");
+    std::fs::write(mount.dir.join("big"), &big).expect("write the big file: not ENOSPC");
+    // The big file could not be spooled (the disk was full, as the log
+    // says): it is on the server already.
+    assert!(
+        mount.log_text().contains("No space left on device"),
+        "{}",
+        mount.log_text()
+    );
+    assert!(
+        std::fs::read(rig.info.root.join("big")).ok() == Some(big.clone()),
+        "big on the server when its close returned; log:\n{}",
+        mount.log_text()
+    );
+    let synced = ftpsfs(&["sync", &mount.path_str("")]);
+    assert!(synced.status.success(), "{}", text(&synced));
+    assert_eq!(
+        std::fs::read(rig.info.root.join("small")).ok(),
+        Some(small),
+        "small on the server after sync"
+    );
+    assert!(
+        std::fs::read(mount.dir.join("big")).ok() == Some(big),
+        "read back"
+    );
+}
