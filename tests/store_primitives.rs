@@ -278,7 +278,7 @@ fn proftpd_ends_a_segment_at_its_end_with_rang() {
     let mark = logged_since(&server, 0).len();
     let (start, end) = (1_048_576usize, 1_048_576 + 16 * 65_536);
     let mut stream = store
-        .open_read_segment(b"seg.bin", start as u64, end as u64, true)
+        .open_read_segment(b"seg.bin", start as u64, Some(end as u64), true)
         .expect("open")
         .expect("a session");
     assert_eq!(stream.range_end(), Some(end as u64));
@@ -301,7 +301,7 @@ fn proftpd_ends_a_segment_at_its_end_with_rang() {
     let mark = logged_since(&server, 0).len();
     let (start, end) = (1_000_003usize, 2_500_000usize);
     let mut stream = store
-        .open_read_segment(b"seg.bin", start as u64, end as u64, true)
+        .open_read_segment(b"seg.bin", start as u64, Some(end as u64), true)
         .expect("open")
         .expect("a session");
     let mut got = vec![0u8; end - start];
@@ -329,7 +329,7 @@ fn vsftpd_reads_a_segment_with_rest() {
     let body = common::data::bytes(300_000, 13);
     write_file(&store, b"seg.bin", &body);
     let mut stream = store
-        .open_read_segment(b"seg.bin", 1000, 2000, true)
+        .open_read_segment(b"seg.bin", 1000, Some(2000), true)
         .expect("open")
         .expect("a session");
     assert_eq!(stream.range_end(), None);

@@ -1009,13 +1009,9 @@ fn work(
             // to the end of the file, so a file that grew is read whole).
             let bounded = (end != u64::MAX).then_some(end);
             let wait = !extra || last;
-            let opened = match bounded {
-                Some(end) => source
-                    .store
-                    .open_read_segment(&source.path, from, end, wait),
-                None if wait => source.store.open_read(&source.path, from).map(Some),
-                None => source.store.open_read_now(&source.path, from),
-            };
+            let opened = source
+                .store
+                .open_read_segment(&source.path, from, bounded, wait);
             match opened {
                 Ok(Some(opened)) => {
                     source.stats.opened.fetch_add(1, Ordering::Relaxed);

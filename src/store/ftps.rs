@@ -349,14 +349,13 @@ impl RemoteStore for FtpsStore {
         &self,
         path: &[u8],
         start: u64,
-        end: u64,
+        end: Option<u64>,
         wait: bool,
     ) -> Result<Option<Box<dyn ReadStream>>> {
         let checkout = if wait { Checkout::Wait } else { Checkout::Now };
-        let from = if self.features.rang && end > start {
-            Start::Range { start, end }
-        } else {
-            Start::At(start)
+        let from = match end {
+            Some(end) if self.features.rang && end > start => Start::Range { start, end },
+            _ => Start::At(start),
         };
         let reader = self.open_reader(path, from, checkout)?;
         match reader {

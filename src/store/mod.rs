@@ -121,16 +121,17 @@ pub trait RemoteStore: Send + Sync {
     fn open_read_now(&self, path: &[u8], offset: u64) -> Result<Option<Box<dyn ReadStream>>> {
         self.open_read(path, offset).map(Some)
     }
-    /// Opens a read of the segment `start..end` of `path` (`end` within the
-    /// file), on a session free now unless `wait` (`None`: none is free).
-    /// A store that can have the server end the transfer at `end` does
-    /// (FTPS: `RANG` where FEAT offers it), and its stream ends there;
-    /// others read on past `end`, and the caller drops the stream there.
+    /// Opens a read of the segment of `path` from `start` to `end` (within
+    /// the file; `None`: to the end of the file), on a session free now
+    /// unless `wait` (`None`: none is free). A store that can have the
+    /// server end the transfer at `end` does (FTPS: `RANG` where FEAT
+    /// offers it), and its stream ends there; others read on past `end`,
+    /// and the caller drops the stream there.
     fn open_read_segment(
         &self,
         path: &[u8],
         start: u64,
-        end: u64,
+        end: Option<u64>,
         wait: bool,
     ) -> Result<Option<Box<dyn ReadStream>>> {
         let _ = end;
@@ -228,7 +229,7 @@ impl<S: RemoteStore + ?Sized> RemoteStore for Arc<S> {
         &self,
         path: &[u8],
         start: u64,
-        end: u64,
+        end: Option<u64>,
         wait: bool,
     ) -> Result<Option<Box<dyn ReadStream>>> {
         (**self).open_read_segment(path, start, end, wait)
