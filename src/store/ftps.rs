@@ -110,7 +110,6 @@ impl FreshSizes {
 }
 
 impl FtpsStore {
-    /// The stream of a download just opened on `remote` at `offset`.
     /// Opens a download of `path` from `start`; `None` only with
     /// `Checkout::Now`, when no session is free.
     fn open_reader(
@@ -330,15 +329,12 @@ impl RemoteStore for FtpsStore {
     }
 
     fn open_read(&self, path: &[u8], offset: u64) -> Result<Box<dyn ReadStream>> {
-        let reader = self.open_reader(path, Start::At(offset), Checkout::Wait)?;
-        Ok(Box::new(
-            reader.ok_or_else(|| no_session(&self.remote(path)))?,
-        ))
+        self.open_read_segment(path, offset, None, true)?
+            .ok_or_else(|| no_session(&self.remote(path)))
     }
 
     fn open_read_now(&self, path: &[u8], offset: u64) -> Result<Option<Box<dyn ReadStream>>> {
-        let reader = self.open_reader(path, Start::At(offset), Checkout::Now)?;
-        Ok(reader.map(|r| Box::new(r) as Box<dyn ReadStream>))
+        self.open_read_segment(path, offset, None, false)
     }
 
     /// With RANG where FEAT lists `RANG STREAM` (ProFTPD): the server ends
@@ -358,11 +354,7 @@ impl RemoteStore for FtpsStore {
             _ => Start::At(start),
         };
         let reader = self.open_reader(path, from, checkout)?;
-        match reader {
-            Some(reader) => Ok(Some(Box::new(reader))),
-            None if wait => Err(no_session(&self.remote(path))),
-            None => Ok(None),
-        }
+        Ok(reader.map(|r| Box::new(r) as Box<dyn ReadStream>))
     }
 
     fn ready_for_reads(&self, streams: usize) {
