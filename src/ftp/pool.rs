@@ -309,13 +309,12 @@ impl Pool {
             if state.closed {
                 return;
             }
-            let probe_after = self.shared.connector.config().keepalive.noop_after / 2;
             let mut taken = Vec::new();
             let mut i = 0;
             while i < state.idle.len() && taken.len() < n {
                 let entry = &state.idle[i];
                 let bare = !entry.session.has_next_data() && !entry.session.next_data_asked();
-                if bare && !entry.needs_probe && entry.session.idle_for() < probe_after {
+                if bare && !self.must_probe(entry) {
                     taken.push(state.idle.remove(i).session);
                 } else {
                     i += 1;
@@ -333,9 +332,9 @@ impl Pool {
     /// Decides whether an idle session can be handed out, probing it when it
     /// saw an error or sat idle for a while.
     fn ready(&self, idle: IdleSession) -> Option<Session> {
+        let probe = self.must_probe(&idle);
         let mut session = idle.session;
-        let probe_after = self.shared.connector.config().keepalive.noop_after / 2;
-        if idle.needs_probe || session.idle_for() >= probe_after {
+        if probe {
             if let Err(e) = session.noop() {
                 log::debug!("dropping a pooled session that failed its probe: {e}");
                 if session.is_broken() {
@@ -347,6 +346,13 @@ impl Pool {
             }
         }
         Some(session)
+    }
+
+    /// Whether an idle session is probed (NOOP) before it is handed out:
+    /// it saw an error, or sat idle for half the keepalive interval.
+    fn must_probe(&self, idle: &IdleSession) -> bool {
+        let probe_after = self.shared.connector.config().keepalive.noop_after / 2;
+        idle.needs_probe || idle.session.idle_for() >= probe_after
     }
 }
 
