@@ -217,8 +217,9 @@ impl<S: DerefMut<Target = Session>> Upload<S> {
             return Err(Error::io("completing the upload", e, data_idle));
         }
         // As in `Download::finish`, asked for before the final reply, but
-        // only where the server is known to have ended the upload by then:
-        // our side's close may not have reached it yet.
+        // only where the server is known to read no command before it
+        // (vsftpd); elsewhere once the reply is in, as a server that reads
+        // commands during a transfer may not have seen our close yet.
         let ahead = self.session.family().reads_no_commands_during_transfers();
         if ahead {
             self.session.ask_next_data();
